@@ -1,0 +1,329 @@
+//! Group commit: what one transaction of the writer does with many appends.
+//!
+//! The planning step is pure: given the head of the log, the current versions
+//! of the touched streams and the already-stored event ids, it decides for
+//! each append whether it is a retry (answer the original result), a version
+//! conflict (answer the actual version), or new rows, and chains the new rows'
+//! hashes. A rejected append never affects its neighbours in the batch.
+
+use std::collections::HashMap;
+
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::chain::{event_hash, ChainedFields};
+use crate::{category_of, AppendOutcome, ExpectedVersion, Head, StoreError};
+
+/// An event with its JSON already rendered to the text the log will store,
+/// done on the caller's task so the single writer only writes.
+#[derive(Debug)]
+pub(crate) struct PreparedEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub payload: String,
+    pub metadata: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct AppendRequest {
+    pub stream_id: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<PreparedEvent>,
+    pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+/// Where an already-stored event id lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredId {
+    pub stream_id: String,
+    pub stream_version: u64,
+    pub position: u64,
+}
+
+/// One row to insert, borrowing its content from the request.
+#[derive(Debug)]
+pub(crate) struct Row<'a> {
+    pub position: u64,
+    pub stream_id: &'a str,
+    pub category: &'a str,
+    pub stream_version: u64,
+    pub event: &'a PreparedEvent,
+    pub recorded_at_us: i64,
+    pub hash: [u8; 32],
+}
+
+#[derive(Debug)]
+pub(crate) struct Plan<'a> {
+    pub rows: Vec<Row<'a>>,
+    /// One answer per request, in request order.
+    pub outcomes: Vec<Result<AppendOutcome, StoreError>>,
+    /// The head after the rows are written.
+    pub head: Head,
+}
+
+/// Every distinct stream id the batch touches.
+pub(crate) fn touched_streams(requests: &[AppendRequest]) -> Vec<String> {
+    let mut streams: Vec<String> = requests.iter().map(|r| r.stream_id.clone()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    streams
+}
+
+/// Every event id the batch carries.
+pub(crate) fn carried_ids(requests: &[AppendRequest]) -> Vec<Uuid> {
+    requests
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.event_id))
+        .collect()
+}
+
+pub(crate) fn plan<'a>(
+    head: Head,
+    mut versions: HashMap<String, u64>,
+    mut known_ids: HashMap<Uuid, StoredId>,
+    requests: &'a [AppendRequest],
+    recorded_at_us: i64,
+) -> Plan<'a> {
+    let mut rows = Vec::with_capacity(requests.iter().map(|r| r.events.len()).sum());
+    let mut outcomes = Vec::with_capacity(requests.len());
+    let mut head = head;
+
+    for request in requests {
+        if let Some(answer) = earlier_result(request, &known_ids) {
+            outcomes.push(answer);
+            continue;
+        }
+        let actual = versions.get(&request.stream_id).copied().unwrap_or(0);
+        if !request.expected.admits(actual) {
+            outcomes.push(Err(StoreError::WrongExpectedVersion {
+                stream_id: request.stream_id.clone(),
+                expected: request.expected,
+                actual,
+            }));
+            continue;
+        }
+
+        let category = category_of(&request.stream_id);
+        let first_position = head.position + 1;
+        let mut version = actual;
+        for event in &request.events {
+            version += 1;
+            let position = head.position + 1;
+            let hash = event_hash(
+                &head.hash,
+                &ChainedFields {
+                    position,
+                    stream_id: &request.stream_id,
+                    stream_version: version,
+                    event_id: event.event_id,
+                    event_type: &event.event_type,
+                    schema_version: event.schema_version,
+                    payload: &event.payload,
+                    metadata: &event.metadata,
+                    recorded_at_us,
+                },
+            );
+            known_ids.insert(
+                event.event_id,
+                StoredId {
+                    stream_id: request.stream_id.clone(),
+                    stream_version: version,
+                    position,
+                },
+            );
+            rows.push(Row {
+                position,
+                stream_id: &request.stream_id,
+                category,
+                stream_version: version,
+                event,
+                recorded_at_us,
+                hash,
+            });
+            head = Head { position, hash };
+        }
+        versions.insert(request.stream_id.clone(), version);
+        outcomes.push(Ok(AppendOutcome {
+            stream_version: version,
+            first_position,
+            position: head.position,
+            duplicate: false,
+        }));
+    }
+
+    Plan {
+        rows,
+        outcomes,
+        head,
+    }
+}
+
+/// If the request's event ids are already stored, the answer it got then.
+///
+/// All ids stored, in this stream, in the same order: a retry, answered with
+/// the original outcome. Some stored, or stored elsewhere: the caller reused
+/// an id for something else, which must not be silently dropped.
+fn earlier_result(
+    request: &AppendRequest,
+    known: &HashMap<Uuid, StoredId>,
+) -> Option<Result<AppendOutcome, StoreError>> {
+    let first = request.events.first()?;
+    let Some(first_stored) = known.get(&first.event_id) else {
+        return request
+            .events
+            .iter()
+            .find(|e| known.contains_key(&e.event_id))
+            .map(|e| Err(StoreError::EventIdReused { event_id: e.event_id }));
+    };
+
+    let mut last = first_stored;
+    for (offset, event) in request.events.iter().enumerate() {
+        let matches = known.get(&event.event_id).filter(|stored| {
+            stored.stream_id == request.stream_id
+                && stored.stream_version == first_stored.stream_version + offset as u64
+        });
+        match matches {
+            Some(stored) => last = stored,
+            None => {
+                return Some(Err(StoreError::EventIdReused {
+                    event_id: event.event_id,
+                }))
+            }
+        }
+    }
+    Some(Ok(AppendOutcome {
+        stream_version: last.stream_version,
+        first_position: first_stored.position,
+        position: last.position,
+        duplicate: true,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(stream: &str, expected: ExpectedVersion, ids: &[Uuid]) -> AppendRequest {
+        let (reply, _) = oneshot::channel();
+        AppendRequest {
+            stream_id: stream.to_owned(),
+            expected,
+            events: ids
+                .iter()
+                .map(|id| PreparedEvent {
+                    event_id: *id,
+                    event_type: "Happened".into(),
+                    schema_version: 1,
+                    payload: "{}".into(),
+                    metadata: "{}".into(),
+                })
+                .collect(),
+            reply,
+        }
+    }
+
+    #[test]
+    fn a_conflict_in_a_batch_leaves_the_other_appends_standing() {
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let requests = vec![
+            request("zone-1", ExpectedVersion::NoStream, &[a]),
+            request("zone-1", ExpectedVersion::NoStream, &[b]),
+            request("zone-2", ExpectedVersion::Any, &[c]),
+        ];
+        let plan = plan(
+            Head::GENESIS,
+            HashMap::new(),
+            HashMap::new(),
+            &requests,
+            0,
+        );
+        assert_eq!(plan.rows.len(), 2);
+        assert!(plan.outcomes[0].is_ok());
+        assert!(matches!(
+            plan.outcomes[1],
+            Err(StoreError::WrongExpectedVersion { actual: 1, .. })
+        ));
+        let third = plan.outcomes[2].as_ref().expect("third append stands");
+        assert_eq!((third.position, third.stream_version), (2, 1));
+        assert_eq!(plan.head.position, 2);
+    }
+
+    #[test]
+    fn the_same_ids_twice_in_one_batch_are_written_once() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let requests = vec![
+            request("zone-1", ExpectedVersion::Any, &[a, b]),
+            request("zone-1", ExpectedVersion::Any, &[a, b]),
+        ];
+        let plan = plan(Head::GENESIS, HashMap::new(), HashMap::new(), &requests, 0);
+        assert_eq!(plan.rows.len(), 2);
+        let first = plan.outcomes[0].as_ref().expect("first");
+        let second = plan.outcomes[1].as_ref().expect("second");
+        assert!(!first.duplicate && second.duplicate);
+        assert_eq!(
+            (first.position, first.stream_version),
+            (second.position, second.stream_version)
+        );
+    }
+
+    #[test]
+    fn an_id_reused_for_another_stream_is_refused() {
+        let a = Uuid::now_v7();
+        let known = HashMap::from([(
+            a,
+            StoredId {
+                stream_id: "zone-1".into(),
+                stream_version: 1,
+                position: 1,
+            },
+        )]);
+        let requests = vec![request("zone-2", ExpectedVersion::Any, &[a])];
+        let plan = plan(
+            Head {
+                position: 1,
+                hash: [1; 32],
+            },
+            HashMap::new(),
+            known,
+            &requests,
+            0,
+        );
+        assert!(plan.rows.is_empty());
+        assert!(matches!(
+            plan.outcomes[0],
+            Err(StoreError::EventIdReused { event_id }) if event_id == a
+        ));
+    }
+
+    #[test]
+    fn rows_chain_from_the_head() {
+        let requests = vec![request(
+            "zone-1",
+            ExpectedVersion::Any,
+            &[Uuid::now_v7(), Uuid::now_v7()],
+        )];
+        let head = Head {
+            position: 41,
+            hash: [9; 32],
+        };
+        let plan = plan(head, HashMap::new(), HashMap::new(), &requests, 5);
+        assert_eq!(plan.rows[0].position, 42);
+        let expected_first = event_hash(
+            &[9; 32],
+            &ChainedFields {
+                position: 42,
+                stream_id: "zone-1",
+                stream_version: 1,
+                event_id: requests[0].events[0].event_id,
+                event_type: "Happened",
+                schema_version: 1,
+                payload: "{}",
+                metadata: "{}",
+                recorded_at_us: 5,
+            },
+        );
+        assert_eq!(plan.rows[0].hash, expected_first);
+        assert_eq!(plan.head.hash, plan.rows[1].hash);
+    }
+}

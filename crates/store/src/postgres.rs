@@ -1,0 +1,313 @@
+//! PostgreSQL backend. Appends of all processes serialise on one
+//! transaction-scoped advisory lock taken before the head is read: positions
+//! are head + 1, gap-free, and commit in order (no BIGSERIAL, whose values
+//! become visible out of order under concurrent transactions). New positions
+//! are announced with NOTIFY, delivered at commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, PgConnection, Postgres, QueryBuilder, Row};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::batch::{carried_ids, plan, touched_streams, AppendRequest, StoredId};
+use crate::{
+    now_micros, AppendOutcome, Head, LogFilter, RawEvent, StoreError, StoreOptions,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The advisory lock every appender of this log takes ("fangkong" in ASCII).
+const APPEND_LOCK: i64 = 0x6661_6e67_6b6f_6e67;
+const CHANNEL: &str = "fangkong_events";
+
+const SELECT_EVENT: &str = "SELECT position, stream_id, stream_version, event_id, event_type, \
+     schema_version, payload, metadata, recorded_at, hash FROM events";
+
+#[derive(Debug, Clone)]
+pub(crate) struct PgBackend {
+    pool: PgPool,
+}
+
+impl PgBackend {
+    pub(crate) async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect: PgConnectOptions = url.parse::<PgConnectOptions>()?
+            // Durability is not negotiable per deployment: an acknowledged
+            // append must survive a crash of the database server.
+            .options([("synchronous_commit", "on")])
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let pool = PgPoolOptions::new()
+            // The writer holds one connection; the rest serve reads.
+            .max_connections(options.read_connections.max(1) + 1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(connect)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PgBackend { pool })
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn commit_batch(
+        &self,
+        requests: &[AppendRequest],
+    ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Head), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(APPEND_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        // Read after the lock is held: this statement's snapshot then
+        // includes every earlier append.
+        let head = head_on(&mut tx).await?;
+        let (versions, known) =
+            versions_and_ids_on(&mut tx, &touched_streams(requests), &carried_ids(requests))
+                .await?;
+        let plan = plan(head, versions, known, requests, now_micros());
+
+        if !plan.rows.is_empty() {
+            let n = plan.rows.len();
+            let mut positions = Vec::with_capacity(n);
+            let mut streams = Vec::with_capacity(n);
+            let mut stream_versions = Vec::with_capacity(n);
+            let mut categories = Vec::with_capacity(n);
+            let mut ids = Vec::with_capacity(n);
+            let mut types = Vec::with_capacity(n);
+            let mut schemas = Vec::with_capacity(n);
+            let mut payloads = Vec::with_capacity(n);
+            let mut metadata = Vec::with_capacity(n);
+            let mut recorded = Vec::with_capacity(n);
+            let mut hashes = Vec::with_capacity(n);
+            for row in &plan.rows {
+                positions.push(row.position as i64);
+                streams.push(row.stream_id);
+                stream_versions.push(row.stream_version as i64);
+                categories.push(row.category);
+                ids.push(row.event.event_id);
+                types.push(row.event.event_type.as_str());
+                schemas.push(row.event.schema_version as i32);
+                payloads.push(row.event.payload.as_str());
+                metadata.push(row.event.metadata.as_str());
+                recorded.push(
+                    DateTime::<Utc>::from_timestamp_micros(row.recorded_at_us)
+                        .unwrap_or_default(),
+                );
+                hashes.push(&row.hash[..]);
+            }
+            sqlx::query(
+                "WITH inserted AS ( \
+                   INSERT INTO events (position, stream_id, stream_version, category, event_id, \
+                     event_type, schema_version, payload, metadata, recorded_at, hash) \
+                   SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
+                     $5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[], \
+                     $10::timestamptz[], $11::bytea[]) \
+                 ) SELECT pg_notify($12, $13)",
+            )
+            .bind(&positions)
+            .bind(&streams)
+            .bind(&stream_versions)
+            .bind(&categories)
+            .bind(&ids)
+            .bind(&types)
+            .bind(&schemas)
+            .bind(&payloads)
+            .bind(&metadata)
+            .bind(&recorded)
+            .bind(&hashes)
+            .bind(CHANNEL)
+            .bind(plan.head.position.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((plan.outcomes, plan.head))
+    }
+
+    pub(crate) async fn head(&self) -> Result<Head, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(head_on(&mut conn).await?)
+    }
+
+    pub(crate) async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(stream_version) FROM events WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(version.unwrap_or(0) as u64)
+    }
+
+    pub(crate) async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RawEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_EVENT} WHERE stream_id = $1 AND stream_version >= $2 \
+             ORDER BY stream_version LIMIT $3"
+        ))
+        .bind(stream_id)
+        .bind(from_version.min(i64::MAX as u64) as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    pub(crate) async fn read_all(
+        &self,
+        after: u64,
+        limit: usize,
+        filter: &LogFilter,
+    ) -> Result<Vec<RawEvent>, StoreError> {
+        let mut query = QueryBuilder::<Postgres>::new(SELECT_EVENT);
+        query
+            .push(" WHERE position > ")
+            .push_bind(after.min(i64::MAX as u64) as i64);
+        if let Some(category) = &filter.category {
+            query.push(" AND category = ").push_bind(category.as_str());
+        }
+        if !filter.event_types.is_empty() {
+            query
+                .push(" AND event_type = ANY(")
+                .push_bind(&filter.event_types)
+                .push(")");
+        }
+        query
+            .push(" ORDER BY position LIMIT ")
+            .push_bind(limit as i64);
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    pub(crate) async fn read_raw(&self, after: u64, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        self.read_all(after, limit, &LogFilter::default()).await
+    }
+
+    /// Hears of appends by any process through LISTEN/NOTIFY.
+    pub(crate) fn spawn_watcher(&self, head: Arc<watch::Sender<u64>>) -> JoinHandle<()> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match PgListener::connect_with(&pool).await {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::debug!(%error, "cannot listen for appends yet");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if let Err(error) = listener.listen(CHANNEL).await {
+                    tracing::debug!(%error, "LISTEN failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                loop {
+                    match listener.recv().await {
+                        Ok(notification) => {
+                            if let Ok(position) = notification.payload().parse::<u64>() {
+                                head.send_if_modified(|h| {
+                                    let moved = position > *h;
+                                    if moved {
+                                        *h = position;
+                                    }
+                                    moved
+                                });
+                            }
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, "listening for appends failed; reconnecting");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+async fn head_on(conn: &mut PgConnection) -> Result<Head, sqlx::Error> {
+    let row: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(match row {
+        Some((position, hash)) => Head {
+            position: position as u64,
+            hash: hash.as_slice().try_into().map_err(|_| {
+                sqlx::Error::Decode(format!("hash at position {position} is not 32 bytes").into())
+            })?,
+        },
+        None => Head::GENESIS,
+    })
+}
+
+/// Current versions of the touched streams and the stored copies of the
+/// carried ids, in one round trip: the writer holds the lock meanwhile.
+async fn versions_and_ids_on(
+    conn: &mut PgConnection,
+    streams: &[String],
+    ids: &[Uuid],
+) -> Result<(HashMap<String, u64>, HashMap<Uuid, StoredId>), sqlx::Error> {
+    let rows: Vec<(Option<Uuid>, String, i64, i64)> = sqlx::query_as(
+        "SELECT NULL::uuid, stream_id, MAX(stream_version), 0::bigint FROM events \
+           WHERE stream_id = ANY($1) GROUP BY stream_id \
+         UNION ALL \
+         SELECT event_id, stream_id, stream_version, position FROM events \
+           WHERE event_id = ANY($2)",
+    )
+    .bind(streams)
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut versions = HashMap::with_capacity(streams.len());
+    let mut known = HashMap::new();
+    for (id, stream_id, version, position) in rows {
+        match id {
+            None => {
+                versions.insert(stream_id, version as u64);
+            }
+            Some(id) => {
+                known.insert(
+                    id,
+                    StoredId {
+                        stream_id,
+                        stream_version: version as u64,
+                        position: position as u64,
+                    },
+                );
+            }
+        }
+    }
+    Ok((versions, known))
+}
+
+fn decode(row: &PgRow) -> Result<RawEvent, StoreError> {
+    let recorded_at: DateTime<Utc> = row.try_get("recorded_at")?;
+    Ok(RawEvent {
+        position: row.try_get::<i64, _>("position")? as u64,
+        stream_id: row.try_get("stream_id")?,
+        stream_version: row.try_get::<i64, _>("stream_version")? as u64,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get::<i32, _>("schema_version")? as u32,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at_us: recorded_at.timestamp_micros(),
+        hash: row.try_get("hash")?,
+    })
+}

@@ -1,0 +1,286 @@
+//! SQLite backend: one file, WAL, `synchronous=FULL`. One write connection
+//! (SQLite has one writer anyway); `BEGIN IMMEDIATE` takes the write lock
+//! before the head is read, so other processes on the same file serialise too.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::batch::{carried_ids, plan, touched_streams, AppendRequest, StoredId};
+use crate::{
+    now_micros, AppendOutcome, Head, LogFilter, RawEvent, StoreError, StoreOptions,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// SQLite allows 32,766 bound parameters per statement; stay well below.
+const MAX_PARAMS: usize = 30_000;
+const EVENT_COLUMNS: usize = 11;
+
+const SELECT_EVENT: &str = "SELECT position, stream_id, stream_version, event_id, event_type, \
+     schema_version, payload, metadata, recorded_at_us, hash FROM events";
+
+#[derive(Debug, Clone)]
+pub(crate) struct SqliteBackend {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteBackend {
+    pub(crate) async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(parent) = connect.get_filename().parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Database(sqlx::Error::Configuration(
+                        format!("cannot create {}: {e}", parent.display()).into(),
+                    ))
+                })?;
+            }
+        }
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(connect.clone())
+            .await?;
+        MIGRATOR.run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(options.read_connections.max(1))
+            .connect_with(connect)
+            .await?;
+        Ok(SqliteBackend { write, read })
+    }
+
+    pub(crate) async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn commit_batch(
+        &self,
+        requests: &[AppendRequest],
+    ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Head), sqlx::Error> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let head = head_on(&mut tx).await?;
+        let versions = versions_on(&mut tx, &touched_streams(requests)).await?;
+        let known = known_ids_on(&mut tx, &carried_ids(requests)).await?;
+        let plan = plan(head, versions, known, requests, now_micros());
+
+        for rows in plan.rows.chunks(MAX_PARAMS / EVENT_COLUMNS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (position, stream_id, stream_version, category, event_id, \
+                 event_type, schema_version, payload, metadata, recorded_at_us, hash) ",
+            );
+            insert.push_values(rows, |mut values, row| {
+                values
+                    .push_bind(row.position as i64)
+                    .push_bind(row.stream_id)
+                    .push_bind(row.stream_version as i64)
+                    .push_bind(row.category)
+                    .push_bind(row.event.event_id)
+                    .push_bind(row.event.event_type.as_str())
+                    .push_bind(row.event.schema_version as i64)
+                    .push_bind(row.event.payload.as_str())
+                    .push_bind(row.event.metadata.as_str())
+                    .push_bind(row.recorded_at_us)
+                    .push_bind(&row.hash[..]);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok((plan.outcomes, plan.head))
+    }
+
+    pub(crate) async fn head(&self) -> Result<Head, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        Ok(head_on(&mut conn).await?)
+    }
+
+    pub(crate) async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(stream_version) FROM events WHERE stream_id = ?")
+                .bind(stream_id)
+                .fetch_one(&self.read)
+                .await?;
+        Ok(version.unwrap_or(0) as u64)
+    }
+
+    pub(crate) async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RawEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_EVENT} WHERE stream_id = ? AND stream_version >= ? \
+             ORDER BY stream_version LIMIT ?"
+        ))
+        .bind(stream_id)
+        .bind(from_version.min(i64::MAX as u64) as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    pub(crate) async fn read_all(
+        &self,
+        after: u64,
+        limit: usize,
+        filter: &LogFilter,
+    ) -> Result<Vec<RawEvent>, StoreError> {
+        let mut query = QueryBuilder::<Sqlite>::new(SELECT_EVENT);
+        query
+            .push(" WHERE position > ")
+            .push_bind(after.min(i64::MAX as u64) as i64);
+        if let Some(category) = &filter.category {
+            query.push(" AND category = ").push_bind(category.as_str());
+        }
+        if !filter.event_types.is_empty() {
+            query.push(" AND event_type IN (");
+            let mut types = query.separated(", ");
+            for t in &filter.event_types {
+                types.push_bind(t.as_str());
+            }
+            query.push(")");
+        }
+        query
+            .push(" ORDER BY position LIMIT ")
+            .push_bind(limit as i64);
+        let rows = query.build().fetch_all(&self.read).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    pub(crate) async fn read_raw(&self, after: u64, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        self.read_all(after, limit, &LogFilter::default()).await
+    }
+
+    /// Other processes may append to the same file: look for a new head now
+    /// and then, so in-process readers hear of them too.
+    pub(crate) fn spawn_watcher(
+        &self,
+        head: Arc<watch::Sender<u64>>,
+        every: Duration,
+    ) -> JoinHandle<()> {
+        let backend = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                ticker.tick().await;
+                match backend.head().await {
+                    Ok(now) => {
+                        head.send_if_modified(|h| {
+                            let moved = now.position > *h;
+                            if moved {
+                                *h = now.position;
+                            }
+                            moved
+                        });
+                    }
+                    Err(error) => tracing::debug!(%error, "polling the head failed"),
+                }
+            }
+        })
+    }
+}
+
+async fn head_on(conn: &mut SqliteConnection) -> Result<Head, sqlx::Error> {
+    let row: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(match row {
+        Some((position, hash)) => Head {
+            position: position as u64,
+            hash: hash.as_slice().try_into().map_err(|_| {
+                sqlx::Error::Decode(format!("hash at position {position} is not 32 bytes").into())
+            })?,
+        },
+        None => Head::GENESIS,
+    })
+}
+
+async fn versions_on(
+    conn: &mut SqliteConnection,
+    streams: &[String],
+) -> Result<HashMap<String, u64>, sqlx::Error> {
+    let mut versions = HashMap::with_capacity(streams.len());
+    for chunk in streams.chunks(MAX_PARAMS) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT stream_id, MAX(stream_version) FROM events WHERE stream_id IN (",
+        );
+        let mut ids = query.separated(", ");
+        for s in chunk {
+            ids.push_bind(s.as_str());
+        }
+        query.push(") GROUP BY stream_id");
+        let rows: Vec<(String, i64)> = query.build_query_as().fetch_all(&mut *conn).await?;
+        versions.extend(rows.into_iter().map(|(s, v)| (s, v as u64)));
+    }
+    Ok(versions)
+}
+
+async fn known_ids_on(
+    conn: &mut SqliteConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, StoredId>, sqlx::Error> {
+    let mut known = HashMap::new();
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT event_id, stream_id, stream_version, position FROM events WHERE event_id IN (",
+        );
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        let rows: Vec<(Uuid, String, i64, i64)> =
+            query.build_query_as().fetch_all(&mut *conn).await?;
+        known.extend(rows.into_iter().map(|(id, stream_id, version, position)| {
+            (
+                id,
+                StoredId {
+                    stream_id,
+                    stream_version: version as u64,
+                    position: position as u64,
+                },
+            )
+        }));
+    }
+    Ok(known)
+}
+
+fn decode(row: &SqliteRow) -> Result<RawEvent, StoreError> {
+    Ok(RawEvent {
+        position: row.try_get::<i64, _>("position")? as u64,
+        stream_id: row.try_get("stream_id")?,
+        stream_version: row.try_get::<i64, _>("stream_version")? as u64,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get::<i64, _>("schema_version")? as u32,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at_us: row.try_get("recorded_at_us")?,
+        hash: row.try_get("hash")?,
+    })
+}
