@@ -20,6 +20,9 @@ mod postgres;
 mod sqlite;
 mod types;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,0 +1,162 @@
+//! Throwaway databases for tests: a SQLite file in a temporary directory, or
+//! a fresh PostgreSQL database on the server named by
+//! `FANGKONG_TEST_POSTGRES`, dropped when the guard goes.
+
+use sqlx::{Connection, Executor};
+use uuid::Uuid;
+
+use crate::{EventStore, StoreError};
+
+/// The variable naming the PostgreSQL server tests may use.
+pub const POSTGRES_ENV: &str = "FANGKONG_TEST_POSTGRES";
+
+/// One test's own database.
+#[derive(Debug)]
+pub struct TestDb {
+    url: String,
+    guard: Guard,
+}
+
+#[derive(Debug)]
+enum Guard {
+    // Held for its Drop: the directory and the file go with the test.
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDb {
+    /// A new SQLite file in its own temporary directory.
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("a temporary directory for the test database");
+        let url = format!("sqlite://{}", dir.path().join("fangkong.db").display());
+        TestDb {
+            url,
+            guard: Guard::Sqlite(dir),
+        }
+    }
+
+    /// A new PostgreSQL database, or `None` when no server is configured.
+    ///
+    /// # Panics
+    /// When `CI` is set and `FANGKONG_TEST_POSTGRES` is not: CI must not pass
+    /// by skipping the PostgreSQL half of the suite.
+    pub async fn postgres() -> Option<TestDb> {
+        let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{POSTGRES_ENV} is not set under CI: the PostgreSQL tests must run"
+            );
+            eprintln!("{POSTGRES_ENV} not set: skipping a PostgreSQL test");
+            return None;
+        };
+        let name = format!("fangkong_test_{}", Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to FANGKONG_TEST_POSTGRES");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create a test database");
+        let _ = admin.close().await;
+        Some(TestDb {
+            url: with_database(&admin_url, &name),
+            guard: Guard::Postgres { admin_url, name },
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self.guard {
+            Guard::Sqlite(_) => "sqlite",
+            Guard::Postgres { .. } => "postgres",
+        }
+    }
+
+    pub async fn open(&self) -> Result<EventStore, StoreError> {
+        EventStore::open(&self.url).await
+    }
+
+    /// Runs raw SQL on the database behind the store's back, as an intruder
+    /// (or an operator) with direct access would.
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64, sqlx::Error> {
+        match self.guard {
+            Guard::Sqlite(_) => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
+                let done = conn.execute(sql).await?;
+                conn.close().await?;
+                Ok(done.rows_affected())
+            }
+            Guard::Postgres { .. } => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+                let done = conn.execute(sql).await?;
+                conn.close().await?;
+                Ok(done.rows_affected())
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Guard::Postgres { admin_url, name } = &self.guard else {
+            return;
+        };
+        let (admin_url, name) = (admin_url.clone(), name.clone());
+        // Drop may run inside a runtime: do the async work on a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                admin
+                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await?;
+                admin.close().await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop a test database; it is left behind");
+        }
+    }
+}
+
+/// `admin_url` with its database name replaced by `name`.
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin_url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_name_is_replaced_and_the_options_kept() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+}

@@ -1,0 +1,537 @@
+//! The event store contract, run against SQLite always and PostgreSQL when
+//! `FANGKONG_TEST_POSTGRES` names a server (under `CI` it must).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use fangkong_store::testing::TestDb;
+use fangkong_store::{
+    ChainBreak, EventStore, ExpectedVersion, LogFilter, NewEvent, StoreError,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+/// A payload of about 400 bytes, like a real command's event.
+fn payload(n: usize) -> serde_json::Value {
+    json!({
+        "returnee_id": Uuid::now_v7(),
+        "n": n,
+        "temperature": 36.6,
+        "measured_by": "village doctor",
+        "notes": "x".repeat(300),
+    })
+}
+
+fn event(n: usize) -> NewEvent {
+    NewEvent::new("HealthCheckRecorded", payload(n))
+}
+
+async fn open(db: &TestDb) -> EventStore {
+    db.open().await.expect("the store opens")
+}
+
+async fn two_writers_expecting_the_same_version_exactly_one_wins(db: &TestDb) {
+    let store = open(db).await;
+    for round in 0..20u64 {
+        let expected = if round == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(round)
+        };
+        let (a, b) = tokio::join!(
+            store.append("returnee-race", expected, vec![event(1)]),
+            store.append("returnee-race", expected, vec![event(2)]),
+        );
+        let (won, lost) = match (a, b) {
+            (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+            other => panic!("round {round}: exactly one writer must win, got {other:?}"),
+        };
+        assert_eq!(won.stream_version, round + 1);
+        match lost {
+            StoreError::WrongExpectedVersion {
+                actual, expected: e, ..
+            } => {
+                assert_eq!(actual, round + 1, "the loser learns the actual version");
+                assert_eq!(e, expected);
+            }
+            other => panic!("the loser must get a version conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(store.stream_version("returnee-race").await.expect("version"), 20);
+    store.close().await;
+}
+
+async fn a_version_conflict_names_the_actual_version(db: &TestDb) {
+    let store = open(db).await;
+    store
+        .append("zone-a", ExpectedVersion::NoStream, vec![event(1), event(2)])
+        .await
+        .expect("first append");
+    let err = store
+        .append("zone-a", ExpectedVersion::Exact(1), vec![event(3)])
+        .await
+        .expect_err("stale expectation");
+    assert!(matches!(err, StoreError::WrongExpectedVersion { actual: 2, .. }), "{err:?}");
+    let err = store
+        .append("zone-a", ExpectedVersion::NoStream, vec![event(3)])
+        .await
+        .expect_err("the stream exists");
+    assert!(matches!(err, StoreError::WrongExpectedVersion { actual: 2, .. }), "{err:?}");
+    let err = store
+        .append("zone-b", ExpectedVersion::Exact(3), vec![event(3)])
+        .await
+        .expect_err("the stream does not exist");
+    assert!(matches!(err, StoreError::WrongExpectedVersion { actual: 0, .. }), "{err:?}");
+    assert_eq!(store.head().await.expect("head").position, 2, "conflicts write nothing");
+    store.close().await;
+}
+
+async fn a_retried_append_returns_the_first_result_and_appends_nothing(db: &TestDb) {
+    let store = open(db).await;
+    store
+        .append("zone-x", ExpectedVersion::Any, vec![event(0)])
+        .await
+        .expect("an earlier event");
+    let events = vec![event(1), event(2)];
+    let first = store
+        .append("returnee-1", ExpectedVersion::NoStream, events.clone())
+        .await
+        .expect("first append");
+    assert!(!first.duplicate);
+    store
+        .append("zone-x", ExpectedVersion::Any, vec![event(3)])
+        .await
+        .expect("a later event");
+
+    // The retry carries the same expectation, now stale: still the original answer.
+    let retry = store
+        .append("returnee-1", ExpectedVersion::NoStream, events)
+        .await
+        .expect("a retry is not an error");
+    assert!(retry.duplicate);
+    assert_eq!(
+        (retry.first_position, retry.position, retry.stream_version),
+        (first.first_position, first.position, first.stream_version)
+    );
+    assert_eq!(store.head().await.expect("head").position, 4);
+    assert_eq!(store.stream_version("returnee-1").await.expect("version"), 2);
+    store.close().await;
+}
+
+async fn concurrent_retries_of_one_append_write_it_once(db: &TestDb) {
+    let store = open(db).await;
+    let events = vec![event(1), event(2), event(3)];
+    let tries = (0..8).map(|_| store.append("venue-1", ExpectedVersion::Any, events.clone()));
+    let results = futures::future::join_all(tries).await;
+    let outcomes: Vec<_> = results.into_iter().map(|r| r.expect("every try answers")).collect();
+    assert_eq!(outcomes.iter().filter(|o| !o.duplicate).count(), 1);
+    assert!(outcomes.iter().all(|o| o.position == outcomes[0].position));
+    assert_eq!(store.head().await.expect("head").position, 3);
+    store.close().await;
+}
+
+async fn an_event_id_reused_for_other_events_is_refused(db: &TestDb) {
+    let store = open(db).await;
+    let stored = event(1);
+    store
+        .append("returnee-1", ExpectedVersion::Any, vec![stored.clone()])
+        .await
+        .expect("first append");
+    let err = store
+        .append("returnee-2", ExpectedVersion::Any, vec![stored.clone()])
+        .await
+        .expect_err("same id, another stream");
+    assert!(matches!(err, StoreError::EventIdReused { event_id } if event_id == stored.event_id));
+    let err = store
+        .append("returnee-1", ExpectedVersion::Any, vec![event(2), stored.clone()])
+        .await
+        .expect_err("a new event next to a stored one");
+    assert!(matches!(err, StoreError::EventIdReused { .. }), "{err:?}");
+    assert_eq!(store.head().await.expect("head").position, 1);
+    store.close().await;
+}
+
+async fn invalid_appends_are_refused_before_touching_the_log(db: &TestDb) {
+    let store = open(db).await;
+    let dup = event(1);
+    for (stream, events) in [
+        ("", vec![event(1)]),
+        ("zone-1", vec![]),
+        ("zone-\u{0}", vec![event(1)]),
+        ("zone-1", vec![dup.clone(), dup.clone()]),
+        ("zone-1", vec![NewEvent::new("", json!({}))]),
+    ] {
+        let err = store
+            .append(stream, ExpectedVersion::Any, events)
+            .await
+            .expect_err("invalid");
+        assert!(matches!(err, StoreError::InvalidAppend(_)), "{err:?}");
+    }
+    let long = "z".repeat(fangkong_store::MAX_STREAM_ID_LEN + 1);
+    assert!(store.append(&long, ExpectedVersion::Any, vec![event(1)]).await.is_err());
+    assert_eq!(store.head().await.expect("head").position, 0);
+    store.close().await;
+}
+
+async fn a_multi_event_append_lands_whole_and_contiguous(db: &TestDb) {
+    let store = open(db).await;
+    let events: Vec<_> = (0..5).map(event).collect();
+    let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
+    let outcome = store
+        .append("banquet-1", ExpectedVersion::NoStream, events)
+        .await
+        .expect("append");
+    assert_eq!((outcome.first_position, outcome.position), (1, 5));
+    assert_eq!(outcome.stream_version, 5);
+    let read = store.read_stream("banquet-1", 1, 100).await.expect("read");
+    assert_eq!(read.iter().map(|e| e.event_id).collect::<Vec<_>>(), ids);
+    assert_eq!(
+        read.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(read[0].category(), "banquet");
+
+    // A refused multi-event append leaves no trace of any of its events.
+    let refused: Vec<_> = (0..3).map(event).collect();
+    let refused_ids: HashSet<_> = refused.iter().map(|e| e.event_id).collect();
+    assert!(store
+        .append("banquet-1", ExpectedVersion::Exact(2), refused)
+        .await
+        .is_err());
+    let all = store.read_all(0, 100, &LogFilter::default()).await.expect("read all");
+    assert_eq!(all.len(), 5);
+    assert!(all.iter().all(|e| !refused_ids.contains(&e.event_id)));
+    store.close().await;
+}
+
+async fn the_log_reads_in_pages_and_filters_by_category_and_type(db: &TestDb) {
+    let store = open(db).await;
+    for i in 0..30 {
+        let (stream, kind) = match i % 3 {
+            0 => (format!("returnee-{i}"), "ReturneeRegistered"),
+            1 => (format!("venue-{i}"), "VenueClosed"),
+            _ => (format!("returnee-{}", i - 2), "ReturneeScreened"),
+        };
+        store
+            .append(&stream, ExpectedVersion::Any, vec![NewEvent::new(kind, json!({"i": i}))])
+            .await
+            .expect("append");
+    }
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, 7, &LogFilter::default()).await.expect("page");
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 7);
+        after = page.last().map(|e| e.position).unwrap_or(after);
+        seen.extend(page.into_iter().map(|e| e.position));
+    }
+    assert_eq!(seen, (1..=30).collect::<Vec<_>>());
+
+    let returnees = LogFilter {
+        category: Some("returnee".into()),
+        event_types: vec![],
+    };
+    let read = store.read_all(0, 100, &returnees).await.expect("filtered");
+    assert_eq!(read.len(), 20);
+    assert!(read.iter().all(|e| e.stream_id.starts_with("returnee-")));
+
+    let screened = LogFilter {
+        category: Some("returnee".into()),
+        event_types: vec!["ReturneeScreened".into()],
+    };
+    let read = store.read_all(5, 100, &screened).await.expect("filtered");
+    assert_eq!(read.len(), 9, "ten screenings, the first at position 3");
+    assert!(read.iter().all(|e| e.event_type == "ReturneeScreened" && e.position > 5));
+
+    let two_types = LogFilter {
+        category: None,
+        event_types: vec!["VenueClosed".into(), "ReturneeRegistered".into()],
+    };
+    assert_eq!(store.read_all(0, 100, &two_types).await.expect("types").len(), 20);
+
+    let stream = store.read_stream("returnee-0", 2, 10).await.expect("stream");
+    assert_eq!(stream.len(), 1);
+    assert_eq!(stream[0].event_type, "ReturneeScreened");
+    assert!(store.read_stream("returnee-none", 1, 10).await.expect("empty").is_empty());
+    store.close().await;
+}
+
+async fn stored_events_read_back_exactly(db: &TestDb) {
+    let store = open(db).await;
+    let sent = NewEvent::new(
+        "ReturneeRegistered",
+        json!({"personal": {"name": "张三", "phone": "13800138000"}, "origin": {"region": "湖北省武汉市", "risk": "high"}, "t": 36.55, "big": 9007199254740993u64}),
+    )
+    .with_metadata(json!({"actor": "token-1", "occurred_at": "2020-02-01T08:00:00+08:00"}))
+    .with_schema_version(3);
+    let outcome = store
+        .append("returnee-9", ExpectedVersion::NoStream, vec![sent.clone()])
+        .await
+        .expect("append");
+    let read = store.read_all(0, 10, &LogFilter::default()).await.expect("read");
+    let got = &read[0];
+    assert_eq!(got.event_id, sent.event_id);
+    assert_eq!(got.payload, sent.payload);
+    assert_eq!(got.metadata, sent.metadata);
+    assert_eq!(got.schema_version, 3);
+    assert_eq!(got.position, outcome.position);
+    let head = store.head().await.expect("head");
+    assert_eq!((head.position, head.hash), (1, got.hash));
+    assert_eq!(store.hash_at(1).await.expect("hash"), Some(got.hash));
+    assert_eq!(store.hash_at(2).await.expect("hash"), None);
+    store.close().await;
+}
+
+async fn sixteen_writers_with_a_tailer_see_every_event_once_in_order(db: &TestDb) {
+    const WRITERS: usize = 16;
+    const APPENDS: usize = 500;
+    const TOTAL: u64 = (WRITERS * APPENDS) as u64;
+    let store = open(db).await;
+
+    let tailer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut heads = store.subscribe();
+            let mut seen = Vec::with_capacity(TOTAL as usize);
+            let mut after = 0;
+            while after < TOTAL {
+                let page = store
+                    .read_all(after, 1000, &LogFilter::default())
+                    .await
+                    .expect("the tailer reads");
+                if page.is_empty() {
+                    tokio::time::timeout(Duration::from_secs(30), heads.changed())
+                        .await
+                        .expect("new positions are announced")
+                        .expect("the store is open");
+                    continue;
+                }
+                for event in page {
+                    assert_eq!(event.position, after + 1, "the tailer never skips a position");
+                    after = event.position;
+                    seen.push(event.event_id);
+                }
+            }
+            seen
+        })
+    };
+
+    let writers = (0..WRITERS).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let stream = format!("returnee-{w}");
+            let mut ids = Vec::with_capacity(APPENDS);
+            for i in 0..APPENDS {
+                let e = event(i);
+                ids.push(e.event_id);
+                let outcome = store
+                    .append(&stream, ExpectedVersion::Exact(i as u64), vec![e])
+                    .await
+                    .expect("each writer owns its stream");
+                assert_eq!(outcome.stream_version, i as u64 + 1);
+            }
+            ids
+        })
+    });
+    let mut acknowledged = HashSet::new();
+    for writer in futures::future::join_all(writers).await {
+        acknowledged.extend(writer.expect("writer task"));
+    }
+    let seen = tokio::time::timeout(Duration::from_secs(120), tailer)
+        .await
+        .expect("the tailer catches up")
+        .expect("tailer task");
+    assert_eq!(seen.len() as u64, TOTAL);
+    let distinct: HashSet<_> = seen.iter().copied().collect();
+    assert_eq!(distinct.len(), seen.len(), "every event exactly once");
+    assert_eq!(distinct, acknowledged);
+
+    let report = store.verify(1, None).await.expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.checked, TOTAL);
+    assert_eq!(report.verified_head, store.head().await.expect("head"));
+    store.close().await;
+}
+
+async fn tampering_with_a_payload_is_detected_at_its_position(db: &TestDb) {
+    let store = open(db).await;
+    for i in 0..10 {
+        store
+            .append("venue-1", ExpectedVersion::Any, vec![event(i)])
+            .await
+            .expect("append");
+    }
+    assert!(store.verify(1, None).await.expect("verify").is_intact());
+    let changed = db
+        .execute_raw(r#"UPDATE events SET payload = '{"n":0}' WHERE position = 7"#)
+        .await
+        .expect("plain SQL");
+    assert_eq!(changed, 1);
+    let report = store.verify(1, None).await.expect("verify");
+    assert_eq!(report.first_break, Some(ChainBreak::HashMismatch { position: 7 }));
+    assert_eq!(report.checked, 6);
+    assert_eq!(report.verified_head.position, 6);
+    // A range that ends before the damage verifies.
+    assert!(store.verify(2, Some(6)).await.expect("verify").is_intact());
+    store.close().await;
+}
+
+async fn a_deleted_event_is_detected_as_a_missing_position(db: &TestDb) {
+    let store = open(db).await;
+    for i in 0..5 {
+        store
+            .append("venue-1", ExpectedVersion::Any, vec![event(i)])
+            .await
+            .expect("append");
+    }
+    db.execute_raw("DELETE FROM events WHERE position = 3")
+        .await
+        .expect("plain SQL");
+    let report = store.verify(1, None).await.expect("verify");
+    assert_eq!(
+        report.first_break,
+        Some(ChainBreak::MissingPosition { expected: 3, found: 4 })
+    );
+    store.close().await;
+}
+
+async fn rewriting_a_hash_to_hide_a_change_breaks_the_next_link(db: &TestDb) {
+    let store = open(db).await;
+    for i in 0..5 {
+        store
+            .append("venue-1", ExpectedVersion::Any, vec![event(i)])
+            .await
+            .expect("append");
+    }
+    let kept = store.head().await.expect("head");
+    db.execute_raw("UPDATE events SET hash = (SELECT hash FROM events WHERE position = 2) WHERE position = 3")
+        .await
+        .expect("plain SQL");
+    let report = store.verify(1, None).await.expect("verify");
+    assert_eq!(report.first_break.map(|b| b.position()), Some(3));
+    assert_eq!(store.hash_at(5).await.expect("hash"), Some(kept.hash));
+    store.close().await;
+}
+
+async fn reopening_after_close_loses_nothing_acknowledged(db: &TestDb) {
+    let store = open(db).await;
+    let appends = (0..200).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .append(&format!("zone-{}", i % 7), ExpectedVersion::Any, vec![event(i)])
+                .await
+                .expect("append")
+        }
+    });
+    let acknowledged = futures::future::join_all(appends).await;
+    let head = store.head().await.expect("head");
+    store.close().await;
+    assert!(matches!(
+        store.append("zone-1", ExpectedVersion::Any, vec![event(0)]).await,
+        Err(StoreError::Closed)
+    ));
+
+    let reopened = open(db).await;
+    assert_eq!(reopened.head().await.expect("head"), head);
+    let all = reopened.read_all(0, 1000, &LogFilter::default()).await.expect("read");
+    assert_eq!(all.len(), 200);
+    for outcome in acknowledged {
+        assert_eq!(all[outcome.position as usize - 1].position, outcome.position);
+    }
+    let next = reopened
+        .append("zone-1", ExpectedVersion::Any, vec![event(0)])
+        .await
+        .expect("append after reopening");
+    assert_eq!(next.position, 201);
+    assert!(reopened.verify(1, None).await.expect("verify").is_intact());
+    reopened.close().await;
+}
+
+async fn two_instances_on_one_database_share_one_chain(db: &TestDb) {
+    let first = open(db).await;
+    let second = open(db).await;
+    let mut heard = first.subscribe();
+
+    let left = (0..100).map(|i| {
+        let s = first.clone();
+        async move { s.append("zone-1", ExpectedVersion::Any, vec![event(i)]).await }
+    });
+    let right = (0..100).map(|i| {
+        let s = second.clone();
+        async move { s.append("zone-2", ExpectedVersion::Any, vec![event(i)]).await }
+    });
+    let (l, r) = tokio::join!(
+        futures::future::join_all(left),
+        futures::future::join_all(right)
+    );
+    assert!(l.into_iter().chain(r).all(|r| r.is_ok()));
+
+    // The first instance hears of the second's appends without writing itself.
+    tokio::time::timeout(Duration::from_secs(10), heard.wait_for(|p| *p >= 200))
+        .await
+        .expect("appends by another instance are announced")
+        .expect("open");
+    let report = second.verify(1, None).await.expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.checked, 200);
+    first.close().await;
+    second.close().await;
+}
+
+async fn an_unreachable_database_is_an_unavailable_error(db: &TestDb) {
+    let store = open(db).await;
+    store.close().await;
+    let err = store
+        .append("zone-1", ExpectedVersion::Any, vec![event(0)])
+        .await
+        .expect_err("closed");
+    assert!(err.is_unavailable());
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = fangkong_store::testing::TestDb::sqlite();
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(db) = fangkong_store::testing::TestDb::postgres().await else {
+                        return;
+                    };
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    two_writers_expecting_the_same_version_exactly_one_wins,
+    a_version_conflict_names_the_actual_version,
+    a_retried_append_returns_the_first_result_and_appends_nothing,
+    concurrent_retries_of_one_append_write_it_once,
+    an_event_id_reused_for_other_events_is_refused,
+    invalid_appends_are_refused_before_touching_the_log,
+    a_multi_event_append_lands_whole_and_contiguous,
+    the_log_reads_in_pages_and_filters_by_category_and_type,
+    stored_events_read_back_exactly,
+    sixteen_writers_with_a_tailer_see_every_event_once_in_order,
+    tampering_with_a_payload_is_detected_at_its_position,
+    a_deleted_event_is_detected_as_a_missing_position,
+    rewriting_a_hash_to_hide_a_change_breaks_the_next_link,
+    reopening_after_close_loses_nothing_acknowledged,
+    two_instances_on_one_database_share_one_chain,
+    an_unreachable_database_is_an_unavailable_error,
+);
