@@ -62,14 +62,6 @@ pub(crate) struct Plan<'a> {
     pub head: Head,
 }
 
-/// Every distinct stream id the batch touches.
-pub(crate) fn touched_streams(requests: &[AppendRequest]) -> Vec<String> {
-    let mut streams: Vec<String> = requests.iter().map(|r| r.stream_id.clone()).collect();
-    streams.sort_unstable();
-    streams.dedup();
-    streams
-}
-
 /// Every event id the batch carries.
 pub(crate) fn carried_ids(requests: &[AppendRequest]) -> Vec<Uuid> {
     requests
@@ -80,21 +72,28 @@ pub(crate) fn carried_ids(requests: &[AppendRequest]) -> Vec<Uuid> {
 
 pub(crate) fn plan<'a>(
     head: Head,
-    mut versions: HashMap<String, u64>,
-    mut known_ids: HashMap<Uuid, StoredId>,
+    versions: &HashMap<String, u64>,
+    known_ids: &HashMap<Uuid, StoredId>,
     requests: &'a [AppendRequest],
     recorded_at_us: i64,
 ) -> Plan<'a> {
     let mut rows = Vec::with_capacity(requests.iter().map(|r| r.events.len()).sum());
     let mut outcomes = Vec::with_capacity(requests.len());
     let mut head = head;
+    // What this batch itself has written so far, over the stored state.
+    let mut batch_versions: HashMap<&str, u64> = HashMap::new();
+    let mut batch_ids: HashMap<Uuid, StoredId> = HashMap::new();
 
     for request in requests {
-        if let Some(answer) = earlier_result(request, &known_ids) {
+        if let Some(answer) = earlier_result(request, known_ids, &batch_ids) {
             outcomes.push(answer);
             continue;
         }
-        let actual = versions.get(&request.stream_id).copied().unwrap_or(0);
+        let actual = batch_versions
+            .get(request.stream_id.as_str())
+            .or_else(|| versions.get(&request.stream_id))
+            .copied()
+            .unwrap_or(0);
         if !request.expected.admits(actual) {
             outcomes.push(Err(StoreError::WrongExpectedVersion {
                 stream_id: request.stream_id.clone(),
@@ -124,7 +123,7 @@ pub(crate) fn plan<'a>(
                     recorded_at_us,
                 },
             );
-            known_ids.insert(
+            batch_ids.insert(
                 event.event_id,
                 StoredId {
                     stream_id: request.stream_id.clone(),
@@ -143,7 +142,7 @@ pub(crate) fn plan<'a>(
             });
             head = Head { position, hash };
         }
-        versions.insert(request.stream_id.clone(), version);
+        batch_versions.insert(&request.stream_id, version);
         outcomes.push(Ok(AppendOutcome {
             stream_version: version,
             first_position,
@@ -159,6 +158,80 @@ pub(crate) fn plan<'a>(
     }
 }
 
+/// Event ids of the appends a plan refused for their version that have not
+/// been looked up yet: such an append may be a retry of one already stored,
+/// which must get its original answer rather than a conflict.
+pub(crate) fn ids_to_confirm(
+    plan: &Plan<'_>,
+    requests: &[AppendRequest],
+    looked_up: &std::collections::HashSet<Uuid>,
+) -> Vec<Uuid> {
+    requests
+        .iter()
+        .zip(&plan.outcomes)
+        .filter(|(_, outcome)| matches!(outcome, Err(StoreError::WrongExpectedVersion { .. })))
+        .flat_map(|(request, _)| request.events.iter().map(|e| e.event_id))
+        .filter(|id| !looked_up.contains(id))
+        .collect()
+}
+
+/// What the single writer remembers between its transactions: the head it
+/// last wrote and the versions of streams it has seen. Only trusted while the
+/// stored head is still the remembered one (no other process appended).
+#[derive(Debug, Default)]
+pub(crate) struct WriterCache {
+    head: Option<Head>,
+    versions: HashMap<String, u64>,
+}
+
+/// Beyond this many remembered streams the cache starts over.
+const MAX_CACHED_STREAMS: usize = 250_000;
+
+impl WriterCache {
+    /// Called with the head read under the write lock.
+    pub(crate) fn sync(&mut self, stored_head: Head) {
+        if self.head != Some(stored_head) || self.versions.len() > MAX_CACHED_STREAMS {
+            self.versions.clear();
+        }
+        self.head = Some(stored_head);
+    }
+
+    /// Streams of the batch whose version must be read from the log.
+    pub(crate) fn unknown_streams(&self, requests: &[AppendRequest]) -> Vec<String> {
+        let mut streams: Vec<String> = requests
+            .iter()
+            .filter(|r| !self.versions.contains_key(&r.stream_id))
+            .map(|r| r.stream_id.clone())
+            .collect();
+        streams.sort_unstable();
+        streams.dedup();
+        streams
+    }
+
+    pub(crate) fn learn(&mut self, versions: impl IntoIterator<Item = (String, u64)>) {
+        self.versions.extend(versions);
+    }
+
+    pub(crate) fn versions(&self) -> &HashMap<String, u64> {
+        &self.versions
+    }
+
+    /// After a commit: the plan's rows are now stored.
+    pub(crate) fn committed(&mut self, plan: &Plan<'_>) {
+        for row in &plan.rows {
+            self.versions
+                .insert(row.stream_id.to_owned(), row.stream_version);
+        }
+        self.head = Some(plan.head);
+    }
+
+    /// After a failed transaction nothing it planned can be trusted.
+    pub(crate) fn forget(&mut self) {
+        self.head = None;
+        self.versions.clear();
+    }
+}
+
 /// If the request's event ids are already stored, the answer it got then.
 ///
 /// All ids stored, in this stream, in the same order: a retry, answered with
@@ -166,20 +239,26 @@ pub(crate) fn plan<'a>(
 /// an id for something else, which must not be silently dropped.
 fn earlier_result(
     request: &AppendRequest,
-    known: &HashMap<Uuid, StoredId>,
+    stored: &HashMap<Uuid, StoredId>,
+    batch: &HashMap<Uuid, StoredId>,
 ) -> Option<Result<AppendOutcome, StoreError>> {
+    let lookup = |id: &Uuid| stored.get(id).or_else(|| batch.get(id));
     let first = request.events.first()?;
-    let Some(first_stored) = known.get(&first.event_id) else {
+    let Some(first_stored) = lookup(&first.event_id) else {
         return request
             .events
             .iter()
-            .find(|e| known.contains_key(&e.event_id))
-            .map(|e| Err(StoreError::EventIdReused { event_id: e.event_id }));
+            .find(|e| lookup(&e.event_id).is_some())
+            .map(|e| {
+                Err(StoreError::EventIdReused {
+                    event_id: e.event_id,
+                })
+            });
     };
 
     let mut last = first_stored;
     for (offset, event) in request.events.iter().enumerate() {
-        let matches = known.get(&event.event_id).filter(|stored| {
+        let matches = lookup(&event.event_id).filter(|stored| {
             stored.stream_id == request.stream_id
                 && stored.stream_version == first_stored.stream_version + offset as u64
         });
@@ -233,8 +312,8 @@ mod tests {
         ];
         let plan = plan(
             Head::GENESIS,
-            HashMap::new(),
-            HashMap::new(),
+            &HashMap::new(),
+            &HashMap::new(),
             &requests,
             0,
         );
@@ -256,7 +335,13 @@ mod tests {
             request("zone-1", ExpectedVersion::Any, &[a, b]),
             request("zone-1", ExpectedVersion::Any, &[a, b]),
         ];
-        let plan = plan(Head::GENESIS, HashMap::new(), HashMap::new(), &requests, 0);
+        let plan = plan(
+            Head::GENESIS,
+            &HashMap::new(),
+            &HashMap::new(),
+            &requests,
+            0,
+        );
         assert_eq!(plan.rows.len(), 2);
         let first = plan.outcomes[0].as_ref().expect("first");
         let second = plan.outcomes[1].as_ref().expect("second");
@@ -284,8 +369,8 @@ mod tests {
                 position: 1,
                 hash: [1; 32],
             },
-            HashMap::new(),
-            known,
+            &HashMap::new(),
+            &known,
             &requests,
             0,
         );
@@ -307,7 +392,7 @@ mod tests {
             position: 41,
             hash: [9; 32],
         };
-        let plan = plan(head, HashMap::new(), HashMap::new(), &requests, 5);
+        let plan = plan(head, &HashMap::new(), &HashMap::new(), &requests, 5);
         assert_eq!(plan.rows[0].position, 42);
         let expected_first = event_hash(
             &[9; 32],

@@ -42,6 +42,9 @@ impl StoreError {
     /// True when the failure is about reaching or using the database rather
     /// than about the request: the caller may retry later (HTTP 503).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Database(_) | StoreError::Unavailable(_) | StoreError::Closed)
+        matches!(
+            self,
+            StoreError::Database(_) | StoreError::Unavailable(_) | StoreError::Closed
+        )
     }
 }

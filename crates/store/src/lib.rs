@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use batch::{AppendRequest, PreparedEvent};
+use batch::{AppendRequest, PreparedEvent, WriterCache};
 use chain::{event_hash, ChainedFields};
 
 pub use error::StoreError;
@@ -46,6 +46,10 @@ pub const MAX_STREAM_ID_LEN: usize = 200;
 pub const MAX_READ_LIMIT: usize = 10_000;
 
 const VERIFY_PAGE: usize = 2_000;
+
+/// Longest the writer waits for a batch to fill up to the size of the last
+/// one. Short beside a commit, so a lone appender loses nothing by it.
+const LINGER: Duration = Duration::from_micros(400);
 
 /// The category of a stream id: the part before the first `-`
 /// (`returnee` for `returnee-0190...`).
@@ -352,7 +356,8 @@ impl EventStore {
         };
         let mut expected = from;
         'pages: loop {
-            let page = dispatch!(&self.inner.backend, b => b.read_raw(expected - 1, VERIFY_PAGE).await)?;
+            let page =
+                dispatch!(&self.inner.backend, b => b.read_raw(expected - 1, VERIFY_PAGE).await)?;
             if page.is_empty() {
                 break;
             }
@@ -482,6 +487,11 @@ async fn run_writer(
     head: Arc<watch::Sender<u64>>,
     max_batch_events: usize,
 ) {
+    let mut cache = WriterCache::default();
+    // How many appends the last batch carried: the concurrency the writer
+    // currently sees. Used to wait briefly for the callers it just answered,
+    // whose next appends are on their way (PostgreSQL's commit_delay idea).
+    let mut last_batch = 0usize;
     loop {
         let first = tokio::select! {
             biased;
@@ -497,21 +507,42 @@ async fn run_writer(
         };
         let mut events = first.events.len();
         let mut batch = vec![first];
-        while events < max_batch_events {
-            match requests.try_recv() {
-                Ok(request) => {
-                    events += request.events.len();
-                    batch.push(request);
+        let lingering_since = std::time::Instant::now();
+        loop {
+            while events < max_batch_events {
+                match requests.try_recv() {
+                    Ok(request) => {
+                        events += request.events.len();
+                        batch.push(request);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
+            let expected = last_batch.saturating_sub(last_batch / 8);
+            if batch.len() >= expected
+                || events >= max_batch_events
+                || lingering_since.elapsed() >= LINGER
+            {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
-        commit(&backend, batch, &head).await;
+        last_batch = batch.len();
+        commit(&backend, batch, &head, &mut cache).await;
     }
 }
 
-async fn commit(backend: &Backend, batch: Vec<AppendRequest>, head: &watch::Sender<u64>) {
-    match dispatch!(backend, b => b.commit_batch(&batch).await) {
+async fn commit(
+    backend: &Backend,
+    batch: Vec<AppendRequest>,
+    head: &watch::Sender<u64>,
+    cache: &mut WriterCache,
+) {
+    let result = dispatch!(backend, b => b.commit_batch(&batch, cache).await);
+    if result.is_err() {
+        cache.forget();
+    }
+    match result {
         Ok((outcomes, new_head)) => {
             head.send_if_modified(|h| {
                 let moved = new_head.position > *h;
@@ -530,14 +561,16 @@ async fn commit(backend: &Backend, batch: Vec<AppendRequest>, head: &watch::Send
         Err(sqlx::Error::Database(error)) if batch.len() > 1 => {
             tracing::warn!(%error, appends = batch.len(), "batch commit refused; retrying appends one by one");
             for request in batch {
-                Box::pin(commit(backend, vec![request], head)).await;
+                Box::pin(commit(backend, vec![request], head, cache)).await;
             }
         }
         Err(error) => {
             tracing::error!(error = %error, appends = batch.len(), "event store commit failed");
             let reason = error.to_string();
             for request in batch {
-                let _ = request.reply.send(Err(StoreError::Unavailable(reason.clone())));
+                let _ = request
+                    .reply
+                    .send(Err(StoreError::Unavailable(reason.clone())));
             }
         }
     }

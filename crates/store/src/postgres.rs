@@ -4,7 +4,7 @@
 //! become visible out of order under concurrent transactions). New positions
 //! are announced with NOTIFY, delivered at commit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +15,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::batch::{carried_ids, plan, touched_streams, AppendRequest, StoredId};
-use crate::{
-    now_micros, AppendOutcome, Head, LogFilter, RawEvent, StoreError, StoreOptions,
-};
+use crate::batch::{carried_ids, ids_to_confirm, plan, AppendRequest, Plan, StoredId, WriterCache};
+use crate::{now_micros, AppendOutcome, Head, LogFilter, RawEvent, StoreError, StoreOptions};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -32,26 +30,36 @@ const SELECT_EVENT: &str = "SELECT position, stream_id, stream_version, event_id
 #[derive(Debug, Clone)]
 pub(crate) struct PgBackend {
     pool: PgPool,
+    /// The writer's own connection: never tested before use (a failure
+    /// surfaces on the next statement anyway) to save a round trip per batch.
+    writer: PgPool,
 }
 
 impl PgBackend {
     pub(crate) async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
-        let connect: PgConnectOptions = url.parse::<PgConnectOptions>()?
+        let connect: PgConnectOptions = url
+            .parse::<PgConnectOptions>()?
             // Durability is not negotiable per deployment: an acknowledged
             // append must survive a crash of the database server.
             .options([("synchronous_commit", "on")])
             .log_statements(tracing::log::LevelFilter::Trace);
         let pool = PgPoolOptions::new()
-            // The writer holds one connection; the rest serve reads.
-            .max_connections(options.read_connections.max(1) + 1)
+            .max_connections(options.read_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgBackend { pool })
+        let writer = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .test_before_acquire(false)
+            .connect_with(connect)
+            .await?;
+        Ok(PgBackend { pool, writer })
     }
 
     pub(crate) async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
@@ -63,75 +71,64 @@ impl PgBackend {
     pub(crate) async fn commit_batch(
         &self,
         requests: &[AppendRequest],
+        cache: &mut WriterCache,
     ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Head), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        match self.attempt(requests, cache, false).await {
+            // An event id is already stored: PostgreSQL has aborted the
+            // transaction, so start again, this time looking every id up.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                cache.forget();
+                self.attempt(requests, cache, true).await
+            }
+            other => other,
+        }
+    }
+
+    async fn attempt(
+        &self,
+        requests: &[AppendRequest],
+        cache: &mut WriterCache,
+        look_up_every_id: bool,
+    ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Head), sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(APPEND_LOCK)
             .execute(&mut *tx)
             .await?;
         // Read after the lock is held: this statement's snapshot then
         // includes every earlier append.
-        let head = head_on(&mut tx).await?;
-        let (versions, known) =
-            versions_and_ids_on(&mut tx, &touched_streams(requests), &carried_ids(requests))
-                .await?;
-        let plan = plan(head, versions, known, requests, now_micros());
+        let (head, versions) =
+            head_and_versions_on(&mut tx, &cache.unknown_streams(requests)).await?;
+        cache.sync(head);
+        cache.learn(versions);
+        let unknown = cache.unknown_streams(requests);
+        if !unknown.is_empty() {
+            let (_, versions) = head_and_versions_on(&mut tx, &unknown).await?;
+            cache.learn(versions);
+        }
 
-        if !plan.rows.is_empty() {
-            let n = plan.rows.len();
-            let mut positions = Vec::with_capacity(n);
-            let mut streams = Vec::with_capacity(n);
-            let mut stream_versions = Vec::with_capacity(n);
-            let mut categories = Vec::with_capacity(n);
-            let mut ids = Vec::with_capacity(n);
-            let mut types = Vec::with_capacity(n);
-            let mut schemas = Vec::with_capacity(n);
-            let mut payloads = Vec::with_capacity(n);
-            let mut metadata = Vec::with_capacity(n);
-            let mut recorded = Vec::with_capacity(n);
-            let mut hashes = Vec::with_capacity(n);
-            for row in &plan.rows {
-                positions.push(row.position as i64);
-                streams.push(row.stream_id);
-                stream_versions.push(row.stream_version as i64);
-                categories.push(row.category);
-                ids.push(row.event.event_id);
-                types.push(row.event.event_type.as_str());
-                schemas.push(row.event.schema_version as i32);
-                payloads.push(row.event.payload.as_str());
-                metadata.push(row.event.metadata.as_str());
-                recorded.push(
-                    DateTime::<Utc>::from_timestamp_micros(row.recorded_at_us)
-                        .unwrap_or_default(),
-                );
-                hashes.push(&row.hash[..]);
+        let mut known = HashMap::new();
+        let mut looked_up = HashSet::new();
+        if look_up_every_id {
+            let all = carried_ids(requests);
+            known.extend(known_ids_on(&mut tx, &all).await?);
+            looked_up.extend(all);
+        }
+        let now = now_micros();
+        let plan = loop {
+            let plan = plan(head, cache.versions(), &known, requests, now);
+            let confirm = ids_to_confirm(&plan, requests, &looked_up);
+            if confirm.is_empty() {
+                break plan;
             }
-            sqlx::query(
-                "WITH inserted AS ( \
-                   INSERT INTO events (position, stream_id, stream_version, category, event_id, \
-                     event_type, schema_version, payload, metadata, recorded_at, hash) \
-                   SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
-                     $5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[], \
-                     $10::timestamptz[], $11::bytea[]) \
-                 ) SELECT pg_notify($12, $13)",
-            )
-            .bind(&positions)
-            .bind(&streams)
-            .bind(&stream_versions)
-            .bind(&categories)
-            .bind(&ids)
-            .bind(&types)
-            .bind(&schemas)
-            .bind(&payloads)
-            .bind(&metadata)
-            .bind(&recorded)
-            .bind(&hashes)
-            .bind(CHANNEL)
-            .bind(plan.head.position.to_string())
-            .execute(&mut *tx)
-            .await?;
+            known.extend(known_ids_on(&mut tx, &confirm).await?);
+            looked_up.extend(confirm);
+        };
+        if !plan.rows.is_empty() {
+            insert_rows(&mut tx, &plan).await?;
         }
         tx.commit().await?;
+        cache.committed(&plan);
         Ok((plan.outcomes, plan.head))
     }
 
@@ -193,7 +190,11 @@ impl PgBackend {
         rows.iter().map(decode).collect()
     }
 
-    pub(crate) async fn read_raw(&self, after: u64, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+    pub(crate) async fn read_raw(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RawEvent>, StoreError> {
         self.read_all(after, limit, &LogFilter::default()).await
     }
 
@@ -256,44 +257,125 @@ async fn head_on(conn: &mut PgConnection) -> Result<Head, sqlx::Error> {
     })
 }
 
-/// Current versions of the touched streams and the stored copies of the
-/// carried ids, in one round trip: the writer holds the lock meanwhile.
-async fn versions_and_ids_on(
+/// The head, and the current version of each of `streams` (0 for a new
+/// one), in one round trip. Each version is the top of the
+/// (stream_id, stream_version) index: one seek, however long the stream.
+async fn head_and_versions_on(
     conn: &mut PgConnection,
     streams: &[String],
-    ids: &[Uuid],
-) -> Result<(HashMap<String, u64>, HashMap<Uuid, StoredId>), sqlx::Error> {
-    let rows: Vec<(Option<Uuid>, String, i64, i64)> = sqlx::query_as(
-        "SELECT NULL::uuid, stream_id, MAX(stream_version), 0::bigint FROM events \
-           WHERE stream_id = ANY($1) GROUP BY stream_id \
+) -> Result<(Head, Vec<(String, u64)>), sqlx::Error> {
+    let rows: Vec<(Option<String>, i64, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT NULL::text, position, hash FROM \
+           (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) AS head \
          UNION ALL \
-         SELECT event_id, stream_id, stream_version, position FROM events \
-           WHERE event_id = ANY($2)",
+         SELECT wanted, COALESCE((SELECT MAX(e.stream_version) FROM events e \
+           WHERE e.stream_id = wanted), 0), NULL \
+         FROM UNNEST($1::text[]) AS wanted",
     )
     .bind(streams)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut head = Head::GENESIS;
+    let mut versions = Vec::with_capacity(streams.len());
+    for (stream, number, hash) in rows {
+        match (stream, hash) {
+            (Some(stream), _) => versions.push((stream, number as u64)),
+            (None, Some(hash)) => {
+                head = Head {
+                    position: number as u64,
+                    hash: hash.as_slice().try_into().map_err(|_| {
+                        sqlx::Error::Decode(
+                            format!("hash at position {number} is not 32 bytes").into(),
+                        )
+                    })?,
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    Ok((head, versions))
+}
+
+async fn known_ids_on(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, StoredId>, sqlx::Error> {
+    let rows: Vec<(Uuid, String, i64, i64)> = sqlx::query_as(
+        "SELECT event_id, stream_id, stream_version, position FROM events \
+         WHERE event_id = ANY($1)",
+    )
     .bind(ids)
     .fetch_all(&mut *conn)
     .await?;
-    let mut versions = HashMap::with_capacity(streams.len());
-    let mut known = HashMap::new();
-    for (id, stream_id, version, position) in rows {
-        match id {
-            None => {
-                versions.insert(stream_id, version as u64);
-            }
-            Some(id) => {
-                known.insert(
-                    id,
-                    StoredId {
-                        stream_id,
-                        stream_version: version as u64,
-                        position: position as u64,
-                    },
-                );
-            }
-        }
+    Ok(rows
+        .into_iter()
+        .map(|(id, stream_id, version, position)| {
+            (
+                id,
+                StoredId {
+                    stream_id,
+                    stream_version: version as u64,
+                    position: position as u64,
+                },
+            )
+        })
+        .collect())
+}
+
+/// All rows in one statement (arrays, whatever their number), and the NOTIFY
+/// that PostgreSQL delivers only if the transaction commits.
+async fn insert_rows(conn: &mut PgConnection, plan: &Plan<'_>) -> Result<(), sqlx::Error> {
+    let n = plan.rows.len();
+    let mut positions = Vec::with_capacity(n);
+    let mut streams = Vec::with_capacity(n);
+    let mut stream_versions = Vec::with_capacity(n);
+    let mut categories = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut schemas = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut metadata = Vec::with_capacity(n);
+    let mut recorded = Vec::with_capacity(n);
+    let mut hashes = Vec::with_capacity(n);
+    for row in &plan.rows {
+        positions.push(row.position as i64);
+        streams.push(row.stream_id);
+        stream_versions.push(row.stream_version as i64);
+        categories.push(row.category);
+        ids.push(row.event.event_id);
+        types.push(row.event.event_type.as_str());
+        schemas.push(row.event.schema_version as i32);
+        payloads.push(row.event.payload.as_str());
+        metadata.push(row.event.metadata.as_str());
+        recorded
+            .push(DateTime::<Utc>::from_timestamp_micros(row.recorded_at_us).unwrap_or_default());
+        hashes.push(&row.hash[..]);
     }
-    Ok((versions, known))
+    sqlx::query(
+        "WITH inserted AS ( \
+           INSERT INTO events (position, stream_id, stream_version, category, event_id, \
+             event_type, schema_version, payload, metadata, recorded_at, hash) \
+           SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
+             $5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[], \
+             $10::timestamptz[], $11::bytea[]) \
+         ) SELECT pg_notify($12, $13)",
+    )
+    .bind(&positions)
+    .bind(&streams)
+    .bind(&stream_versions)
+    .bind(&categories)
+    .bind(&ids)
+    .bind(&types)
+    .bind(&schemas)
+    .bind(&payloads)
+    .bind(&metadata)
+    .bind(&recorded)
+    .bind(&hashes)
+    .bind(CHANNEL)
+    .bind(plan.head.position.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn decode(row: &PgRow) -> Result<RawEvent, StoreError> {

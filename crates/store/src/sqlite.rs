@@ -2,7 +2,7 @@
 //! (SQLite has one writer anyway); `BEGIN IMMEDIATE` takes the write lock
 //! before the head is read, so other processes on the same file serialise too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::batch::{carried_ids, plan, touched_streams, AppendRequest, StoredId};
-use crate::{
-    now_micros, AppendOutcome, Head, LogFilter, RawEvent, StoreError, StoreOptions,
-};
+use crate::batch::{carried_ids, ids_to_confirm, plan, AppendRequest, Plan, StoredId, WriterCache};
+use crate::{now_micros, AppendOutcome, Head, LogFilter, RawEvent, StoreError, StoreOptions};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -78,35 +76,45 @@ impl SqliteBackend {
     pub(crate) async fn commit_batch(
         &self,
         requests: &[AppendRequest],
+        cache: &mut WriterCache,
     ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Head), sqlx::Error> {
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         let head = head_on(&mut tx).await?;
-        let versions = versions_on(&mut tx, &touched_streams(requests)).await?;
-        let known = known_ids_on(&mut tx, &carried_ids(requests)).await?;
-        let plan = plan(head, versions, known, requests, now_micros());
-
-        for rows in plan.rows.chunks(MAX_PARAMS / EVENT_COLUMNS) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (position, stream_id, stream_version, category, event_id, \
-                 event_type, schema_version, payload, metadata, recorded_at_us, hash) ",
-            );
-            insert.push_values(rows, |mut values, row| {
-                values
-                    .push_bind(row.position as i64)
-                    .push_bind(row.stream_id)
-                    .push_bind(row.stream_version as i64)
-                    .push_bind(row.category)
-                    .push_bind(row.event.event_id)
-                    .push_bind(row.event.event_type.as_str())
-                    .push_bind(row.event.schema_version as i64)
-                    .push_bind(row.event.payload.as_str())
-                    .push_bind(row.event.metadata.as_str())
-                    .push_bind(row.recorded_at_us)
-                    .push_bind(&row.hash[..]);
-            });
-            insert.build().execute(&mut *tx).await?;
+        cache.sync(head);
+        let unknown = cache.unknown_streams(requests);
+        if !unknown.is_empty() {
+            cache.learn(versions_on(&mut tx, &unknown).await?);
         }
+
+        // Event ids are looked up only where they can change an answer: for
+        // appends refused on their version, and for all of them if the insert
+        // meets an id that is already stored. A failed INSERT statement is
+        // undone by SQLite on its own, leaving the transaction usable.
+        let mut known = HashMap::new();
+        let mut looked_up = HashSet::new();
+        let now = now_micros();
+        let plan = loop {
+            let plan = plan(head, cache.versions(), &known, requests, now);
+            let confirm = ids_to_confirm(&plan, requests, &looked_up);
+            if !confirm.is_empty() {
+                known.extend(known_ids_on(&mut tx, &confirm).await?);
+                looked_up.extend(confirm);
+                continue;
+            }
+            match insert_rows(&mut tx, &plan).await {
+                Ok(()) => break plan,
+                Err(sqlx::Error::Database(e))
+                    if e.is_unique_violation() && looked_up.len() < carried_ids(requests).len() =>
+                {
+                    let all = carried_ids(requests);
+                    known.extend(known_ids_on(&mut tx, &all).await?);
+                    looked_up.extend(all);
+                }
+                Err(e) => return Err(e),
+            }
+        };
         tx.commit().await?;
+        cache.committed(&plan);
         Ok((plan.outcomes, plan.head))
     }
 
@@ -170,7 +178,11 @@ impl SqliteBackend {
         rows.iter().map(decode).collect()
     }
 
-    pub(crate) async fn read_raw(&self, after: u64, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+    pub(crate) async fn read_raw(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RawEvent>, StoreError> {
         self.read_all(after, limit, &LogFilter::default()).await
     }
 
@@ -220,20 +232,50 @@ async fn head_on(conn: &mut SqliteConnection) -> Result<Head, sqlx::Error> {
     })
 }
 
+async fn insert_rows(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<(), sqlx::Error> {
+    for rows in plan.rows.chunks(MAX_PARAMS / EVENT_COLUMNS) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (position, stream_id, stream_version, category, event_id, \
+             event_type, schema_version, payload, metadata, recorded_at_us, hash) ",
+        );
+        insert.push_values(rows, |mut values, row| {
+            values
+                .push_bind(row.position as i64)
+                .push_bind(row.stream_id)
+                .push_bind(row.stream_version as i64)
+                .push_bind(row.category)
+                .push_bind(row.event.event_id)
+                .push_bind(row.event.event_type.as_str())
+                .push_bind(row.event.schema_version as i64)
+                .push_bind(row.event.payload.as_str())
+                .push_bind(row.event.metadata.as_str())
+                .push_bind(row.recorded_at_us)
+                .push_bind(&row.hash[..]);
+        });
+        insert.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The current version of each stream (0 for a new one). Each is the top of
+/// the (stream_id, stream_version) index: one seek, however long the stream.
 async fn versions_on(
     conn: &mut SqliteConnection,
     streams: &[String],
-) -> Result<HashMap<String, u64>, sqlx::Error> {
-    let mut versions = HashMap::with_capacity(streams.len());
+) -> Result<Vec<(String, u64)>, sqlx::Error> {
+    let mut versions = Vec::with_capacity(streams.len());
     for chunk in streams.chunks(MAX_PARAMS) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT stream_id, MAX(stream_version) FROM events WHERE stream_id IN (",
-        );
+        let mut query = QueryBuilder::<Sqlite>::new("WITH wanted(stream_id) AS (VALUES ");
         let mut ids = query.separated(", ");
         for s in chunk {
-            ids.push_bind(s.as_str());
+            ids.push("(");
+            ids.push_bind_unseparated(s.as_str());
+            ids.push_unseparated(")");
         }
-        query.push(") GROUP BY stream_id");
+        query.push(
+            ") SELECT stream_id, COALESCE((SELECT MAX(e.stream_version) FROM events e \
+             WHERE e.stream_id = wanted.stream_id), 0) FROM wanted",
+        );
         let rows: Vec<(String, i64)> = query.build_query_as().fetch_all(&mut *conn).await?;
         versions.extend(rows.into_iter().map(|(s, v)| (s, v as u64)));
     }

@@ -5,9 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use fangkong_store::testing::TestDb;
-use fangkong_store::{
-    ChainBreak, EventStore, ExpectedVersion, LogFilter, NewEvent, StoreError,
-};
+use fangkong_store::{ChainBreak, EventStore, ExpectedVersion, LogFilter, NewEvent, StoreError};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -49,7 +47,9 @@ async fn two_writers_expecting_the_same_version_exactly_one_wins(db: &TestDb) {
         assert_eq!(won.stream_version, round + 1);
         match lost {
             StoreError::WrongExpectedVersion {
-                actual, expected: e, ..
+                actual,
+                expected: e,
+                ..
             } => {
                 assert_eq!(actual, round + 1, "the loser learns the actual version");
                 assert_eq!(e, expected);
@@ -57,32 +57,55 @@ async fn two_writers_expecting_the_same_version_exactly_one_wins(db: &TestDb) {
             other => panic!("the loser must get a version conflict, got {other:?}"),
         }
     }
-    assert_eq!(store.stream_version("returnee-race").await.expect("version"), 20);
+    assert_eq!(
+        store
+            .stream_version("returnee-race")
+            .await
+            .expect("version"),
+        20
+    );
     store.close().await;
 }
 
 async fn a_version_conflict_names_the_actual_version(db: &TestDb) {
     let store = open(db).await;
     store
-        .append("zone-a", ExpectedVersion::NoStream, vec![event(1), event(2)])
+        .append(
+            "zone-a",
+            ExpectedVersion::NoStream,
+            vec![event(1), event(2)],
+        )
         .await
         .expect("first append");
     let err = store
         .append("zone-a", ExpectedVersion::Exact(1), vec![event(3)])
         .await
         .expect_err("stale expectation");
-    assert!(matches!(err, StoreError::WrongExpectedVersion { actual: 2, .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::WrongExpectedVersion { actual: 2, .. }),
+        "{err:?}"
+    );
     let err = store
         .append("zone-a", ExpectedVersion::NoStream, vec![event(3)])
         .await
         .expect_err("the stream exists");
-    assert!(matches!(err, StoreError::WrongExpectedVersion { actual: 2, .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::WrongExpectedVersion { actual: 2, .. }),
+        "{err:?}"
+    );
     let err = store
         .append("zone-b", ExpectedVersion::Exact(3), vec![event(3)])
         .await
         .expect_err("the stream does not exist");
-    assert!(matches!(err, StoreError::WrongExpectedVersion { actual: 0, .. }), "{err:?}");
-    assert_eq!(store.head().await.expect("head").position, 2, "conflicts write nothing");
+    assert!(
+        matches!(err, StoreError::WrongExpectedVersion { actual: 0, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        store.head().await.expect("head").position,
+        2,
+        "conflicts write nothing"
+    );
     store.close().await;
 }
 
@@ -114,7 +137,10 @@ async fn a_retried_append_returns_the_first_result_and_appends_nothing(db: &Test
         (first.first_position, first.position, first.stream_version)
     );
     assert_eq!(store.head().await.expect("head").position, 4);
-    assert_eq!(store.stream_version("returnee-1").await.expect("version"), 2);
+    assert_eq!(
+        store.stream_version("returnee-1").await.expect("version"),
+        2
+    );
     store.close().await;
 }
 
@@ -123,7 +149,10 @@ async fn concurrent_retries_of_one_append_write_it_once(db: &TestDb) {
     let events = vec![event(1), event(2), event(3)];
     let tries = (0..8).map(|_| store.append("venue-1", ExpectedVersion::Any, events.clone()));
     let results = futures::future::join_all(tries).await;
-    let outcomes: Vec<_> = results.into_iter().map(|r| r.expect("every try answers")).collect();
+    let outcomes: Vec<_> = results
+        .into_iter()
+        .map(|r| r.expect("every try answers"))
+        .collect();
     assert_eq!(outcomes.iter().filter(|o| !o.duplicate).count(), 1);
     assert!(outcomes.iter().all(|o| o.position == outcomes[0].position));
     assert_eq!(store.head().await.expect("head").position, 3);
@@ -143,7 +172,11 @@ async fn an_event_id_reused_for_other_events_is_refused(db: &TestDb) {
         .expect_err("same id, another stream");
     assert!(matches!(err, StoreError::EventIdReused { event_id } if event_id == stored.event_id));
     let err = store
-        .append("returnee-1", ExpectedVersion::Any, vec![event(2), stored.clone()])
+        .append(
+            "returnee-1",
+            ExpectedVersion::Any,
+            vec![event(2), stored.clone()],
+        )
         .await
         .expect_err("a new event next to a stored one");
     assert!(matches!(err, StoreError::EventIdReused { .. }), "{err:?}");
@@ -168,7 +201,10 @@ async fn invalid_appends_are_refused_before_touching_the_log(db: &TestDb) {
         assert!(matches!(err, StoreError::InvalidAppend(_)), "{err:?}");
     }
     let long = "z".repeat(fangkong_store::MAX_STREAM_ID_LEN + 1);
-    assert!(store.append(&long, ExpectedVersion::Any, vec![event(1)]).await.is_err());
+    assert!(store
+        .append(&long, ExpectedVersion::Any, vec![event(1)])
+        .await
+        .is_err());
     assert_eq!(store.head().await.expect("head").position, 0);
     store.close().await;
 }
@@ -198,7 +234,10 @@ async fn a_multi_event_append_lands_whole_and_contiguous(db: &TestDb) {
         .append("banquet-1", ExpectedVersion::Exact(2), refused)
         .await
         .is_err());
-    let all = store.read_all(0, 100, &LogFilter::default()).await.expect("read all");
+    let all = store
+        .read_all(0, 100, &LogFilter::default())
+        .await
+        .expect("read all");
     assert_eq!(all.len(), 5);
     assert!(all.iter().all(|e| !refused_ids.contains(&e.event_id)));
     store.close().await;
@@ -213,14 +252,21 @@ async fn the_log_reads_in_pages_and_filters_by_category_and_type(db: &TestDb) {
             _ => (format!("returnee-{}", i - 2), "ReturneeScreened"),
         };
         store
-            .append(&stream, ExpectedVersion::Any, vec![NewEvent::new(kind, json!({"i": i}))])
+            .append(
+                &stream,
+                ExpectedVersion::Any,
+                vec![NewEvent::new(kind, json!({"i": i}))],
+            )
             .await
             .expect("append");
     }
     let mut seen = Vec::new();
     let mut after = 0;
     loop {
-        let page = store.read_all(after, 7, &LogFilter::default()).await.expect("page");
+        let page = store
+            .read_all(after, 7, &LogFilter::default())
+            .await
+            .expect("page");
         if page.is_empty() {
             break;
         }
@@ -244,18 +290,34 @@ async fn the_log_reads_in_pages_and_filters_by_category_and_type(db: &TestDb) {
     };
     let read = store.read_all(5, 100, &screened).await.expect("filtered");
     assert_eq!(read.len(), 9, "ten screenings, the first at position 3");
-    assert!(read.iter().all(|e| e.event_type == "ReturneeScreened" && e.position > 5));
+    assert!(read
+        .iter()
+        .all(|e| e.event_type == "ReturneeScreened" && e.position > 5));
 
     let two_types = LogFilter {
         category: None,
         event_types: vec!["VenueClosed".into(), "ReturneeRegistered".into()],
     };
-    assert_eq!(store.read_all(0, 100, &two_types).await.expect("types").len(), 20);
+    assert_eq!(
+        store
+            .read_all(0, 100, &two_types)
+            .await
+            .expect("types")
+            .len(),
+        20
+    );
 
-    let stream = store.read_stream("returnee-0", 2, 10).await.expect("stream");
+    let stream = store
+        .read_stream("returnee-0", 2, 10)
+        .await
+        .expect("stream");
     assert_eq!(stream.len(), 1);
     assert_eq!(stream[0].event_type, "ReturneeScreened");
-    assert!(store.read_stream("returnee-none", 1, 10).await.expect("empty").is_empty());
+    assert!(store
+        .read_stream("returnee-none", 1, 10)
+        .await
+        .expect("empty")
+        .is_empty());
     store.close().await;
 }
 
@@ -271,7 +333,10 @@ async fn stored_events_read_back_exactly(db: &TestDb) {
         .append("returnee-9", ExpectedVersion::NoStream, vec![sent.clone()])
         .await
         .expect("append");
-    let read = store.read_all(0, 10, &LogFilter::default()).await.expect("read");
+    let read = store
+        .read_all(0, 10, &LogFilter::default())
+        .await
+        .expect("read");
     let got = &read[0];
     assert_eq!(got.event_id, sent.event_id);
     assert_eq!(got.payload, sent.payload);
@@ -310,7 +375,11 @@ async fn sixteen_writers_with_a_tailer_see_every_event_once_in_order(db: &TestDb
                     continue;
                 }
                 for event in page {
-                    assert_eq!(event.position, after + 1, "the tailer never skips a position");
+                    assert_eq!(
+                        event.position,
+                        after + 1,
+                        "the tailer never skips a position"
+                    );
                     after = event.position;
                     seen.push(event.event_id);
                 }
@@ -371,7 +440,10 @@ async fn tampering_with_a_payload_is_detected_at_its_position(db: &TestDb) {
         .expect("plain SQL");
     assert_eq!(changed, 1);
     let report = store.verify(1, None).await.expect("verify");
-    assert_eq!(report.first_break, Some(ChainBreak::HashMismatch { position: 7 }));
+    assert_eq!(
+        report.first_break,
+        Some(ChainBreak::HashMismatch { position: 7 })
+    );
     assert_eq!(report.checked, 6);
     assert_eq!(report.verified_head.position, 6);
     // A range that ends before the damage verifies.
@@ -393,7 +465,10 @@ async fn a_deleted_event_is_detected_as_a_missing_position(db: &TestDb) {
     let report = store.verify(1, None).await.expect("verify");
     assert_eq!(
         report.first_break,
-        Some(ChainBreak::MissingPosition { expected: 3, found: 4 })
+        Some(ChainBreak::MissingPosition {
+            expected: 3,
+            found: 4
+        })
     );
     store.close().await;
 }
@@ -407,9 +482,11 @@ async fn rewriting_a_hash_to_hide_a_change_breaks_the_next_link(db: &TestDb) {
             .expect("append");
     }
     let kept = store.head().await.expect("head");
-    db.execute_raw("UPDATE events SET hash = (SELECT hash FROM events WHERE position = 2) WHERE position = 3")
-        .await
-        .expect("plain SQL");
+    db.execute_raw(
+        "UPDATE events SET hash = (SELECT hash FROM events WHERE position = 2) WHERE position = 3",
+    )
+    .await
+    .expect("plain SQL");
     let report = store.verify(1, None).await.expect("verify");
     assert_eq!(report.first_break.map(|b| b.position()), Some(3));
     assert_eq!(store.hash_at(5).await.expect("hash"), Some(kept.hash));
@@ -422,7 +499,11 @@ async fn reopening_after_close_loses_nothing_acknowledged(db: &TestDb) {
         let store = store.clone();
         async move {
             store
-                .append(&format!("zone-{}", i % 7), ExpectedVersion::Any, vec![event(i)])
+                .append(
+                    &format!("zone-{}", i % 7),
+                    ExpectedVersion::Any,
+                    vec![event(i)],
+                )
                 .await
                 .expect("append")
         }
@@ -431,16 +512,24 @@ async fn reopening_after_close_loses_nothing_acknowledged(db: &TestDb) {
     let head = store.head().await.expect("head");
     store.close().await;
     assert!(matches!(
-        store.append("zone-1", ExpectedVersion::Any, vec![event(0)]).await,
+        store
+            .append("zone-1", ExpectedVersion::Any, vec![event(0)])
+            .await,
         Err(StoreError::Closed)
     ));
 
     let reopened = open(db).await;
     assert_eq!(reopened.head().await.expect("head"), head);
-    let all = reopened.read_all(0, 1000, &LogFilter::default()).await.expect("read");
+    let all = reopened
+        .read_all(0, 1000, &LogFilter::default())
+        .await
+        .expect("read");
     assert_eq!(all.len(), 200);
     for outcome in acknowledged {
-        assert_eq!(all[outcome.position as usize - 1].position, outcome.position);
+        assert_eq!(
+            all[outcome.position as usize - 1].position,
+            outcome.position
+        );
     }
     let next = reopened
         .append("zone-1", ExpectedVersion::Any, vec![event(0)])
@@ -458,11 +547,17 @@ async fn two_instances_on_one_database_share_one_chain(db: &TestDb) {
 
     let left = (0..100).map(|i| {
         let s = first.clone();
-        async move { s.append("zone-1", ExpectedVersion::Any, vec![event(i)]).await }
+        async move {
+            s.append("zone-1", ExpectedVersion::Any, vec![event(i)])
+                .await
+        }
     });
     let right = (0..100).map(|i| {
         let s = second.clone();
-        async move { s.append("zone-2", ExpectedVersion::Any, vec![event(i)]).await }
+        async move {
+            s.append("zone-2", ExpectedVersion::Any, vec![event(i)])
+                .await
+        }
     });
     let (l, r) = tokio::join!(
         futures::future::join_all(left),
