@@ -144,6 +144,33 @@ async fn a_retried_append_returns_the_first_result_and_appends_nothing(db: &Test
     store.close().await;
 }
 
+async fn a_retry_expecting_any_version_gets_the_first_answer(db: &TestDb) {
+    let store = open(db).await;
+    let events = vec![event(1)];
+    let first = store
+        .append("checkpoint-1", ExpectedVersion::Any, events.clone())
+        .await
+        .expect("first append");
+    store
+        .append("checkpoint-1", ExpectedVersion::Any, vec![event(2)])
+        .await
+        .expect("a later event of the same stream");
+    let retry = store
+        .append("checkpoint-1", ExpectedVersion::Any, events)
+        .await
+        .expect("a retry is not an error");
+    assert!(retry.duplicate);
+    assert_eq!((retry.position, retry.stream_version), (first.position, 1));
+    assert_eq!(store.head().await.expect("head").position, 2);
+    // The writer is still healthy after the refused insert.
+    let next = store
+        .append("checkpoint-1", ExpectedVersion::Exact(2), vec![event(3)])
+        .await
+        .expect("append after a retry");
+    assert_eq!((next.position, next.stream_version), (3, 3));
+    store.close().await;
+}
+
 async fn concurrent_retries_of_one_append_write_it_once(db: &TestDb) {
     let store = open(db).await;
     let events = vec![event(1), event(2), event(3)];
@@ -616,6 +643,7 @@ contract!(
     two_writers_expecting_the_same_version_exactly_one_wins,
     a_version_conflict_names_the_actual_version,
     a_retried_append_returns_the_first_result_and_appends_nothing,
+    a_retry_expecting_any_version_gets_the_first_answer,
     concurrent_retries_of_one_append_write_it_once,
     an_event_id_reused_for_other_events_is_refused,
     invalid_appends_are_refused_before_touching_the_log,

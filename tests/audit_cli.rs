@@ -1,0 +1,75 @@
+//! The auditor's offline tools, driven through the real `fangkong` binary on
+//! both backends: the head they keep, and verification that names the first
+//! altered position and exits non-zero.
+
+use std::process::Command;
+
+use fangkong_store::testing::TestDb;
+use fangkong_store::{ExpectedVersion, NewEvent};
+use serde_json::json;
+
+fn fangkong(args: &[&str], database_url: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fangkong"))
+        .args(args)
+        .env("FANGKONG_DATABASE_URL", database_url)
+        .output()
+        .expect("the fangkong binary runs")
+}
+
+async fn verify_and_head_tell_an_auditor_the_truth(db: &TestDb) {
+    let store = db.open().await.expect("open");
+    for i in 0..25 {
+        store
+            .append(
+                &format!("returnee-{}", i % 4),
+                ExpectedVersion::Any,
+                vec![NewEvent::new("HealthCheckRecorded", json!({"i": i, "temperature": 36.5}))],
+            )
+            .await
+            .expect("append");
+    }
+    let head = store.head().await.expect("head");
+    store.close().await;
+
+    let out = fangkong(&["head"], db.url());
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let expected: String = head.hash.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(printed.trim(), format!("25 {expected}"));
+
+    let out = fangkong(&["verify"], db.url());
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("intact: 25 events checked"));
+
+    db.execute_raw(r#"UPDATE events SET payload = '{"i":13,"temperature":37.9}' WHERE position = 14"#)
+        .await
+        .expect("tamper");
+    let out = fangkong(&["verify"], db.url());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("BROKEN at position 14"), "{printed}");
+    assert!(printed.contains("13 events verified"), "{printed}");
+
+    let out = fangkong(&["verify", "--to", "13"], db.url());
+    assert!(out.status.success(), "a range before the damage verifies: {out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_verify_and_head_tell_an_auditor_the_truth() {
+    verify_and_head_tell_an_auditor_the_truth(&TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_verify_and_head_tell_an_auditor_the_truth() {
+    if let Some(db) = TestDb::postgres().await {
+        verify_and_head_tell_an_auditor_the_truth(&db).await;
+    }
+}
+
+#[test]
+fn an_unsupported_database_url_is_a_clear_error() {
+    let out = fangkong(&["head"], "mysql://root@localhost/x");
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("unsupported database url"), "{said}");
+}
