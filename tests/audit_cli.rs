@@ -23,7 +23,10 @@ async fn verify_and_head_tell_an_auditor_the_truth(db: &TestDb) {
             .append(
                 &format!("returnee-{}", i % 4),
                 ExpectedVersion::Any,
-                vec![NewEvent::new("HealthCheckRecorded", json!({"i": i, "temperature": 36.5}))],
+                vec![NewEvent::new(
+                    "HealthCheckRecorded",
+                    json!({"i": i, "temperature": 36.5}),
+                )],
             )
             .await
             .expect("append");
@@ -41,9 +44,11 @@ async fn verify_and_head_tell_an_auditor_the_truth(db: &TestDb) {
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("intact: 25 events checked"));
 
-    db.execute_raw(r#"UPDATE events SET payload = '{"i":13,"temperature":37.9}' WHERE position = 14"#)
-        .await
-        .expect("tamper");
+    db.execute_raw(
+        r#"UPDATE events SET payload = '{"i":13,"temperature":37.9}' WHERE position = 14"#,
+    )
+    .await
+    .expect("tamper");
     let out = fangkong(&["verify"], db.url());
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let printed = String::from_utf8_lossy(&out.stdout);
@@ -51,7 +56,10 @@ async fn verify_and_head_tell_an_auditor_the_truth(db: &TestDb) {
     assert!(printed.contains("13 events verified"), "{printed}");
 
     let out = fangkong(&["verify", "--to", "13"], db.url());
-    assert!(out.status.success(), "a range before the damage verifies: {out:?}");
+    assert!(
+        out.status.success(),
+        "a range before the damage verifies: {out:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use fangkong_store::{redact_url, EventStore};
 
 #[derive(Debug, Parser)]
-#[command(name = "fangkong", version, about = "The township epidemic control record")]
+#[command(
+    name = "fangkong",
+    version,
+    about = "The township epidemic control record"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
