@@ -1,1 +1,88 @@
-//! placeholder
+//! The township's epidemic control work as pure aggregates.
+//!
+//! Each aggregate decides with `handle(&state, &command, &context)`, which
+//! returns the events to record or the rule that was broken, and evolves with
+//! `apply(state, &event)`. Nothing here does IO, awaits, or reads a clock:
+//! what needs a lookup (today's date, the day the event happened in the
+//! township's time zone, the activity recorded for a day) comes in with the
+//! command or its [`Context`].
+
+mod codec;
+pub mod error;
+pub mod values;
+
+pub mod activity;
+pub mod banquet;
+pub mod checkpoint;
+pub mod report;
+pub mod returnee;
+pub mod schedule;
+pub mod venue;
+pub mod zone;
+
+#[cfg(test)]
+mod testing;
+
+pub use codec::{DecodeError, EventCodec};
+pub use error::DomainError;
+pub use values::*;
+
+/// What a decision needs to know about time, looked up by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    /// Today in the township's time zone, by the server's clock.
+    pub today: LocalDate,
+    /// The township-local day on which the recorded thing happened in the
+    /// field (from the client's `occurred_at`; may be days ago after an
+    /// offline sync, never after `today`).
+    pub occurred_on: LocalDate,
+}
+
+impl Context {
+    /// A context for something happening today.
+    pub fn on(today: LocalDate) -> Self {
+        Context {
+            today,
+            occurred_on: today,
+        }
+    }
+
+    /// Refuses a field date later than today.
+    pub fn check_not_future(&self, what: &'static str) -> Result<(), DomainError> {
+        if self.occurred_on > self.today {
+            return Err(DomainError::FutureDate {
+                what,
+                date: self.occurred_on,
+                today: self.today,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A consistency boundary: its state is the fold of its own stream.
+pub trait Aggregate: Default + Clone + PartialEq + std::fmt::Debug {
+    type Command: std::fmt::Debug;
+    type Event: EventCodec + Clone + PartialEq + std::fmt::Debug;
+
+    /// The category of its streams (`returnee` for `returnee-...`).
+    const CATEGORY: &'static str;
+
+    /// Decides what happens: the events to record, or the broken rule.
+    fn handle(
+        &self,
+        command: &Self::Command,
+        context: &Context,
+    ) -> Result<Vec<Self::Event>, DomainError>;
+
+    /// Evolves the state by one recorded event. Total: never fails.
+    fn apply(self, event: &Self::Event) -> Self;
+
+    /// The state after a whole history.
+    fn fold<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self
+    where
+        Self::Event: 'a,
+    {
+        events.into_iter().fold(Self::default(), Self::apply)
+    }
+}

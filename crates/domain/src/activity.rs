@@ -1,0 +1,276 @@
+//! A zone's counted work: gatherings dispersed, publicity by channel,
+//! patrols; and the township staff's morning health checks. Each record is a
+//! fact of its own: the streams hold no state a rule depends on beyond the
+//! record itself, so concurrent field workers never conflict.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::event_enum;
+use crate::{
+    Aggregate, Context, Count, DomainError, LocalDate, Name, PublicityChannel, Symptom,
+    Temperature, ZoneId,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatheringDispersed {
+    pub zone_id: ZoneId,
+    pub date: LocalDate,
+    pub people: Count,
+    pub location: Name,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicityRecorded {
+    pub zone_id: ZoneId,
+    pub date: LocalDate,
+    pub channel: PublicityChannel,
+    pub quantity: Count,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatrolCompleted {
+    pub zone_id: ZoneId,
+    pub date: LocalDate,
+    pub patrol_group: Name,
+    /// Villagers persuaded to go home or wear a mask on the round.
+    pub persuaded: Count,
+}
+
+event_enum! {
+    /// A zone's counted activity.
+    pub enum ActivityEvent {
+        GatheringDispersed: 1,
+        PublicityRecorded: 1,
+        PatrolCompleted: 1,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActivityCommand {
+    DisperseGathering {
+        people: Count,
+        location: Name,
+    },
+    RecordPublicity {
+        channel: PublicityChannel,
+        quantity: Count,
+    },
+    CompletePatrol {
+        patrol_group: Name,
+        persuaded: Count,
+    },
+}
+
+/// The activity stream of one zone (`activity-{zone}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZoneActivity {
+    pub zone_id: Option<ZoneId>,
+    pub records: u64,
+}
+
+impl ZoneActivity {
+    /// The activity stream of a zone; the caller has checked the zone exists.
+    pub fn of(zone_id: ZoneId) -> Self {
+        ZoneActivity {
+            zone_id: Some(zone_id),
+            records: 0,
+        }
+    }
+
+    pub fn stream_id(zone_id: ZoneId) -> String {
+        format!("activity-{zone_id}")
+    }
+}
+
+impl Aggregate for ZoneActivity {
+    type Command = ActivityCommand;
+    type Event = ActivityEvent;
+    const CATEGORY: &'static str = "activity";
+
+    fn handle(
+        &self,
+        command: &ActivityCommand,
+        ctx: &Context,
+    ) -> Result<Vec<ActivityEvent>, DomainError> {
+        ctx.check_not_future("the activity")?;
+        let zone_id = self.zone_id.ok_or(DomainError::ZoneNotEstablished)?;
+        let date = ctx.occurred_on;
+        let at_least_one = |n: Count, what| {
+            if n.get() == 0 {
+                Err(DomainError::NothingToRecord { what })
+            } else {
+                Ok(())
+            }
+        };
+        match command {
+            ActivityCommand::DisperseGathering { people, location } => {
+                at_least_one(*people, "people")?;
+                Ok(vec![GatheringDispersed {
+                    zone_id,
+                    date,
+                    people: *people,
+                    location: location.clone(),
+                }
+                .into()])
+            }
+            ActivityCommand::RecordPublicity { channel, quantity } => {
+                at_least_one(*quantity, "quantity")?;
+                Ok(vec![PublicityRecorded {
+                    zone_id,
+                    date,
+                    channel: *channel,
+                    quantity: *quantity,
+                }
+                .into()])
+            }
+            ActivityCommand::CompletePatrol {
+                patrol_group,
+                persuaded,
+            } => Ok(vec![PatrolCompleted {
+                zone_id,
+                date,
+                patrol_group: patrol_group.clone(),
+                persuaded: *persuaded,
+            }
+            .into()]),
+        }
+    }
+
+    fn apply(mut self, event: &ActivityEvent) -> Self {
+        let zone_id = match event {
+            ActivityEvent::GatheringDispersed(e) => e.zone_id,
+            ActivityEvent::PublicityRecorded(e) => e.zone_id,
+            ActivityEvent::PatrolCompleted(e) => e.zone_id,
+        };
+        self.zone_id.get_or_insert(zone_id);
+        self.records += 1;
+        self
+    }
+}
+
+/// A township employee's morning check (晨检).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffHealthCheckRecorded {
+    pub date: LocalDate,
+    pub staff: Name,
+    pub temperature: Temperature,
+    #[serde(default)]
+    pub symptoms: Vec<Symptom>,
+    /// A fever or symptoms: the person goes home and is followed up.
+    pub abnormal: bool,
+}
+
+event_enum! {
+    /// Staff morning checks.
+    pub enum StaffEvent {
+        StaffHealthCheckRecorded: 1,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordStaffHealthCheck {
+    pub staff: Name,
+    pub temperature: Temperature,
+    pub symptoms: Vec<Symptom>,
+}
+
+/// Staff checks, one stream per day (`staff-{date}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaffChecks {
+    pub checked: u64,
+    pub abnormal: u64,
+}
+
+impl StaffChecks {
+    pub fn stream_id(date: LocalDate) -> String {
+        format!("staff-{date}")
+    }
+}
+
+impl Aggregate for StaffChecks {
+    type Command = RecordStaffHealthCheck;
+    type Event = StaffEvent;
+    const CATEGORY: &'static str = "staff";
+
+    fn handle(
+        &self,
+        command: &RecordStaffHealthCheck,
+        ctx: &Context,
+    ) -> Result<Vec<StaffEvent>, DomainError> {
+        ctx.check_not_future("the check")?;
+        Ok(vec![StaffHealthCheckRecorded {
+            date: ctx.occurred_on,
+            staff: command.staff.clone(),
+            temperature: command.temperature,
+            symptoms: command.symptoms.clone(),
+            abnormal: command.temperature.is_fever() || !command.symptoms.is_empty(),
+        }
+        .into()])
+    }
+
+    fn apply(mut self, event: &StaffEvent) -> Self {
+        let StaffEvent::StaffHealthCheckRecorded(e) = event;
+        self.checked += 1;
+        if e.abnormal {
+            self.abnormal += 1;
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{day, given, name, temp};
+
+    fn ctx() -> Context {
+        Context::on(day("2020-02-01"))
+    }
+
+    #[test]
+    fn activity_needs_a_zone_and_something_counted() {
+        let publicity = |n| ActivityCommand::RecordPublicity {
+            channel: PublicityChannel::Leaflet,
+            quantity: Count::parse(n).expect("count"),
+        };
+        let zone_id = ZoneId::new();
+        given::<ZoneActivity>(&[], ctx())
+            .when(publicity(10))
+            .then_rejects("zone_not_established");
+        let state = ZoneActivity::of(zone_id);
+        assert_eq!(
+            state.handle(&publicity(0), &ctx()).map_err(|e| e.code()),
+            Err("nothing_to_record")
+        );
+        let events = state.handle(&publicity(300), &ctx()).expect("recorded");
+        assert_eq!(
+            events,
+            vec![PublicityRecorded {
+                zone_id,
+                date: day("2020-02-01"),
+                channel: PublicityChannel::Leaflet,
+                quantity: Count::parse(300).expect("count"),
+            }
+            .into()]
+        );
+    }
+
+    #[test]
+    fn a_staff_check_with_a_fever_is_marked_abnormal() {
+        let state = given::<StaffChecks>(&[], ctx())
+            .when(RecordStaffHealthCheck {
+                staff: name("镇干部甲"),
+                temperature: temp(37.6),
+                symptoms: vec![],
+            })
+            .then(&[StaffHealthCheckRecorded {
+                date: day("2020-02-01"),
+                staff: name("镇干部甲"),
+                temperature: temp(37.6),
+                symptoms: vec![],
+                abnormal: true,
+            }
+            .into()]);
+        assert_eq!((state.checked, state.abnormal), (1, 1));
+    }
+}

@@ -1,0 +1,434 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::testing::{day, given, name, temp};
+use crate::{EventCodec, RiskLevel};
+
+fn on(date: &str) -> Context {
+    Context {
+        today: day("2020-03-31"),
+        occurred_on: day(date),
+    }
+}
+
+fn personal() -> PersonalData {
+    PersonalData {
+        name: name("张三"),
+        resident_id: ResidentIdNumber::parse("11010519491231002X").expect("id"),
+        phone: PhoneNumber::parse("13812345678").expect("phone"),
+        address: Text::parse("桥头村三组12号").expect("address"),
+    }
+}
+
+fn register(arrival: &str) -> ReturneeCommand {
+    ReturneeCommand::Register(RegisterReturnee {
+        returnee_id: ReturneeId::from_uuid(uuid::Uuid::nil()),
+        zone_id: ZoneId::from_uuid(uuid::Uuid::nil()),
+        village_id: VillageId::from_uuid(uuid::Uuid::nil()),
+        grid_id: GridId::from_uuid(uuid::Uuid::nil()),
+        arrival_date: day(arrival),
+        origin: Origin {
+            region: name("湖北省武汉市"),
+            risk: RiskLevel::High,
+        },
+        personal: personal(),
+    })
+}
+
+fn registered(arrival: &str) -> ReturneeEvent {
+    let ReturneeCommand::Register(r) = register(arrival) else {
+        unreachable!("register() builds a registration")
+    };
+    ReturneeRegistered {
+        returnee_id: r.returnee_id,
+        zone_id: r.zone_id,
+        village_id: r.village_id,
+        grid_id: r.grid_id,
+        arrival_date: r.arrival_date,
+        origin: r.origin,
+        personal: r.personal,
+    }
+    .into()
+}
+
+fn started(date: &str) -> ReturneeEvent {
+    QuarantineStarted {
+        start_date: day(date),
+        planned_days: 14,
+        planned_end: day(date) + chrono::Days::new(13),
+    }
+    .into()
+}
+
+fn check(t: f64) -> ReturneeCommand {
+    ReturneeCommand::RecordHealthCheck {
+        temperature: temp(t),
+        symptoms: vec![],
+        visited_by: Some(name("王医生")),
+    }
+}
+
+fn in_quarantine() -> Vec<ReturneeEvent> {
+    vec![registered("2020-01-24"), started("2020-01-25")]
+}
+
+fn team() -> Vec<TeamMember> {
+    TeamRole::ALL
+        .iter()
+        .map(|role| TeamMember {
+            role: *role,
+            name: name(role.code()),
+            phone: None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_returnee_is_registered_once() {
+    given::<Returnee>(&[], on("2020-01-25"))
+        .when(register("2020-01-24"))
+        .then(&[registered("2020-01-24")]);
+    given::<Returnee>(&[registered("2020-01-24")], on("2020-01-25"))
+        .when(register("2020-01-24"))
+        .then_rejects("returnee_already_registered");
+}
+
+#[test]
+fn an_arrival_cannot_be_in_the_future() {
+    given::<Returnee>(&[], on("2020-01-25"))
+        .when(register("2020-04-02"))
+        .then_rejects("future_date");
+}
+
+#[test]
+fn nothing_can_be_recorded_for_a_day_that_has_not_come() {
+    let ctx = Context {
+        today: day("2020-01-25"),
+        occurred_on: day("2020-01-26"),
+    };
+    given::<Returnee>(&in_quarantine(), ctx)
+        .when(check(36.5))
+        .then_rejects("future_date");
+}
+
+#[test]
+fn a_screening_with_a_fever_also_reports_an_abnormal_condition() {
+    let screen = |t| {
+        ReturneeCommand::Screen(ScreenReturnee {
+            temperature: temp(t),
+            identity_checked: true,
+            came_from: name("武汉"),
+            going_to: None,
+            symptoms: vec![],
+            screened_by: name("村医"),
+        })
+    };
+    given::<Returnee>(&[registered("2020-01-24")], on("2020-01-24"))
+        .when(screen(36.4))
+        .then_types(&["ReturneeScreened"]);
+    let state = given::<Returnee>(&[registered("2020-01-24")], on("2020-01-24"))
+        .when(screen(38.1))
+        .then_types(&["ReturneeScreened", "AbnormalConditionReported"]);
+    assert!(state.abnormal_pending);
+    given::<Returnee>(&[registered("2020-01-24")], on("2020-01-23"))
+        .when(screen(36.4))
+        .then_rejects("screened_before_arrival");
+    given::<Returnee>(&[], on("2020-01-24"))
+        .when(screen(36.4))
+        .then_rejects("returnee_not_registered");
+}
+
+#[test]
+fn a_five_for_one_team_has_one_member_in_each_role() {
+    given::<Returnee>(&[registered("2020-01-24")], on("2020-01-24"))
+        .when(ReturneeCommand::AssignTeam { members: team() })
+        .then_types(&["ResponsibilityTeamAssigned"]);
+    let mut short = team();
+    short.pop();
+    given::<Returnee>(&[registered("2020-01-24")], on("2020-01-24"))
+        .when(ReturneeCommand::AssignTeam { members: short })
+        .then_rejects("team_incomplete");
+    let mut doubled = team();
+    doubled.push(doubled[0].clone());
+    given::<Returnee>(&[registered("2020-01-24")], on("2020-01-24"))
+        .when(ReturneeCommand::AssignTeam { members: doubled })
+        .then_rejects("team_incomplete");
+}
+
+#[test]
+fn a_quarantine_cannot_start_twice() {
+    given::<Returnee>(&[registered("2020-01-24")], on("2020-01-25"))
+        .when(ReturneeCommand::StartQuarantine { planned_days: None })
+        .then(&[started("2020-01-25")]);
+    given::<Returnee>(&in_quarantine(), on("2020-01-26"))
+        .when(ReturneeCommand::StartQuarantine { planned_days: None })
+        .then_rejects("quarantine_already_active");
+}
+
+#[test]
+fn a_quarantine_period_is_one_to_sixty_days() {
+    for days in [0, 61, -3] {
+        given::<Returnee>(&[registered("2020-01-24")], on("2020-01-25"))
+            .when(ReturneeCommand::StartQuarantine {
+                planned_days: Some(days),
+            })
+            .then_rejects("quarantine_period_out_of_range");
+    }
+}
+
+#[test]
+fn a_quarantine_cannot_start_before_arrival() {
+    given::<Returnee>(&[registered("2020-01-24")], on("2020-01-20"))
+        .when(ReturneeCommand::StartQuarantine { planned_days: None })
+        .then_rejects("quarantine_before_arrival");
+}
+
+#[test]
+fn a_health_check_needs_an_active_quarantine() {
+    given::<Returnee>(&[registered("2020-01-24")], on("2020-01-25"))
+        .when(check(36.5))
+        .then_rejects("no_active_quarantine");
+    let state = given::<Returnee>(&in_quarantine(), on("2020-01-26"))
+        .when(check(36.5))
+        .then_types(&["HealthCheckRecorded"]);
+    let q = state.quarantine.expect("active");
+    assert!(q.visits.contains(&day("2020-01-26")));
+    given::<Returnee>(&in_quarantine(), on("2020-01-24"))
+        .when(check(36.5))
+        .then_rejects("health_check_before_quarantine");
+}
+
+#[test]
+fn a_fever_at_a_visit_is_an_abnormal_finding_and_allows_a_referral() {
+    given::<Returnee>(&in_quarantine(), on("2020-01-27"))
+        .when(ReturneeCommand::ReferForTreatment {
+            facility: name("县人民医院"),
+        })
+        .then_rejects("referral_without_abnormal_condition");
+    let state = given::<Returnee>(&in_quarantine(), on("2020-01-27"))
+        .when(check(37.3))
+        .then_types(&["HealthCheckRecorded", "AbnormalConditionReported"]);
+    let referred = state
+        .handle(
+            &ReturneeCommand::ReferForTreatment {
+                facility: name("县人民医院"),
+            },
+            &on("2020-01-27"),
+        )
+        .expect("referral after a fever");
+    let state = referred.iter().fold(state, |s, e| s.apply(e));
+    assert_eq!(state.referrals, 1);
+    assert!(
+        !state.abnormal_pending,
+        "a second referral needs a new finding"
+    );
+}
+
+#[test]
+fn a_quarantine_cannot_end_before_it_starts_nor_be_completed_early() {
+    let history = vec![registered("2020-01-20"), started("2020-01-25")];
+    given::<Returnee>(&history, on("2020-01-24"))
+        .when(ReturneeCommand::EndQuarantine {
+            reason: QuarantineEndReason::Transferred,
+        })
+        .then_rejects("quarantine_ends_before_start");
+    given::<Returnee>(&history, on("2020-02-01"))
+        .when(ReturneeCommand::EndQuarantine {
+            reason: QuarantineEndReason::Completed,
+        })
+        .then_rejects("released_before_planned_end");
+    let state = given::<Returnee>(&history, on("2020-02-07"))
+        .when(ReturneeCommand::EndQuarantine {
+            reason: QuarantineEndReason::Completed,
+        })
+        .then_types(&["QuarantineEnded"]);
+    assert_eq!(state.status, ReturneeStatus::Released);
+    assert!(state.quarantine.is_none());
+    given::<Returnee>(&[registered("2020-01-20")], on("2020-02-07"))
+        .when(ReturneeCommand::EndQuarantine {
+            reason: QuarantineEndReason::Completed,
+        })
+        .then_rejects("no_active_quarantine");
+}
+
+#[test]
+fn an_early_end_for_treatment_is_allowed() {
+    let state = given::<Returnee>(&in_quarantine(), on("2020-01-28"))
+        .when(ReturneeCommand::EndQuarantine {
+            reason: QuarantineEndReason::ReferredForTreatment,
+        })
+        .then_types(&["QuarantineEnded"]);
+    assert_eq!(state.status, ReturneeStatus::UnderTreatment);
+}
+
+#[test]
+fn an_extension_moves_the_planned_end_and_must_change_something() {
+    let reason = Text::parse("家属确诊，延长观察").expect("reason");
+    given::<Returnee>(&in_quarantine(), on("2020-01-30"))
+        .when(ReturneeCommand::ChangeQuarantinePeriod {
+            planned_days: 21,
+            reason: reason.clone(),
+        })
+        .then(&[QuarantinePeriodChanged {
+            planned_days: 21,
+            planned_end: day("2020-02-14"),
+            reason: reason.clone(),
+        }
+        .into()]);
+    given::<Returnee>(&in_quarantine(), on("2020-01-30"))
+        .when(ReturneeCommand::ChangeQuarantinePeriod {
+            planned_days: 14,
+            reason,
+        })
+        .then_rejects("quarantine_period_unchanged");
+}
+
+#[test]
+fn a_new_exposure_restarts_the_count_from_its_date() {
+    let description = Text::parse("与确诊病例同桌就餐").expect("text");
+    let state = given::<Returnee>(&in_quarantine(), on("2020-01-30"))
+        .when(ReturneeCommand::RecordExposure {
+            description: description.clone(),
+        })
+        .then(&[ExposureRecorded {
+            date: day("2020-01-30"),
+            description,
+            planned_end: day("2020-02-12"),
+        }
+        .into()]);
+    let q = state.quarantine.expect("active");
+    assert_eq!(q.schedule.count_start, day("2020-01-30"));
+    assert_eq!(q.schedule.planned_end(), day("2020-02-12"));
+    assert_eq!(
+        q.started_on,
+        day("2020-01-25"),
+        "the quarantine's start stays"
+    );
+}
+
+#[test]
+fn a_version_one_health_check_reads_as_the_current_shape() {
+    let stored = serde_json::json!({"date": "2020-01-26", "temperature_celsius": 36.7});
+    let event = ReturneeEvent::from_stored("HealthCheckRecorded", 1, stored).expect("upcast");
+    assert_eq!(
+        event,
+        HealthCheckRecorded {
+            date: day("2020-01-26"),
+            temperature: temp(36.7),
+            symptoms: vec![],
+            visited_by: None,
+        }
+        .into()
+    );
+    assert_eq!(event.schema_version(), 2);
+    assert!(ReturneeEvent::from_stored("HealthCheckRecorded", 3, serde_json::json!({})).is_err());
+    assert!(ReturneeEvent::from_stored("QuarantineStarted", 2, serde_json::json!({})).is_err());
+    assert!(matches!(
+        ReturneeEvent::from_stored("Nonsense", 1, serde_json::json!({})),
+        Err(crate::DecodeError::UnknownType(_))
+    ));
+}
+
+#[test]
+fn personal_data_sits_in_one_object_of_the_registration() {
+    let payload = registered("2020-01-24").to_payload();
+    let personal = &payload["personal"];
+    assert_eq!(personal["resident_id"], "11010519491231002X");
+    let outside = serde_json::to_string(&{
+        let mut p = payload.clone();
+        p.as_object_mut().map(|o| o.remove("personal"));
+        p
+    })
+    .expect("json");
+    for secret in ["张三", "11010519491231002X", "13812345678", "桥头村三组"] {
+        assert!(!outside.contains(secret), "{secret} outside `personal`");
+    }
+}
+
+// Property tests: any sequence of commands either fails with a typed error or
+// yields events; folding every recorded event from scratch gives the state
+// the aggregate reached step by step; `apply` never panics.
+
+fn command() -> impl Strategy<Value = (ReturneeCommand, u8)> {
+    let t = (300u16..=450).prop_map(|tenths| temp(f64::from(tenths) / 10.0));
+    let symptoms = prop::collection::vec(prop::sample::select(Symptom::ALL.to_vec()), 0..2);
+    let cmd = prop_oneof![
+        Just(register("2020-01-20")),
+        (t.clone(), symptoms.clone()).prop_map(|(temperature, symptoms)| {
+            ReturneeCommand::Screen(ScreenReturnee {
+                temperature,
+                identity_checked: true,
+                came_from: name("武汉"),
+                going_to: None,
+                symptoms,
+                screened_by: name("村医"),
+            })
+        }),
+        Just(ReturneeCommand::AssignTeam { members: team() }),
+        (prop::option::of(-2i64..70))
+            .prop_map(|planned_days| ReturneeCommand::StartQuarantine { planned_days }),
+        (t.clone(), symptoms.clone()).prop_map(|(temperature, symptoms)| {
+            ReturneeCommand::RecordHealthCheck {
+                temperature,
+                symptoms,
+                visited_by: None,
+            }
+        }),
+        (prop::option::of(t), symptoms).prop_map(|(temperature, symptoms)| {
+            ReturneeCommand::ReportAbnormalCondition {
+                temperature,
+                symptoms,
+                notes: None,
+            }
+        }),
+        Just(ReturneeCommand::ReferForTreatment {
+            facility: name("卫生院")
+        }),
+        (0i64..70).prop_map(|planned_days| ReturneeCommand::ChangeQuarantinePeriod {
+            planned_days,
+            reason: Text::parse("调整").expect("text"),
+        }),
+        Just(ReturneeCommand::RecordExposure {
+            description: Text::parse("接触").expect("text"),
+        }),
+        prop::sample::select(QuarantineEndReason::ALL.to_vec())
+            .prop_map(|reason| ReturneeCommand::EndQuarantine { reason }),
+    ];
+    // The day offset from 2020-01-15 at which the command happens.
+    (cmd, 0u8..40)
+}
+
+proptest! {
+    #[test]
+    fn any_command_sequence_folds_to_the_state_reached_step_by_step(
+        commands in prop::collection::vec(command(), 0..40)
+    ) {
+        let commands: Vec<_> = commands
+            .into_iter()
+            .map(|(command, offset)| {
+                let ctx = Context {
+                    today: day("2020-02-10"),
+                    occurred_on: day("2020-01-15") + chrono::Days::new(u64::from(offset)),
+                };
+                (command, ctx)
+            })
+            .collect();
+        crate::testing::assert_history_folds::<Returnee>(&commands)?;
+    }
+
+    #[test]
+    fn apply_never_panics_on_events_in_any_order(
+        picks in prop::collection::vec((0usize..6, 0u8..40), 0..30)
+    ) {
+        let samples: Vec<ReturneeEvent> = vec![
+            registered("2020-01-20"),
+            started("2020-01-21"),
+            HealthCheckRecorded { date: day("2020-01-22"), temperature: temp(36.5), symptoms: vec![], visited_by: None }.into(),
+            QuarantineEnded { date: day("2020-02-05"), reason: QuarantineEndReason::Completed }.into(),
+            ExposureRecorded { date: day("2020-01-25"), description: Text::parse("x").expect("text"), planned_end: day("2020-02-07") }.into(),
+            ReferredForTreatment { date: day("2020-01-25"), facility: name("卫生院") }.into(),
+        ];
+        let events: Vec<_> = picks.iter().map(|(i, _)| samples[*i].clone()).collect();
+        let _ = Returnee::fold(&events);
+    }
+}
