@@ -256,4 +256,19 @@ mod tests {
             })
             .then_rejects("checkpoint_already_established");
     }
+
+    #[test]
+    fn a_person_crossing_counts_at_least_one_person() {
+        given::<Checkpoint>(&[established()], ctx())
+            .when(CheckpointCommand::RecordCrossing(RecordCrossing {
+                subject: CrossingSubject::Person,
+                people: Count::parse(0).expect("count"),
+                plate: None,
+                temperature: None,
+                origin: None,
+                destination: None,
+                outcome: CrossingOutcome::Admitted,
+            }))
+            .then_rejects("nothing_to_record");
+    }
 }

@@ -319,4 +319,50 @@ mod tests {
         assert!(zone.has_grid(village_id, grid_id));
         assert!(!zone.has_grid(village_id, GridId::new()));
     }
+
+    #[test]
+    fn village_and_grid_ids_are_used_once_and_grid_names_are_unique_in_a_village() {
+        let zone_id = ZoneId::new();
+        let village_id = VillageId::new();
+        let grid_id = GridId::new();
+        let history: Vec<ZoneEvent> = vec![
+            established(zone_id),
+            VillageAdded {
+                zone_id,
+                village_id,
+                name: name("桥头村"),
+            }
+            .into(),
+            GridAdded {
+                zone_id,
+                village_id,
+                grid_id,
+                name: name("一组"),
+                households: None,
+            }
+            .into(),
+        ];
+        given::<Zone>(&history, ctx())
+            .when(ZoneCommand::AddVillage {
+                village_id,
+                name: name("河口村"),
+            })
+            .then_rejects("village_already_added");
+        given::<Zone>(&history, ctx())
+            .when(ZoneCommand::AddGrid {
+                village_id,
+                grid_id,
+                name: name("二组"),
+                households: None,
+            })
+            .then_rejects("grid_already_added");
+        given::<Zone>(&history, ctx())
+            .when(ZoneCommand::AddGrid {
+                village_id,
+                grid_id: GridId::new(),
+                name: name("一组"),
+                households: None,
+            })
+            .then_rejects("grid_name_taken");
+    }
 }

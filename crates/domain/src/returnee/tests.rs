@@ -307,6 +307,37 @@ fn a_new_exposure_restarts_the_count_from_its_date() {
 }
 
 #[test]
+fn an_exposure_cannot_predate_the_current_count() {
+    given::<Returnee>(&in_quarantine(), on("2020-01-24"))
+        .when(ReturneeCommand::RecordExposure {
+            description: Text::parse("接触").expect("text"),
+        })
+        .then_rejects("exposure_before_quarantine");
+    given::<Returnee>(&[registered("2020-01-24")], on("2020-01-26"))
+        .when(ReturneeCommand::RecordExposure {
+            description: Text::parse("接触").expect("text"),
+        })
+        .then_rejects("no_active_quarantine");
+}
+
+#[test]
+fn a_quarantine_can_start_again_after_the_last_one_ended() {
+    let mut history = in_quarantine();
+    history.push(
+        QuarantineEnded {
+            date: day("2020-01-28"),
+            reason: QuarantineEndReason::ReferredForTreatment,
+        }
+        .into(),
+    );
+    let state = given::<Returnee>(&history, on("2020-02-05"))
+        .when(ReturneeCommand::StartQuarantine { planned_days: None })
+        .then_types(&["QuarantineStarted"]);
+    assert_eq!(state.status, ReturneeStatus::InQuarantine);
+    assert_eq!(state.quarantines_ended, 1);
+}
+
+#[test]
 fn a_version_one_health_check_reads_as_the_current_shape() {
     let stored = serde_json::json!({"date": "2020-01-26", "temperature_celsius": 36.7});
     let event = ReturneeEvent::from_stored("HealthCheckRecorded", 1, stored).expect("upcast");
