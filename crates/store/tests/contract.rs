@@ -614,6 +614,46 @@ async fn an_unreachable_database_is_an_unavailable_error(db: &TestDb) {
     assert!(err.is_unavailable());
 }
 
+/// PostgreSQL only: every connection of the store is killed server-side (as
+/// by a database restart). Appends may fail while that happens, never
+/// half-written, and the store recovers on its own.
+async fn the_store_recovers_when_its_connections_are_killed(db: &TestDb) {
+    let store = open(db).await;
+    store
+        .append("zone-1", ExpectedVersion::Any, vec![event(0)])
+        .await
+        .expect("append before");
+    db.execute_raw(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await
+    .expect("terminate the store's connections");
+
+    let mut acknowledged = 1;
+    let mut failures = 0;
+    for i in 1..=5 {
+        match store
+            .append("zone-1", ExpectedVersion::Any, vec![event(i)])
+            .await
+        {
+            Ok(_) => acknowledged += 1,
+            Err(e) => {
+                assert!(e.is_unavailable(), "{e:?}");
+                failures += 1;
+            }
+        }
+    }
+    assert!(
+        failures <= 1,
+        "only the append on the dead connection may fail"
+    );
+    let head = store.head().await.expect("reads recover too");
+    assert_eq!(head.position, acknowledged);
+    assert!(store.verify(1, None).await.expect("verify").is_intact());
+    store.close().await;
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -658,3 +698,10 @@ contract!(
     two_instances_on_one_database_share_one_chain,
     an_unreachable_database_is_an_unavailable_error,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store_recovers_when_its_connections_are_killed() {
+    if let Some(db) = TestDb::postgres().await {
+        the_store_recovers_when_its_connections_are_killed(&db).await;
+    }
+}
