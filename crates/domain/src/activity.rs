@@ -45,8 +45,15 @@ event_enum! {
     }
 }
 
+/// One piece of counted work in a zone; the caller has checked the zone exists.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ActivityCommand {
+pub struct ActivityCommand {
+    pub zone_id: ZoneId,
+    pub activity: Activity,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Activity {
     DisperseGathering {
         people: Count,
         location: Name,
@@ -69,14 +76,6 @@ pub struct ZoneActivity {
 }
 
 impl ZoneActivity {
-    /// The activity stream of a zone; the caller has checked the zone exists.
-    pub fn of(zone_id: ZoneId) -> Self {
-        ZoneActivity {
-            zone_id: Some(zone_id),
-            records: 0,
-        }
-    }
-
     pub fn stream_id(zone_id: ZoneId) -> String {
         format!("activity-{zone_id}")
     }
@@ -93,7 +92,7 @@ impl Aggregate for ZoneActivity {
         ctx: &Context,
     ) -> Result<Vec<ActivityEvent>, DomainError> {
         ctx.check_not_future("the activity")?;
-        let zone_id = self.zone_id.ok_or(DomainError::ZoneNotEstablished)?;
+        let zone_id = command.zone_id;
         let date = ctx.occurred_on;
         let at_least_one = |n: Count, what| {
             if n.get() == 0 {
@@ -102,8 +101,8 @@ impl Aggregate for ZoneActivity {
                 Ok(())
             }
         };
-        match command {
-            ActivityCommand::DisperseGathering { people, location } => {
+        match &command.activity {
+            Activity::DisperseGathering { people, location } => {
                 at_least_one(*people, "people")?;
                 Ok(vec![GatheringDispersed {
                     zone_id,
@@ -113,7 +112,7 @@ impl Aggregate for ZoneActivity {
                 }
                 .into()])
             }
-            ActivityCommand::RecordPublicity { channel, quantity } => {
+            Activity::RecordPublicity { channel, quantity } => {
                 at_least_one(*quantity, "quantity")?;
                 Ok(vec![PublicityRecorded {
                     zone_id,
@@ -123,7 +122,7 @@ impl Aggregate for ZoneActivity {
                 }
                 .into()])
             }
-            ActivityCommand::CompletePatrol {
+            Activity::CompletePatrol {
                 patrol_group,
                 persuaded,
             } => Ok(vec![PatrolCompleted {
@@ -228,16 +227,16 @@ mod tests {
     }
 
     #[test]
-    fn activity_needs_a_zone_and_something_counted() {
-        let publicity = |n| ActivityCommand::RecordPublicity {
-            channel: PublicityChannel::Leaflet,
-            quantity: Count::parse(n).expect("count"),
-        };
+    fn activity_counts_something() {
         let zone_id = ZoneId::new();
-        given::<ZoneActivity>(&[], ctx())
-            .when(publicity(10))
-            .then_rejects("zone_not_established");
-        let state = ZoneActivity::of(zone_id);
+        let publicity = |n| ActivityCommand {
+            zone_id,
+            activity: Activity::RecordPublicity {
+                channel: PublicityChannel::Leaflet,
+                quantity: Count::parse(n).expect("count"),
+            },
+        };
+        let state = ZoneActivity::default();
         assert_eq!(
             state.handle(&publicity(0), &ctx()).map_err(|e| e.code()),
             Err("nothing_to_record")

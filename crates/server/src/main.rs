@@ -1,9 +1,12 @@
 //! `fangkong`: the service binary.
 //!
-//! For now it carries the store's offline tools; `serve` arrives with the
-//! HTTP API.
+//! `serve` runs the HTTP API; `verify` and `head` are the auditor's offline
+//! tools; `openapi` prints the contract.
 
 use std::process::ExitCode;
+
+mod demo;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use fangkong_store::{redact_url, EventStore};
@@ -32,6 +35,28 @@ struct Store {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the HTTP API.
+    Serve {
+        #[command(flatten)]
+        store: Store,
+        /// Address to listen on; port 0 picks a free port (printed on start).
+        #[arg(long, env = "FANGKONG_BIND", default_value = "127.0.0.1:8080")]
+        bind: String,
+        /// Fill an empty store with the demo township first.
+        #[arg(long, env = "FANGKONG_DEMO")]
+        demo: bool,
+        /// The township's time zone: what "a day" is for daily figures.
+        #[arg(long, env = "FANGKONG_TIME_ZONE", default_value = "Asia/Shanghai")]
+        time_zone: String,
+        /// Largest request body in bytes.
+        #[arg(long, env = "FANGKONG_BODY_LIMIT", default_value_t = fangkong_api::DEFAULT_BODY_LIMIT)]
+        body_limit: usize,
+        /// HTTP worker threads (default: one per core).
+        #[arg(long, env = "FANGKONG_WORKERS")]
+        workers: Option<usize>,
+    },
+    /// Print the OpenAPI contract (what openapi/openapi.json holds).
+    Openapi,
     /// Walk the hash chain and report the first position that no longer
     /// matches. Exits 1 on a break.
     Verify {
@@ -51,16 +76,31 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()).await {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // JSON lines for log collectors when asked; readable text otherwise.
+    if std::env::var("FANGKONG_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    // actix-web runs its own system; everything else shares it.
+    let result = actix_web::rt::System::new().block_on(run(cli));
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("fangkong: {error:#}");
@@ -80,6 +120,28 @@ async fn open(store: &Store) -> anyhow::Result<EventStore> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve {
+            store,
+            bind,
+            demo,
+            time_zone,
+            body_limit,
+            workers,
+        } => {
+            let township = fangkong_domain::Township::parse_time_zone(&time_zone)
+                .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+            let store = open(&store).await?;
+            if demo {
+                let added = demo::fill(&store, township).await?;
+                eprintln!("demo township: {added} events added");
+            }
+            serve::run(store, township, &bind, body_limit, workers).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            println!("{}", fangkong_api::openapi_json());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Verify { store, from, to } => {
             let store = open(&store).await?;
             let head = store.head().await?;

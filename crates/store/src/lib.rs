@@ -282,6 +282,12 @@ impl EventStore {
         raw.into_iter().map(RawEvent::into_recorded).collect()
     }
 
+    /// The stored event with this id, if any.
+    pub async fn read_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        let raw = dispatch!(&self.inner.backend, b => b.read_event(event_id).await)?;
+        raw.map(RawEvent::into_recorded).transpose()
+    }
+
     /// The last position and its hash (`Head::GENESIS` for an empty log).
     pub async fn head(&self) -> Result<Head, StoreError> {
         dispatch!(&self.inner.backend, b => b.head().await)

@@ -164,6 +164,14 @@ impl PgBackend {
         rows.iter().map(decode).collect()
     }
 
+    pub(crate) async fn read_event(&self, event_id: Uuid) -> Result<Option<RawEvent>, StoreError> {
+        let row = sqlx::query(&format!("{SELECT_EVENT} WHERE event_id = $1"))
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
     pub(crate) async fn read_all(
         &self,
         after: u64,

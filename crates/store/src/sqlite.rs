@@ -150,6 +150,14 @@ impl SqliteBackend {
         rows.iter().map(decode).collect()
     }
 
+    pub(crate) async fn read_event(&self, event_id: Uuid) -> Result<Option<RawEvent>, StoreError> {
+        let row = sqlx::query(&format!("{SELECT_EVENT} WHERE event_id = ?"))
+            .bind(event_id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
     pub(crate) async fn read_all(
         &self,
         after: u64,

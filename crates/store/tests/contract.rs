@@ -373,6 +373,9 @@ async fn stored_events_read_back_exactly(db: &TestDb) {
     let head = store.head().await.expect("head");
     assert_eq!((head.position, head.hash), (1, got.hash));
     assert_eq!(store.hash_at(1).await.expect("hash"), Some(got.hash));
+    let by_id = store.read_event(sent.event_id).await.expect("by id");
+    assert_eq!(by_id.as_ref(), Some(got));
+    assert_eq!(store.read_event(Uuid::now_v7()).await.expect("by id"), None);
     assert_eq!(store.hash_at(2).await.expect("hash"), None);
     store.close().await;
 }

@@ -1,0 +1,163 @@
+//! Request extractors that answer in problem+json: the JSON body (with the
+//! path of any invalid field), and the write headers (Idempotency-Key,
+//! If-Match, X-Correlation-Id).
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use futures::future::LocalBoxFuture;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::problem::{serde_error, ApiError, FieldError};
+
+/// Largest request body accepted, unless the app configures another.
+pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
+
+/// The body limit in force (app data).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// A JSON request body, deserialised strictly, with the hash of its
+/// canonical form (what an idempotent retry must repeat).
+#[derive(Debug)]
+pub struct Json<T> {
+    pub value: T,
+    pub canonical_hash: [u8; 32],
+}
+
+/// Parses a JSON value into `T`, naming the path of the first bad field.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match serde_error(&inner) {
+            ApiError::Invalid(mut errors) => {
+                if let Some(first) = errors.first_mut() {
+                    // An unknown or missing field is named by serde relative
+                    // to the object holding it; any other error sits at the path.
+                    first.field = match (first.field.as_str(), path.as_str()) {
+                        ("body", ".") => "body".to_owned(),
+                        ("body", _) => path,
+                        (named, ".") => named.to_owned(),
+                        (named, _) if path.ends_with(named) => path,
+                        (named, _) => format!("{path}.{named}"),
+                    };
+                }
+                ApiError::Invalid(errors)
+            }
+            other => other,
+        }
+    })
+}
+
+pub fn canonical_hash(value: &serde_json::Value) -> [u8; 32] {
+    Sha256::digest(value.to_string().as_bytes()).into()
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<BodyLimit>()
+            .map_or(DEFAULT_BODY_LIMIT, |l| l.0);
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.starts_with("application/json") || v.contains("+json"));
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared.is_some_and(|n| n > limit) {
+                return Err(ApiError::TooLarge { limit });
+            }
+            if !json_type {
+                return Err(ApiError::Malformed(
+                    "send the body as application/json".into(),
+                ));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk =
+                    chunk.map_err(|e| ApiError::Malformed(format!("reading the body: {e}")))?;
+                if body.len() + chunk.len() > limit {
+                    return Err(ApiError::TooLarge { limit });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let value: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| serde_error(&e))?;
+            let canonical_hash = canonical_hash(&value);
+            Ok(Json {
+                value: from_value(value)?,
+                canonical_hash,
+            })
+        })
+    }
+}
+
+/// The headers that shape a write.
+#[derive(Debug, Clone, Default)]
+pub struct WriteHeaders {
+    pub idempotency_key: Option<String>,
+    /// The stream version `If-Match` requires.
+    pub if_match: Option<u64>,
+    pub correlation_id: Option<String>,
+    pub request_id: String,
+}
+
+impl WriteHeaders {
+    pub fn parse(req: &HttpRequest) -> Result<Self, ApiError> {
+        let text = |name: &str| -> Result<Option<String>, ApiError> {
+            match req.headers().get(name) {
+                None => Ok(None),
+                Some(v) => v
+                    .to_str()
+                    .map(|s| Some(s.trim().to_owned()))
+                    .map_err(|_| ApiError::field(name, "must be visible ASCII")),
+            }
+        };
+        let idempotency_key = text("Idempotency-Key")?;
+        if let Some(key) = &idempotency_key {
+            if key.is_empty() || key.len() > 200 {
+                return Err(ApiError::Invalid(vec![FieldError {
+                    field: "Idempotency-Key".into(),
+                    message: "must have 1 to 200 characters".into(),
+                }]));
+            }
+        }
+        let if_match = match text("If-Match")? {
+            None => None,
+            Some(v) => Some(
+                v.trim_start_matches("W/")
+                    .trim_matches('"')
+                    .parse::<u64>()
+                    .map_err(|_| ApiError::BadIfMatch)?,
+            ),
+        };
+        let correlation_id = text("X-Correlation-Id")?.filter(|c| !c.is_empty() && c.len() <= 200);
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        Ok(WriteHeaders {
+            idempotency_key,
+            if_match,
+            correlation_id,
+            request_id,
+        })
+    }
+}
+
+/// The id given to each request, echoed in `X-Request-Id`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);

@@ -1,0 +1,107 @@
+//! The HTTP app as the server runs it: routes, the contract and its browser,
+//! request ids, metrics, access logs, and problem+json for unknown routes.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpMessage, HttpResponse};
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::extract::RequestId;
+use crate::problem::ApiError;
+use crate::{AppState, BodyLimit};
+
+/// Builds the whole app: what `fangkong serve` runs and tests drive.
+pub fn app(
+    state: web::Data<AppState>,
+    limit: BodyLimit,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let (app, api) = App::new()
+        .into_utoipa_app()
+        .openapi(crate::ApiDoc::openapi())
+        .app_data(state.clone())
+        .app_data(limit)
+        .configure(crate::configure)
+        .split_for_parts();
+    let spec = api.clone();
+    app.route(
+        "/openapi.json",
+        web::get().to(move || {
+            let spec = spec.clone();
+            async move { HttpResponse::Ok().json(spec) }
+        }),
+    )
+    .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
+    .route(
+        "/docs",
+        web::get().to(|| async {
+            HttpResponse::Found()
+                .insert_header(("Location", "/docs/"))
+                .finish()
+        }),
+    )
+    .default_service(web::to(|| async {
+        actix_web::ResponseError::error_response(&ApiError::NotFound(
+            "no such route; the contract is at /openapi.json".into(),
+        ))
+    }))
+    .wrap(from_fn(observe))
+}
+
+/// Gives every request an id, times it, counts it by matched route, and
+/// logs one line for it (never with bodies: they hold personal data).
+async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get("X-Request-Id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 100)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = req.method().to_string();
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
+    let mut response = next.call(req).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    if let Some(metrics) = metrics {
+        metrics.observe(&method, &route, status, elapsed);
+    }
+    tracing::info!(
+        http.method = %method,
+        http.route = %route,
+        http.status = status,
+        http.duration_ms = elapsed.as_secs_f64() * 1000.0,
+        request.id = %request_id,
+        "request"
+    );
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(response)
+}

@@ -1,0 +1,220 @@
+//! Every error the API answers with, as RFC 9457 problem+json, converted in
+//! this one place. A domain error names the rule that was broken; a storage
+//! failure is a 503 whose body says nothing of internals (the log has them).
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use fangkong_domain::DomainError;
+use fangkong_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// The field, as a JSON path (`personal.resident_id`).
+    pub field: String,
+    pub message: String,
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "https://fangkong.invalid/problems/quarantine_already_active",
+    "title": "Conflict with the current state",
+    "status": 409,
+    "detail": "a home quarantine is already under way (since 2020-01-25)",
+    "code": "quarantine_already_active"
+}))]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// A stable code to branch on.
+    pub code: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON: {0}")]
+    Malformed(String),
+    #[error("{} invalid field(s)", .0.len())]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Rule(DomainError),
+    #[error("{0}")]
+    ConcurrentWrite(String),
+    #[error("the entity is at version {actual}; If-Match asked for {expected}")]
+    PreconditionFailed { expected: u64, actual: u64 },
+    #[error("If-Match must be a stream version in quotes, like \"3\"")]
+    BadIfMatch,
+    #[error("Idempotency-Key {0:?} was already used with a different request")]
+    IdempotencyKeyReused(String),
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the event store is unavailable; try again shortly")]
+    Unavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Invalid(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
+    }
+
+    fn code(&self) -> String {
+        match self {
+            ApiError::Malformed(_) => "malformed_json".into(),
+            ApiError::Invalid(_) => "invalid_fields".into(),
+            ApiError::NotFound(_) => "not_found".into(),
+            ApiError::Rule(rule) => rule.code().into(),
+            ApiError::ConcurrentWrite(_) => "concurrent_write".into(),
+            ApiError::PreconditionFailed { .. } => "version_mismatch".into(),
+            ApiError::BadIfMatch => "bad_if_match".into(),
+            ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused".into(),
+            ApiError::TooLarge { .. } => "payload_too_large".into(),
+            ApiError::Unavailable => "store_unavailable".into(),
+            ApiError::Internal => "internal".into(),
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::Malformed(_) => "Malformed request",
+            ApiError::Invalid(_) | ApiError::IdempotencyKeyReused(_) => "Invalid request",
+            ApiError::NotFound(_) => "Not found",
+            ApiError::Rule(_) | ApiError::ConcurrentWrite(_) => "Conflict with the current state",
+            ApiError::PreconditionFailed { .. } => "Version mismatch",
+            ApiError::BadIfMatch => "Invalid If-Match",
+            ApiError::TooLarge { .. } => "Request too large",
+            ApiError::Unavailable => "Service unavailable",
+            ApiError::Internal => "Internal error",
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let errors = match self {
+            ApiError::Invalid(errors) => errors.clone(),
+            _ => vec![],
+        };
+        let detail = match self {
+            ApiError::Invalid(errors) => errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        };
+        let code = self.code();
+        Problem {
+            kind: format!("https://fangkong.invalid/problems/{code}"),
+            title: self.title().into(),
+            status: self.status_code().as_u16(),
+            detail,
+            code,
+            errors,
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::InvalidValue { field, error } => ApiError::field(field, error.message),
+            DomainError::FutureDate { .. } => ApiError::field("occurred_at", error.to_string()),
+            e if e.is_not_found() => ApiError::NotFound(e.to_string()),
+            e => ApiError::Rule(e),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            tracing::warn!(error = %error, "event store unavailable");
+            ApiError::Unavailable
+        } else {
+            tracing::error!(error = ?error, "event store refused a request");
+            ApiError::Internal
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Malformed(_) | ApiError::BadIfMatch => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) | ApiError::IdempotencyKeyReused(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Rule(_) | ApiError::ConcurrentWrite(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        if matches!(self, ApiError::Unavailable) {
+            response.insert_header((header::RETRY_AFTER, "2"));
+        }
+        response.json(self.problem())
+    }
+}
+
+/// Turns a JSON body that did not deserialise into the right answer: broken
+/// JSON is a 400; a wrong type, a missing or an unknown field is a 422 that
+/// names the field.
+pub fn json_error(error: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
+    use actix_web::error::JsonPayloadError as E;
+    match error {
+        E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::TooLarge { limit },
+        E::ContentType => ApiError::Malformed("send the body as application/json".into()),
+        E::Deserialize(e) => serde_error(&e),
+        other => ApiError::Malformed(other.to_string()),
+    }
+}
+
+pub fn serde_error(e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ApiError::Malformed(e.to_string()),
+        Category::Data => {
+            let message = e.to_string();
+            let field = field_of(&message).unwrap_or_else(|| "body".into());
+            ApiError::field(field, strip_position(&message))
+        }
+    }
+}
+
+/// serde names the offending field in backquotes for an unknown or missing
+/// field ("unknown field `foo`"); other messages quote values instead.
+fn field_of(message: &str) -> Option<String> {
+    if !(message.starts_with("unknown field") || message.starts_with("missing field")) {
+        return None;
+    }
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_owned())
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}

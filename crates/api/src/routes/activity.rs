@@ -1,0 +1,267 @@
+//! A zone's counted work (gatherings dispersed, publicity, patrols) and the
+//! township staff's morning checks.
+
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use fangkong_domain::activity::{
+    Activity, ActivityCommand, RecordStaffHealthCheck, StaffChecks, ZoneActivity,
+};
+use fangkong_domain::{Count, Name, PublicityChannel, Symptom, Temperature, ZoneId};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::{field, path_id, schemas, written, WriteErrors};
+use crate::extract::{Json, WriteHeaders};
+use crate::problem::ApiError;
+use crate::write::{Target, Written};
+use crate::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(disperse_gathering)
+        .service(record_publicity)
+        .service(complete_patrol)
+        .service(record_staff_check);
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"people": 8, "location": "桥头村小卖部"}))]
+pub struct GatheringBody {
+    pub people: i64,
+    pub location: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"channel": "leaflet", "quantity": 300}))]
+pub struct PublicityBody {
+    #[schema(schema_with = schemas::channel)]
+    pub channel: PublicityChannel,
+    pub quantity: i64,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"patrol_group": "二组巡逻队", "persuaded": 12}))]
+pub struct PatrolBody {
+    pub patrol_group: String,
+    /// Villagers persuaded to go home or wear a mask on the round.
+    #[serde(default)]
+    pub persuaded: i64,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"staff": "镇干部甲", "temperature": 36.4, "symptoms": []}))]
+pub struct StaffCheckBody {
+    pub staff: String,
+    pub temperature: f64,
+    #[serde(default)]
+    #[schema(schema_with = schemas::symptoms)]
+    pub symptoms: Vec<Symptom>,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+async fn zone_activity(
+    state: &AppState,
+    headers: &WriteHeaders,
+    raw_zone: &str,
+    operation: &'static str,
+    body_hash: [u8; 32],
+    occurred_at: Option<DateTime<Utc>>,
+    activity: Activity,
+) -> Result<Written, ApiError> {
+    let zone_id = ZoneId::from_uuid(path_id(raw_zone, "zone")?);
+    super::zones::established(state, zone_id).await?;
+    let target = Target {
+        stream_id: ZoneActivity::stream_id(zone_id),
+        entity_id: zone_id.as_uuid(),
+        operation,
+    };
+    let command = ActivityCommand { zone_id, activity };
+    state
+        .commands
+        .execute::<ZoneActivity>(&target, headers, body_hash, occurred_at, command)
+        .await
+}
+
+pub(crate) async fn gathering(
+    state: &AppState,
+    headers: &WriteHeaders,
+    zone: &str,
+    body: Json<GatheringBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = Activity::DisperseGathering {
+        people: field("people", Count::parse(b.people))?,
+        location: field("location", Name::parse(&b.location))?,
+    };
+    zone_activity(
+        state,
+        headers,
+        zone,
+        "activity.gathering",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// A card or mahjong gathering was dispersed (劝停聚众打牌).
+#[utoipa::path(
+    tag = "activity",
+    params(("zone_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = GatheringBody,
+    responses((status = 200, description = "Recorded", body = Written), WriteErrors)
+)]
+#[post("/zones/{zone_id}/gathering-dispersals")]
+async fn disperse_gathering(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<GatheringBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        gathering(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn publicity(
+    state: &AppState,
+    headers: &WriteHeaders,
+    zone: &str,
+    body: Json<PublicityBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = Activity::RecordPublicity {
+        channel: b.channel,
+        quantity: field("quantity", Count::parse(b.quantity))?,
+    };
+    zone_activity(
+        state,
+        headers,
+        zone,
+        "activity.publicity",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Publicity work by channel and quantity (leaflets, WeChat messages, loudspeakers...).
+#[utoipa::path(
+    tag = "activity",
+    params(("zone_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = PublicityBody,
+    responses((status = 200, description = "Recorded", body = Written), WriteErrors)
+)]
+#[post("/zones/{zone_id}/publicity")]
+async fn record_publicity(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<PublicityBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        publicity(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn patrol(
+    state: &AppState,
+    headers: &WriteHeaders,
+    zone: &str,
+    body: Json<PatrolBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = Activity::CompletePatrol {
+        patrol_group: field("patrol_group", Name::parse(&b.patrol_group))?,
+        persuaded: field("persuaded", Count::parse(b.persuaded))?,
+    };
+    zone_activity(
+        state,
+        headers,
+        zone,
+        "activity.patrol",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// A patrol between villages was completed.
+#[utoipa::path(
+    tag = "activity",
+    params(("zone_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = PatrolBody,
+    responses((status = 200, description = "Recorded", body = Written), WriteErrors)
+)]
+#[post("/zones/{zone_id}/patrols")]
+async fn complete_patrol(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<PatrolBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        patrol(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn staff_check(
+    state: &AppState,
+    headers: &WriteHeaders,
+    body: Json<StaffCheckBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let ctx = state.commands.context(b.occurred_at)?;
+    let target = Target {
+        stream_id: StaffChecks::stream_id(ctx.occurred_on),
+        entity_id: uuid::Uuid::nil(),
+        operation: "staff.check",
+    };
+    let command = RecordStaffHealthCheck {
+        staff: field("staff", Name::parse(&b.staff))?,
+        temperature: field("temperature", Temperature::parse(b.temperature))?,
+        symptoms: b.symptoms,
+    };
+    state
+        .commands
+        .execute::<StaffChecks>(
+            &target,
+            headers,
+            body.canonical_hash,
+            b.occurred_at,
+            command,
+        )
+        .await
+}
+
+/// A township employee's morning check (晨检).
+#[utoipa::path(
+    tag = "activity",
+    params(("Idempotency-Key" = Option<String>, Header)),
+    request_body = StaffCheckBody,
+    responses((status = 200, description = "Recorded", body = Written), WriteErrors)
+)]
+#[post("/staff-health-checks")]
+async fn record_staff_check(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Json<StaffCheckBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        staff_check(&state, &WriteHeaders::parse(&req)?, body).await?,
+        false,
+    ))
+}

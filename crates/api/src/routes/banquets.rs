@@ -1,0 +1,383 @@
+//! Reported banquets (宴席) and the outcome of persuading the family.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, NaiveDate, Utc};
+use fangkong_domain::banquet::{Banquet, BanquetCommand, BanquetHost};
+use fangkong_domain::{BanquetId, BanquetKind, Count, Name, PhoneNumber, Text, VillageId, ZoneId};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use super::{
+    entity, field, optional, path_id, query, schemas, written, Page, Paged, ReadErrors, WriteErrors,
+};
+use crate::extract::{Json, WriteHeaders};
+use crate::problem::ApiError;
+use crate::write::{Target, Written};
+use crate::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(report_banquet)
+        .service(list_banquets)
+        .service(get_banquet)
+        .service(postpone)
+        .service(cancel)
+        .service(scale_down);
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostBody {
+    pub name: String,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"zone_id": "0190f5a2-0000-7000-8000-000000000001", "kind": "wedding",
+    "planned_date": "2020-02-02", "expected_guests": 200, "host": {"name": "刘家"}}))]
+pub struct ReportBody {
+    pub banquet_id: Option<Uuid>,
+    pub zone_id: Uuid,
+    pub village_id: Option<Uuid>,
+    #[schema(schema_with = schemas::banquet_kind)]
+    pub kind: BanquetKind,
+    pub planned_date: NaiveDate,
+    pub expected_guests: i64,
+    /// The host family: personal data.
+    pub host: HostBody,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"new_date": "2020-05-01"}))]
+pub struct PostponeBody {
+    /// Must be later than the currently planned date.
+    pub new_date: NaiveDate,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "疫情期间取消"}))]
+pub struct CancelBody {
+    pub reason: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"guests": 10}))]
+pub struct ScaleDownBody {
+    /// Fewer than now expected.
+    pub guests: i64,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BanquetView {
+    pub banquet_id: Uuid,
+    pub zone_id: Uuid,
+    pub village_id: Option<Uuid>,
+    pub kind: String,
+    pub planned_date: Option<NaiveDate>,
+    pub guests: u32,
+    /// planned, postponed, cancelled, scaled_down
+    pub status: String,
+    pub host: HostBody,
+    pub version: u64,
+}
+
+fn view(b: &Banquet, version: u64) -> Option<BanquetView> {
+    let r = b.report.as_ref()?;
+    Some(BanquetView {
+        banquet_id: r.banquet_id.as_uuid(),
+        zone_id: r.zone_id.as_uuid(),
+        village_id: r.village_id.map(|v| v.as_uuid()),
+        kind: r.kind.code().to_owned(),
+        planned_date: b.planned_date,
+        guests: b.guests,
+        status: serde_json::to_value(b.status)
+            .ok()
+            .and_then(|s| s.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        host: HostBody {
+            name: r.personal.name.to_string(),
+            phone: r.personal.phone.as_ref().map(|p| p.to_string()),
+        },
+        version,
+    })
+}
+
+async fn run(
+    state: &AppState,
+    headers: &WriteHeaders,
+    id: BanquetId,
+    operation: &'static str,
+    body_hash: [u8; 32],
+    occurred_at: Option<DateTime<Utc>>,
+    command: BanquetCommand,
+) -> Result<Written, ApiError> {
+    let target = Target {
+        stream_id: id.stream_id(),
+        entity_id: id.as_uuid(),
+        operation,
+    };
+    state
+        .commands
+        .execute::<Banquet>(&target, headers, body_hash, occurred_at, command)
+        .await
+}
+
+fn banquet_id(raw: &str) -> Result<BanquetId, ApiError> {
+    Ok(BanquetId::from_uuid(path_id(raw, "banquet")?))
+}
+
+pub(crate) async fn report(
+    state: &AppState,
+    headers: &WriteHeaders,
+    body: Json<ReportBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let zone = super::zones::established(state, ZoneId::from_uuid(b.zone_id))
+        .await
+        .map_err(|_| ApiError::field("zone_id", "no zone with this id"))?;
+    if let Some(v) = b.village_id {
+        if !zone.state.villages.contains_key(&VillageId::from_uuid(v)) {
+            return Err(ApiError::field(
+                "village_id",
+                "no such village in this zone",
+            ));
+        }
+    }
+    let id = BanquetId::from_uuid(b.banquet_id.unwrap_or_else(Uuid::now_v7));
+    let command = BanquetCommand::Report {
+        banquet_id: id,
+        zone_id: ZoneId::from_uuid(b.zone_id),
+        village_id: b.village_id.map(VillageId::from_uuid),
+        kind: b.kind,
+        planned_date: b.planned_date,
+        expected_guests: field("expected_guests", Count::parse(b.expected_guests))?,
+        host: BanquetHost {
+            name: field("host.name", Name::parse(&b.host.name))?,
+            phone: optional("host.phone", b.host.phone, |p| PhoneNumber::parse(&p))?,
+        },
+    };
+    run(
+        state,
+        headers,
+        id,
+        "banquet.report",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Report a planned banquet: a wedding, funeral, birthday...
+#[utoipa::path(
+    tag = "banquets",
+    params(("Idempotency-Key" = Option<String>, Header)),
+    request_body = ReportBody,
+    responses((status = 201, description = "Reported", body = Written), WriteErrors)
+)]
+#[post("/banquets")]
+async fn report_banquet(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Json<ReportBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        report(&state, &WriteHeaders::parse(&req)?, body).await?,
+        true,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BanquetQuery {
+    pub zone_id: Option<Uuid>,
+    /// planned, postponed, cancelled, scaled_down
+    pub status: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// Reported banquets, filtered by zone and status.
+#[utoipa::path(
+    tag = "banquets",
+    params(BanquetQuery),
+    responses((status = 200, description = "A page of banquets", body = Paged<BanquetView>), ReadErrors)
+)]
+#[get("/banquets")]
+async fn list_banquets(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: BanquetQuery = query(&req)?;
+    let page = Page {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let listed = super::list::<Banquet, BanquetView>(
+        &state,
+        "banquet",
+        "BanquetReported",
+        &page,
+        |b, version| {
+            view(b, version).filter(|v| {
+                q.zone_id.is_none_or(|z| v.zone_id == z)
+                    && q.status.as_deref().is_none_or(|s| v.status == s)
+            })
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(listed))
+}
+
+/// One banquet. `ETag` is its version.
+#[utoipa::path(
+    tag = "banquets",
+    params(("banquet_id" = Uuid, Path)),
+    responses((status = 200, description = "The banquet", body = BanquetView), ReadErrors)
+)]
+#[get("/banquets/{banquet_id}")]
+async fn get_banquet(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = banquet_id(&path)?;
+    let loaded = state.commands.load::<Banquet>(&id.stream_id()).await?;
+    let view = view(&loaded.state, loaded.version)
+        .ok_or_else(|| ApiError::NotFound(format!("no banquet with id {id}")))?;
+    Ok(entity(loaded.version, &view))
+}
+
+pub(crate) async fn postponement(
+    state: &AppState,
+    headers: &WriteHeaders,
+    raw: &str,
+    body: Json<PostponeBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = BanquetCommand::Postpone {
+        new_date: b.new_date,
+    };
+    run(
+        state,
+        headers,
+        banquet_id(raw)?,
+        "banquet.postpone",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// The family agreed to postpone: the new date must be later.
+#[utoipa::path(
+    tag = "banquets",
+    params(("banquet_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = PostponeBody,
+    responses((status = 200, description = "Postponed", body = Written), WriteErrors)
+)]
+#[post("/banquets/{banquet_id}/postponement")]
+async fn postpone(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<PostponeBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        postponement(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn cancellation(
+    state: &AppState,
+    headers: &WriteHeaders,
+    raw: &str,
+    body: Json<CancelBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = BanquetCommand::Cancel {
+        reason: optional("reason", b.reason, |r| Text::parse(&r))?,
+    };
+    run(
+        state,
+        headers,
+        banquet_id(raw)?,
+        "banquet.cancel",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// The family agreed to cancel.
+#[utoipa::path(
+    tag = "banquets",
+    params(("banquet_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = CancelBody,
+    responses((status = 200, description = "Cancelled", body = Written), WriteErrors)
+)]
+#[post("/banquets/{banquet_id}/cancellation")]
+async fn cancel(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<CancelBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        cancellation(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn scale(
+    state: &AppState,
+    headers: &WriteHeaders,
+    raw: &str,
+    body: Json<ScaleDownBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = BanquetCommand::ScaleDown {
+        guests: field("guests", Count::parse(b.guests))?,
+    };
+    run(
+        state,
+        headers,
+        banquet_id(raw)?,
+        "banquet.scale_down",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// The family agreed to scale down (丧事简办 for funerals).
+#[utoipa::path(
+    tag = "banquets",
+    params(("banquet_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = ScaleDownBody,
+    responses((status = 200, description = "Scaled down", body = Written), WriteErrors)
+)]
+#[post("/banquets/{banquet_id}/scale-down")]
+async fn scale_down(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<ScaleDownBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        scale(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}

@@ -1,0 +1,276 @@
+//! Duty posts (值守点) and the people and vehicles that crossed them.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use fangkong_domain::checkpoint::{Checkpoint, CheckpointCommand, RecordCrossing};
+use fangkong_domain::{
+    CheckpointId, CheckpointKind, Count, CrossingOutcome, CrossingSubject, Name, Origin,
+    Temperature, VillageId, ZoneId,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use super::returnees::OriginBody;
+use super::{
+    entity, field, optional, path_id, query, schemas, written, Page, Paged, ReadErrors, WriteErrors,
+};
+use crate::extract::{Json, WriteHeaders};
+use crate::problem::ApiError;
+use crate::write::{Target, Written};
+use crate::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(establish_checkpoint)
+        .service(list_checkpoints)
+        .service(get_checkpoint)
+        .service(record_crossing);
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"zone_id": "0190f5a2-0000-7000-8000-000000000001", "name": "桥头村路口", "kind": "village_entrance"}))]
+pub struct EstablishBody {
+    pub checkpoint_id: Option<Uuid>,
+    pub zone_id: Uuid,
+    pub village_id: Option<Uuid>,
+    pub name: String,
+    #[schema(schema_with = schemas::checkpoint_kind)]
+    pub kind: CheckpointKind,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+/// One person or vehicle at the post.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"subject": "person", "people": 1, "temperature": 36.5,
+    "origin": {"region": "湖北省武汉市", "risk": "high"}, "destination": "桥头村", "outcome": "turned_back"}))]
+pub struct CrossingBody {
+    #[schema(schema_with = schemas::subject)]
+    pub subject: CrossingSubject,
+    /// 1 for a person (default); the occupants for a vehicle.
+    pub people: Option<i64>,
+    /// Required for a vehicle.
+    pub plate: Option<String>,
+    pub temperature: Option<f64>,
+    pub origin: Option<OriginBody>,
+    pub destination: Option<String>,
+    #[schema(schema_with = schemas::outcome)]
+    pub outcome: CrossingOutcome,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointView {
+    pub checkpoint_id: Uuid,
+    pub zone_id: Uuid,
+    pub village_id: Option<Uuid>,
+    pub name: String,
+    pub kind: String,
+    pub crossings: u64,
+    pub turned_back: u64,
+    pub version: u64,
+}
+
+fn view(c: &Checkpoint, version: u64) -> Option<CheckpointView> {
+    let e = c.established.as_ref()?;
+    Some(CheckpointView {
+        checkpoint_id: e.checkpoint_id.as_uuid(),
+        zone_id: e.zone_id.as_uuid(),
+        village_id: e.village_id.map(|v| v.as_uuid()),
+        name: e.name.to_string(),
+        kind: e.kind.code().to_owned(),
+        crossings: c.crossings,
+        turned_back: c.turned_back,
+        version,
+    })
+}
+
+async fn run(
+    state: &AppState,
+    headers: &WriteHeaders,
+    id: CheckpointId,
+    operation: &'static str,
+    body_hash: [u8; 32],
+    occurred_at: Option<DateTime<Utc>>,
+    command: CheckpointCommand,
+) -> Result<Written, ApiError> {
+    let target = Target {
+        stream_id: id.stream_id(),
+        entity_id: id.as_uuid(),
+        operation,
+    };
+    state
+        .commands
+        .execute::<Checkpoint>(&target, headers, body_hash, occurred_at, command)
+        .await
+}
+
+pub(crate) async fn establish(
+    state: &AppState,
+    headers: &WriteHeaders,
+    body: Json<EstablishBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let zone = super::zones::established(state, ZoneId::from_uuid(b.zone_id))
+        .await
+        .map_err(|_| ApiError::field("zone_id", "no zone with this id"))?;
+    if let Some(v) = b.village_id {
+        if !zone.state.villages.contains_key(&VillageId::from_uuid(v)) {
+            return Err(ApiError::field(
+                "village_id",
+                "no such village in this zone",
+            ));
+        }
+    }
+    let id = CheckpointId::from_uuid(b.checkpoint_id.unwrap_or_else(Uuid::now_v7));
+    let command = CheckpointCommand::Establish {
+        checkpoint_id: id,
+        zone_id: ZoneId::from_uuid(b.zone_id),
+        village_id: b.village_id.map(VillageId::from_uuid),
+        name: field("name", Name::parse(&b.name))?,
+        kind: b.kind,
+    };
+    run(
+        state,
+        headers,
+        id,
+        "checkpoint.establish",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Establish a duty post at a village entrance, a road, or the compound gate.
+#[utoipa::path(
+    tag = "checkpoints",
+    params(("Idempotency-Key" = Option<String>, Header)),
+    request_body = EstablishBody,
+    responses((status = 201, description = "Established", body = Written), WriteErrors)
+)]
+#[post("/checkpoints")]
+async fn establish_checkpoint(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Json<EstablishBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        establish(&state, &WriteHeaders::parse(&req)?, body).await?,
+        true,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointQuery {
+    pub zone_id: Option<Uuid>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// Checkpoints, filtered by zone.
+#[utoipa::path(
+    tag = "checkpoints",
+    params(CheckpointQuery),
+    responses((status = 200, description = "A page of checkpoints", body = Paged<CheckpointView>), ReadErrors)
+)]
+#[get("/checkpoints")]
+async fn list_checkpoints(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: CheckpointQuery = query(&req)?;
+    let page = Page {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let listed = super::list::<Checkpoint, CheckpointView>(
+        &state,
+        "checkpoint",
+        "CheckpointEstablished",
+        &page,
+        |c, version| view(c, version).filter(|v| q.zone_id.is_none_or(|z| v.zone_id == z)),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(listed))
+}
+
+/// One checkpoint with its counts. `ETag` is its version.
+#[utoipa::path(
+    tag = "checkpoints",
+    params(("checkpoint_id" = Uuid, Path)),
+    responses((status = 200, description = "The checkpoint", body = CheckpointView), ReadErrors)
+)]
+#[get("/checkpoints/{checkpoint_id}")]
+async fn get_checkpoint(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = CheckpointId::from_uuid(path_id(&path, "checkpoint")?);
+    let loaded = state.commands.load::<Checkpoint>(&id.stream_id()).await?;
+    let view = view(&loaded.state, loaded.version)
+        .ok_or_else(|| ApiError::NotFound(format!("no checkpoint with id {id}")))?;
+    Ok(entity(loaded.version, &view))
+}
+
+pub(crate) async fn crossing(
+    state: &AppState,
+    headers: &WriteHeaders,
+    raw_id: &str,
+    body: Json<CrossingBody>,
+) -> Result<Written, ApiError> {
+    let id = CheckpointId::from_uuid(path_id(raw_id, "checkpoint")?);
+    let b = body.value;
+    let command = CheckpointCommand::RecordCrossing(RecordCrossing {
+        subject: b.subject,
+        people: field("people", Count::parse(b.people.unwrap_or(1)))?,
+        plate: optional("plate", b.plate, |p| Name::parse(&p))?,
+        temperature: optional("temperature", b.temperature, Temperature::parse)?,
+        origin: b
+            .origin
+            .map(|o| {
+                Ok::<_, ApiError>(Origin {
+                    region: field("origin.region", Name::parse(&o.region))?,
+                    risk: o.risk,
+                })
+            })
+            .transpose()?,
+        destination: optional("destination", b.destination, |d| Name::parse(&d))?,
+        outcome: b.outcome,
+    });
+    run(
+        state,
+        headers,
+        id,
+        "checkpoint.crossing",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Record a person or vehicle at the post: admitted, turned back (劝返), or
+/// referred to quarantine. A person from a high-risk area or with a fever
+/// cannot be simply admitted.
+#[utoipa::path(
+    tag = "checkpoints",
+    params(("checkpoint_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = CrossingBody,
+    responses((status = 200, description = "Recorded", body = Written), WriteErrors)
+)]
+#[post("/checkpoints/{checkpoint_id}/crossings")]
+async fn record_crossing(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<CrossingBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        crossing(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}

@@ -1,0 +1,276 @@
+//! The routes, each registered together with its OpenAPI entry.
+
+pub mod activity;
+pub mod banquets;
+pub mod batches;
+pub mod checkpoints;
+pub mod returnees;
+pub mod system;
+pub mod venues;
+pub mod zones;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
+use fangkong_domain::ValueError;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::problem::ApiError;
+use crate::write::Written;
+
+/// Parses one field, naming it on failure.
+pub(crate) fn field<T>(name: &str, parsed: Result<T, ValueError>) -> Result<T, ApiError> {
+    parsed.map_err(|e| ApiError::field(name, e.message))
+}
+
+/// Parses an optional field.
+pub(crate) fn optional<T, R>(
+    name: &str,
+    raw: Option<R>,
+    parse: impl FnOnce(R) -> Result<T, ValueError>,
+) -> Result<Option<T>, ApiError> {
+    raw.map(|r| field(name, parse(r))).transpose()
+}
+
+/// `201 Created` for a new entity, `200 OK` otherwise; `ETag` is the version.
+pub(crate) fn written(written: Written, created: bool) -> HttpResponse {
+    let mut response =
+        if created && written.version as usize == written.events.len() && !written.replayed {
+            HttpResponse::Created()
+        } else {
+            HttpResponse::Ok()
+        };
+    response
+        .insert_header((header::ETAG, format!("\"{}\"", written.version)))
+        .json(written)
+}
+
+/// An entity read, with its version as the `ETag`.
+pub(crate) fn entity<T: Serialize>(version: u64, body: &T) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, format!("\"{version}\"")))
+        .json(body)
+}
+
+pub(crate) fn path_id(raw: &str, what: &'static str) -> Result<uuid::Uuid, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::NotFound(format!("no {what} with id {raw:?}")))
+}
+
+/// Cursor paging of lists.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// Items per page, 1 to 1000 (default 100).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    pub(crate) fn limit(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(100),
+            Some(n) if (1..=1000).contains(&n) => Ok(n),
+            Some(_) => Err(ApiError::field("limit", "must be 1 to 1000")),
+        }
+    }
+
+    /// The log position the page starts after.
+    pub(crate) fn after(&self) -> Result<u64, ApiError> {
+        match &self.cursor {
+            None => Ok(0),
+            Some(c) => c
+                .parse()
+                .map_err(|_| ApiError::field("cursor", "not a cursor this API gave out")),
+        }
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// Query strings are parsed by hand so that a bad one gets problem+json.
+pub(crate) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
+    serde_urlencoded_from(req.query_string())
+}
+
+fn serde_urlencoded_from<T: serde::de::DeserializeOwned>(qs: &str) -> Result<T, ApiError> {
+    actix_web::web::Query::<T>::from_query(qs)
+        .map(|q| q.into_inner())
+        .map_err(|e| ApiError::field("query", e.to_string()))
+}
+
+/// Lists a category's entities in creation order: the creation events of
+/// the log give the order and the cursor; each entity's state gives the item
+/// (or `None` when a filter leaves it out).
+pub(crate) async fn list<A, V>(
+    state: &crate::AppState,
+    category: &str,
+    creation_type: &str,
+    page: &Page,
+    mut item: impl FnMut(&A, u64) -> Option<V>,
+) -> Result<Paged<V>, ApiError>
+where
+    A: fangkong_domain::Aggregate + Send + Sync + 'static,
+{
+    let limit = page.limit()?;
+    let mut after = page.after()?;
+    let filter = fangkong_store::LogFilter {
+        category: Some(category.to_owned()),
+        event_types: vec![creation_type.to_owned()],
+    };
+    let mut items = Vec::new();
+    loop {
+        let created = state.store().read_all(after, 500, &filter).await?;
+        let exhausted = created.len() < 500;
+        for event in created {
+            after = event.position;
+            let loaded = state.commands.load::<A>(&event.stream_id).await?;
+            if let Some(v) = item(&loaded.state, loaded.version) {
+                items.push(v);
+                if items.len() == limit {
+                    return Ok(Paged {
+                        items,
+                        next_cursor: Some(after.to_string()),
+                    });
+                }
+            }
+        }
+        if exhausted {
+            return Ok(Paged {
+                items,
+                next_cursor: None,
+            });
+        }
+    }
+}
+
+/// The errors any write can answer with.
+#[derive(Debug, utoipa::IntoResponses)]
+#[allow(
+    dead_code,
+    reason = "describes responses for the OpenAPI document only"
+)]
+pub enum WriteErrors {
+    /// Malformed JSON or header.
+    #[response(status = 400, content_type = "application/problem+json")]
+    Malformed(crate::problem::Problem),
+    /// The entity (or one it refers to) does not exist.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(crate::problem::Problem),
+    /// A rule of the domain forbids it now; `code` names the rule.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(crate::problem::Problem),
+    /// `If-Match` names another version.
+    #[response(status = 412, content_type = "application/problem+json")]
+    VersionMismatch(crate::problem::Problem),
+    /// The body is larger than the limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(crate::problem::Problem),
+    /// A field is invalid (named in `errors`), or an Idempotency-Key was reused for another request.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(crate::problem::Problem),
+    /// The event store is unavailable; retry after `Retry-After` seconds.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(crate::problem::Problem),
+}
+
+/// The errors any read can answer with.
+#[derive(Debug, utoipa::IntoResponses)]
+#[allow(
+    dead_code,
+    reason = "describes responses for the OpenAPI document only"
+)]
+pub enum ReadErrors {
+    /// No such entity.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(crate::problem::Problem),
+    /// A bad query parameter.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(crate::problem::Problem),
+    /// The event store is unavailable.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(crate::problem::Problem),
+}
+
+/// A string schema listing the allowed codes of a domain enum.
+pub(crate) fn codes<'a>(values: impl IntoIterator<Item = &'a str>) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values.into_iter().collect::<Vec<_>>()))
+        .build()
+}
+
+pub(crate) mod schemas {
+    //! Schemas of the domain's code enums (the domain crate knows no OpenAPI).
+    use fangkong_domain::*;
+
+    use super::codes;
+    use utoipa::openapi::Object;
+
+    pub fn risk() -> Object {
+        codes(["high", "medium", "low"])
+    }
+    pub fn symptoms() -> utoipa::openapi::Array {
+        utoipa::openapi::ArrayBuilder::new()
+            .items(codes(Symptom::ALL.iter().map(|s| s.code())))
+            .build()
+    }
+    pub fn team_role() -> Object {
+        codes(TeamRole::ALL.iter().map(|s| s.code()))
+    }
+    pub fn end_reason() -> Object {
+        codes(QuarantineEndReason::ALL.iter().map(|s| s.code()))
+    }
+    pub fn venue_kind() -> Object {
+        codes(VenueKind::ALL.iter().map(|s| s.code()))
+    }
+    pub fn banquet_kind() -> Object {
+        codes(BanquetKind::ALL.iter().map(|s| s.code()))
+    }
+    pub fn channel() -> Object {
+        codes(PublicityChannel::ALL.iter().map(|s| s.code()))
+    }
+    pub fn outcome() -> Object {
+        codes(CrossingOutcome::ALL.iter().map(|s| s.code()))
+    }
+    pub fn subject() -> Object {
+        codes(CrossingSubject::ALL.iter().map(|s| s.code()))
+    }
+    pub fn checkpoint_kind() -> Object {
+        codes(CheckpointKind::ALL.iter().map(|s| s.code()))
+    }
+}
+
+/// An event of an entity's own stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamEvent {
+    pub position: u64,
+    pub version: u64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<fangkong_store::RecordedEvent> for StreamEvent {
+    fn from(e: fangkong_store::RecordedEvent) -> Self {
+        StreamEvent {
+            position: e.position,
+            version: e.stream_version,
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            data: e.payload,
+            metadata: e.metadata,
+            recorded_at: e.recorded_at,
+        }
+    }
+}

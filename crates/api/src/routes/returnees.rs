@@ -1,0 +1,897 @@
+//! Returnees (返镇人员): registration, screening, the five-for-one team, home
+//! quarantine with its daily visits, findings, referral, end.
+
+use std::collections::BTreeSet;
+
+use actix_web::{get, post, put, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, NaiveDate, Utc};
+use fangkong_domain::returnee::{
+    PersonalData, RegisterReturnee, Returnee, ReturneeCommand, ScreenReturnee, TeamMember,
+};
+use fangkong_domain::{
+    GridId, Name, Origin, PhoneNumber, QuarantineEndReason, ResidentIdNumber, ReturneeId,
+    RiskLevel, Symptom, TeamRole, Temperature, Text, VillageId, ZoneId,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use super::{
+    entity, field, optional, path_id, query, schemas, written, Page, Paged, ReadErrors,
+    StreamEvent, WriteErrors,
+};
+use crate::extract::{Json, WriteHeaders};
+use crate::problem::ApiError;
+use crate::write::{Target, Written};
+use crate::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(register_returnee)
+        .service(list_returnees)
+        .service(get_returnee)
+        .service(returnee_events)
+        .service(screen)
+        .service(assign_team)
+        .service(start_quarantine)
+        .service(record_health_check)
+        .service(report_abnormal_condition)
+        .service(refer)
+        .service(change_period)
+        .service(record_exposure)
+        .service(end_quarantine);
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OriginBody {
+    /// Where the person came from, as the county names it.
+    pub region: String,
+    #[schema(schema_with = schemas::risk)]
+    pub risk: RiskLevel,
+}
+
+/// Personal data: shown in full only to those entitled to it.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalBody {
+    pub name: String,
+    /// 18-character resident ID number with its check character.
+    pub resident_id: String,
+    /// Mainland mobile number.
+    pub phone: String,
+    pub address: String,
+}
+
+/// Register a returnee (登记造册).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "zone_id": "0190f5a2-0000-7000-8000-000000000001",
+    "village_id": "0190f5a2-0000-7000-8000-000000000002",
+    "grid_id": "0190f5a2-0000-7000-8000-000000000003",
+    "arrival_date": "2020-01-24",
+    "origin": {"region": "湖北省武汉市", "risk": "high"},
+    "personal": {"name": "张三", "resident_id": "11010519491231002X", "phone": "13812345678", "address": "桥头村三组12号"}
+}))]
+pub struct RegisterBody {
+    pub returnee_id: Option<Uuid>,
+    pub zone_id: Uuid,
+    pub village_id: Uuid,
+    pub grid_id: Uuid,
+    pub arrival_date: NaiveDate,
+    pub origin: OriginBody,
+    pub personal: PersonalBody,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"temperature": 36.6, "identity_checked": true, "came_from": "武汉", "going_to": "桥头村", "symptoms": [], "screened_by": "王医生"}))]
+pub struct ScreeningBody {
+    /// °C, 30.0 to 45.0, one decimal.
+    pub temperature: f64,
+    pub identity_checked: bool,
+    pub came_from: String,
+    pub going_to: Option<String>,
+    #[serde(default)]
+    #[schema(schema_with = schemas::symptoms)]
+    pub symptoms: Vec<Symptom>,
+    pub screened_by: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberBody {
+    #[schema(schema_with = schemas::team_role)]
+    pub role: TeamRole,
+    pub name: String,
+    pub phone: Option<String>,
+}
+
+/// Five for one (五包一): exactly one member in each of the five roles.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"members": [
+    {"role": "village_stationed_cadre", "name": "赵一"},
+    {"role": "village_cadre", "name": "钱二"},
+    {"role": "group_leader", "name": "孙三"},
+    {"role": "village_doctor", "name": "李四"},
+    {"role": "auxiliary_police", "name": "周五"}
+]}))]
+pub struct TeamBody {
+    pub members: Vec<MemberBody>,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"planned_days": 14}))]
+pub struct QuarantineBody {
+    /// 1 to 60; 14 when absent.
+    pub planned_days: Option<i64>,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"temperature": 36.5, "symptoms": [], "visited_by": "王医生"}))]
+pub struct HealthCheckBody {
+    pub temperature: f64,
+    #[serde(default)]
+    #[schema(schema_with = schemas::symptoms)]
+    pub symptoms: Vec<Symptom>,
+    pub visited_by: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"temperature": 38.2, "symptoms": ["fever", "cough"], "notes": "发热伴咳嗽"}))]
+pub struct AbnormalBody {
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    #[schema(schema_with = schemas::symptoms)]
+    pub symptoms: Vec<Symptom>,
+    pub notes: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"facility": "县人民医院发热门诊"}))]
+pub struct ReferralBody {
+    pub facility: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"planned_days": 21, "reason": "同住家属出现症状"}))]
+pub struct ExtensionBody {
+    pub planned_days: i64,
+    pub reason: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"description": "与确诊病例同桌就餐"}))]
+pub struct ExposureBody {
+    pub description: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "completed"}))]
+pub struct EndBody {
+    #[schema(schema_with = schemas::end_reason)]
+    pub reason: QuarantineEndReason,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuarantineView {
+    pub started_on: NaiveDate,
+    /// Day 1 of the current count (moves with a new exposure).
+    pub count_start: NaiveDate,
+    pub planned_days: u16,
+    pub planned_end: NaiveDate,
+    /// Day n of the period today.
+    pub day_of_period: Option<u32>,
+    pub visits_done: usize,
+    pub visit_due_today: bool,
+    /// Past days of the period without a visit.
+    pub missed_days: Vec<NaiveDate>,
+    pub last_temperature: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReturneeView {
+    pub returnee_id: Uuid,
+    pub zone_id: Uuid,
+    pub village_id: Uuid,
+    pub grid_id: Uuid,
+    pub arrival_date: NaiveDate,
+    pub origin: OriginBody,
+    pub personal: PersonalBody,
+    /// unregistered, registered, in_quarantine, released, under_treatment, transferred, lost_to_follow_up
+    pub status: String,
+    pub screenings: u32,
+    pub last_screened_on: Option<NaiveDate>,
+    pub team: Vec<MemberBody>,
+    pub quarantine: Option<QuarantineView>,
+    pub abnormal_reports: u32,
+    /// An abnormal finding awaits referral.
+    pub abnormal_pending: bool,
+    pub referrals: u32,
+    pub version: u64,
+}
+
+fn view(r: &Returnee, version: u64, today: NaiveDate) -> Option<ReturneeView> {
+    let reg = r.registration.as_ref()?;
+    Some(ReturneeView {
+        returnee_id: reg.returnee_id.as_uuid(),
+        zone_id: reg.zone_id.as_uuid(),
+        village_id: reg.village_id.as_uuid(),
+        grid_id: reg.grid_id.as_uuid(),
+        arrival_date: reg.arrival_date,
+        origin: OriginBody {
+            region: reg.origin.region.to_string(),
+            risk: reg.origin.risk,
+        },
+        personal: PersonalBody {
+            name: reg.personal.name.to_string(),
+            resident_id: reg.personal.resident_id.to_string(),
+            phone: reg.personal.phone.to_string(),
+            address: reg.personal.address.to_string(),
+        },
+        status: r.status.code().to_owned(),
+        screenings: r.screenings,
+        last_screened_on: r.last_screened_on,
+        team: r
+            .team
+            .iter()
+            .map(|m| MemberBody {
+                role: m.role,
+                name: m.name.to_string(),
+                phone: m.phone.as_ref().map(|p| p.to_string()),
+            })
+            .collect(),
+        quarantine: r.quarantine.as_ref().map(|q| QuarantineView {
+            started_on: q.started_on,
+            count_start: q.schedule.count_start,
+            planned_days: q.schedule.planned_days,
+            planned_end: q.schedule.planned_end(),
+            day_of_period: q.schedule.day_of_period(today),
+            visits_done: q.visits.len(),
+            visit_due_today: q.schedule.visit_due_today(&q.visits, today),
+            missed_days: q.schedule.missed_days(&q.visits, today),
+            last_temperature: q.last_temperature.map(Temperature::celsius),
+        }),
+        abnormal_reports: r.abnormal_reports,
+        abnormal_pending: r.abnormal_pending,
+        referrals: r.referrals,
+        version,
+    })
+}
+
+fn symptoms(list: Vec<Symptom>) -> Vec<Symptom> {
+    list.into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+async fn run(
+    state: &AppState,
+    headers: &WriteHeaders,
+    returnee_id: ReturneeId,
+    operation: &'static str,
+    body_hash: [u8; 32],
+    occurred_at: Option<DateTime<Utc>>,
+    command: ReturneeCommand,
+) -> Result<Written, ApiError> {
+    let target = Target {
+        stream_id: returnee_id.stream_id(),
+        entity_id: returnee_id.as_uuid(),
+        operation,
+    };
+    state
+        .commands
+        .execute::<Returnee>(&target, headers, body_hash, occurred_at, command)
+        .await
+}
+
+fn returnee_id(raw: &str) -> Result<ReturneeId, ApiError> {
+    Ok(ReturneeId::from_uuid(path_id(raw, "returnee")?))
+}
+
+pub(crate) async fn register(
+    state: &AppState,
+    headers: &WriteHeaders,
+    body: Json<RegisterBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let zone_id = ZoneId::from_uuid(b.zone_id);
+    let zone = state
+        .commands
+        .load::<fangkong_domain::zone::Zone>(&zone_id.stream_id())
+        .await?;
+    if !zone.state.is_established() {
+        return Err(ApiError::field("zone_id", "no zone with this id"));
+    }
+    let (village_id, grid_id) = (
+        VillageId::from_uuid(b.village_id),
+        GridId::from_uuid(b.grid_id),
+    );
+    if !zone.state.villages.contains_key(&village_id) {
+        return Err(ApiError::field(
+            "village_id",
+            "no such village in this zone",
+        ));
+    }
+    if !zone.state.has_grid(village_id, grid_id) {
+        return Err(ApiError::field("grid_id", "no such grid in this village"));
+    }
+    let returnee_id = ReturneeId::from_uuid(b.returnee_id.unwrap_or_else(Uuid::now_v7));
+    let command = ReturneeCommand::Register(RegisterReturnee {
+        returnee_id,
+        zone_id,
+        village_id,
+        grid_id,
+        arrival_date: b.arrival_date,
+        origin: Origin {
+            region: field("origin.region", Name::parse(&b.origin.region))?,
+            risk: b.origin.risk,
+        },
+        personal: PersonalData {
+            name: field("personal.name", Name::parse(&b.personal.name))?,
+            resident_id: field(
+                "personal.resident_id",
+                ResidentIdNumber::parse(&b.personal.resident_id),
+            )?,
+            phone: field("personal.phone", PhoneNumber::parse(&b.personal.phone))?,
+            address: field("personal.address", Text::parse(&b.personal.address))?,
+        },
+    });
+    run(
+        state,
+        headers,
+        returnee_id,
+        "returnee.register",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Register a returnee. The zone, village and grid must exist.
+#[utoipa::path(
+    tag = "returnees",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry")),
+    request_body = RegisterBody,
+    responses((status = 201, description = "Registered", body = Written), WriteErrors)
+)]
+#[post("/returnees")]
+async fn register_returnee(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Json<RegisterBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        register(&state, &WriteHeaders::parse(&req)?, body).await?,
+        true,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReturneeQuery {
+    pub zone_id: Option<Uuid>,
+    /// registered, in_quarantine, released, under_treatment, transferred, lost_to_follow_up
+    pub status: Option<String>,
+    /// high, medium, low
+    pub risk: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// Returnees in registration order, filtered by zone, status and origin risk.
+#[utoipa::path(
+    tag = "returnees",
+    params(ReturneeQuery),
+    responses((status = 200, description = "A page of returnees", body = Paged<ReturneeView>), ReadErrors)
+)]
+#[get("/returnees")]
+async fn list_returnees(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: ReturneeQuery = query(&req)?;
+    let risk = q
+        .risk
+        .as_deref()
+        .map(|r| {
+            serde_json::from_value::<RiskLevel>(serde_json::Value::String(r.to_owned()))
+                .map_err(|_| ApiError::field("risk", "must be high, medium or low"))
+        })
+        .transpose()?;
+    let today = state.commands.context(None)?.today;
+    let page = Page {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let listed = super::list::<Returnee, ReturneeView>(
+        &state,
+        "returnee",
+        "ReturneeRegistered",
+        &page,
+        |r, version| {
+            let reg = r.registration.as_ref()?;
+            let keep = q.zone_id.is_none_or(|z| reg.zone_id.as_uuid() == z)
+                && q.status.as_deref().is_none_or(|s| r.status.code() == s)
+                && risk.is_none_or(|k| reg.origin.risk == k);
+            keep.then(|| view(r, version, today)).flatten()
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(listed))
+}
+
+/// One returnee, with the quarantine schedule as of today. `ETag` is its version.
+#[utoipa::path(
+    tag = "returnees",
+    params(("returnee_id" = Uuid, Path)),
+    responses((status = 200, description = "The returnee", body = ReturneeView), ReadErrors)
+)]
+#[get("/returnees/{returnee_id}")]
+async fn get_returnee(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = returnee_id(&path)?;
+    let loaded = state.commands.load::<Returnee>(&id.stream_id()).await?;
+    let today = state.commands.context(None)?.today;
+    let view = view(&loaded.state, loaded.version, today)
+        .ok_or_else(|| ApiError::NotFound(format!("no returnee with id {id}")))?;
+    Ok(entity(loaded.version, &view))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// First stream version to return (default 1).
+    pub from_version: Option<u64>,
+    /// At most this many events (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// The returnee's own stream of events, oldest first.
+#[utoipa::path(
+    tag = "returnees",
+    params(("returnee_id" = Uuid, Path), StreamQuery),
+    responses((status = 200, description = "Events", body = Vec<StreamEvent>), ReadErrors)
+)]
+#[get("/returnees/{returnee_id}/events")]
+async fn returnee_events(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = returnee_id(&path)?;
+    let q: StreamQuery = query(&req)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::field("limit", "must be 1 to 1000"));
+    }
+    let events = state
+        .store()
+        .read_stream(&id.stream_id(), q.from_version.unwrap_or(1).max(1), limit)
+        .await?;
+    if events.is_empty() && state.store().stream_version(&id.stream_id()).await? == 0 {
+        return Err(ApiError::NotFound(format!("no returnee with id {id}")));
+    }
+    let events: Vec<StreamEvent> = events.into_iter().map(StreamEvent::from).collect();
+    Ok(HttpResponse::Ok().json(events))
+}
+
+pub(crate) async fn screening(
+    state: &AppState,
+    headers: &WriteHeaders,
+    id: &str,
+    body: Json<ScreeningBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = ReturneeCommand::Screen(ScreenReturnee {
+        temperature: field("temperature", Temperature::parse(b.temperature))?,
+        identity_checked: b.identity_checked,
+        came_from: field("came_from", Name::parse(&b.came_from))?,
+        going_to: optional("going_to", b.going_to, |g| Name::parse(&g))?,
+        symptoms: symptoms(b.symptoms),
+        screened_by: field("screened_by", Name::parse(&b.screened_by))?,
+    });
+    run(
+        state,
+        headers,
+        returnee_id(id)?,
+        "returnee.screen",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Record a screening: one test, two checks, three questions (一测二查三询).
+/// A fever or a symptom also records an abnormal finding.
+#[utoipa::path(
+    tag = "returnees",
+    params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = ScreeningBody,
+    responses((status = 200, description = "Recorded", body = Written), WriteErrors)
+)]
+#[post("/returnees/{returnee_id}/screenings")]
+async fn screen(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<ScreeningBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        screening(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn team(
+    state: &AppState,
+    headers: &WriteHeaders,
+    id: &str,
+    body: Json<TeamBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let mut members = Vec::with_capacity(b.members.len());
+    for (i, m) in b.members.into_iter().enumerate() {
+        members.push(TeamMember {
+            role: m.role,
+            name: field(&format!("members[{i}].name"), Name::parse(&m.name))?,
+            phone: optional(&format!("members[{i}].phone"), m.phone, |p| {
+                PhoneNumber::parse(&p)
+            })?,
+        });
+    }
+    let command = ReturneeCommand::AssignTeam { members };
+    run(
+        state,
+        headers,
+        returnee_id(id)?,
+        "returnee.assign_team",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Assign the five-for-one responsibility team (五包一).
+#[utoipa::path(
+    tag = "returnees",
+    params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = TeamBody,
+    responses((status = 200, description = "Assigned (no events when unchanged)", body = Written), WriteErrors)
+)]
+#[put("/returnees/{returnee_id}/responsibility-team")]
+async fn assign_team(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<TeamBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        team(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn quarantine(
+    state: &AppState,
+    headers: &WriteHeaders,
+    id: &str,
+    body: Json<QuarantineBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = ReturneeCommand::StartQuarantine {
+        planned_days: b.planned_days,
+    };
+    run(
+        state,
+        headers,
+        returnee_id(id)?,
+        "returnee.start_quarantine",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Start home quarantine observation (居家隔离观察), 14 days unless said otherwise.
+#[utoipa::path(
+    tag = "returnees",
+    params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = QuarantineBody,
+    responses((status = 200, description = "Started", body = Written), WriteErrors)
+)]
+#[post("/returnees/{returnee_id}/quarantine")]
+async fn start_quarantine(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<QuarantineBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        quarantine(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn health_check(
+    state: &AppState,
+    headers: &WriteHeaders,
+    id: &str,
+    body: Json<HealthCheckBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = ReturneeCommand::RecordHealthCheck {
+        temperature: field("temperature", Temperature::parse(b.temperature))?,
+        symptoms: symptoms(b.symptoms),
+        visited_by: optional("visited_by", b.visited_by, |v| Name::parse(&v))?,
+    };
+    run(
+        state,
+        headers,
+        returnee_id(id)?,
+        "returnee.health_check",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Record the daily temperature visit at the door. A fever (37.3 °C and up)
+/// or a symptom also records an abnormal finding.
+#[utoipa::path(
+    tag = "returnees",
+    params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = HealthCheckBody,
+    responses((status = 200, description = "Recorded", body = Written), WriteErrors)
+)]
+#[post("/returnees/{returnee_id}/health-checks")]
+async fn record_health_check(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<HealthCheckBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        health_check(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn abnormal(
+    state: &AppState,
+    headers: &WriteHeaders,
+    id: &str,
+    body: Json<AbnormalBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = ReturneeCommand::ReportAbnormalCondition {
+        temperature: optional("temperature", b.temperature, Temperature::parse)?,
+        symptoms: symptoms(b.symptoms),
+        notes: optional("notes", b.notes, |n| Text::parse(&n))?,
+    };
+    run(
+        state,
+        headers,
+        returnee_id(id)?,
+        "returnee.report_abnormal",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Report an abnormal condition (fever, symptoms).
+#[utoipa::path(
+    tag = "returnees",
+    params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = AbnormalBody,
+    responses((status = 200, description = "Reported", body = Written), WriteErrors)
+)]
+#[post("/returnees/{returnee_id}/abnormal-conditions")]
+async fn report_abnormal_condition(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<AbnormalBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        abnormal(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn referral(
+    state: &AppState,
+    headers: &WriteHeaders,
+    id: &str,
+    body: Json<ReferralBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = ReturneeCommand::ReferForTreatment {
+        facility: field("facility", Name::parse(&b.facility))?,
+    };
+    run(
+        state,
+        headers,
+        returnee_id(id)?,
+        "returnee.refer",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Refer the person for medical care; needs an abnormal finding not yet referred.
+#[utoipa::path(
+    tag = "returnees",
+    params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = ReferralBody,
+    responses((status = 200, description = "Referred", body = Written), WriteErrors)
+)]
+#[post("/returnees/{returnee_id}/referrals")]
+async fn refer(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<ReferralBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        referral(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn extension(
+    state: &AppState,
+    headers: &WriteHeaders,
+    id: &str,
+    body: Json<ExtensionBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = ReturneeCommand::ChangeQuarantinePeriod {
+        planned_days: b.planned_days,
+        reason: field("reason", Text::parse(&b.reason))?,
+    };
+    run(
+        state,
+        headers,
+        returnee_id(id)?,
+        "returnee.change_period",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Extend or shorten the planned quarantine period, with a reason.
+#[utoipa::path(
+    tag = "returnees",
+    params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = ExtensionBody,
+    responses((status = 200, description = "Changed", body = Written), WriteErrors)
+)]
+#[post("/returnees/{returnee_id}/quarantine/extension")]
+async fn change_period(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<ExtensionBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        extension(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn exposure(
+    state: &AppState,
+    headers: &WriteHeaders,
+    id: &str,
+    body: Json<ExposureBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = ReturneeCommand::RecordExposure {
+        description: field("description", Text::parse(&b.description))?,
+    };
+    run(
+        state,
+        headers,
+        returnee_id(id)?,
+        "returnee.exposure",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Record a new exposure: the quarantine count restarts from its date.
+#[utoipa::path(
+    tag = "returnees",
+    params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = ExposureBody,
+    responses((status = 200, description = "Recorded", body = Written), WriteErrors)
+)]
+#[post("/returnees/{returnee_id}/exposures")]
+async fn record_exposure(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<ExposureBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        exposure(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn end(
+    state: &AppState,
+    headers: &WriteHeaders,
+    id: &str,
+    body: Json<EndBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = ReturneeCommand::EndQuarantine { reason: b.reason };
+    run(
+        state,
+        headers,
+        returnee_id(id)?,
+        "returnee.end_quarantine",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// End the quarantine: completed (not before the planned end), referred for
+/// treatment, transferred, or lost to follow-up.
+#[utoipa::path(
+    tag = "returnees",
+    params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = EndBody,
+    responses((status = 200, description = "Ended", body = Written), WriteErrors)
+)]
+#[post("/returnees/{returnee_id}/quarantine/end")]
+async fn end_quarantine(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<EndBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        end(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}

@@ -1,0 +1,435 @@
+//! Venues: commitment letters, closures with a notice, reopening, and
+//! enforcement against gaming venues that defied closure.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, NaiveDate, Utc};
+use fangkong_domain::venue::{EnforcementAction, Venue, VenueCommand};
+use fangkong_domain::{Count, Name, VenueId, VenueKind, VillageId, ZoneId};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use super::{
+    entity, field, path_id, query, schemas, written, Page, Paged, ReadErrors, WriteErrors,
+};
+use crate::extract::{Json, WriteHeaders};
+use crate::problem::ApiError;
+use crate::write::{Target, Written};
+use crate::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(register_venue)
+        .service(list_venues)
+        .service(get_venue)
+        .service(sign_commitment)
+        .service(close_venue)
+        .service(reopen_venue)
+        .service(record_enforcement);
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"zone_id": "0190f5a2-0000-7000-8000-000000000001", "kind": "mahjong_parlour", "name": "老王麻将馆"}))]
+pub struct RegisterBody {
+    pub venue_id: Option<Uuid>,
+    pub zone_id: Uuid,
+    pub village_id: Option<Uuid>,
+    #[schema(schema_with = schemas::venue_kind)]
+    pub kind: VenueKind,
+    pub name: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"signed_by": "店主王某"}))]
+pub struct CommitmentBody {
+    pub signed_by: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"notice_posted": true}))]
+pub struct ClosureBody {
+    /// A closure notice (停业通告) was posted at the door.
+    pub notice_posted: bool,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({}))]
+pub struct ReopeningBody {
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum ActionKind {
+    Dismantled,
+    TablesConfiscated,
+    Detained,
+    OwnersAdmonished,
+    PlayersAdmonished,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"action": "players_admonished", "count": 6}))]
+pub struct EnforcementBody {
+    pub action: ActionKind,
+    /// Tables or people; not used for `dismantled`.
+    pub count: Option<i64>,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VenueView {
+    pub venue_id: Uuid,
+    pub zone_id: Uuid,
+    pub village_id: Option<Uuid>,
+    pub kind: String,
+    pub name: String,
+    /// open, closed, dismantled
+    pub status: String,
+    pub closed_since: Option<NaiveDate>,
+    pub commitment_signed_on: Option<NaiveDate>,
+    pub enforcement_actions: u32,
+    pub version: u64,
+}
+
+fn view(v: &Venue, version: u64) -> Option<VenueView> {
+    let r = v.registration.as_ref()?;
+    Some(VenueView {
+        venue_id: r.venue_id.as_uuid(),
+        zone_id: r.zone_id.as_uuid(),
+        village_id: r.village_id.map(|v| v.as_uuid()),
+        kind: r.kind.code().to_owned(),
+        name: r.name.to_string(),
+        status: serde_json::to_value(v.status)
+            .ok()
+            .and_then(|s| s.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        closed_since: v.closed_since,
+        commitment_signed_on: v.commitment_signed_on,
+        enforcement_actions: v.enforcement_actions,
+        version,
+    })
+}
+
+async fn run(
+    state: &AppState,
+    headers: &WriteHeaders,
+    id: VenueId,
+    operation: &'static str,
+    body_hash: [u8; 32],
+    occurred_at: Option<DateTime<Utc>>,
+    command: VenueCommand,
+) -> Result<Written, ApiError> {
+    let target = Target {
+        stream_id: id.stream_id(),
+        entity_id: id.as_uuid(),
+        operation,
+    };
+    state
+        .commands
+        .execute::<Venue>(&target, headers, body_hash, occurred_at, command)
+        .await
+}
+
+fn venue_id(raw: &str) -> Result<VenueId, ApiError> {
+    Ok(VenueId::from_uuid(path_id(raw, "venue")?))
+}
+
+pub(crate) async fn register(
+    state: &AppState,
+    headers: &WriteHeaders,
+    body: Json<RegisterBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let zone = super::zones::established(state, ZoneId::from_uuid(b.zone_id))
+        .await
+        .map_err(|_| ApiError::field("zone_id", "no zone with this id"))?;
+    if let Some(v) = b.village_id {
+        if !zone.state.villages.contains_key(&VillageId::from_uuid(v)) {
+            return Err(ApiError::field(
+                "village_id",
+                "no such village in this zone",
+            ));
+        }
+    }
+    let id = VenueId::from_uuid(b.venue_id.unwrap_or_else(Uuid::now_v7));
+    let command = VenueCommand::Register {
+        venue_id: id,
+        zone_id: ZoneId::from_uuid(b.zone_id),
+        village_id: b.village_id.map(VillageId::from_uuid),
+        kind: b.kind,
+        name: field("name", Name::parse(&b.name))?,
+    };
+    run(
+        state,
+        headers,
+        id,
+        "venue.register",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Register a venue: a shop, hotel, enterprise, mahjong parlour, card room...
+#[utoipa::path(
+    tag = "venues",
+    params(("Idempotency-Key" = Option<String>, Header)),
+    request_body = RegisterBody,
+    responses((status = 201, description = "Registered", body = Written), WriteErrors)
+)]
+#[post("/venues")]
+async fn register_venue(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Json<RegisterBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        register(&state, &WriteHeaders::parse(&req)?, body).await?,
+        true,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct VenueQuery {
+    pub zone_id: Option<Uuid>,
+    /// A venue kind code, e.g. mahjong_parlour.
+    pub kind: Option<String>,
+    /// open, closed, dismantled
+    pub status: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// Venues filtered by zone, kind and status.
+#[utoipa::path(
+    tag = "venues",
+    params(VenueQuery),
+    responses((status = 200, description = "A page of venues", body = Paged<VenueView>), ReadErrors)
+)]
+#[get("/venues")]
+async fn list_venues(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: VenueQuery = query(&req)?;
+    let page = Page {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let listed =
+        super::list::<Venue, VenueView>(&state, "venue", "VenueRegistered", &page, |v, version| {
+            view(v, version).filter(|v| {
+                q.zone_id.is_none_or(|z| v.zone_id == z)
+                    && q.kind.as_deref().is_none_or(|k| v.kind == k)
+                    && q.status.as_deref().is_none_or(|s| v.status == s)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(listed))
+}
+
+/// One venue. `ETag` is its version.
+#[utoipa::path(
+    tag = "venues",
+    params(("venue_id" = Uuid, Path)),
+    responses((status = 200, description = "The venue", body = VenueView), ReadErrors)
+)]
+#[get("/venues/{venue_id}")]
+async fn get_venue(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = venue_id(&path)?;
+    let loaded = state.commands.load::<Venue>(&id.stream_id()).await?;
+    let view = view(&loaded.state, loaded.version)
+        .ok_or_else(|| ApiError::NotFound(format!("no venue with id {id}")))?;
+    Ok(entity(loaded.version, &view))
+}
+
+pub(crate) async fn commitment(
+    state: &AppState,
+    headers: &WriteHeaders,
+    raw: &str,
+    body: Json<CommitmentBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = VenueCommand::SignCommitment {
+        signed_by: field("signed_by", Name::parse(&b.signed_by))?,
+    };
+    run(
+        state,
+        headers,
+        venue_id(raw)?,
+        "venue.commitment",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Record the venue's signed commitment letter (承诺书).
+#[utoipa::path(
+    tag = "venues",
+    params(("venue_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = CommitmentBody,
+    responses((status = 200, description = "Recorded", body = Written), WriteErrors)
+)]
+#[post("/venues/{venue_id}/commitments")]
+async fn sign_commitment(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<CommitmentBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        commitment(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn closure(
+    state: &AppState,
+    headers: &WriteHeaders,
+    raw: &str,
+    body: Json<ClosureBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let command = VenueCommand::Close {
+        notice_posted: b.notice_posted,
+    };
+    run(
+        state,
+        headers,
+        venue_id(raw)?,
+        "venue.close",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Close the venue (关停), with or without a posted notice.
+#[utoipa::path(
+    tag = "venues",
+    params(("venue_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = ClosureBody,
+    responses((status = 200, description = "Closed", body = Written), WriteErrors)
+)]
+#[post("/venues/{venue_id}/closure")]
+async fn close_venue(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<ClosureBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        closure(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn reopening(
+    state: &AppState,
+    headers: &WriteHeaders,
+    raw: &str,
+    body: Json<ReopeningBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    run(
+        state,
+        headers,
+        venue_id(raw)?,
+        "venue.reopen",
+        body.canonical_hash,
+        b.occurred_at,
+        VenueCommand::Reopen,
+    )
+    .await
+}
+
+/// Reopen a closed venue.
+#[utoipa::path(
+    tag = "venues",
+    params(("venue_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = ReopeningBody,
+    responses((status = 200, description = "Reopened", body = Written), WriteErrors)
+)]
+#[post("/venues/{venue_id}/reopening")]
+async fn reopen_venue(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<ReopeningBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        reopening(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn enforcement(
+    state: &AppState,
+    headers: &WriteHeaders,
+    raw: &str,
+    body: Json<EnforcementBody>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let count = || -> Result<Count, ApiError> {
+        let n = b
+            .count
+            .ok_or_else(|| ApiError::field("count", "required for this action"))?;
+        field("count", Count::parse(n))
+    };
+    let action = match b.action {
+        ActionKind::Dismantled => EnforcementAction::Dismantled,
+        ActionKind::TablesConfiscated => EnforcementAction::TablesConfiscated { tables: count()? },
+        ActionKind::Detained => EnforcementAction::Detained { people: count()? },
+        ActionKind::OwnersAdmonished => EnforcementAction::OwnersAdmonished { people: count()? },
+        ActionKind::PlayersAdmonished => EnforcementAction::PlayersAdmonished { people: count()? },
+    };
+    run(
+        state,
+        headers,
+        venue_id(raw)?,
+        "venue.enforcement",
+        body.canonical_hash,
+        b.occurred_at,
+        VenueCommand::RecordEnforcement(action),
+    )
+    .await
+}
+
+/// Record an enforcement action against a mahjong parlour or card room:
+/// dismantled (捣毁), tables confiscated (收缴), people detained (行政拘留),
+/// owners or players admonished (训诫).
+#[utoipa::path(
+    tag = "venues",
+    params(("venue_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = EnforcementBody,
+    responses((status = 200, description = "Recorded", body = Written), WriteErrors)
+)]
+#[post("/venues/{venue_id}/enforcement-actions")]
+async fn record_enforcement(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<EnforcementBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        enforcement(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}

@@ -1,0 +1,394 @@
+//! Zones: establish, list, read; leader, villages, grids.
+
+use actix_web::{get, post, put, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use fangkong_domain::zone::{Zone, ZoneCommand};
+use fangkong_domain::{Count, GridId, Name, PhoneNumber, VillageId, ZoneId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use super::{
+    entity, field, optional, path_id, query, written, Page, Paged, ReadErrors, WriteErrors,
+};
+use crate::extract::{Json, WriteHeaders};
+use crate::problem::ApiError;
+use crate::write::{Target, Written};
+use crate::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(establish_zone)
+        .service(list_zones)
+        .service(get_zone)
+        .service(assign_leader)
+        .service(add_village)
+        .service(add_grid);
+}
+
+/// Establish a zone (片区).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "一片区"}))]
+pub struct EstablishZone {
+    /// Supply it to create offline; the server makes one otherwise.
+    pub zone_id: Option<Uuid>,
+    pub name: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"leader": "李明", "phone": "13812345678"}))]
+pub struct AssignLeader {
+    pub leader: String,
+    pub phone: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "桥头村"}))]
+pub struct AddVillage {
+    pub village_id: Option<Uuid>,
+    pub name: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"village_id": "0190f5a2-7c1e-7d3a-9a51-3f1f2b6c8d10", "name": "一组", "households": 46}))]
+pub struct AddGrid {
+    pub grid_id: Option<Uuid>,
+    pub village_id: Uuid,
+    pub name: String,
+    pub households: Option<i64>,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GridView {
+    pub grid_id: Uuid,
+    pub name: String,
+    pub households: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VillageView {
+    pub village_id: Uuid,
+    pub name: String,
+    pub grids: Vec<GridView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ZoneView {
+    pub zone_id: Uuid,
+    pub name: String,
+    pub leader: Option<String>,
+    pub leader_phone: Option<String>,
+    pub villages: Vec<VillageView>,
+    pub version: u64,
+}
+
+pub(crate) fn view(zone: &Zone, version: u64) -> Option<ZoneView> {
+    Some(ZoneView {
+        zone_id: zone.id?.as_uuid(),
+        name: zone.name.as_ref()?.to_string(),
+        leader: zone.leader.as_ref().map(|(n, _)| n.to_string()),
+        leader_phone: zone
+            .leader
+            .as_ref()
+            .and_then(|(_, p)| p.as_ref().map(|p| p.to_string())),
+        villages: zone
+            .villages
+            .iter()
+            .map(|(id, v)| VillageView {
+                village_id: id.as_uuid(),
+                name: v.name.to_string(),
+                grids: v
+                    .grids
+                    .iter()
+                    .map(|(gid, g)| GridView {
+                        grid_id: gid.as_uuid(),
+                        name: g.name.to_string(),
+                        households: g.households.map(Count::get),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        version,
+    })
+}
+
+/// Loads an established zone or answers 404.
+pub(crate) async fn established(
+    state: &AppState,
+    zone_id: ZoneId,
+) -> Result<crate::write::Loaded<Zone>, ApiError> {
+    let loaded = state.commands.load::<Zone>(&zone_id.stream_id()).await?;
+    if !loaded.state.is_established() {
+        return Err(ApiError::NotFound(format!("no zone with id {zone_id}")));
+    }
+    Ok(loaded)
+}
+
+async fn run(
+    state: &AppState,
+    headers: &WriteHeaders,
+    zone_id: ZoneId,
+    operation: &'static str,
+    body_hash: [u8; 32],
+    occurred_at: Option<DateTime<Utc>>,
+    command: ZoneCommand,
+) -> Result<Written, ApiError> {
+    let target = Target {
+        stream_id: zone_id.stream_id(),
+        entity_id: zone_id.as_uuid(),
+        operation,
+    };
+    state
+        .commands
+        .execute::<Zone>(&target, headers, body_hash, occurred_at, command)
+        .await
+}
+
+pub(crate) async fn establish(
+    state: &AppState,
+    headers: &WriteHeaders,
+    body: Json<EstablishZone>,
+) -> Result<Written, ApiError> {
+    let b = body.value;
+    let zone_id = ZoneId::from_uuid(b.zone_id.unwrap_or_else(Uuid::now_v7));
+    let command = ZoneCommand::Establish {
+        zone_id,
+        name: field("name", Name::parse(&b.name))?,
+    };
+    run(
+        state,
+        headers,
+        zone_id,
+        "zone.establish",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+#[utoipa::path(
+    tag = "zones",
+    request_body = EstablishZone,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry")),
+    responses(
+        (status = 201, description = "Established", body = Written),
+        WriteErrors,
+    )
+)]
+#[post("/zones")]
+async fn establish_zone(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Json<EstablishZone>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        establish(&state, &WriteHeaders::parse(&req)?, body).await?,
+        true,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneListQuery {
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// All zones, in the order they were established.
+#[utoipa::path(
+    tag = "zones",
+    params(ZoneListQuery),
+    responses(
+        (status = 200, description = "A page of zones", body = Paged<ZoneView>),
+        ReadErrors,
+    )
+)]
+#[get("/zones")]
+async fn list_zones(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: ZoneListQuery = query(&req)?;
+    let page = Page {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let listed =
+        super::list::<Zone, ZoneView>(&state, "zone", "ZoneEstablished", &page, |zone, version| {
+            view(zone, version)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(listed))
+}
+
+/// One zone with its villages and grids. `ETag` is its version.
+#[utoipa::path(
+    tag = "zones",
+    params(("zone_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The zone", body = ZoneView),
+        ReadErrors,
+    )
+)]
+#[get("/zones/{zone_id}")]
+async fn get_zone(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let zone_id = ZoneId::from_uuid(path_id(&path, "zone")?);
+    let loaded = established(&state, zone_id).await?;
+    let view = view(&loaded.state, loaded.version).ok_or(ApiError::Internal)?;
+    Ok(entity(loaded.version, &view))
+}
+
+pub(crate) async fn leader(
+    state: &AppState,
+    headers: &WriteHeaders,
+    zone: &str,
+    body: Json<AssignLeader>,
+) -> Result<Written, ApiError> {
+    let zone_id = ZoneId::from_uuid(path_id(zone, "zone")?);
+    let b = body.value;
+    let command = ZoneCommand::AssignLeader {
+        leader: field("leader", Name::parse(&b.leader))?,
+        phone: optional("phone", b.phone, |p| PhoneNumber::parse(&p))?,
+    };
+    run(
+        state,
+        headers,
+        zone_id,
+        "zone.assign_leader",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Assign the zone leader (片长).
+#[utoipa::path(
+    tag = "zones",
+    params(("zone_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"3\"")),
+    request_body = AssignLeader,
+    responses(
+        (status = 200, description = "Assigned (no events when unchanged)", body = Written),
+        WriteErrors,
+    )
+)]
+#[put("/zones/{zone_id}/leader")]
+async fn assign_leader(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<AssignLeader>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        leader(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn village(
+    state: &AppState,
+    headers: &WriteHeaders,
+    zone: &str,
+    body: Json<AddVillage>,
+) -> Result<Written, ApiError> {
+    let zone_id = ZoneId::from_uuid(path_id(zone, "zone")?);
+    let b = body.value;
+    let command = ZoneCommand::AddVillage {
+        village_id: VillageId::from_uuid(b.village_id.unwrap_or_else(Uuid::now_v7)),
+        name: field("name", Name::parse(&b.name))?,
+    };
+    run(
+        state,
+        headers,
+        zone_id,
+        "zone.add_village",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Add a village or community to the zone.
+#[utoipa::path(
+    tag = "zones",
+    params(("zone_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = AddVillage,
+    responses(
+        (status = 200, description = "Added", body = Written),
+        WriteErrors,
+    )
+)]
+#[post("/zones/{zone_id}/villages")]
+async fn add_village(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<AddVillage>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        village(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}
+
+pub(crate) async fn grid(
+    state: &AppState,
+    headers: &WriteHeaders,
+    zone: &str,
+    body: Json<AddGrid>,
+) -> Result<Written, ApiError> {
+    let zone_id = ZoneId::from_uuid(path_id(zone, "zone")?);
+    let b = body.value;
+    let command = ZoneCommand::AddGrid {
+        village_id: VillageId::from_uuid(b.village_id),
+        grid_id: GridId::from_uuid(b.grid_id.unwrap_or_else(Uuid::now_v7)),
+        name: field("name", Name::parse(&b.name))?,
+        households: optional("households", b.households, Count::parse)?,
+    };
+    run(
+        state,
+        headers,
+        zone_id,
+        "zone.add_grid",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Add a grid (网格) to one of the zone's villages.
+#[utoipa::path(
+    tag = "zones",
+    params(("zone_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    request_body = AddGrid,
+    responses(
+        (status = 200, description = "Added", body = Written),
+        WriteErrors,
+    )
+)]
+#[post("/zones/{zone_id}/grids")]
+async fn add_grid(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<AddGrid>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        grid(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        false,
+    ))
+}

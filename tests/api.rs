@@ -1,0 +1,641 @@
+//! The HTTP API end to end: the real binary, a real client, both backends.
+
+mod support;
+
+use fangkong_store::testing::TestDb;
+use serde_json::json;
+use support::{id, Server};
+
+/// A zone with one village and one grid: (zone, village, grid).
+async fn geography(s: &Server) -> (String, String, String) {
+    let zone = id(&s.post("/v1/zones", json!({"name": "一片区"})).await.ok());
+    let village = s
+        .post(
+            &format!("/v1/zones/{zone}/villages"),
+            json!({"name": "桥头村"}),
+        )
+        .await
+        .ok();
+    let village_id = village["events"][0]["data"]["village_id"]
+        .as_str()
+        .expect("village id")
+        .to_owned();
+    let grid = s
+        .post(
+            &format!("/v1/zones/{zone}/grids"),
+            json!({"village_id": village_id, "name": "一组", "households": 40}),
+        )
+        .await
+        .ok();
+    let grid_id = grid["events"][0]["data"]["grid_id"]
+        .as_str()
+        .expect("grid id")
+        .to_owned();
+    (zone, village_id, grid_id)
+}
+
+fn registration(zone: &str, village: &str, grid: &str) -> serde_json::Value {
+    json!({
+        "zone_id": zone, "village_id": village, "grid_id": grid,
+        "arrival_date": chrono_today(),
+        "origin": {"region": "湖北省武汉市", "risk": "high"},
+        "personal": {"name": "张三", "resident_id": "11010519491231002X",
+                     "phone": "13812345678", "address": "桥头村三组12号"}
+    })
+}
+
+fn chrono_today() -> String {
+    // The server's day is Asia/Shanghai; an arrival a week ago is safe on either side of midnight.
+    let week_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7 * 86_400);
+    let secs = week_ago
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    let days = secs / 86_400;
+    civil_from_days(days)
+}
+
+/// Days since 1970-01-01 to YYYY-MM-DD (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> String {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!("{:04}-{:02}-{:02}", if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+async fn a_returnee_goes_through_home_quarantine(s: &Server) {
+    let (zone, village, grid) = geography(s).await;
+    let registered = s
+        .post("/v1/returnees", registration(&zone, &village, &grid))
+        .await;
+    assert_eq!(registered.status, 201);
+    let returnee = id(&registered.body);
+    assert_eq!(registered.body["version"], 1);
+    assert!(registered.body["position"].as_u64().expect("position") >= 4);
+
+    let screened = s
+        .post(
+            &format!("/v1/returnees/{returnee}/screenings"),
+            json!({"temperature": 36.6, "identity_checked": true, "came_from": "武汉", "screened_by": "王医生"}),
+        )
+        .await
+        .ok();
+    assert_eq!(screened["events"][0]["type"], "ReturneeScreened");
+
+    let team = json!({"members": [
+        {"role": "village_stationed_cadre", "name": "赵一"},
+        {"role": "village_cadre", "name": "钱二"},
+        {"role": "group_leader", "name": "孙三"},
+        {"role": "village_doctor", "name": "李四"},
+        {"role": "auxiliary_police", "name": "周五"}
+    ]});
+    s.put(
+        &format!("/v1/returnees/{returnee}/responsibility-team"),
+        team,
+    )
+    .await
+    .ok();
+    s.post(&format!("/v1/returnees/{returnee}/quarantine"), json!({}))
+        .await
+        .ok();
+    s.post(&format!("/v1/returnees/{returnee}/quarantine"), json!({}))
+        .await
+        .problem(409, "quarantine_already_active");
+
+    let fever = s
+        .post(
+            &format!("/v1/returnees/{returnee}/health-checks"),
+            json!({"temperature": 38.1, "visited_by": "李四"}),
+        )
+        .await
+        .ok();
+    let types: Vec<_> = fever["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["type"].clone())
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            json!("HealthCheckRecorded"),
+            json!("AbnormalConditionReported")
+        ]
+    );
+    s.post(
+        &format!("/v1/returnees/{returnee}/referrals"),
+        json!({"facility": "县人民医院"}),
+    )
+    .await
+    .ok();
+
+    let read = s.get(&format!("/v1/returnees/{returnee}")).await;
+    assert_eq!(read.etag().as_deref(), Some("\"7\""));
+    let body = read.ok();
+    assert_eq!(body["status"], "in_quarantine");
+    assert_eq!(body["quarantine"]["day_of_period"], 1);
+    assert_eq!(body["quarantine"]["visits_done"], 1);
+    assert_eq!(body["referrals"], 1);
+    assert_eq!(body["personal"]["resident_id"], "11010519491231002X");
+
+    let events = s
+        .get(&format!("/v1/returnees/{returnee}/events"))
+        .await
+        .ok();
+    assert_eq!(events.as_array().map(Vec::len), Some(7));
+
+    s.post(
+        &format!("/v1/returnees/{returnee}/quarantine/end"),
+        json!({"reason": "completed"}),
+    )
+    .await
+    .problem(409, "released_before_planned_end");
+    let ended = s
+        .post(
+            &format!("/v1/returnees/{returnee}/quarantine/end"),
+            json!({"reason": "referred_for_treatment"}),
+        )
+        .await
+        .ok();
+    assert_eq!(ended["version"], 8);
+
+    let listed = s
+        .get(&format!("/v1/returnees?zone_id={zone}&risk=high"))
+        .await
+        .ok();
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+    let none = s.get("/v1/returnees?status=in_quarantine").await.ok();
+    assert_eq!(none["items"].as_array().map(Vec::len), Some(0));
+}
+
+async fn bad_inputs_get_precise_problems_and_change_nothing(s: &Server) {
+    let (zone, village, grid) = geography(s).await;
+
+    // Malformed JSON.
+    let r = s
+        .send(
+            s.client
+                .post(s.url("/v1/returnees"))
+                .header("content-type", "application/json")
+                .body("{\"zone_id\": "),
+        )
+        .await;
+    r.problem(400, "malformed_json");
+
+    // A wrong type names the field.
+    let mut body = registration(&zone, &village, &grid);
+    body["arrival_date"] = json!(20200124);
+    let p = s
+        .post("/v1/returnees", body)
+        .await
+        .problem(422, "invalid_fields");
+    assert_eq!(p["errors"][0]["field"], "arrival_date");
+
+    // An unknown field is named too.
+    let mut body = registration(&zone, &village, &grid);
+    body["personal"]["nmae"] = json!("typo");
+    let p = s
+        .post("/v1/returnees", body)
+        .await
+        .problem(422, "invalid_fields");
+    assert_eq!(p["errors"][0]["field"], "personal.nmae");
+
+    // An invalid ID check character.
+    let mut body = registration(&zone, &village, &grid);
+    body["personal"]["resident_id"] = json!("110105194912310021");
+    let p = s
+        .post("/v1/returnees", body)
+        .await
+        .problem(422, "invalid_fields");
+    assert_eq!(p["errors"][0]["field"], "personal.resident_id");
+
+    // A grid of another village.
+    let mut body = registration(&zone, &village, &grid);
+    body["grid_id"] = json!(uuid::Uuid::now_v7());
+    let p = s
+        .post("/v1/returnees", body)
+        .await
+        .problem(422, "invalid_fields");
+    assert_eq!(p["errors"][0]["field"], "grid_id");
+
+    let returnee = id(&s
+        .post("/v1/returnees", registration(&zone, &village, &grid))
+        .await
+        .ok());
+    s.post(&format!("/v1/returnees/{returnee}/quarantine"), json!({}))
+        .await
+        .ok();
+
+    // An out-of-range temperature.
+    let p = s
+        .post(
+            &format!("/v1/returnees/{returnee}/health-checks"),
+            json!({"temperature": 52.0}),
+        )
+        .await
+        .problem(422, "invalid_fields");
+    assert_eq!(p["errors"][0]["field"], "temperature");
+
+    // A missing entity, and a path that is not an id.
+    s.post(
+        &format!("/v1/returnees/{}/health-checks", uuid::Uuid::now_v7()),
+        json!({"temperature": 36.5}),
+    )
+    .await
+    .problem(404, "not_found");
+    s.get("/v1/returnees/not-an-id")
+        .await
+        .problem(404, "not_found");
+    s.get("/v1/nowhere").await.problem(404, "not_found");
+
+    // A stale If-Match.
+    s.send(
+        s.client
+            .post(s.url(&format!("/v1/returnees/{returnee}/health-checks")))
+            .header("If-Match", "\"1\"")
+            .json(&json!({"temperature": 36.5})),
+    )
+    .await
+    .problem(412, "version_mismatch");
+    // A matching one.
+    s.send(
+        s.client
+            .post(s.url(&format!("/v1/returnees/{returnee}/health-checks")))
+            .header("If-Match", "\"2\"")
+            .json(&json!({"temperature": 36.5})),
+    )
+    .await
+    .ok();
+
+    // A future occurred_at.
+    s.post(
+        &format!("/v1/returnees/{returnee}/health-checks"),
+        json!({"temperature": 36.5, "occurred_at": "2999-01-01T00:00:00Z"}),
+    )
+    .await
+    .problem(422, "invalid_fields");
+
+    // An oversized body.
+    let big = json!({"temperature": 36.5, "visited_by": "x".repeat(400_000)});
+    s.post(&format!("/v1/returnees/{returnee}/health-checks"), big)
+        .await
+        .problem(413, "payload_too_large");
+
+    // Of all the above, only the write with the matching If-Match landed.
+    let read = s.get(&format!("/v1/returnees/{returnee}")).await;
+    assert_eq!(read.etag().as_deref(), Some("\"3\""));
+    let listed = s.get(&format!("/v1/returnees?zone_id={zone}")).await.ok();
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+}
+
+async fn an_idempotent_retry_returns_the_first_answer_and_appends_nothing(s: &Server) {
+    let (zone, village, grid) = geography(s).await;
+    let register = |key: &'static str, body: serde_json::Value| {
+        s.client
+            .post(s.url("/v1/returnees"))
+            .header("Idempotency-Key", key)
+            .json(&body)
+    };
+    let body = registration(&zone, &village, &grid);
+    let first = s.send(register("reg-1", body.clone())).await;
+    assert_eq!(first.status, 201);
+    let again = s.send(register("reg-1", body.clone())).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(again.body["position"], first.body["position"]);
+    assert_eq!(again.body["events"], first.body["events"]);
+    assert_eq!(again.body["replayed"], true);
+
+    let mut other = body.clone();
+    other["personal"]["name"] = json!("李四");
+    s.send(register("reg-1", other))
+        .await
+        .problem(422, "idempotency_key_reused");
+
+    let listed = s.get(&format!("/v1/returnees?zone_id={zone}")).await.ok();
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(1),
+        "one registration only"
+    );
+}
+
+async fn the_dissuasion_work_of_a_zone_is_recorded(s: &Server) {
+    let (zone, village, _) = geography(s).await;
+
+    let checkpoint = id(&s
+        .post("/v1/checkpoints", json!({"zone_id": zone, "village_id": village, "name": "桥头村路口", "kind": "village_entrance"}))
+        .await
+        .ok());
+    let crossings = format!("/v1/checkpoints/{checkpoint}/crossings");
+    s.post(&crossings, json!({"subject": "person", "temperature": 36.4, "origin": {"region": "武汉", "risk": "high"}, "outcome": "admitted"}))
+        .await
+        .problem(409, "high_risk_arrival_admitted");
+    s.post(&crossings, json!({"subject": "person", "temperature": 36.4, "origin": {"region": "武汉", "risk": "high"}, "outcome": "turned_back"}))
+        .await
+        .ok();
+    s.post(
+        &crossings,
+        json!({"subject": "vehicle", "people": 3, "outcome": "admitted"}),
+    )
+    .await
+    .problem(409, "vehicle_without_plate");
+    s.post(
+        &crossings,
+        json!({"subject": "vehicle", "people": 3, "plate": "湘A12345", "outcome": "admitted"}),
+    )
+    .await
+    .ok();
+    let post = s.get(&format!("/v1/checkpoints/{checkpoint}")).await.ok();
+    assert_eq!(
+        (post["crossings"].as_u64(), post["turned_back"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let listed = s.get(&format!("/v1/checkpoints?zone_id={zone}")).await.ok();
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+
+    let parlour = id(&s
+        .post(
+            "/v1/venues",
+            json!({"zone_id": zone, "kind": "mahjong_parlour", "name": "老王麻将馆"}),
+        )
+        .await
+        .ok());
+    s.post(
+        &format!("/v1/venues/{parlour}/closure"),
+        json!({"notice_posted": true}),
+    )
+    .await
+    .ok();
+    s.post(
+        &format!("/v1/venues/{parlour}/closure"),
+        json!({"notice_posted": true}),
+    )
+    .await
+    .problem(409, "venue_already_closed");
+    s.post(
+        &format!("/v1/venues/{parlour}/enforcement-actions"),
+        json!({"action": "tables_confiscated", "count": 3}),
+    )
+    .await
+    .ok();
+    s.post(
+        &format!("/v1/venues/{parlour}/enforcement-actions"),
+        json!({"action": "players_admonished"}),
+    )
+    .await
+    .problem(422, "invalid_fields");
+    let hotel = id(&s
+        .post(
+            "/v1/venues",
+            json!({"zone_id": zone, "kind": "hotel", "name": "镇上宾馆"}),
+        )
+        .await
+        .ok());
+    s.post(&format!("/v1/venues/{hotel}/reopening"), json!({}))
+        .await
+        .problem(409, "venue_not_closed");
+    s.post(
+        &format!("/v1/venues/{hotel}/commitments"),
+        json!({"signed_by": "老板"}),
+    )
+    .await
+    .ok();
+    let closed = s
+        .get("/v1/venues?status=closed&kind=mahjong_parlour")
+        .await
+        .ok();
+    assert_eq!(closed["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(closed["items"][0]["enforcement_actions"], 1);
+
+    let wedding = id(&s
+        .post("/v1/banquets", json!({"zone_id": zone, "kind": "wedding", "planned_date": "2030-02-02", "expected_guests": 200, "host": {"name": "刘家"}}))
+        .await
+        .ok());
+    s.post(
+        &format!("/v1/banquets/{wedding}/postponement"),
+        json!({"new_date": "2030-01-01"}),
+    )
+    .await
+    .problem(409, "postponement_not_later");
+    s.post(
+        &format!("/v1/banquets/{wedding}/cancellation"),
+        json!({"reason": "疫情"}),
+    )
+    .await
+    .ok();
+    s.post(
+        &format!("/v1/banquets/{wedding}/postponement"),
+        json!({"new_date": "2030-05-01"}),
+    )
+    .await
+    .problem(409, "banquet_cancelled");
+    assert_eq!(
+        s.get(&format!("/v1/banquets/{wedding}")).await.ok()["status"],
+        "cancelled"
+    );
+
+    s.post(
+        &format!("/v1/zones/{zone}/publicity"),
+        json!({"channel": "leaflet", "quantity": 300}),
+    )
+    .await
+    .ok();
+    s.post(
+        &format!("/v1/zones/{zone}/publicity"),
+        json!({"channel": "carrier_pigeon", "quantity": 3}),
+    )
+    .await
+    .problem(422, "invalid_fields");
+    s.post(
+        &format!("/v1/zones/{zone}/gathering-dispersals"),
+        json!({"people": 8, "location": "小卖部"}),
+    )
+    .await
+    .ok();
+    s.post(
+        &format!("/v1/zones/{zone}/patrols"),
+        json!({"patrol_group": "巡逻一组", "persuaded": 5}),
+    )
+    .await
+    .ok();
+    s.post(
+        &format!("/v1/zones/{}/patrols", uuid::Uuid::now_v7()),
+        json!({"patrol_group": "巡逻一组"}),
+    )
+    .await
+    .problem(404, "not_found");
+    let staff = s
+        .post(
+            "/v1/staff-health-checks",
+            json!({"staff": "镇干部甲", "temperature": 37.8}),
+        )
+        .await
+        .ok();
+    assert_eq!(staff["events"][0]["data"]["abnormal"], true);
+}
+
+async fn an_offline_queue_syncs_through_a_batch_and_replays_harmlessly(s: &Server) {
+    let (zone, village, grid) = geography(s).await;
+    let returnee = uuid::Uuid::now_v7();
+    let mut registration = registration(&zone, &village, &grid);
+    registration["returnee_id"] = json!(returnee);
+    let batch = json!({"commands": [
+        {"method": "POST", "path": "/v1/returnees", "idempotency_key": "dev-1:1", "body": registration},
+        {"method": "POST", "path": format!("/v1/returnees/{returnee}/quarantine"), "idempotency_key": "dev-1:2", "body": {}},
+        {"method": "POST", "path": format!("/v1/returnees/{returnee}/health-checks"), "idempotency_key": "dev-1:3", "body": {"temperature": 99.0}},
+        {"method": "POST", "path": format!("/v1/returnees/{returnee}/health-checks"), "idempotency_key": "dev-1:4", "body": {"temperature": 36.6}},
+        {"method": "DELETE", "path": "/v1/zones", "body": {}},
+        {"method": "POST", "path": format!("/v1/zones/{zone}/publicity"), "idempotency_key": "dev-1:5", "body": {"channel": "wechat_message", "quantity": 40}}
+    ]});
+    let first = s.post("/v1/batches", batch.clone()).await;
+    assert_eq!(first.status, 207);
+    let statuses: Vec<_> = first.body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["status"].as_u64())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            Some(201),
+            Some(200),
+            Some(422),
+            Some(200),
+            Some(422),
+            Some(200)
+        ]
+    );
+    assert_eq!(
+        first.body["results"][2]["problem"]["errors"][0]["field"],
+        "temperature"
+    );
+
+    let again = s.post("/v1/batches", batch).await;
+    assert_eq!(again.status, 207);
+    for i in [0, 1, 3, 5] {
+        assert_eq!(
+            again.body["results"][i]["result"]["replayed"], true,
+            "command {i}"
+        );
+        assert_eq!(
+            again.body["results"][i]["result"]["position"],
+            first.body["results"][i]["result"]["position"]
+        );
+    }
+    let read = s.get(&format!("/v1/returnees/{returnee}")).await;
+    assert_eq!(
+        read.etag().as_deref(),
+        Some("\"3\""),
+        "registered, quarantined, one visit"
+    );
+
+    let too_many: Vec<_> = (0..1001)
+        .map(|_| json!({"method": "POST", "path": "/v1/zones", "body": {}}))
+        .collect();
+    s.post("/v1/batches", json!({"commands": too_many}))
+        .await
+        .problem(422, "invalid_fields");
+}
+
+async fn the_contract_and_its_browser_are_served(s: &Server) {
+    let spec = s.get("/openapi.json").await.ok();
+    assert_eq!(spec["openapi"], "3.1.0");
+    let paths = spec["paths"].as_object().expect("paths");
+    for route in [
+        "/v1/returnees/{returnee_id}/health-checks",
+        "/v1/batches",
+        "/v1/venues/{venue_id}/closure",
+        "/healthz",
+    ] {
+        assert!(
+            paths.contains_key(route),
+            "{route} missing from the contract"
+        );
+    }
+    let docs = s.send(s.client.get(s.url("/docs/"))).await;
+    assert_eq!(docs.status, 200);
+    assert!(
+        docs.body
+            .as_str()
+            .is_some_and(|html| html.contains("swagger")),
+        "Swagger UI page"
+    );
+    let metrics = s.get("/metrics").await;
+    let text = metrics.body.as_str().expect("text").to_owned();
+    assert!(
+        text.contains(
+            "fangkong_http_requests_total{method=\"GET\",route=\"/openapi.json\",status=\"200\"}"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("fangkong_store_head_position"));
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = super::Server::start(super::TestDb::sqlite(), &[]);
+                    super::$name(&server).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = super::TestDb::postgres().await else { return };
+                    let server = super::Server::start(db, &[]);
+                    super::$name(&server).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_returnee_goes_through_home_quarantine,
+    bad_inputs_get_precise_problems_and_change_nothing,
+    an_idempotent_retry_returns_the_first_answer_and_appends_nothing,
+    the_dissuasion_work_of_a_zone_is_recorded,
+    an_offline_queue_syncs_through_a_batch_and_replays_harmlessly,
+    the_contract_and_its_browser_are_served,
+);
+
+#[test]
+fn the_published_contract_is_what_the_code_generates() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fangkong"))
+        .arg("openapi")
+        .output()
+        .expect("fangkong openapi runs");
+    assert!(out.status.success());
+    let generated = String::from_utf8(out.stdout).expect("utf-8");
+    let published = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../openapi/openapi.json"
+    ))
+    .expect("openapi/openapi.json exists");
+    assert!(
+        generated.trim() == published.trim(),
+        "openapi/openapi.json is stale: run `cargo run -p fangkong -- openapi > openapi/openapi.json`"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_stops_cleanly_on_sigterm() {
+    let server = Server::start(TestDb::sqlite(), &[]);
+    server.get("/healthz").await.ok();
+    server.get("/readyz").await.ok();
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
+}
