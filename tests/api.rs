@@ -639,3 +639,74 @@ async fn the_server_stops_cleanly_on_sigterm() {
     let status = server.stop();
     assert!(status.success(), "{status:?}");
 }
+
+async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
+    let url = db.url().to_owned();
+    let demo = std::process::Command::new(env!("CARGO_BIN_EXE_fangkong"))
+        .args(["demo", "--database-url", &url])
+        .output()
+        .expect("fangkong demo runs");
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+
+    let s = Server::start(db, &["--demo"]);
+    let zones = s.get("/v1/zones").await.ok();
+    assert_eq!(zones["items"].as_array().map(Vec::len), Some(4));
+    assert!(zones["items"][0]["leader"].is_string());
+    let mut returnees = 0;
+    let mut in_quarantine = 0;
+    let mut overdue = 0;
+    let mut cursor = String::new();
+    loop {
+        let page = s
+            .get(&format!("/v1/returnees?limit=100{cursor}"))
+            .await
+            .ok();
+        for r in page["items"].as_array().expect("items") {
+            returnees += 1;
+            if r["status"] == "in_quarantine" {
+                in_quarantine += 1;
+                overdue += r["quarantine"]["missed_days"]
+                    .as_array()
+                    .map_or(0, Vec::len);
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(returnees, 260);
+    assert!(in_quarantine > 20, "{in_quarantine} in quarantine");
+    assert!(overdue > 0, "some visits were missed");
+    let referred = s.get("/v1/returnees?status=under_treatment").await.ok();
+    assert_eq!(
+        referred["items"].as_array().map(Vec::len),
+        Some(1),
+        "one fever, one referral"
+    );
+    let closed = s.get("/v1/venues?status=closed").await.ok();
+    assert_eq!(closed["items"].as_array().map(Vec::len), Some(11));
+    let dismantled = s.get("/v1/venues?status=dismantled").await.ok();
+    assert_eq!(dismantled["items"].as_array().map(Vec::len), Some(1));
+    let postponed = s.get("/v1/banquets?status=postponed").await.ok();
+    assert_eq!(postponed["items"].as_array().map(Vec::len), Some(4));
+    let checkpoints = s.get("/v1/checkpoints").await.ok();
+    assert_eq!(checkpoints["items"].as_array().map(Vec::len), Some(13));
+    assert!(checkpoints["items"][0]["turned_back"].as_u64().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_demo_township_is_believable_and_added_once() {
+    the_demo_township_is_believable_and_added_once(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_demo_township_is_believable_and_added_once() {
+    if let Some(db) = TestDb::postgres().await {
+        the_demo_township_is_believable_and_added_once(db).await;
+    }
+}

@@ -2,6 +2,7 @@
 //! problem+json errors, idempotent retries, conditional writes, and the
 //! OpenAPI contract generated from the same registrations that route.
 
+pub mod demo;
 pub mod extract;
 pub mod http;
 pub mod metrics;

@@ -5,7 +5,6 @@
 
 use std::process::ExitCode;
 
-mod demo;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +53,14 @@ enum Command {
         /// HTTP worker threads (default: one per core).
         #[arg(long, env = "FANGKONG_WORKERS")]
         workers: Option<usize>,
+    },
+    /// Fill an empty store with the demo township (a store holding events is
+    /// left alone).
+    Demo {
+        #[command(flatten)]
+        store: Store,
+        #[arg(long, env = "FANGKONG_TIME_ZONE", default_value = "Asia/Shanghai")]
+        time_zone: String,
     },
     /// Print the OpenAPI contract (what openapi/openapi.json holds).
     Openapi,
@@ -109,6 +116,23 @@ fn main() -> ExitCode {
     }
 }
 
+async fn fill_demo(store: &EventStore, township: fangkong_domain::Township) -> anyhow::Result<()> {
+    let state = fangkong_api::AppState::new(store.clone(), township);
+    let started = std::time::Instant::now();
+    let events = fangkong_api::demo::fill(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("building the demo township: {e}"))?;
+    if events == 0 {
+        eprintln!("the store already holds events: no demo data added");
+    } else {
+        eprintln!(
+            "demo township: {events} events in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
 async fn open(store: &Store) -> anyhow::Result<EventStore> {
     EventStore::open(&store.database_url).await.map_err(|e| {
         anyhow::Error::new(e).context(format!(
@@ -132,10 +156,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
             let store = open(&store).await?;
             if demo {
-                let added = demo::fill(&store, township).await?;
-                eprintln!("demo township: {added} events added");
+                fill_demo(&store, township).await?;
             }
             serve::run(store, township, &bind, body_limit, workers).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { store, time_zone } => {
+            let township = fangkong_domain::Township::parse_time_zone(&time_zone)
+                .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+            let store = open(&store).await?;
+            fill_demo(&store, township).await?;
+            store.close().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi => {

@@ -85,6 +85,19 @@ async fn run_batch(
         ));
     }
     let request_headers = WriteHeaders::parse(&req)?;
+    let results = run_commands(&state, &request_headers, &commands).await;
+    Ok(
+        HttpResponse::build(actix_web::http::StatusCode::MULTI_STATUS)
+            .json(BatchAnswer { results }),
+    )
+}
+
+/// Runs commands in order, each on its own, as separate requests would.
+pub async fn run_commands(
+    state: &AppState,
+    request_headers: &WriteHeaders,
+    commands: &[BatchCommand],
+) -> Vec<BatchResult> {
     let mut results = Vec::with_capacity(commands.len());
     for command in commands {
         let headers = WriteHeaders {
@@ -93,7 +106,7 @@ async fn run_batch(
             correlation_id: request_headers.correlation_id.clone(),
             request_id: request_headers.request_id.clone(),
         };
-        let outcome = dispatch(&state, &headers, &command).await;
+        let outcome = dispatch(state, &headers, command).await;
         results.push(match outcome {
             Ok((written, created)) => BatchResult {
                 status: if created && !written.replayed {
@@ -114,10 +127,7 @@ async fn run_batch(
             }
         });
     }
-    Ok(
-        HttpResponse::build(actix_web::http::StatusCode::MULTI_STATUS)
-            .json(BatchAnswer { results }),
-    )
+    results
 }
 
 fn body<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<Json<T>, ApiError> {
