@@ -545,6 +545,53 @@ async fn an_offline_queue_syncs_through_a_batch_and_replays_harmlessly(s: &Serve
         .problem(422, "invalid_fields");
 }
 
+async fn a_zero_report_is_refused_when_the_zone_recorded_work(s: &Server) {
+    let (zone, village, grid) = geography(s).await;
+    let today = days_ago(0);
+    let report = format!("/v1/zones/{zone}/daily-reports/{today}");
+    // Setting up the map is not field work: a zero report stands.
+    s.put(
+        &report,
+        json!({"zero_report": true, "submitted_by": "李明"}),
+    )
+    .await
+    .ok();
+    s.post("/v1/returnees", registration(&zone, &village, &grid))
+        .await
+        .ok();
+    s.put(
+        &report,
+        json!({"zero_report": true, "submitted_by": "李明"}),
+    )
+    .await
+    .problem(409, "zero_report_with_activity");
+    let resubmitted = s
+        .put(&report, json!({"zero_report": false, "figures": {"returnees_registered": 1}, "submitted_by": "李明"}))
+        .await
+        .ok();
+    assert_eq!(resubmitted["events"][0]["data"]["revision"], 2);
+    let read = s.get(&report).await.ok();
+    assert_eq!(
+        (
+            read["recorded_activity"].as_u64(),
+            read["revision"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    s.put(
+        &format!("/v1/zones/{zone}/daily-reports/2999-01-01"),
+        json!({"zero_report": true, "submitted_by": "李明"}),
+    )
+    .await
+    .problem(409, "report_for_future_day");
+    s.put(
+        &format!("/v1/zones/{zone}/daily-reports/yesterday"),
+        json!({"zero_report": true, "submitted_by": "李明"}),
+    )
+    .await
+    .problem(422, "invalid_fields");
+}
+
 async fn the_contract_and_its_browser_are_served(s: &Server) {
     let spec = s.get("/openapi.json").await.ok();
     assert_eq!(spec["openapi"], "3.1.0");
@@ -610,6 +657,7 @@ on_both_backends!(
     the_dissuasion_work_of_a_zone_is_recorded,
     an_offline_queue_syncs_through_a_batch_and_replays_harmlessly,
     the_contract_and_its_browser_are_served,
+    a_zero_report_is_refused_when_the_zone_recorded_work,
 );
 
 #[test]
@@ -697,6 +745,52 @@ async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
     let checkpoints = s.get("/v1/checkpoints").await.ok();
     assert_eq!(checkpoints["items"].as_array().map(Vec::len), Some(13));
     assert!(checkpoints["items"][0]["turned_back"].as_u64().is_some());
+
+    // Daily reports: the quiet zone's first day is a zero report; zone three
+    // left one day unreported.
+    let zone_ids: Vec<String> = zones["items"]
+        .as_array()
+        .expect("zones")
+        .iter()
+        .map(|z| z["zone_id"].as_str().expect("id").to_owned())
+        .collect();
+    let events = s
+        .get(&format!(
+            "/v1/zones/{}/daily-reports/{}",
+            zone_ids[3],
+            days_ago(21)
+        ))
+        .await
+        .ok();
+    assert_eq!(
+        (
+            events["submitted"].as_bool(),
+            events["zero_report"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+    assert_eq!(events["recorded_activity"], 0);
+    let missing = s
+        .get(&format!(
+            "/v1/zones/{}/daily-reports/{}",
+            zone_ids[2],
+            days_ago(11)
+        ))
+        .await
+        .ok();
+    assert_eq!(missing["submitted"], false);
+    assert!(missing["recorded_activity"].as_u64().is_some_and(|n| n > 0));
+}
+
+/// The township-local date `n` days before today, as the demo counts.
+fn days_ago(n: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    // Asia/Shanghai has been UTC+8 without daylight saving since 1991.
+    let local_days = (now + 8 * 3600).div_euclid(86_400);
+    civil_from_days(local_days - n as i64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -385,7 +385,14 @@ fn build(township: fangkong_domain::Township, first_day: NaiveDate) -> Script {
     for n in 0..260u64 {
         let arrival = (n * n) / (260 * 260 / (DAYS - 2)).max(1);
         let arrival = arrival.min(DAYS - 1);
-        let (zone, village, grid) = *rng.pick(&grids);
+        // The last zone records nothing on the first day: its zero report.
+        let quiet_zone = zones[ZONES.len() - 1];
+        let (zone, village, grid) = loop {
+            let g = *rng.pick(&grids);
+            if arrival > 0 || g.0 != quiet_zone {
+                break g;
+            }
+        };
         let returnee = rng.uuid();
         let (region, risk) = match rng.below(100) {
             0..=14 => ("湖北省武汉市", "high"),
@@ -485,6 +492,9 @@ fn build(township: fangkong_domain::Township, first_day: NaiveDate) -> Script {
     // staff morning checks at the township compound.
     for day in 0..DAYS {
         for (z, zone) in zones.iter().enumerate() {
+            if day == 0 && z == ZONES.len() - 1 {
+                continue;
+            }
             for c in 0..3 {
                 let checkpoint = checkpoints[z * 3 + c];
                 for _ in 0..(2 + rng.below(4)) {
@@ -551,6 +561,24 @@ fn build(township: fangkong_domain::Township, first_day: NaiveDate) -> Script {
         for staff in 0..12 {
             s.push("POST", "/v1/staff-health-checks".into(),
                 json!({"staff": format!("镇干部{:02}", staff + 1), "temperature": rng.temperature()}), day, 8);
+        }
+    }
+    // Daily reports, each due by 10:00 the next day: on time, except one
+    // late and one missing; the quiet zone's first day is a zero report.
+    for day in 0..DAYS - 1 {
+        for (z, zone) in zones.iter().enumerate() {
+            if z == 2 && day == 10 {
+                continue;
+            }
+            let zero_report = day == 0 && z == ZONES.len() - 1;
+            let hour = if z == 1 && day == 5 { 15 } else { 9 };
+            s.push(
+                "PUT",
+                format!("/v1/zones/{zone}/daily-reports/{}", s.date(day)),
+                json!({"zero_report": zero_report, "submitted_by": ZONES[z].1}),
+                day + 1,
+                hour,
+            );
         }
     }
     s

@@ -24,11 +24,14 @@ pub use write::Commands;
 pub struct AppState {
     pub commands: Commands,
     pub metrics: metrics::Metrics,
+    pub projector: fangkong_projections::Projector,
 }
 
 impl AppState {
+    /// Must run inside a tokio runtime: it starts the projections' tailer.
     pub fn new(store: EventStore, township: Township) -> Self {
         AppState {
+            projector: fangkong_projections::Projector::start(store.clone(), township),
             commands: Commands::new(store, township),
             metrics: metrics::Metrics::default(),
         }
@@ -57,6 +60,7 @@ impl AppState {
         (name = "venues", description = "Premises: commitments, closures, enforcement"),
         (name = "banquets", description = "Reported banquets and dissuasion"),
         (name = "activity", description = "Counted zone work and staff morning checks"),
+        (name = "reports", description = "Each zone's daily report, zero reports included"),
         (name = "batches", description = "Many commands in one call, for offline sync"),
         (name = "system", description = "Health, readiness, metrics")
     )
@@ -74,6 +78,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .configure(routes::venues::configure)
             .configure(routes::banquets::configure)
             .configure(routes::activity::configure)
+            .configure(routes::reports::configure)
             .configure(routes::batches::configure),
     )
     .configure(routes::system::configure);

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::{activity, banquets, checkpoints, returnees, venues, zones, WriteErrors};
+use super::{activity, banquets, checkpoints, reports, returnees, venues, zones, WriteErrors};
 use crate::extract::{canonical_hash, from_value, Json, WriteHeaders};
 use crate::problem::{ApiError, Problem};
 use crate::write::Written;
@@ -174,6 +174,9 @@ async fn dispatch(
         }
         ("POST", ["", "v1", "zones", z, "patrols"]) => {
             done(activity::patrol(state, h, z, body(b)?).await?)
+        }
+        ("PUT", ["", "v1", "zones", z, "daily-reports", d]) => {
+            done(reports::submit(state, h, z, d, body(b)?).await?)
         }
         ("POST", ["", "v1", "staff-health-checks"]) => {
             done(activity::staff_check(state, h, body(b)?).await?)

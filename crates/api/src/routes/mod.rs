@@ -4,6 +4,7 @@ pub mod activity;
 pub mod banquets;
 pub mod batches;
 pub mod checkpoints;
+pub mod reports;
 pub mod returnees;
 pub mod system;
 pub mod venues;
