@@ -593,6 +593,7 @@ async fn a_zero_report_is_refused_when_the_zone_recorded_work(s: &Server) {
 }
 
 async fn the_contract_and_its_browser_are_served(s: &Server) {
+    s.post("/v1/zones", json!({"name": "一片区"})).await.ok();
     let spec = s.get("/openapi.json").await.ok();
     assert_eq!(spec["openapi"], "3.1.0");
     let paths = spec["paths"].as_object().expect("paths");
@@ -624,6 +625,11 @@ async fn the_contract_and_its_browser_are_served(s: &Server) {
         "{text}"
     );
     assert!(text.contains("fangkong_store_head_position"));
+    let appended = text
+        .lines()
+        .find_map(|l| l.strip_prefix("fangkong_events_appended_total "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert_eq!(appended, Some(1), "one zone established: {text}");
 }
 
 macro_rules! on_both_backends {

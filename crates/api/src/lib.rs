@@ -30,10 +30,11 @@ pub struct AppState {
 impl AppState {
     /// Must run inside a tokio runtime: it starts the projections' tailer.
     pub fn new(store: EventStore, township: Township) -> Self {
+        let metrics = metrics::Metrics::default();
         AppState {
             projector: fangkong_projections::Projector::start(store.clone(), township),
-            commands: Commands::new(store, township),
-            metrics: metrics::Metrics::default(),
+            commands: Commands::new(store, township, metrics.clone()),
+            metrics,
         }
     }
 

@@ -91,14 +91,16 @@ pub struct Commands {
     store: EventStore,
     township: Township,
     cache: Arc<Mutex<HashMap<String, Cached>>>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Commands {
-    pub fn new(store: EventStore, township: Township) -> Self {
+    pub fn new(store: EventStore, township: Township, metrics: crate::metrics::Metrics) -> Self {
         Commands {
             store,
             township,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            metrics,
         }
     }
 
@@ -270,6 +272,7 @@ impl Commands {
                         .ok_or(ApiError::Internal);
                 }
                 Ok(outcome) => {
+                    self.metrics.appended(events.len());
                     let state = events.iter().fold(loaded.state, |s, e| s.apply(e));
                     self.remember(
                         &target.stream_id,
