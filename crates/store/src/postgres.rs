@@ -90,10 +90,12 @@ impl PgBackend {
         cache: &mut WriterCache,
         look_up_every_id: bool,
     ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Head), sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(APPEND_LOCK)
-            .execute(&mut *tx)
+        // BEGIN and the lock travel together as one simple query.
+        let mut tx = self
+            .writer
+            .begin_with(format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})"
+            ))
             .await?;
         // Read after the lock is held: this statement's snapshot then
         // includes every earlier append.
