@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::{field, path_id, schemas, written, WriteErrors};
+use super::{field, path_id, run_on, schemas, written, WriteErrors};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::{Target, Written};
@@ -83,10 +83,7 @@ async fn zone_activity(
         operation,
     };
     let command = ActivityCommand { zone_id, activity };
-    state
-        .commands
-        .execute::<ZoneActivity>(&target, headers, body_hash, occurred_at, command)
-        .await
+    run_on(state, headers, &target, body_hash, occurred_at, command).await
 }
 
 pub(crate) async fn gathering(
@@ -235,16 +232,15 @@ pub(crate) async fn staff_check(
         temperature: field("temperature", Temperature::parse(b.temperature))?,
         symptoms: b.symptoms,
     };
-    state
-        .commands
-        .execute::<StaffChecks>(
-            &target,
-            headers,
-            body.canonical_hash,
-            b.occurred_at,
-            command,
-        )
-        .await
+    run_on(
+        state,
+        headers,
+        &target,
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
 }
 
 /// A township employee's morning check (晨检).

@@ -10,11 +10,12 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::{
-    entity, field, optional, path_id, query, schemas, written, Page, Paged, ReadErrors, WriteErrors,
+    entity, field, optional, path_id, query, run, schemas, written, Page, Paged, ReadErrors,
+    WriteErrors,
 };
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
-use crate::write::{Target, Written};
+use crate::write::Written;
 use crate::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -111,26 +112,6 @@ fn view(b: &Banquet, version: u64) -> Option<BanquetView> {
     })
 }
 
-async fn run(
-    state: &AppState,
-    headers: &WriteHeaders,
-    id: BanquetId,
-    operation: &'static str,
-    body_hash: [u8; 32],
-    occurred_at: Option<DateTime<Utc>>,
-    command: BanquetCommand,
-) -> Result<Written, ApiError> {
-    let target = Target {
-        stream_id: id.stream_id(),
-        entity_id: id.as_uuid(),
-        operation,
-    };
-    state
-        .commands
-        .execute::<Banquet>(&target, headers, body_hash, occurred_at, command)
-        .await
-}
-
 fn banquet_id(raw: &str) -> Result<BanquetId, ApiError> {
     Ok(BanquetId::from_uuid(path_id(raw, "banquet")?))
 }
@@ -141,17 +122,7 @@ pub(crate) async fn report(
     body: Json<ReportBody>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
-    let zone = super::zones::established(state, ZoneId::from_uuid(b.zone_id))
-        .await
-        .map_err(|_| ApiError::field("zone_id", "no zone with this id"))?;
-    if let Some(v) = b.village_id {
-        if !zone.state.villages.contains_key(&VillageId::from_uuid(v)) {
-            return Err(ApiError::field(
-                "village_id",
-                "no such village in this zone",
-            ));
-        }
-    }
+    super::zones::check_place(state, b.zone_id, b.village_id).await?;
     let id = BanquetId::from_uuid(b.banquet_id.unwrap_or_else(Uuid::now_v7));
     let command = BanquetCommand::Report {
         banquet_id: id,

@@ -14,11 +14,12 @@ use uuid::Uuid;
 
 use super::returnees::OriginBody;
 use super::{
-    entity, field, optional, path_id, query, schemas, written, Page, Paged, ReadErrors, WriteErrors,
+    entity, field, optional, path_id, query, run, schemas, written, Page, Paged, ReadErrors,
+    WriteErrors,
 };
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
-use crate::write::{Target, Written};
+use crate::write::Written;
 use crate::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -87,43 +88,13 @@ fn view(c: &Checkpoint, version: u64) -> Option<CheckpointView> {
     })
 }
 
-async fn run(
-    state: &AppState,
-    headers: &WriteHeaders,
-    id: CheckpointId,
-    operation: &'static str,
-    body_hash: [u8; 32],
-    occurred_at: Option<DateTime<Utc>>,
-    command: CheckpointCommand,
-) -> Result<Written, ApiError> {
-    let target = Target {
-        stream_id: id.stream_id(),
-        entity_id: id.as_uuid(),
-        operation,
-    };
-    state
-        .commands
-        .execute::<Checkpoint>(&target, headers, body_hash, occurred_at, command)
-        .await
-}
-
 pub(crate) async fn establish(
     state: &AppState,
     headers: &WriteHeaders,
     body: Json<EstablishBody>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
-    let zone = super::zones::established(state, ZoneId::from_uuid(b.zone_id))
-        .await
-        .map_err(|_| ApiError::field("zone_id", "no zone with this id"))?;
-    if let Some(v) = b.village_id {
-        if !zone.state.villages.contains_key(&VillageId::from_uuid(v)) {
-            return Err(ApiError::field(
-                "village_id",
-                "no such village in this zone",
-            ));
-        }
-    }
+    super::zones::check_place(state, b.zone_id, b.village_id).await?;
     let id = CheckpointId::from_uuid(b.checkpoint_id.unwrap_or_else(Uuid::now_v7));
     let command = CheckpointCommand::Establish {
         checkpoint_id: id,

@@ -16,8 +16,88 @@ use fangkong_domain::ValueError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::extract::WriteHeaders;
 use crate::problem::ApiError;
-use crate::write::Written;
+use crate::write::{Target, Written};
+use crate::AppState;
+
+/// A command and the aggregate that decides it.
+pub(crate) trait Decides: Sized {
+    type By: fangkong_domain::Aggregate<Command = Self> + Send + Sync + 'static;
+}
+
+macro_rules! decided_by {
+    ($($command:ty => $aggregate:ty),+ $(,)?) => {
+        $(impl Decides for $command { type By = $aggregate; })+
+    };
+}
+
+decided_by!(
+    fangkong_domain::zone::ZoneCommand => fangkong_domain::zone::Zone,
+    fangkong_domain::returnee::ReturneeCommand => fangkong_domain::returnee::Returnee,
+    fangkong_domain::checkpoint::CheckpointCommand => fangkong_domain::checkpoint::Checkpoint,
+    fangkong_domain::venue::VenueCommand => fangkong_domain::venue::Venue,
+    fangkong_domain::banquet::BanquetCommand => fangkong_domain::banquet::Banquet,
+    fangkong_domain::activity::ActivityCommand => fangkong_domain::activity::ZoneActivity,
+    fangkong_domain::activity::RecordStaffHealthCheck => fangkong_domain::activity::StaffChecks,
+    fangkong_domain::report::SubmitDailyReport => fangkong_domain::report::DailyReport,
+);
+
+/// An entity id that names its own stream.
+pub(crate) trait Entity {
+    fn stream_id(&self) -> String;
+    fn uuid(&self) -> uuid::Uuid;
+}
+
+macro_rules! entity_ids {
+    ($($id:ty),+) => {
+        $(impl Entity for $id {
+            fn stream_id(&self) -> String { <$id>::stream_id(self) }
+            fn uuid(&self) -> uuid::Uuid { self.as_uuid() }
+        })+
+    };
+}
+
+entity_ids!(
+    fangkong_domain::ZoneId,
+    fangkong_domain::ReturneeId,
+    fangkong_domain::CheckpointId,
+    fangkong_domain::VenueId,
+    fangkong_domain::BanquetId
+);
+
+/// Runs a command against the stream of entity `id`.
+pub(crate) async fn run<C: Decides>(
+    state: &AppState,
+    headers: &WriteHeaders,
+    id: impl Entity,
+    operation: &'static str,
+    body_hash: [u8; 32],
+    occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+    command: C,
+) -> Result<Written, ApiError> {
+    let target = Target {
+        stream_id: id.stream_id(),
+        entity_id: id.uuid(),
+        operation,
+    };
+    run_on(state, headers, &target, body_hash, occurred_at, command).await
+}
+
+/// Runs a command against any target stream.
+pub(crate) async fn run_on<C: Decides>(
+    state: &AppState,
+    headers: &WriteHeaders,
+    target: &Target,
+    body_hash: [u8; 32],
+    occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+    command: C,
+) -> Result<Written, ApiError> {
+    state
+        .commands
+        .execute::<C::By>(target, headers, body_hash, occurred_at, command)
+        .await
+}
 
 /// Parses one field, naming it on failure.
 pub(crate) fn field<T>(name: &str, parsed: Result<T, ValueError>) -> Result<T, ApiError> {

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use super::{entity, field, path_id, written, ReadErrors, WriteErrors};
+use super::{entity, field, path_id, run_on, written, ReadErrors, WriteErrors};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::{Target, Written};
@@ -102,16 +102,15 @@ pub(crate) async fn submit(
         entity_id: zone_id.as_uuid(),
         operation: "report.submit",
     };
-    state
-        .commands
-        .execute::<DailyReport>(
-            &target,
-            headers,
-            body.canonical_hash,
-            b.occurred_at,
-            command,
-        )
-        .await
+    run_on(
+        state,
+        headers,
+        &target,
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
 }
 
 /// Submit (attest) the zone's report for a day; a resubmission is the next

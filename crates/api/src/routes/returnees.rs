@@ -18,12 +18,12 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::{
-    entity, field, optional, path_id, query, schemas, written, Page, Paged, ReadErrors,
+    entity, field, optional, path_id, query, run, schemas, written, Page, Paged, ReadErrors,
     StreamEvent, WriteErrors,
 };
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
-use crate::write::{Target, Written};
+use crate::write::Written;
 use crate::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -285,26 +285,6 @@ fn symptoms(list: Vec<Symptom>) -> Vec<Symptom> {
         .collect()
 }
 
-async fn run(
-    state: &AppState,
-    headers: &WriteHeaders,
-    returnee_id: ReturneeId,
-    operation: &'static str,
-    body_hash: [u8; 32],
-    occurred_at: Option<DateTime<Utc>>,
-    command: ReturneeCommand,
-) -> Result<Written, ApiError> {
-    let target = Target {
-        stream_id: returnee_id.stream_id(),
-        entity_id: returnee_id.as_uuid(),
-        operation,
-    };
-    state
-        .commands
-        .execute::<Returnee>(&target, headers, body_hash, occurred_at, command)
-        .await
-}
-
 fn returnee_id(raw: &str) -> Result<ReturneeId, ApiError> {
     Ok(ReturneeId::from_uuid(path_id(raw, "returnee")?))
 }
@@ -316,23 +296,11 @@ pub(crate) async fn register(
 ) -> Result<Written, ApiError> {
     let b = body.value;
     let zone_id = ZoneId::from_uuid(b.zone_id);
-    let zone = state
-        .commands
-        .load::<fangkong_domain::zone::Zone>(&zone_id.stream_id())
-        .await?;
-    if !zone.state.is_established() {
-        return Err(ApiError::field("zone_id", "no zone with this id"));
-    }
+    let zone = super::zones::check_place(state, b.zone_id, Some(b.village_id)).await?;
     let (village_id, grid_id) = (
         VillageId::from_uuid(b.village_id),
         GridId::from_uuid(b.grid_id),
     );
-    if !zone.state.villages.contains_key(&village_id) {
-        return Err(ApiError::field(
-            "village_id",
-            "no such village in this zone",
-        ));
-    }
     if !zone.state.has_grid(village_id, grid_id) {
         return Err(ApiError::field("grid_id", "no such grid in this village"));
     }

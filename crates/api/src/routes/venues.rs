@@ -11,11 +11,11 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::{
-    entity, field, path_id, query, schemas, written, Page, Paged, ReadErrors, WriteErrors,
+    entity, field, path_id, query, run, schemas, written, Page, Paged, ReadErrors, WriteErrors,
 };
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
-use crate::write::{Target, Written};
+use crate::write::Written;
 use crate::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -119,26 +119,6 @@ fn view(v: &Venue, version: u64) -> Option<VenueView> {
     })
 }
 
-async fn run(
-    state: &AppState,
-    headers: &WriteHeaders,
-    id: VenueId,
-    operation: &'static str,
-    body_hash: [u8; 32],
-    occurred_at: Option<DateTime<Utc>>,
-    command: VenueCommand,
-) -> Result<Written, ApiError> {
-    let target = Target {
-        stream_id: id.stream_id(),
-        entity_id: id.as_uuid(),
-        operation,
-    };
-    state
-        .commands
-        .execute::<Venue>(&target, headers, body_hash, occurred_at, command)
-        .await
-}
-
 fn venue_id(raw: &str) -> Result<VenueId, ApiError> {
     Ok(VenueId::from_uuid(path_id(raw, "venue")?))
 }
@@ -149,17 +129,7 @@ pub(crate) async fn register(
     body: Json<RegisterBody>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
-    let zone = super::zones::established(state, ZoneId::from_uuid(b.zone_id))
-        .await
-        .map_err(|_| ApiError::field("zone_id", "no zone with this id"))?;
-    if let Some(v) = b.village_id {
-        if !zone.state.villages.contains_key(&VillageId::from_uuid(v)) {
-            return Err(ApiError::field(
-                "village_id",
-                "no such village in this zone",
-            ));
-        }
-    }
+    super::zones::check_place(state, b.zone_id, b.village_id).await?;
     let id = VenueId::from_uuid(b.venue_id.unwrap_or_else(Uuid::now_v7));
     let command = VenueCommand::Register {
         venue_id: id,

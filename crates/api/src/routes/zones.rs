@@ -10,11 +10,11 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::{
-    entity, field, optional, path_id, query, written, Page, Paged, ReadErrors, WriteErrors,
+    entity, field, optional, path_id, query, run, written, Page, Paged, ReadErrors, WriteErrors,
 };
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
-use crate::write::{Target, Written};
+use crate::write::Written;
 use crate::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -120,6 +120,31 @@ pub(crate) fn view(zone: &Zone, version: u64) -> Option<ZoneView> {
     })
 }
 
+/// The place a new entity names in its body: the zone (and the village, if
+/// given) must exist, else the field is invalid.
+pub(crate) async fn check_place(
+    state: &AppState,
+    zone_id: Uuid,
+    village_id: Option<Uuid>,
+) -> Result<crate::write::Loaded<Zone>, ApiError> {
+    let zone = established(state, ZoneId::from_uuid(zone_id))
+        .await
+        .map_err(|_| ApiError::field("zone_id", "no zone with this id"))?;
+    if let Some(village) = village_id {
+        if !zone
+            .state
+            .villages
+            .contains_key(&VillageId::from_uuid(village))
+        {
+            return Err(ApiError::field(
+                "village_id",
+                "no such village in this zone",
+            ));
+        }
+    }
+    Ok(zone)
+}
+
 /// Loads an established zone or answers 404.
 pub(crate) async fn established(
     state: &AppState,
@@ -130,26 +155,6 @@ pub(crate) async fn established(
         return Err(ApiError::NotFound(format!("no zone with id {zone_id}")));
     }
     Ok(loaded)
-}
-
-async fn run(
-    state: &AppState,
-    headers: &WriteHeaders,
-    zone_id: ZoneId,
-    operation: &'static str,
-    body_hash: [u8; 32],
-    occurred_at: Option<DateTime<Utc>>,
-    command: ZoneCommand,
-) -> Result<Written, ApiError> {
-    let target = Target {
-        stream_id: zone_id.stream_id(),
-        entity_id: zone_id.as_uuid(),
-        operation,
-    };
-    state
-        .commands
-        .execute::<Zone>(&target, headers, body_hash, occurred_at, command)
-        .await
 }
 
 pub(crate) async fn establish(
