@@ -686,6 +686,52 @@ fn the_published_contract_is_what_the_code_generates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_with_request_ids_and_no_personal_data() {
+    let dir = tempfile_dir();
+    let log = dir.join("server.log");
+    let s = Server::start_logging_json(TestDb::sqlite(), &log);
+    let (zone, village, grid) = geography(&s).await;
+    let reply = s
+        .send(
+            s.client
+                .post(s.url("/v1/returnees"))
+                .header("X-Request-Id", "req-42")
+                .json(&registration(&zone, &village, &grid)),
+        )
+        .await;
+    assert_eq!(
+        reply
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("req-42")
+    );
+    let status = s.stop();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&log).expect("the log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let request = lines
+        .iter()
+        .find(|l| l["fields"]["request.id"] == "req-42")
+        .expect("a log line for the request");
+    assert_eq!(request["fields"]["http.route"], "/v1/returnees");
+    assert_eq!(request["fields"]["http.status"], 201);
+    for secret in ["张三", "11010519491231002X", "13812345678", "桥头村三组"] {
+        assert!(!text.contains(secret), "{secret} reached the log");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("fangkong-log-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_stops_cleanly_on_sigterm() {
     let server = Server::start(TestDb::sqlite(), &[]);
     server.get("/healthz").await.ok();

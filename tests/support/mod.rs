@@ -19,14 +19,29 @@ pub struct Server {
 
 impl Server {
     pub fn start(db: TestDb, extra: &[&str]) -> Server {
+        Self::spawn(db, extra, &[("RUST_LOG", "warn")], Stdio::inherit())
+    }
+
+    /// Starts with info-level JSON logs written to `log`.
+    pub fn start_logging_json(db: TestDb, log: &std::path::Path) -> Server {
+        let file = std::fs::File::create(log).expect("a log file");
+        Self::spawn(
+            db,
+            &[],
+            &[("RUST_LOG", "info"), ("FANGKONG_LOG_FORMAT", "json")],
+            Stdio::from(file),
+        )
+    }
+
+    fn spawn(db: TestDb, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fangkong"))
             .arg("serve")
             .args(["--bind", "127.0.0.1:0", "--workers", "2"])
             .args(extra)
             .env("FANGKONG_DATABASE_URL", db.url())
-            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("the fangkong binary starts");
         let stdout = child.stdout.take().expect("stdout");
