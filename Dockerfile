@@ -13,4 +13,5 @@ COPY --from=build /src/target/release/fangkong /usr/local/bin/fangkong
 USER fangkong
 WORKDIR /var/lib/fangkong
 ENTRYPOINT ["fangkong"]
-CMD ["head"]
+EXPOSE 8080
+CMD ["serve"]
