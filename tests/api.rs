@@ -187,6 +187,14 @@ async fn bad_inputs_get_precise_problems_and_change_nothing(s: &Server) {
         )
         .await;
     r.problem(400, "malformed_json");
+    s.send(
+        s.client
+            .post(s.url("/v1/returnees"))
+            .header("content-type", "text/plain")
+            .body("{}"),
+    )
+    .await
+    .problem(415, "unsupported_media_type");
 
     // A wrong type names the field.
     let mut body = registration(&zone, &village, &grid);

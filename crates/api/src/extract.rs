@@ -80,9 +80,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                 return Err(ApiError::TooLarge { limit });
             }
             if !json_type {
-                return Err(ApiError::Malformed(
-                    "send the body as application/json".into(),
-                ));
+                return Err(ApiError::UnsupportedMediaType);
             }
             let mut body = Vec::new();
             while let Some(chunk) = payload.next().await {
@@ -135,7 +133,9 @@ impl WriteHeaders {
             }
         }
         let if_match = match text("If-Match")? {
+            // "*" asks only that the entity exists, which every command checks.
             None => None,
+            Some(v) if v == "*" => None,
             Some(v) => Some(
                 v.trim_start_matches("W/")
                     .trim_matches('"')

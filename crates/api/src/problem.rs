@@ -56,6 +56,8 @@ pub enum ApiError {
     BadIfMatch,
     #[error("Idempotency-Key {0:?} was already used with a different request")]
     IdempotencyKeyReused(String),
+    #[error("send the body as application/json")]
+    UnsupportedMediaType,
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("the event store is unavailable; try again shortly")]
@@ -82,6 +84,7 @@ impl ApiError {
             ApiError::PreconditionFailed { .. } => "version_mismatch".into(),
             ApiError::BadIfMatch => "bad_if_match".into(),
             ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused".into(),
+            ApiError::UnsupportedMediaType => "unsupported_media_type".into(),
             ApiError::TooLarge { .. } => "payload_too_large".into(),
             ApiError::Unavailable => "store_unavailable".into(),
             ApiError::Internal => "internal".into(),
@@ -97,6 +100,7 @@ impl ApiError {
             ApiError::PreconditionFailed { .. } => "Version mismatch",
             ApiError::BadIfMatch => "Invalid If-Match",
             ApiError::TooLarge { .. } => "Request too large",
+            ApiError::UnsupportedMediaType => "Unsupported media type",
             ApiError::Unavailable => "Service unavailable",
             ApiError::Internal => "Internal error",
         }
@@ -161,6 +165,7 @@ impl ResponseError for ApiError {
             ApiError::Rule(_) | ApiError::ConcurrentWrite(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

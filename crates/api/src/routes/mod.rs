@@ -254,6 +254,9 @@ pub enum WriteErrors {
     /// The body is larger than the limit.
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(crate::problem::Problem),
+    /// The body is not sent as application/json.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(crate::problem::Problem),
     /// A field is invalid (named in `errors`), or an Idempotency-Key was reused for another request.
     #[response(status = 422, content_type = "application/problem+json")]
     Invalid(crate::problem::Problem),
