@@ -128,12 +128,30 @@ async fn a_returnee_goes_through_home_quarantine(s: &Server) {
             json!("AbnormalConditionReported")
         ]
     );
-    s.post(
-        &format!("/v1/returnees/{returnee}/referrals"),
-        json!({"facility": "县人民医院"}),
-    )
-    .await
-    .ok();
+    let referred = s
+        .post(
+            &format!("/v1/returnees/{returnee}/referrals"),
+            json!({"facility": "县人民医院"}),
+        )
+        .await
+        .ok();
+
+    let roster = s
+        .get(&format!(
+            "/v1/quarantine/roster?zone_id={zone}&min_position={}",
+            referred["position"]
+        ))
+        .await
+        .ok();
+    let item = &roster["items"][0];
+    assert_eq!(item["returnee_id"], json!(returnee));
+    assert_eq!(
+        (item["day_of_period"].as_u64(), item["visits_done"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(item["visit_due_today"], false);
+    assert_eq!(item["abnormal_pending"], false, "the fever was referred");
+    assert_eq!(item["last_temperature"], 38.1);
 
     let read = s.get(&format!("/v1/returnees/{returnee}")).await;
     assert_eq!(read.etag().as_deref(), Some("\"7\""));
@@ -788,6 +806,34 @@ async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
         }
     }
     assert_eq!(returnees, 260);
+    let metrics = s.get("/metrics").await.body;
+    let head = metrics
+        .as_str()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("fangkong_store_head_position "))
+        })
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .expect("the head position in the metrics");
+    let roster = s
+        .get(&format!("/v1/quarantine/roster?min_position={head}"))
+        .await;
+    assert!(
+        roster.headers.get("x-projection-wanted").is_none(),
+        "caught up within the wait"
+    );
+    let roster = roster.ok();
+    assert_eq!(roster["position"], head);
+    assert_eq!(
+        roster["items"].as_array().map(Vec::len),
+        Some(in_quarantine)
+    );
+    assert!(
+        roster["items"][0]["missed_days"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty()),
+        "most overdue first"
+    );
     assert!(in_quarantine > 20, "{in_quarantine} in quarantine");
     assert!(overdue > 0, "some visits were missed");
     let referred = s.get("/v1/returnees?status=under_treatment").await.ok();

@@ -80,6 +80,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .configure(routes::banquets::configure)
             .configure(routes::activity::configure)
             .configure(routes::reports::configure)
+            .configure(routes::roster::configure)
             .configure(routes::batches::configure),
     )
     .configure(routes::system::configure);

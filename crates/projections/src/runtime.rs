@@ -8,7 +8,15 @@ use fangkong_domain::Township;
 use fangkong_store::{EventStore, LogFilter};
 use tokio::sync::watch;
 
-use crate::ZoneDayActivity;
+use crate::{QuarantineRoster, ZoneDayActivity};
+
+/// The read models, updated together under one lock so a reader never sees
+/// one ahead of another.
+#[derive(Debug, Default)]
+struct Models {
+    activity: ZoneDayActivity,
+    roster: QuarantineRoster,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -19,16 +27,16 @@ pub enum ProjectorError {
 /// The running read models of this process.
 #[derive(Debug, Clone)]
 pub struct Projector {
-    activity: Arc<RwLock<ZoneDayActivity>>,
+    models: Arc<RwLock<Models>>,
     position: watch::Receiver<u64>,
 }
 
 impl Projector {
     /// Starts tailing `store` from the beginning of the log.
     pub fn start(store: EventStore, township: Township) -> Projector {
-        let activity = Arc::new(RwLock::new(ZoneDayActivity::default()));
+        let models = Arc::new(RwLock::new(Models::default()));
         let (tx, position) = watch::channel(0);
-        let model = activity.clone();
+        let model = models.clone();
         tokio::spawn(async move {
             let mut heads = store.subscribe();
             let mut after = 0;
@@ -37,7 +45,8 @@ impl Projector {
                     Ok(page) if !page.is_empty() => {
                         if let Ok(mut m) = model.write() {
                             for event in &page {
-                                m.apply(event, &township);
+                                m.activity.apply(event, &township);
+                                m.roster.apply(event);
                             }
                         }
                         after = page.last().map_or(after, |e| e.position);
@@ -45,6 +54,7 @@ impl Projector {
                         continue;
                     }
                     Ok(_) => {}
+                    Err(error) if error.is_closed() => break,
                     Err(error) => {
                         tracing::warn!(%error, "projection cannot read the log; retrying");
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -59,7 +69,7 @@ impl Projector {
                 let _ = tokio::time::timeout(Duration::from_secs(1), heads.changed()).await;
             }
         });
-        Projector { activity, position }
+        Projector { models, position }
     }
 
     /// The last position the read models reflect.
@@ -82,9 +92,17 @@ impl Projector {
 
     /// Field events the zone recorded for the day.
     pub fn zone_day_activity(&self, zone: uuid::Uuid, date: chrono::NaiveDate) -> u64 {
-        self.activity
+        self.models
             .read()
-            .map(|m| m.count(zone, date))
+            .map(|m| m.activity.count(zone, date))
             .unwrap_or(0)
+    }
+
+    /// Reads the roster and the position it reflects, consistently.
+    pub fn with_roster<T>(&self, read: impl FnOnce(&QuarantineRoster, u64) -> T) -> Option<T> {
+        self.models
+            .read()
+            .ok()
+            .map(|m| read(&m.roster, m.activity.position()))
     }
 }

@@ -39,6 +39,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True when this store was closed: nothing more will be read or written.
+    pub fn is_closed(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Closed | StoreError::Database(sqlx::Error::PoolClosed)
+        )
+    }
+
     /// True when the failure is about reaching or using the database rather
     /// than about the request: the caller may retry later (HTTP 503).
     pub fn is_unavailable(&self) -> bool {

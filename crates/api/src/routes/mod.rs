@@ -6,6 +6,7 @@ pub mod batches;
 pub mod checkpoints;
 pub mod reports;
 pub mod returnees;
+pub mod roster;
 pub mod system;
 pub mod venues;
 pub mod zones;

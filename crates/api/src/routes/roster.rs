@@ -1,0 +1,130 @@
+//! The quarantine roster (一人一户一专班): who is in home quarantine, day n of
+//! the period, today's visit, missed visits.
+
+use std::time::Duration;
+
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use super::{query, ReadErrors};
+use crate::problem::ApiError;
+use crate::AppState;
+
+/// Longest a read waits for the projections to reach `min_position`.
+const MAX_WAIT: Duration = Duration::from_secs(2);
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(quarantine_roster);
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RosterQuery {
+    pub zone_id: Option<Uuid>,
+    /// Wait (up to 2 s) until the roster reflects this log position: pass the
+    /// `position` of your last write to read it back.
+    pub min_position: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RosterItem {
+    pub returnee_id: Uuid,
+    pub name: String,
+    pub zone_id: Uuid,
+    pub village_id: Uuid,
+    pub grid_id: Uuid,
+    /// high, medium, low
+    pub origin_risk: String,
+    pub started_on: NaiveDate,
+    /// Day 1 of the current count (moves with a new exposure).
+    pub count_start: NaiveDate,
+    /// Day n of the period today.
+    pub day_of_period: Option<u32>,
+    pub planned_end: NaiveDate,
+    pub visit_due_today: bool,
+    pub visits_done: usize,
+    /// Past days of the period without a visit: overdue.
+    pub missed_days: Vec<NaiveDate>,
+    pub last_temperature: Option<f64>,
+    /// An abnormal finding awaits referral.
+    pub abnormal_pending: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Roster {
+    /// Today in the township's time zone.
+    pub date: NaiveDate,
+    /// The log position the roster reflects.
+    pub position: u64,
+    /// Most missed visits first.
+    pub items: Vec<RosterItem>,
+}
+
+/// Everyone in home quarantine, most overdue first. `X-Projection-Position`
+/// says which log position the answer reflects; when `min_position` was not
+/// reached in time the answer is what there is, with
+/// `X-Projection-Wanted` naming the position asked for.
+#[utoipa::path(
+    tag = "returnees",
+    params(RosterQuery),
+    responses((status = 200, description = "The roster", body = Roster), ReadErrors)
+)]
+#[get("/quarantine/roster")]
+async fn quarantine_roster(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: RosterQuery = query(&req)?;
+    let behind = match q.min_position {
+        Some(wanted) => state.projector.wait_for(wanted, MAX_WAIT).await.is_err(),
+        None => false,
+    };
+    let today = state.commands.context(None)?.today;
+    let roster = state
+        .projector
+        .with_roster(|roster, position| {
+            let mut items: Vec<RosterItem> = roster
+                .entries()
+                .filter(|e| q.zone_id.is_none_or(|z| e.placement.zone_id == z))
+                .map(|e| RosterItem {
+                    returnee_id: e.returnee_id,
+                    name: e.placement.name.clone(),
+                    zone_id: e.placement.zone_id,
+                    village_id: e.placement.village_id,
+                    grid_id: e.placement.grid_id,
+                    origin_risk: serde_json::to_value(e.placement.risk)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    started_on: e.started_on,
+                    count_start: e.schedule.count_start,
+                    day_of_period: e.schedule.day_of_period(today),
+                    planned_end: e.schedule.planned_end(),
+                    visit_due_today: e.schedule.visit_due_today(&e.visits, today),
+                    visits_done: e.visits.len(),
+                    missed_days: e.schedule.missed_days(&e.visits, today),
+                    last_temperature: e.last_temperature.map(|t| t.celsius()),
+                    abnormal_pending: e.abnormal_pending,
+                })
+                .collect();
+            items.sort_by_key(|item| std::cmp::Reverse(item.missed_days.len()));
+            Roster {
+                date: today,
+                position,
+                items,
+            }
+        })
+        .ok_or(ApiError::Internal)?;
+    let mut response = HttpResponse::Ok();
+    response.insert_header(("X-Projection-Position", roster.position.to_string()));
+    if behind {
+        if let Some(wanted) = q.min_position {
+            response.insert_header(("X-Projection-Wanted", wanted.to_string()));
+        }
+    }
+    Ok(response.json(roster))
+}

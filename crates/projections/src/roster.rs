@@ -1,0 +1,201 @@
+//! The quarantine roster: who is in home quarantine, where, since when, and
+//! how their daily visits stand.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::NaiveDate;
+use fangkong_domain::returnee::ReturneeEvent;
+use fangkong_domain::schedule::Schedule;
+use fangkong_domain::{EventCodec, RiskLevel, Temperature};
+use fangkong_store::RecordedEvent;
+use uuid::Uuid;
+
+/// Where a returnee lives, from the registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub zone_id: Uuid,
+    pub village_id: Uuid,
+    pub grid_id: Uuid,
+    pub risk: RiskLevel,
+    pub name: String,
+}
+
+/// One person under home quarantine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterEntry {
+    pub returnee_id: Uuid,
+    pub placement: Placement,
+    pub started_on: NaiveDate,
+    pub schedule: Schedule,
+    pub visits: BTreeSet<NaiveDate>,
+    pub last_temperature: Option<Temperature>,
+    /// An abnormal finding awaits referral.
+    pub abnormal_pending: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuarantineRoster {
+    placements: HashMap<Uuid, Placement>,
+    active: BTreeMap<Uuid, RosterEntry>,
+}
+
+impl QuarantineRoster {
+    /// Everyone in quarantine now, in the order of their ids (registration order).
+    pub fn entries(&self) -> impl Iterator<Item = &RosterEntry> {
+        self.active.values()
+    }
+
+    /// Applies the next event of the log; events of other streams, and
+    /// events it cannot decode, change nothing.
+    pub fn apply(&mut self, event: &RecordedEvent) {
+        let Some(id) = event
+            .stream_id
+            .strip_prefix("returnee-")
+            .and_then(|id| id.parse::<Uuid>().ok())
+        else {
+            return;
+        };
+        let Ok(decoded) = ReturneeEvent::from_stored(
+            &event.event_type,
+            event.schema_version,
+            event.payload.clone(),
+        ) else {
+            return;
+        };
+        match decoded {
+            ReturneeEvent::ReturneeRegistered(e) => {
+                self.placements.insert(
+                    id,
+                    Placement {
+                        zone_id: e.zone_id.as_uuid(),
+                        village_id: e.village_id.as_uuid(),
+                        grid_id: e.grid_id.as_uuid(),
+                        risk: e.origin.risk,
+                        name: e.personal.name.to_string(),
+                    },
+                );
+            }
+            ReturneeEvent::QuarantineStarted(e) => {
+                if let Some(placement) = self.placements.get(&id) {
+                    self.active.insert(
+                        id,
+                        RosterEntry {
+                            returnee_id: id,
+                            placement: placement.clone(),
+                            started_on: e.start_date,
+                            schedule: Schedule {
+                                count_start: e.start_date,
+                                planned_days: e.planned_days,
+                            },
+                            visits: BTreeSet::new(),
+                            last_temperature: None,
+                            abnormal_pending: false,
+                        },
+                    );
+                }
+            }
+            ReturneeEvent::HealthCheckRecorded(e) => {
+                if let Some(entry) = self.active.get_mut(&id) {
+                    entry.visits.insert(e.date);
+                    entry.last_temperature = Some(e.temperature);
+                }
+            }
+            ReturneeEvent::QuarantinePeriodChanged(e) => {
+                if let Some(entry) = self.active.get_mut(&id) {
+                    entry.schedule.planned_days = e.planned_days;
+                }
+            }
+            ReturneeEvent::ExposureRecorded(e) => {
+                if let Some(entry) = self.active.get_mut(&id) {
+                    entry.schedule.count_start = e.date;
+                }
+            }
+            ReturneeEvent::AbnormalConditionReported(_) => {
+                if let Some(entry) = self.active.get_mut(&id) {
+                    entry.abnormal_pending = true;
+                }
+            }
+            ReturneeEvent::ReferredForTreatment(_) => {
+                if let Some(entry) = self.active.get_mut(&id) {
+                    entry.abnormal_pending = false;
+                }
+            }
+            ReturneeEvent::QuarantineEnded(_) => {
+                self.active.remove(&id);
+            }
+            ReturneeEvent::ReturneeScreened(_) | ReturneeEvent::ResponsibilityTeamAssigned(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use serde_json::json;
+
+    fn recorded(
+        stream: &str,
+        kind: &str,
+        version: u32,
+        payload: serde_json::Value,
+    ) -> RecordedEvent {
+        RecordedEvent {
+            position: 1,
+            stream_id: stream.into(),
+            stream_version: 1,
+            event_id: Uuid::now_v7(),
+            event_type: kind.into(),
+            schema_version: version,
+            payload,
+            metadata: json!({}),
+            recorded_at: Utc::now(),
+            hash: [0; 32],
+        }
+    }
+
+    #[test]
+    fn the_roster_follows_a_quarantine_from_start_to_end() {
+        let id = Uuid::now_v7();
+        let stream = format!("returnee-{id}");
+        let zone = Uuid::now_v7();
+        let mut roster = QuarantineRoster::default();
+        roster.apply(&recorded(&stream, "ReturneeRegistered", 1, json!({
+            "returnee_id": id, "zone_id": zone, "village_id": Uuid::now_v7(), "grid_id": Uuid::now_v7(),
+            "arrival_date": "2020-01-24", "origin": {"region": "武汉", "risk": "high"},
+            "personal": {"name": "张三", "resident_id": "11010519491231002X", "phone": "13812345678", "address": "x"}
+        })));
+        assert_eq!(roster.entries().count(), 0, "registered is not quarantined");
+        roster.apply(&recorded(
+            &stream,
+            "QuarantineStarted",
+            1,
+            json!({"start_date": "2020-01-25", "planned_days": 14, "planned_end": "2020-02-07"}),
+        ));
+        // A version 1 health check is upcast like any other reader would.
+        roster.apply(&recorded(
+            &stream,
+            "HealthCheckRecorded",
+            1,
+            json!({"date": "2020-01-26", "temperature_celsius": 37.5}),
+        ));
+        roster.apply(&recorded(
+            &stream,
+            "AbnormalConditionReported",
+            1,
+            json!({"date": "2020-01-26", "source": "health_check"}),
+        ));
+        let entry = roster.entries().next().expect("in quarantine");
+        assert_eq!(entry.placement.zone_id, zone);
+        assert_eq!(entry.visits.len(), 1);
+        assert!(entry.abnormal_pending);
+        assert_eq!(entry.last_temperature.map(Temperature::celsius), Some(37.5));
+        roster.apply(&recorded(
+            &stream,
+            "QuarantineEnded",
+            1,
+            json!({"date": "2020-01-27", "reason": "referred_for_treatment"}),
+        ));
+        assert_eq!(roster.entries().count(), 0);
+    }
+}
