@@ -571,6 +571,33 @@ async fn an_offline_queue_syncs_through_a_batch_and_replays_harmlessly(s: &Serve
         .problem(422, "invalid_fields");
 }
 
+async fn two_concurrent_writes_to_one_entity_both_land(s: &Server) {
+    let (zone, village, grid) = geography(s).await;
+    let returnee = id(&s
+        .post("/v1/returnees", registration(&zone, &village, &grid))
+        .await
+        .ok());
+    s.post(&format!("/v1/returnees/{returnee}/quarantine"), json!({}))
+        .await
+        .ok();
+    // Both decide on version 2; the store lets one append, and the other is
+    // decided again on the new state and lands too.
+    for round in 0..5 {
+        let path = format!("/v1/returnees/{returnee}/health-checks");
+        let (a, b) = tokio::join!(
+            s.post(&path, json!({"temperature": 36.5})),
+            s.post(&path, json!({"temperature": 36.6})),
+        );
+        let (a, b) = (a.ok(), b.ok());
+        let mut versions = [a["version"].as_u64(), b["version"].as_u64()];
+        versions.sort();
+        let base = 3 + 2 * round;
+        assert_eq!(versions, [Some(base), Some(base + 1)], "round {round}");
+    }
+    let read = s.get(&format!("/v1/returnees/{returnee}")).await;
+    assert_eq!(read.etag().as_deref(), Some("\"12\""));
+}
+
 async fn a_zero_report_is_refused_when_the_zone_recorded_work(s: &Server) {
     let (zone, village, grid) = geography(s).await;
     let today = days_ago(0);
@@ -690,6 +717,7 @@ on_both_backends!(
     an_offline_queue_syncs_through_a_batch_and_replays_harmlessly,
     the_contract_and_its_browser_are_served,
     a_zero_report_is_refused_when_the_zone_recorded_work,
+    two_concurrent_writes_to_one_entity_both_land,
 );
 
 #[test]
