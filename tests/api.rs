@@ -598,6 +598,79 @@ async fn two_concurrent_writes_to_one_entity_both_land(s: &Server) {
     assert_eq!(read.etag().as_deref(), Some("\"12\""));
 }
 
+async fn an_auditor_follows_verifies_and_proves_the_log(s: &Server) {
+    let (zone, village, grid) = geography(s).await;
+    let kept = s.get("/v1/audit/head").await.ok();
+    assert_eq!(kept["position"], 3);
+    s.post("/v1/returnees", registration(&zone, &village, &grid))
+        .await
+        .ok();
+    s.post(
+        &format!("/v1/zones/{zone}/publicity"),
+        json!({"channel": "leaflet", "quantity": 50}),
+    )
+    .await
+    .ok();
+
+    let page = s.get("/v1/events?limit=2").await.ok();
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
+    let next = page["next_cursor"]
+        .as_str()
+        .expect("more to read")
+        .to_owned();
+    let rest = s.get(&format!("/v1/events?cursor={next}")).await.ok();
+    assert_eq!(rest["items"].as_array().map(Vec::len), Some(3));
+    assert_eq!(rest["items"][0]["position"], 3);
+    let returnees = s.get("/v1/events?category=returnee").await.ok();
+    assert_eq!(returnees["items"][0]["type"], "ReturneeRegistered");
+    let typed = s.get("/v1/events?type=PublicityRecorded").await.ok();
+    assert_eq!(typed["items"].as_array().map(Vec::len), Some(1));
+
+    let verified = s.get("/v1/audit/verify").await.ok();
+    assert_eq!(
+        (verified["intact"].as_bool(), verified["checked"].as_u64()),
+        (Some(true), Some(5))
+    );
+    let proof = s
+        .get(&format!(
+            "/v1/audit/proof?position=3&hash={}",
+            kept["hash"].as_str().expect("hash")
+        ))
+        .await
+        .ok();
+    assert_eq!(proof["extends"], true);
+    assert_eq!(proof["head_position"], 5);
+    let forged = s
+        .get(&format!(
+            "/v1/audit/proof?position=3&hash={}",
+            "0".repeat(64)
+        ))
+        .await
+        .ok();
+    assert_eq!(forged["extends"], false);
+    s.get("/v1/audit/proof?position=3&hash=xyz")
+        .await
+        .problem(422, "invalid_fields");
+
+    s.db.execute_raw(r#"UPDATE events SET payload = '{"quantity":5000}' WHERE position = 5"#)
+        .await
+        .expect("tamper with plain SQL");
+    let verified = s.get("/v1/audit/verify").await.ok();
+    assert_eq!(verified["intact"], false);
+    assert_eq!(verified["first_break"]["position"], 5);
+    let proof = s
+        .get(&format!(
+            "/v1/audit/proof?position=3&hash={}",
+            kept["hash"].as_str().expect("hash")
+        ))
+        .await
+        .ok();
+    assert_eq!(
+        proof["extends"], false,
+        "the log after the kept head was altered"
+    );
+}
+
 async fn a_zero_report_is_refused_when_the_zone_recorded_work(s: &Server) {
     let (zone, village, grid) = geography(s).await;
     let today = days_ago(0);
@@ -718,6 +791,7 @@ on_both_backends!(
     the_contract_and_its_browser_are_served,
     a_zero_report_is_refused_when_the_zone_recorded_work,
     two_concurrent_writes_to_one_entity_both_land,
+    an_auditor_follows_verifies_and_proves_the_log,
 );
 
 #[test]

@@ -63,6 +63,7 @@ impl AppState {
         (name = "activity", description = "Counted zone work and staff morning checks"),
         (name = "reports", description = "Each zone's daily report, zero reports included"),
         (name = "batches", description = "Many commands in one call, for offline sync"),
+        (name = "audit", description = "The global log, the chain head, verification and proofs"),
         (name = "system", description = "Health, readiness, metrics")
     )
 )]
@@ -81,6 +82,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .configure(routes::activity::configure)
             .configure(routes::reports::configure)
             .configure(routes::roster::configure)
+            .configure(routes::audit::configure)
             .configure(routes::batches::configure),
     )
     .configure(routes::system::configure);

@@ -1,6 +1,7 @@
 //! The routes, each registered together with its OpenAPI entry.
 
 pub mod activity;
+pub mod audit;
 pub mod banquets;
 pub mod batches;
 pub mod checkpoints;
