@@ -444,6 +444,7 @@ fn build(township: fangkong_domain::Township, first_day: NaiveDate) -> Script {
             12,
         );
         let last_day = (arrival + 13).min(DAYS - 1);
+        let mut ended = false;
         for day in arrival..=last_day {
             // Some visits are missed: they show as overdue on the roster.
             if day > arrival && rng.chance(4) {
@@ -474,10 +475,11 @@ fn build(township: fangkong_domain::Township, first_day: NaiveDate) -> Script {
                     day,
                     15,
                 );
+                ended = true;
                 break;
             }
         }
-        if arrival + 13 < DAYS && !quarantine_ended(&s, &base) {
+        if arrival + 13 < DAYS && !ended {
             s.push(
                 "POST",
                 format!("{base}/quarantine/end"),
@@ -582,12 +584,6 @@ fn build(township: fangkong_domain::Township, first_day: NaiveDate) -> Script {
         }
     }
     s
-}
-
-/// Whether the script already ended this returnee's quarantine.
-fn quarantine_ended(s: &Script, base: &str) -> bool {
-    let end = format!("{base}/quarantine/end");
-    s.commands.iter().any(|c| c.path == end)
 }
 
 #[cfg(test)]

@@ -36,12 +36,17 @@ pub fn app(
         .app_data(limit)
         .configure(crate::configure)
         .split_for_parts();
-    let spec = api.clone();
+    // Rendered once per worker, served as is.
+    let spec = web::Bytes::from(api.to_json().unwrap_or_default());
     app.route(
         "/openapi.json",
         web::get().to(move || {
             let spec = spec.clone();
-            async move { HttpResponse::Ok().json(spec) }
+            async move {
+                HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(spec)
+            }
         }),
     )
     .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))

@@ -10,7 +10,6 @@ pub mod problem;
 pub mod routes;
 pub mod write;
 
-use actix_web::web;
 use fangkong_domain::Township;
 use fangkong_store::EventStore;
 use utoipa::OpenApi;
@@ -103,9 +102,4 @@ pub fn openapi_json() -> String {
     openapi()
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-}
-
-/// App-level settings shared by the server and tests.
-pub fn app_data(state: AppState, body_limit: usize) -> (web::Data<AppState>, BodyLimit) {
-    (web::Data::new(state), BodyLimit(body_limit))
 }

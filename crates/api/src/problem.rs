@@ -181,19 +181,8 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Turns a JSON body that did not deserialise into the right answer: broken
-/// JSON is a 400; a wrong type, a missing or an unknown field is a 422 that
-/// names the field.
-pub fn json_error(error: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
-    use actix_web::error::JsonPayloadError as E;
-    match error {
-        E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::TooLarge { limit },
-        E::ContentType => ApiError::Malformed("send the body as application/json".into()),
-        E::Deserialize(e) => serde_error(&e),
-        other => ApiError::Malformed(other.to_string()),
-    }
-}
-
+/// A body that did not deserialise: broken JSON is a 400; a wrong type, a
+/// missing or an unknown field is a 422 that names the field.
 pub fn serde_error(e: &serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     match e.classify() {

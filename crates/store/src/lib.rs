@@ -303,7 +303,7 @@ impl EventStore {
         if position == 0 {
             return Ok(Some(Head::GENESIS.hash));
         }
-        let raw = dispatch!(&self.inner.backend, b => b.read_raw(position - 1, 1).await)?;
+        let raw = dispatch!(&self.inner.backend, b => b.read_all(position - 1, 1, &LogFilter::default()).await)?;
         Ok(raw
             .into_iter()
             .find(|e| e.position == position)
@@ -362,8 +362,7 @@ impl EventStore {
         };
         let mut expected = from;
         'pages: loop {
-            let page =
-                dispatch!(&self.inner.backend, b => b.read_raw(expected - 1, VERIFY_PAGE).await)?;
+            let page = dispatch!(&self.inner.backend, b => b.read_all(expected - 1, VERIFY_PAGE, &LogFilter::default()).await)?;
             if page.is_empty() {
                 break;
             }

@@ -200,14 +200,6 @@ impl PgBackend {
         rows.iter().map(decode).collect()
     }
 
-    pub(crate) async fn read_raw(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<RawEvent>, StoreError> {
-        self.read_all(after, limit, &LogFilter::default()).await
-    }
-
     /// Hears of appends by any process through LISTEN/NOTIFY.
     pub(crate) fn spawn_watcher(&self, head: Arc<watch::Sender<u64>>) -> JoinHandle<()> {
         let pool = self.pool.clone();

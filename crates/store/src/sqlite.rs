@@ -186,14 +186,6 @@ impl SqliteBackend {
         rows.iter().map(decode).collect()
     }
 
-    pub(crate) async fn read_raw(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<RawEvent>, StoreError> {
-        self.read_all(after, limit, &LogFilter::default()).await
-    }
-
     /// Other processes may append to the same file: look for a new head now
     /// and then, so in-process readers hear of them too.
     pub(crate) fn spawn_watcher(

@@ -100,10 +100,7 @@ fn view(b: &Banquet, version: u64) -> Option<BanquetView> {
         kind: r.kind.code().to_owned(),
         planned_date: b.planned_date,
         guests: b.guests,
-        status: serde_json::to_value(b.status)
-            .ok()
-            .and_then(|s| s.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        status: super::code_of(b.status),
         host: HostBody {
             name: r.personal.name.to_string(),
             phone: r.personal.phone.as_ref().map(|p| p.to_string()),

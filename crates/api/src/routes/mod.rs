@@ -180,13 +180,17 @@ pub struct Paged<T> {
 
 /// Query strings are parsed by hand so that a bad one gets problem+json.
 pub(crate) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
-    serde_urlencoded_from(req.query_string())
-}
-
-fn serde_urlencoded_from<T: serde::de::DeserializeOwned>(qs: &str) -> Result<T, ApiError> {
-    actix_web::web::Query::<T>::from_query(qs)
+    actix_web::web::Query::<T>::from_query(req.query_string())
         .map(|q| q.into_inner())
         .map_err(|e| ApiError::field("query", e.to_string()))
+}
+
+/// The snake_case code a domain enum serialises to (`in_quarantine`).
+pub(crate) fn code_of<T: Serialize>(value: T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(code)) => code,
+        _ => String::new(),
+    }
 }
 
 /// Lists a category's entities in creation order: the creation events of

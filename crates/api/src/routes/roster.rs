@@ -96,10 +96,7 @@ async fn quarantine_roster(
                     zone_id: e.placement.zone_id,
                     village_id: e.placement.village_id,
                     grid_id: e.placement.grid_id,
-                    origin_risk: serde_json::to_value(e.placement.risk)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
+                    origin_risk: super::code_of(e.placement.risk),
                     started_on: e.started_on,
                     count_start: e.schedule.count_start,
                     day_of_period: e.schedule.day_of_period(today),

@@ -108,10 +108,7 @@ fn view(v: &Venue, version: u64) -> Option<VenueView> {
         village_id: r.village_id.map(|v| v.as_uuid()),
         kind: r.kind.code().to_owned(),
         name: r.name.to_string(),
-        status: serde_json::to_value(v.status)
-            .ok()
-            .and_then(|s| s.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        status: super::code_of(v.status),
         closed_since: v.closed_since,
         commitment_signed_on: v.commitment_signed_on,
         enforcement_actions: v.enforcement_actions,

@@ -201,17 +201,10 @@ async fn establish_zone(
     ))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ZoneListQuery {
-    pub limit: Option<usize>,
-    pub cursor: Option<String>,
-}
-
 /// All zones, in the order they were established.
 #[utoipa::path(
     tag = "zones",
-    params(ZoneListQuery),
+    params(Page),
     responses(
         (status = 200, description = "A page of zones", body = Paged<ZoneView>),
         ReadErrors,
@@ -222,11 +215,7 @@ async fn list_zones(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let q: ZoneListQuery = query(&req)?;
-    let page = Page {
-        limit: q.limit,
-        cursor: q.cursor,
-    };
+    let page: Page = query(&req)?;
     let listed =
         super::list::<Zone, ZoneView>(&state, "zone", "ZoneEstablished", &page, |zone, version| {
             view(zone, version)
