@@ -103,3 +103,29 @@ pub fn openapi_json() -> String {
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_parameter_sits_where_the_contract_says() {
+        let spec = serde_json::to_value(super::openapi()).expect("the contract renders");
+        let paths = spec["paths"].as_object().expect("paths");
+        for (path, item) in paths {
+            for (method, op) in item.as_object().expect("operations") {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    let name = p["name"].as_str().unwrap_or_default();
+                    let in_path = path.contains(&format!("{{{name}}}"));
+                    match p["in"].as_str() {
+                        Some("path") => {
+                            assert!(in_path, "{method} {path}: {name} is not in the path")
+                        }
+                        Some("query") => {
+                            assert!(!in_path, "{method} {path}: {name} is a path segment")
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}

@@ -20,6 +20,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Stream category: zone, returnee, checkpoint, venue, banquet, activity, staff, report.
@@ -123,6 +124,7 @@ async fn audit_head(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyQuery {
     /// First position to check (default 1); the stored hash before it is trusted.
@@ -170,6 +172,7 @@ async fn verify(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ProofQuery {
     /// The position of a head kept earlier.

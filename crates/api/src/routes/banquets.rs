@@ -165,6 +165,7 @@ async fn report_banquet(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BanquetQuery {
     pub zone_id: Option<Uuid>,

@@ -135,6 +135,7 @@ async fn establish_checkpoint(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointQuery {
     pub zone_id: Option<Uuid>,

@@ -142,6 +142,7 @@ pub(crate) fn path_id(raw: &str, what: &'static str) -> Result<uuid::Uuid, ApiEr
 
 /// Cursor paging of lists.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
     /// Items per page, 1 to 1000 (default 100).

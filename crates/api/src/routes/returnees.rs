@@ -357,6 +357,7 @@ async fn register_returnee(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReturneeQuery {
     pub zone_id: Option<Uuid>,
@@ -430,6 +431,7 @@ async fn get_returnee(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     /// First stream version to return (default 1).

@@ -167,6 +167,7 @@ async fn register_venue(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct VenueQuery {
     pub zone_id: Option<Uuid>,
