@@ -36,8 +36,8 @@ use chain::{event_hash, ChainedFields};
 
 pub use error::StoreError;
 pub use types::{
-    AppendOutcome, ChainBreak, ExpectedVersion, Head, LogFilter, NewEvent, RecordedEvent,
-    VerifyReport,
+    AppendOutcome, ChainBreak, Checkpoint, ExpectedVersion, Head, LogFilter, NewEvent,
+    RecordedEvent, VerifyReport,
 };
 
 /// Longest stream id accepted: ids are keys, not documents.
@@ -308,6 +308,28 @@ impl EventStore {
             .into_iter()
             .find(|e| e.position == position)
             .and_then(|e| e.stored_hash()))
+    }
+
+    /// Saves a read model's state under `name`, unless a state at a later
+    /// position is already saved (any instance may save; the newest wins).
+    /// Answers whether it was written.
+    pub async fn save_checkpoint(
+        &self,
+        name: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<bool, StoreError> {
+        dispatch!(&self.inner.backend, b => b.save_checkpoint(name, checkpoint).await)
+    }
+
+    /// The saved state of a read model, if any.
+    pub async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        dispatch!(&self.inner.backend, b => b.load_checkpoint(name).await)
+    }
+
+    /// The end of the log as it stood at `at`: the last position before the
+    /// first event recorded after `at` (0 when there was none yet).
+    pub async fn position_at(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        dispatch!(&self.inner.backend, b => b.position_at(at).await)
     }
 
     /// Checks that the store answers.

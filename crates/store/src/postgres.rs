@@ -16,7 +16,9 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::batch::{carried_ids, ids_to_confirm, plan, AppendRequest, Plan, StoredId, WriterCache};
-use crate::{now_micros, AppendOutcome, Head, LogFilter, RawEvent, StoreError, StoreOptions};
+use crate::{
+    now_micros, AppendOutcome, Checkpoint, Head, LogFilter, RawEvent, StoreError, StoreOptions,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -199,6 +201,62 @@ impl PgBackend {
         let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(decode).collect()
     }
+
+    pub(crate) async fn save_checkpoint(
+        &self,
+        name: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO projection_checkpoints (name, position, hash, format, state, saved_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position, hash = excluded.hash, \
+             format = excluded.format, state = excluded.state, saved_at = excluded.saved_at \
+             WHERE excluded.position > projection_checkpoints.position \
+             OR excluded.format <> projection_checkpoints.format",
+        )
+        .bind(name)
+        .bind(checkpoint.position.min(i64::MAX as u64) as i64)
+        .bind(&checkpoint.hash[..])
+        .bind(checkpoint.format as i32)
+        .bind(&checkpoint.state)
+        .bind(checkpoint.saved_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let row = sqlx::query(
+            "SELECT position, hash, format, state, saved_at FROM projection_checkpoints WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: Vec<u8> = row.try_get("hash")?;
+        Ok(Some(Checkpoint {
+            position: row.try_get::<i64, _>("position")?.max(0) as u64,
+            hash: hash
+                .try_into()
+                .map_err(|_| StoreError::Corrupt { position: 0, reason: "checkpoint hash is not 32 bytes".into() })?,
+            format: row.try_get::<i32, _>("format")?.max(0) as u32,
+            state: row.try_get("state")?,
+            saved_at: row.try_get("saved_at")?,
+        }))
+    }
+
+    pub(crate) async fn position_at(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let position: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MIN(position), (SELECT COALESCE(MAX(position), 0) FROM events) + 1) - 1 \
+             FROM events WHERE recorded_at > $1",
+        )
+        .bind(at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(position.max(0) as u64)
+    }
+
 
     /// Hears of appends by any process through LISTEN/NOTIFY.
     pub(crate) fn spawn_watcher(&self, head: Arc<watch::Sender<u64>>) -> JoinHandle<()> {

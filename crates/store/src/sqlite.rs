@@ -17,7 +17,10 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::batch::{carried_ids, ids_to_confirm, plan, AppendRequest, Plan, StoredId, WriterCache};
-use crate::{now_micros, AppendOutcome, Head, LogFilter, RawEvent, StoreError, StoreOptions};
+use crate::{
+    now_micros, AppendOutcome, Checkpoint, Head, LogFilter, RawEvent, StoreError, StoreOptions,
+};
+use chrono::{DateTime, Utc};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -184,6 +187,64 @@ impl SqliteBackend {
             .push_bind(limit as i64);
         let rows = query.build().fetch_all(&self.read).await?;
         rows.iter().map(decode).collect()
+    }
+
+    pub(crate) async fn save_checkpoint(
+        &self,
+        name: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<bool, StoreError> {
+        // Through the write connection: SQLite has one writer, and the
+        // appender's batches and this save simply take turns.
+        let done = sqlx::query(
+            "INSERT INTO projection_checkpoints (name, position, hash, format, state, saved_at_us) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position, hash = excluded.hash, \
+             format = excluded.format, state = excluded.state, saved_at_us = excluded.saved_at_us \
+             WHERE excluded.position > projection_checkpoints.position \
+             OR excluded.format <> projection_checkpoints.format",
+        )
+        .bind(name)
+        .bind(checkpoint.position.min(i64::MAX as u64) as i64)
+        .bind(&checkpoint.hash[..])
+        .bind(i64::from(checkpoint.format))
+        .bind(&checkpoint.state)
+        .bind(checkpoint.saved_at.timestamp_micros())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let row = sqlx::query(
+            "SELECT position, hash, format, state, saved_at_us FROM projection_checkpoints WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: Vec<u8> = row.try_get("hash")?;
+        let saved_at_us: i64 = row.try_get("saved_at_us")?;
+        Ok(Some(Checkpoint {
+            position: row.try_get::<i64, _>("position")?.max(0) as u64,
+            hash: hash
+                .try_into()
+                .map_err(|_| StoreError::Corrupt { position: 0, reason: "checkpoint hash is not 32 bytes".into() })?,
+            format: row.try_get::<i64, _>("format")?.max(0) as u32,
+            state: row.try_get("state")?,
+            saved_at: DateTime::<Utc>::from_timestamp_micros(saved_at_us).unwrap_or_default(),
+        }))
+    }
+
+    pub(crate) async fn position_at(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let position: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MIN(position), (SELECT COALESCE(MAX(position), 0) FROM events) + 1) - 1 \
+             FROM events WHERE recorded_at_us > ?",
+        )
+        .bind(at.timestamp_micros())
+        .fetch_one(&self.read)
+        .await?;
+        Ok(position.max(0) as u64)
     }
 
     /// Other processes may append to the same file: look for a new head now

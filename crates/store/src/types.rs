@@ -190,3 +190,15 @@ impl VerifyReport {
         self.first_break.is_none()
     }
 }
+
+/// A read model's saved state: its position, the chain hash there (so it is
+/// never resumed over another log), the format it was written in, and the
+/// state itself as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub position: u64,
+    pub hash: [u8; 32],
+    pub format: u32,
+    pub state: String,
+    pub saved_at: DateTime<Utc>,
+}

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use fangkong_store::testing::TestDb;
-use fangkong_store::{ChainBreak, EventStore, ExpectedVersion, LogFilter, NewEvent, StoreError};
+use fangkong_store::{ChainBreak, Checkpoint, EventStore, ExpectedVersion, LogFilter, NewEvent, StoreError};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -657,6 +657,78 @@ async fn the_store_recovers_when_its_connections_are_killed(db: &TestDb) {
     store.close().await;
 }
 
+async fn a_saved_checkpoint_reads_back_and_only_a_later_one_replaces_it(db: &TestDb) {
+    let store = open(db).await;
+    assert_eq!(store.load_checkpoint("board").await.expect("load"), None);
+    let saved = |position: u64, state: &str| Checkpoint {
+        position,
+        hash: [position as u8; 32],
+        format: 1,
+        state: state.into(),
+        saved_at: chrono::DateTime::from_timestamp_micros(1_580_000_000_000_000)
+            .expect("instant"),
+    };
+    assert!(store
+        .save_checkpoint("board", &saved(10, "ten"))
+        .await
+        .expect("save"));
+    // Another instance that is behind must not put an older state back.
+    assert!(!store
+        .save_checkpoint("board", &saved(7, "seven"))
+        .await
+        .expect("save"));
+    assert_eq!(
+        store.load_checkpoint("board").await.expect("load"),
+        Some(saved(10, "ten"))
+    );
+    assert!(store
+        .save_checkpoint("board", &saved(12, "twelve"))
+        .await
+        .expect("save"));
+    let mut other_format = saved(3, "rebuilt");
+    other_format.format = 2;
+    assert!(
+        store
+            .save_checkpoint("board", &other_format)
+            .await
+            .expect("save"),
+        "a state in a new format replaces the old one at any position"
+    );
+    assert_eq!(
+        store.load_checkpoint("board").await.expect("load"),
+        Some(other_format)
+    );
+    assert_eq!(store.head().await.expect("head").position, 0, "not in the log");
+    store.close().await;
+}
+
+async fn the_log_as_it_stood_at_an_instant_is_a_prefix(db: &TestDb) {
+    let store = open(db).await;
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    assert_eq!(store.position_at(before).await.expect("position"), 0);
+    store
+        .append("returnee-a", ExpectedVersion::Any, vec![event(1), event(2)])
+        .await
+        .expect("append");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let between = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store
+        .append("returnee-a", ExpectedVersion::Any, vec![event(3)])
+        .await
+        .expect("append");
+    assert_eq!(store.position_at(before).await.expect("position"), 0);
+    assert_eq!(store.position_at(between).await.expect("position"), 2);
+    assert_eq!(
+        store
+            .position_at(chrono::Utc::now() + chrono::Duration::seconds(5))
+            .await
+            .expect("position"),
+        3
+    );
+    store.close().await;
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -700,6 +772,8 @@ contract!(
     reopening_after_close_loses_nothing_acknowledged,
     two_instances_on_one_database_share_one_chain,
     an_unreachable_database_is_an_unavailable_error,
+    a_saved_checkpoint_reads_back_and_only_a_later_one_replaces_it,
+    the_log_as_it_stood_at_an_instant_is_a_prefix,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
