@@ -586,9 +586,54 @@ fn build(township: fangkong_domain::Township, first_day: NaiveDate) -> Script {
     s
 }
 
+/// The demo township in a county DHIS2: every figure a data element and
+/// every zone an org unit, with ids in DHIS2's shape (a letter, then ten
+/// letters or digits).
+pub fn dhis2_mapping() -> crate::export::Dhis2Mapping {
+    let script = build(
+        fangkong_domain::Township::default(),
+        NaiveDate::from_ymd_opt(2020, 1, 20).unwrap_or_default(),
+    );
+    let zones = script
+        .commands
+        .iter()
+        .filter(|c| c.method == "POST" && c.path == "/v1/zones")
+        .filter_map(|c| c.body.get("zone_id")?.as_str()?.parse::<Uuid>().ok());
+    crate::export::Dhis2Mapping {
+        data_set: "FkDailyRep1".into(),
+        data_elements: fangkong_projections::Figure::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.code().to_owned(), format!("FkFig{:06}", i + 1)))
+            .collect(),
+        org_units: zones
+            .enumerate()
+            .map(|(i, z)| (z, format!("FkZone{:05}", i + 1)))
+            .collect(),
+        category_option_combo: None,
+        attribute_option_combo: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_demo_mapping_names_every_zone_and_figure() {
+        let mapping = dhis2_mapping();
+        assert_eq!(mapping.org_units.len(), ZONES.len());
+        assert_eq!(
+            mapping.data_elements.len(),
+            fangkong_projections::Figure::ALL.len()
+        );
+        assert!(mapping.check().is_ok());
+        assert!(mapping
+            .data_elements
+            .values()
+            .chain(mapping.org_units.values())
+            .all(|id| id.len() == 11 && id.starts_with(|c: char| c.is_ascii_alphabetic())));
+    }
 
     #[test]
     fn the_demo_script_is_the_same_every_time() {

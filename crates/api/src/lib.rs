@@ -3,6 +3,7 @@
 //! OpenAPI contract generated from the same registrations that route.
 
 pub mod demo;
+pub mod export;
 pub mod extract;
 pub mod http;
 pub mod metrics;
@@ -18,22 +19,38 @@ use utoipa_actix_web::{scope, AppExt};
 pub use extract::{BodyLimit, DEFAULT_BODY_LIMIT};
 pub use write::Commands;
 
+/// How the service reads and exports its figures.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// When each day's report is due.
+    pub rules: fangkong_projections::ReportingRules,
+    /// Our figures and zones in the county's DHIS2, when configured.
+    pub dhis2: Option<std::sync::Arc<export::Dhis2Mapping>>,
+    pub projector: fangkong_projections::ProjectorOptions,
+}
+
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub commands: Commands,
     pub metrics: metrics::Metrics,
     pub projector: fangkong_projections::Projector,
+    pub settings: Settings,
 }
 
 impl AppState {
     /// Must run inside a tokio runtime: it starts the projections' tailer.
-    pub fn new(store: EventStore, township: Township) -> Self {
+    pub fn new(store: EventStore, township: Township, settings: Settings) -> Self {
         let metrics = metrics::Metrics::default();
         AppState {
-            projector: fangkong_projections::Projector::start(store.clone(), township),
+            projector: fangkong_projections::Projector::start(
+                store.clone(),
+                township,
+                settings.projector.clone(),
+            ),
             commands: Commands::new(store, township, metrics.clone()),
             metrics,
+            settings,
         }
     }
 
@@ -61,6 +78,7 @@ impl AppState {
         (name = "banquets", description = "Reported banquets and dissuasion"),
         (name = "activity", description = "Counted zone work and staff morning checks"),
         (name = "reports", description = "Each zone's daily report, zero reports included"),
+        (name = "dashboards", description = "Zone and township dashboards, and the county's daily pull (JSON, CSV, DHIS2)"),
         (name = "batches", description = "Many commands in one call, for offline sync"),
         (name = "audit", description = "The global log, the chain head, verification and proofs"),
         (name = "system", description = "Health, readiness, metrics")
@@ -81,6 +99,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .configure(routes::activity::configure)
             .configure(routes::reports::configure)
             .configure(routes::roster::configure)
+            .configure(routes::dashboards::configure)
             .configure(routes::audit::configure)
             .configure(routes::batches::configure),
     )

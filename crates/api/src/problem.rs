@@ -60,6 +60,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
+    /// A request the server cannot answer as configured (e.g. a DHIS2
+    /// export without a mapping): 409 with its own code.
+    #[error("{detail}")]
+    Unmet { code: &'static str, detail: String },
     #[error("the event store is unavailable; try again shortly")]
     Unavailable,
     #[error("internal error")]
@@ -86,6 +90,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused".into(),
             ApiError::UnsupportedMediaType => "unsupported_media_type".into(),
             ApiError::TooLarge { .. } => "payload_too_large".into(),
+            ApiError::Unmet { code, .. } => (*code).into(),
             ApiError::Unavailable => "store_unavailable".into(),
             ApiError::Internal => "internal".into(),
         }
@@ -97,6 +102,7 @@ impl ApiError {
             ApiError::Invalid(_) | ApiError::IdempotencyKeyReused(_) => "Invalid request",
             ApiError::NotFound(_) => "Not found",
             ApiError::Rule(_) | ApiError::ConcurrentWrite(_) => "Conflict with the current state",
+            ApiError::Unmet { .. } => "Cannot be answered as configured",
             ApiError::PreconditionFailed { .. } => "Version mismatch",
             ApiError::BadIfMatch => "Invalid If-Match",
             ApiError::TooLarge { .. } => "Request too large",
@@ -162,7 +168,9 @@ impl ResponseError for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Rule(_) | ApiError::ConcurrentWrite(_) => StatusCode::CONFLICT,
+            ApiError::Rule(_) | ApiError::ConcurrentWrite(_) | ApiError::Unmet { .. } => {
+                StatusCode::CONFLICT
+            }
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -34,6 +34,13 @@ pub trait EventCodec: Sized {
         schema_version: u32,
         payload: serde_json::Value,
     ) -> Result<Self, DecodeError>;
+    /// Reads a stored event without taking its payload: read models decode
+    /// every event of the log, and a current-version payload needs no copy.
+    fn from_stored_ref(
+        event_type: &str,
+        schema_version: u32,
+        payload: &serde_json::Value,
+    ) -> Result<Self, DecodeError>;
     /// Whether this enum knows the type name at all.
     fn knows(event_type: &str) -> bool;
 }
@@ -110,6 +117,28 @@ macro_rules! event_enum {
                         }
                     )+
                     other => Err($crate::codec::DecodeError::UnknownType(other.to_owned())),
+                }
+            }
+
+            fn from_stored_ref(
+                event_type: &str,
+                schema_version: u32,
+                payload: &serde_json::Value,
+            ) -> Result<Self, $crate::codec::DecodeError> {
+                use serde::Deserialize as _;
+                match event_type {
+                    $(
+                        stringify!($variant) if schema_version == $version => {
+                            $variant::deserialize(payload)
+                                .map($name::$variant)
+                                .map_err(|e| $crate::codec::DecodeError::Payload {
+                                    event_type: stringify!($variant),
+                                    version: schema_version,
+                                    message: e.to_string(),
+                                })
+                        }
+                    )+
+                    _ => Self::from_stored(event_type, schema_version, payload.clone()),
                 }
             }
 

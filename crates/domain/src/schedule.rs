@@ -13,7 +13,7 @@ use chrono::Days;
 use crate::LocalDate;
 
 /// A quarantine's dates.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Schedule {
     /// Day 1 of the current count.
     pub count_start: LocalDate,

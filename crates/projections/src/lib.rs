@@ -1,14 +1,23 @@
 //! Read models fed one recorded event at a time, and the runtime that tails
 //! the log to keep them current.
 //!
-//! So far: how much control work each zone recorded on each day (which a
-//! zero report must find to be nothing), and the quarantine roster.
-//! Dashboards and the county's aggregates will join them here.
+//! - [`Board`]: every figure of every zone and township-local day, what
+//!   stands now (quarantines, closed venues), and each day's report.
+//! - [`QuarantineRoster`]: who is in home quarantine and how their visits
+//!   stand.
+//! - [`views`]: dashboards, report states and the county's daily aggregates,
+//!   read from the board at a clock.
+//! - [`Projector`]: tails the log, saves and resumes, waits for positions,
+//!   rebuilds the models as of any earlier position.
 
-pub mod activity;
+pub mod board;
+pub mod figures;
 pub mod roster;
 pub mod runtime;
+pub mod views;
 
-pub use activity::ZoneDayActivity;
+pub use board::Board;
+pub use figures::{Figure, Figures};
 pub use roster::{QuarantineRoster, RosterEntry};
-pub use runtime::{Projector, ProjectorError};
+pub use runtime::{Projector, ProjectorError, ProjectorOptions, ReadModels};
+pub use views::{Clock, Reading, ReportState, ReportingRules};

@@ -8,10 +8,11 @@ use fangkong_domain::returnee::ReturneeEvent;
 use fangkong_domain::schedule::Schedule;
 use fangkong_domain::{EventCodec, RiskLevel, Temperature};
 use fangkong_store::RecordedEvent;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Where a returnee lives, from the registration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
     pub zone_id: Uuid,
     pub village_id: Uuid,
@@ -21,7 +22,7 @@ pub struct Placement {
 }
 
 /// One person under home quarantine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RosterEntry {
     pub returnee_id: Uuid,
     pub placement: Placement,
@@ -33,7 +34,10 @@ pub struct RosterEntry {
     pub abnormal_pending: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Names are kept here (and in the saved state) for the zone worker's
+/// roster; when a person's data is erased from the log, a rebuild
+/// (`fangkong rebuild`) drops them here too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantineRoster {
     placements: HashMap<Uuid, Placement>,
     active: BTreeMap<Uuid, RosterEntry>,

@@ -1,80 +1,280 @@
-//! Tails the log and keeps the read models current; answers "wait until you
-//! have seen position n" so a reader can rely on its own writes.
+//! Tails the log and keeps the read models current; saves them now and
+//! then so a restart resumes where it stopped; answers "wait until you have
+//! seen position n" so a reader can rely on its own writes; rebuilds them as
+//! they stood at any earlier position.
 
-use std::sync::{Arc, RwLock};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use chrono::Utc;
 use fangkong_domain::Township;
-use fangkong_store::{EventStore, LogFilter};
+use fangkong_store::{Checkpoint, EventStore, LogFilter, RecordedEvent, StoreError};
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::{QuarantineRoster, ZoneDayActivity};
+use crate::{Board, QuarantineRoster};
 
-/// The read models, updated together under one lock so a reader never sees
-/// one ahead of another.
-#[derive(Debug, Default)]
-struct Models {
-    activity: ZoneDayActivity,
-    roster: QuarantineRoster,
+/// Name of the saved state in the store.
+pub const CHECKPOINT_NAME: &str = "read-models";
+/// Bumped whenever the shape or meaning of the saved state changes: a
+/// state in another format is never resumed, the log is replayed instead.
+pub const STATE_FORMAT: u32 = 1;
+/// Events read per page while replaying.
+const PAGE: usize = 1_000;
+/// As-of boards kept, so an auditor paging through one moment, or walking
+/// forward through several, does not replay from the start each time.
+const AS_OF_KEPT: usize = 4;
+
+/// Every read model, updated together so a reader never sees one ahead of
+/// another.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadModels {
+    pub board: Board,
+    pub roster: QuarantineRoster,
+}
+
+impl ReadModels {
+    pub fn apply(&mut self, event: &RecordedEvent, township: &Township) {
+        self.board.apply(event, township);
+        self.roster.apply(event);
+    }
+
+    pub fn position(&self) -> u64 {
+        self.board.position()
+    }
+
+    /// Continues replaying the log from where these models stand, up to
+    /// and including `until`.
+    pub async fn replay_until(
+        &mut self,
+        store: &EventStore,
+        township: &Township,
+        until: u64,
+    ) -> Result<(), StoreError> {
+        while self.position() < until {
+            let page = store
+                .read_all(self.position(), PAGE, &LogFilter::default())
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            for event in page.iter().take_while(|e| e.position <= until) {
+                self.apply(event, township);
+            }
+        }
+        Ok(())
+    }
+
+    /// The read models replayed from position 0 to `until` (the head when
+    /// `None`): what `fangkong rebuild` computes.
+    pub async fn rebuild(
+        store: &EventStore,
+        township: &Township,
+        until: Option<u64>,
+    ) -> Result<ReadModels, StoreError> {
+        let until = match until {
+            Some(p) => p,
+            None => store.head().await?.position,
+        };
+        let mut models = ReadModels::default();
+        models.replay_until(store, township, until).await?;
+        Ok(models)
+    }
+
+    /// The models as the text a checkpoint stores.
+    pub fn to_state(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    pub fn from_state(state: &str) -> Result<ReadModels, serde_json::Error> {
+        serde_json::from_str(state)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
     #[error("the projection reached position {reached}, not yet {wanted}")]
     Behind { reached: u64, wanted: u64 },
+    #[error("the log ends at position {head}; there is no position {wanted} yet")]
+    BeyondTheLog { head: u64, wanted: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the read models cannot be saved: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct ProjectorOptions {
+    /// How often the state is saved while the log moves.
+    pub save_every: Duration,
+}
+
+impl Default for ProjectorOptions {
+    fn default() -> Self {
+        ProjectorOptions {
+            save_every: Duration::from_secs(30),
+        }
+    }
 }
 
 /// The running read models of this process.
 #[derive(Debug, Clone)]
 pub struct Projector {
-    models: Arc<RwLock<Models>>,
+    store: EventStore,
+    township: Township,
+    models: Arc<RwLock<ReadModels>>,
     position: watch::Receiver<u64>,
+    resumed_from: watch::Receiver<Option<u64>>,
+    as_of: Arc<Mutex<VecDeque<Arc<ReadModels>>>>,
 }
 
 impl Projector {
-    /// Starts tailing `store` from the beginning of the log.
-    pub fn start(store: EventStore, township: Township) -> Projector {
-        let models = Arc::new(RwLock::new(Models::default()));
-        let (tx, position) = watch::channel(0);
-        let model = models.clone();
+    /// Starts the read models from their saved state (when it belongs to
+    /// this log and this format) and tails the log from there.
+    pub fn start(store: EventStore, township: Township, options: ProjectorOptions) -> Projector {
+        let models = Arc::new(RwLock::new(ReadModels::default()));
+        let (position_tx, position) = watch::channel(0);
+        let (resumed_tx, resumed_from) = watch::channel(None);
+        let projector = Projector {
+            store,
+            township,
+            models,
+            position,
+            resumed_from,
+            as_of: Arc::new(Mutex::new(VecDeque::new())),
+        };
+        let runner = projector.clone();
         tokio::spawn(async move {
-            let mut heads = store.subscribe();
-            let mut after = 0;
-            loop {
-                match store.read_all(after, 1_000, &LogFilter::default()).await {
-                    Ok(page) if !page.is_empty() => {
-                        if let Ok(mut m) = model.write() {
-                            for event in &page {
-                                m.activity.apply(event, &township);
-                                m.roster.apply(event);
-                            }
-                        }
-                        after = page.last().map_or(after, |e| e.position);
-                        let _ = tx.send(after);
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(error) if error.is_closed() => break,
-                    Err(error) => {
-                        tracing::warn!(%error, "projection cannot read the log; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
-                }
-                if tx.is_closed() {
-                    break;
-                }
-                // Woken by new positions; the timeout guards against a
-                // missed notification.
-                let _ = tokio::time::timeout(Duration::from_secs(1), heads.changed()).await;
-            }
+            let resumed = runner.resume().await;
+            let _ = resumed_tx.send(Some(resumed));
+            let _ = position_tx.send(resumed);
+            runner.tail(position_tx, options).await;
         });
-        Projector { models, position }
+        projector
+    }
+
+    /// Loads the saved state; 0 (start from scratch) when there is none or
+    /// it cannot be trusted.
+    async fn resume(&self) -> u64 {
+        let saved = match self.store.load_checkpoint(CHECKPOINT_NAME).await {
+            Ok(Some(saved)) => saved,
+            Ok(None) => return 0,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the saved read models; replaying the log");
+                return 0;
+            }
+        };
+        if saved.format != STATE_FORMAT {
+            tracing::info!(
+                saved = saved.format,
+                current = STATE_FORMAT,
+                "saved read models are in an older format; replaying the log"
+            );
+            return 0;
+        }
+        match self.store.hash_at(saved.position).await {
+            Ok(Some(hash)) if hash == saved.hash => {}
+            Ok(_) => {
+                tracing::warn!(
+                    position = saved.position,
+                    "saved read models belong to another log; replaying the log"
+                );
+                return 0;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot check the saved read models; replaying the log");
+                return 0;
+            }
+        }
+        match ReadModels::from_state(&saved.state) {
+            Ok(models) if models.position() == saved.position => {
+                if let Ok(mut live) = self.models.write() {
+                    *live = models;
+                }
+                tracing::info!(position = saved.position, "read models resumed");
+                saved.position
+            }
+            Ok(_) | Err(_) => {
+                tracing::warn!("saved read models cannot be read; replaying the log");
+                0
+            }
+        }
+    }
+
+    async fn tail(&self, position_tx: watch::Sender<u64>, options: ProjectorOptions) {
+        let mut heads = self.store.subscribe();
+        let mut after = self.position();
+        let mut saved_at = after;
+        let mut last_save = tokio::time::Instant::now();
+        loop {
+            match self.store.read_all(after, PAGE, &LogFilter::default()).await {
+                Ok(page) if !page.is_empty() => {
+                    if let Ok(mut models) = self.models.write() {
+                        for event in &page {
+                            models.apply(event, &self.township);
+                        }
+                    }
+                    after = page.last().map_or(after, |e| e.position);
+                    let _ = position_tx.send(after);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) if error.is_closed() => break,
+                Err(error) => {
+                    tracing::warn!(%error, "projection cannot read the log; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+            // Caught up: a good moment to save, when enough time has passed.
+            if after > saved_at && last_save.elapsed() >= options.save_every {
+                match self.save().await {
+                    Ok(p) => saved_at = p,
+                    Err(error) => tracing::warn!(%error, "read models not saved"),
+                }
+                last_save = tokio::time::Instant::now();
+            }
+            // Woken by new positions; the timeout guards against a missed
+            // notification and lets a due save happen.
+            let _ = tokio::time::timeout(Duration::from_secs(1), heads.changed()).await;
+        }
+    }
+
+    /// Saves the current state now (the server does at shutdown). Answers
+    /// the position saved.
+    pub async fn save(&self) -> Result<u64, ProjectorError> {
+        let (position, state) = {
+            let models = self.models.read().map_err(|_| poisoned())?;
+            (models.position(), models.to_state()?)
+        };
+        let Some(hash) = self.store.hash_at(position).await? else {
+            return Ok(0);
+        };
+        self.store
+            .save_checkpoint(
+                CHECKPOINT_NAME,
+                &Checkpoint {
+                    position,
+                    hash,
+                    format: STATE_FORMAT,
+                    state,
+                    saved_at: Utc::now(),
+                },
+            )
+            .await?;
+        Ok(position)
     }
 
     /// The last position the read models reflect.
     pub fn position(&self) -> u64 {
         *self.position.borrow()
+    }
+
+    /// The position the saved state let this process start from (0: the
+    /// whole log was replayed), once known.
+    pub fn resumed_from(&self) -> Option<u64> {
+        *self.resumed_from.borrow()
     }
 
     /// Waits until the read models reflect `position`, at most `timeout`.
@@ -90,19 +290,60 @@ impl Projector {
         }
     }
 
-    /// Field events the zone recorded for the day.
-    pub fn zone_day_activity(&self, zone: uuid::Uuid, date: chrono::NaiveDate) -> u64 {
-        self.models
-            .read()
-            .map(|m| m.activity.count(zone, date))
-            .unwrap_or(0)
+    /// Reads the live models, consistently with the position they reflect.
+    pub fn read<T>(&self, read: impl FnOnce(&ReadModels) -> T) -> T {
+        match self.models.read() {
+            Ok(models) => read(&models),
+            // A panic while applying cannot leave a half-applied event
+            // visible to readers in any way that matters more than
+            // answering: read what is there.
+            Err(poisoned) => read(&poisoned.into_inner()),
+        }
     }
 
-    /// Reads the roster and the position it reflects, consistently.
-    pub fn with_roster<T>(&self, read: impl FnOnce(&QuarantineRoster, u64) -> T) -> Option<T> {
-        self.models
-            .read()
-            .ok()
-            .map(|m| read(&m.roster, m.activity.position()))
+    /// Field events the zone recorded for the day.
+    pub fn zone_day_activity(&self, zone: uuid::Uuid, date: chrono::NaiveDate) -> u64 {
+        self.read(|m| m.board.field_events(zone, date))
     }
+
+    /// The read models exactly as they stood at `position`, rebuilt from
+    /// the log (from the nearest kept earlier rebuild, when there is one).
+    pub async fn as_of(&self, position: u64) -> Result<Arc<ReadModels>, ProjectorError> {
+        let head = self.store.head().await?.position;
+        if position > head {
+            return Err(ProjectorError::BeyondTheLog {
+                head,
+                wanted: position,
+            });
+        }
+        let start = {
+            let kept = self.as_of.lock().map_err(|_| poisoned())?;
+            if let Some(hit) = kept.iter().find(|m| m.position() == position) {
+                return Ok(hit.clone());
+            }
+            kept.iter()
+                .filter(|m| m.position() < position)
+                .max_by_key(|m| m.position())
+                .cloned()
+        };
+        let mut models = start.map_or_else(ReadModels::default, |m| (*m).clone());
+        models
+            .replay_until(&self.store, &self.township, position)
+            .await?;
+        let models = Arc::new(models);
+        let mut kept = self.as_of.lock().map_err(|_| poisoned())?;
+        if kept.len() >= AS_OF_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(models.clone());
+        Ok(models)
+    }
+
+    pub fn township(&self) -> &Township {
+        &self.township
+    }
+}
+
+fn poisoned() -> ProjectorError {
+    ProjectorError::Store(StoreError::Unavailable("read models lock poisoned".into()))
 }

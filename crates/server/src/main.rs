@@ -1,10 +1,11 @@
 //! `fangkong`: the service binary.
 //!
 //! `serve` runs the HTTP API; `verify` and `head` are the auditor's offline
-//! tools; `openapi` prints the contract.
+//! tools; `rebuild` replays the read models; `openapi` prints the contract.
 
 use std::process::ExitCode;
 
+mod rebuild;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,42 @@ struct Store {
     database_url: String,
 }
 
+#[derive(Debug, clap::Args)]
+struct ReadingArgs {
+    /// When a day's report is due, township time: `HH:MM` the next day, or
+    /// `+N HH:MM` N days after it.
+    #[arg(long, env = "FANGKONG_REPORT_DEADLINE", default_value = "10:00")]
+    report_deadline: String,
+    /// JSON file mapping figure codes to DHIS2 data elements and zones to
+    /// org units, for `GET /v1/reports/daily?format=dhis2`. With `--demo`
+    /// and no file, the demo township's mapping is used.
+    #[arg(long, env = "FANGKONG_DHIS2_MAPPING")]
+    dhis2_mapping: Option<std::path::PathBuf>,
+    /// Seconds between saves of the read models (a restart resumes from
+    /// the last save instead of replaying the log).
+    #[arg(long, env = "FANGKONG_PROJECTION_SAVE_SECONDS", default_value_t = 30)]
+    projection_save_seconds: u64,
+}
+
+impl ReadingArgs {
+    fn settings(&self, demo: bool) -> anyhow::Result<fangkong_api::Settings> {
+        let rules = fangkong_projections::ReportingRules::parse(&self.report_deadline)
+            .map_err(|e| anyhow::anyhow!("--report-deadline: {e}"))?;
+        let dhis2 = match &self.dhis2_mapping {
+            Some(path) => Some(fangkong_api::export::Dhis2Mapping::load(path)?),
+            None if demo => Some(fangkong_api::demo::dhis2_mapping()),
+            None => None,
+        };
+        Ok(fangkong_api::Settings {
+            rules,
+            dhis2: dhis2.map(std::sync::Arc::new),
+            projector: fangkong_projections::ProjectorOptions {
+                save_every: std::time::Duration::from_secs(self.projection_save_seconds.max(1)),
+            },
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the HTTP API.
@@ -53,6 +90,16 @@ enum Command {
         /// HTTP worker threads (default: one per core).
         #[arg(long, env = "FANGKONG_WORKERS")]
         workers: Option<usize>,
+        #[command(flatten)]
+        reading: ReadingArgs,
+    },
+    /// Replay the whole log into fresh read models, compare them with the
+    /// saved state, and save them. Exits 1 when the saved state differed.
+    Rebuild {
+        #[command(flatten)]
+        store: Store,
+        #[arg(long, env = "FANGKONG_TIME_ZONE", default_value = "Asia/Shanghai")]
+        time_zone: String,
     },
     /// Fill an empty store with the demo township (a store holding events is
     /// left alone).
@@ -117,7 +164,7 @@ fn main() -> ExitCode {
 }
 
 async fn fill_demo(store: &EventStore, township: fangkong_domain::Township) -> anyhow::Result<()> {
-    let state = fangkong_api::AppState::new(store.clone(), township);
+    let state = fangkong_api::AppState::new(store.clone(), township, Default::default());
     let started = std::time::Instant::now();
     let events = fangkong_api::demo::fill(&state)
         .await
@@ -151,15 +198,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             time_zone,
             body_limit,
             workers,
+            reading,
         } => {
             let township = fangkong_domain::Township::parse_time_zone(&time_zone)
                 .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+            let settings = reading.settings(demo)?;
             let store = open(&store).await?;
             if demo {
                 fill_demo(&store, township).await?;
             }
-            serve::run(store, township, &bind, body_limit, workers).await?;
+            serve::run(store, township, settings, &bind, body_limit, workers).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Rebuild { store, time_zone } => {
+            let township = fangkong_domain::Township::parse_time_zone(&time_zone)
+                .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+            let store = open(&store).await?;
+            let outcome = rebuild::run(&store, township).await;
+            store.close().await;
+            outcome
         }
         Command::Demo { store, time_zone } => {
             let township = fangkong_domain::Township::parse_time_zone(&time_zone)

@@ -212,7 +212,7 @@ impl PgBackend {
              VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (name) DO UPDATE SET position = excluded.position, hash = excluded.hash, \
              format = excluded.format, state = excluded.state, saved_at = excluded.saved_at \
-             WHERE excluded.position > projection_checkpoints.position \
+             WHERE excluded.position >= projection_checkpoints.position \
              OR excluded.format <> projection_checkpoints.format",
         )
         .bind(name)

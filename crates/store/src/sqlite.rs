@@ -201,7 +201,7 @@ impl SqliteBackend {
              VALUES (?, ?, ?, ?, ?, ?) \
              ON CONFLICT (name) DO UPDATE SET position = excluded.position, hash = excluded.hash, \
              format = excluded.format, state = excluded.state, saved_at_us = excluded.saved_at_us \
-             WHERE excluded.position > projection_checkpoints.position \
+             WHERE excluded.position >= projection_checkpoints.position \
              OR excluded.format <> projection_checkpoints.format",
         )
         .bind(name)

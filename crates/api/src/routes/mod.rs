@@ -5,6 +5,7 @@ pub mod audit;
 pub mod banquets;
 pub mod batches;
 pub mod checkpoints;
+pub mod dashboards;
 pub mod reports;
 pub mod returnees;
 pub mod roster;

@@ -33,7 +33,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
 pub struct ReportBody {
     /// Nothing happened in the zone that day (零报告): refused if anything was recorded.
     pub zero_report: bool,
-    /// The figures attested, by figure code.
+    /// The figures attested, by figure code (see the dashboard's `day`).
+    /// When left out, the zone's recorded figures for the day are attested.
     #[serde(default)]
     pub figures: BTreeMap<String, u64>,
     pub submitted_by: String,
@@ -52,6 +53,9 @@ pub struct ReportView {
     pub revision: u32,
     /// Field events the zone has recorded for the day so far.
     pub recorded_activity: u64,
+    /// Submitted, zero, late, missing, pending or amended, with what
+    /// changed since the submission.
+    pub status: Option<fangkong_projections::views::ReportStatus>,
     pub version: u64,
 }
 
@@ -60,12 +64,13 @@ fn date(raw: &str) -> Result<NaiveDate, ApiError> {
         .map_err(|_| ApiError::field("date", "must be a date, YYYY-MM-DD"))
 }
 
-/// Field events recorded for the zone and day, as of every write so far.
-async fn recorded_activity(
+/// Field events recorded for the zone and day, and the day's figures, as
+/// of every write so far.
+async fn recorded_day(
     state: &AppState,
     zone: ZoneId,
     date: NaiveDate,
-) -> Result<u64, ApiError> {
+) -> Result<(u64, BTreeMap<String, u64>), ApiError> {
     let head = state.store().head().await?.position;
     state
         .projector
@@ -75,7 +80,37 @@ async fn recorded_activity(
             tracing::warn!(%error, "daily report: projections behind");
             ApiError::Unavailable
         })?;
-    Ok(state.projector.zone_day_activity(zone.as_uuid(), date))
+    Ok(state.projector.read(|m| {
+        let figures = m
+            .board
+            .zone(zone.as_uuid())
+            .and_then(|z| z.day(date))
+            .map(|day| {
+                day.iter()
+                    .filter(|(_, v)| *v > 0)
+                    .map(|(f, v)| (f.code().to_owned(), v))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (m.board.field_events(zone.as_uuid(), date), figures)
+    }))
+}
+
+/// Attested figures must be figures: a misspelt code would attest nothing.
+fn known_figures(figures: &BTreeMap<String, u64>) -> Result<(), ApiError> {
+    let unknown: Vec<_> = figures
+        .keys()
+        .filter(|code| fangkong_projections::Figure::from_code(code).is_none())
+        .map(|code| crate::problem::FieldError {
+            field: format!("figures.{code}"),
+            message: "is not a figure code".into(),
+        })
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(unknown))
+    }
 }
 
 pub(crate) async fn submit(
@@ -89,13 +124,21 @@ pub(crate) async fn submit(
     let date = date(raw_date)?;
     super::zones::established(state, zone_id).await?;
     let b = body.value;
+    known_figures(&b.figures)?;
+    let submitted_by = field("submitted_by", Name::parse(&b.submitted_by))?;
+    let (recorded_activity, recorded) = recorded_day(state, zone_id, date).await?;
+    let figures = if b.figures.is_empty() && !b.zero_report {
+        recorded
+    } else {
+        b.figures
+    };
     let command = SubmitDailyReport {
         zone_id,
         date,
         zero_report: b.zero_report,
-        figures: b.figures,
-        submitted_by: field("submitted_by", Name::parse(&b.submitted_by))?,
-        recorded_activity: recorded_activity(state, zone_id, date).await?,
+        figures,
+        submitted_by,
+        recorded_activity,
     };
     let target = Target {
         stream_id: DailyReport::stream_id(zone_id, date),
@@ -157,6 +200,17 @@ async fn get_report(
         .load::<DailyReport>(&DailyReport::stream_id(zone_id, date))
         .await?;
     let last = loaded.state.last.as_ref();
+    let (recorded_activity, _) = recorded_day(&state, zone_id, date).await?;
+    let status = state.projector.read(|m| {
+        let reading = fangkong_projections::Reading {
+            township: state.projector.township(),
+            rules: state.settings.rules,
+            clock: fangkong_projections::Clock::at(Utc::now(), state.projector.township()),
+        };
+        m.board
+            .zone(zone_id.as_uuid())
+            .and_then(|zone| reading.report_of(zone, date))
+    });
     let view = ReportView {
         zone_id: zone_id.as_uuid(),
         date,
@@ -165,7 +219,8 @@ async fn get_report(
         figures: last.map(|r| r.figures.clone()).unwrap_or_default(),
         submitted_by: last.map(|r| r.submitted_by.to_string()),
         revision: last.map_or(0, |r| r.revision),
-        recorded_activity: recorded_activity(&state, zone_id, date).await?,
+        recorded_activity,
+        status,
         version: loaded.version,
     };
     Ok(entity(loaded.version, &view))

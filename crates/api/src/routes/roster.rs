@@ -1,8 +1,6 @@
 //! The quarantine roster (一人一户一专班): who is in home quarantine, day n of
 //! the period, today's visit, missed visits.
 
-use std::time::Duration;
-
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -14,9 +12,6 @@ use super::{query, ReadErrors};
 use crate::problem::ApiError;
 use crate::AppState;
 
-/// Longest a read waits for the projections to reach `min_position`.
-const MAX_WAIT: Duration = Duration::from_secs(2);
-
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(quarantine_roster);
 }
@@ -26,6 +21,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[serde(deny_unknown_fields)]
 pub struct RosterQuery {
     pub zone_id: Option<Uuid>,
+    /// A log position or RFC 3339 instant: the roster as it stood then.
+    pub as_of: Option<String>,
     /// Wait (up to 2 s) until the roster reflects this log position: pass the
     /// `position` of your last write to read it back.
     pub min_position: Option<u64>,
@@ -80,15 +77,11 @@ async fn quarantine_roster(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: RosterQuery = query(&req)?;
-    let behind = match q.min_position {
-        Some(wanted) => state.projector.wait_for(wanted, MAX_WAIT).await.is_err(),
-        None => false,
-    };
-    let today = state.commands.context(None)?.today;
-    let roster = state
-        .projector
-        .with_roster(|roster, position| {
-            let mut items: Vec<RosterItem> = roster
+    let (roster, freshness) =
+        super::dashboards::read_models(&state, q.as_of.as_deref(), q.min_position, |m, clock| {
+            let today = clock.today;
+            let mut items: Vec<RosterItem> = m
+                .roster
                 .entries()
                 .filter(|e| q.zone_id.is_none_or(|z| e.placement.zone_id == z))
                 .map(|e| RosterItem {
@@ -112,17 +105,12 @@ async fn quarantine_roster(
             items.sort_by_key(|item| std::cmp::Reverse(item.missed_days.len()));
             Roster {
                 date: today,
-                position,
+                position: m.position(),
                 items,
             }
         })
-        .ok_or(ApiError::Internal)?;
+        .await?;
     let mut response = HttpResponse::Ok();
-    response.insert_header(("X-Projection-Position", roster.position.to_string()));
-    if behind {
-        if let Some(wanted) = q.min_position {
-            response.insert_header(("X-Projection-Wanted", wanted.to_string()));
-        }
-    }
+    freshness.headers(&mut response);
     Ok(response.json(roster))
 }

@@ -1,0 +1,349 @@
+//! Dashboards per zone and for the township, and the county's daily pull
+//! (JSON, CSV, DHIS2): read from the projections, live (optionally waiting
+//! for a position) or exactly as they stood at an earlier position or
+//! instant.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{get, web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use chrono::{DateTime, NaiveDate, Utc};
+use fangkong_projections::views::{DailyAggregates, TownshipDashboard, ZoneDashboard};
+use fangkong_projections::{Clock, ProjectorError, ReadModels, Reading};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use super::{path_id, query, ReadErrors};
+use crate::export;
+use crate::problem::ApiError;
+use crate::AppState;
+
+/// Longest a read waits for the projections to reach `min_position`.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(2);
+/// Longest span of days one county pull covers.
+const MAX_DAYS: i64 = 366;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(zone_dashboard)
+        .service(township_dashboard)
+        .service(daily_reports);
+}
+
+/// Which moment a projection read reflects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AsOf {
+    Position(u64),
+    Instant(DateTime<Utc>),
+}
+
+impl AsOf {
+    pub(crate) fn parse(raw: &str) -> Result<AsOf, ApiError> {
+        if let Ok(position) = raw.parse::<u64>() {
+            return Ok(AsOf::Position(position));
+        }
+        DateTime::parse_from_rfc3339(raw)
+            .map(|t| AsOf::Instant(t.with_timezone(&Utc)))
+            .map_err(|_| {
+                ApiError::field(
+                    "as_of",
+                    "must be a log position or an RFC 3339 instant like 2020-02-01T10:00:00+08:00",
+                )
+            })
+    }
+}
+
+/// The position an answer reflects, and the one asked for when it could
+/// not be reached in time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Freshness {
+    pub position: u64,
+    pub wanted: Option<u64>,
+}
+
+impl Freshness {
+    pub(crate) fn headers(&self, response: &mut HttpResponseBuilder) {
+        response.insert_header(("X-Projection-Position", self.position.to_string()));
+        if let Some(wanted) = self.wanted {
+            response.insert_header(("X-Projection-Wanted", wanted.to_string()));
+        }
+    }
+}
+
+/// Reads the projections: live (after waiting, bounded, for
+/// `min_position`), or rebuilt as of a position or instant, with the clock
+/// of that moment so "late", "missing" and "missed" read as they did then.
+pub(crate) async fn read_models<T>(
+    state: &AppState,
+    as_of: Option<&str>,
+    min_position: Option<u64>,
+    read: impl FnOnce(&ReadModels, Clock) -> T,
+) -> Result<(T, Freshness), ApiError> {
+    let township = *state.projector.township();
+    let (models, clock): (Arc<ReadModels>, Clock) = match as_of.map(AsOf::parse).transpose()? {
+        None => {
+            let wanted = match min_position {
+                Some(wanted) => state
+                    .projector
+                    .wait_for(wanted, MAX_WAIT)
+                    .await
+                    .is_err()
+                    .then_some(wanted),
+                None => None,
+            };
+            let clock = Clock::at(Utc::now(), &township);
+            let (answer, position) = state.projector.read(|m| (read(m, clock), m.position()));
+            return Ok((answer, Freshness { position, wanted }));
+        }
+        Some(AsOf::Position(position)) => {
+            let models = as_of_models(state, position).await?;
+            let then = models.board.recorded_at().unwrap_or(DateTime::UNIX_EPOCH);
+            (models, Clock::at(then, &township))
+        }
+        Some(AsOf::Instant(at)) => {
+            if at > Utc::now() {
+                return Err(ApiError::field("as_of", "lies in the future"));
+            }
+            let position = state.store().position_at(at).await?;
+            (as_of_models(state, position).await?, Clock::at(at, &township))
+        }
+    };
+    let position = models.position();
+    Ok((
+        read(&models, clock),
+        Freshness {
+            position,
+            wanted: None,
+        },
+    ))
+}
+
+async fn as_of_models(state: &AppState, position: u64) -> Result<Arc<ReadModels>, ApiError> {
+    state
+        .projector
+        .as_of(position)
+        .await
+        .map_err(|error| match error {
+            ProjectorError::BeyondTheLog { head, .. } => ApiError::field(
+                "as_of",
+                format!("the log ends at position {head}"),
+            ),
+            ProjectorError::Store(e) => e.into(),
+            other => {
+                tracing::error!(error = %other, "as-of rebuild failed");
+                ApiError::Internal
+            }
+        })
+}
+
+fn reading<'a>(state: &'a AppState, clock: Clock) -> Reading<'a> {
+    Reading {
+        township: state.projector.township(),
+        rules: state.settings.rules,
+        clock,
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardQuery {
+    /// The day the figures are for (township time); today when absent.
+    pub date: Option<NaiveDate>,
+    /// A log position, or an RFC 3339 instant: the dashboard exactly as it
+    /// stood then (its "today" is that moment's).
+    pub as_of: Option<String>,
+    /// Wait (up to 2 s) until the projections reflect this log position:
+    /// pass the `position` of your last write to read it back.
+    pub min_position: Option<u64>,
+}
+
+fn with_freshness<T: serde::Serialize>(freshness: Freshness, body: &T) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    freshness.headers(&mut response);
+    response.json(body)
+}
+
+/// A zone's dashboard: what stands now (people under quarantine, people
+/// awaiting referral, venues closed by kind), the day's figures, the
+/// figures to date, and the day's report state. `X-Projection-Position`
+/// names the log position it reflects; `X-Projection-Wanted` appears when
+/// `min_position` was not reached in time.
+#[utoipa::path(
+    tag = "dashboards",
+    params(("zone_id" = Uuid, Path), DashboardQuery),
+    responses((status = 200, description = "The zone's dashboard", body = ZoneDashboard), ReadErrors)
+)]
+#[get("/zones/{zone_id}/dashboard")]
+async fn zone_dashboard(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let zone_id = path_id(&path.into_inner(), "zone")?;
+    let q: DashboardQuery = query(&req)?;
+    let (dashboard, freshness) =
+        read_models(&state, q.as_of.as_deref(), q.min_position, |m, clock| {
+            let r = reading(&state, clock);
+            r.zone_dashboard(&m.board, zone_id, q.date.unwrap_or(clock.today))
+        })
+        .await?;
+    match dashboard {
+        Some(dashboard) => Ok(with_freshness(freshness, &dashboard)),
+        None => {
+            // Not on the board: unknown, or established after what the
+            // board reflects.
+            super::zones::established(&state, fangkong_domain::ZoneId::from_uuid(zone_id)).await?;
+            Err(ApiError::NotFound(format!(
+                "zone {zone_id} is not on the dashboard as of position {}",
+                freshness.position
+            )))
+        }
+    }
+}
+
+/// The township's dashboard: the zones' figures summed (plus the township
+/// office's staff checks), what stands now, reporting completeness for the
+/// day, and each zone's day and report state.
+#[utoipa::path(
+    tag = "dashboards",
+    params(DashboardQuery),
+    responses((status = 200, description = "The township's dashboard", body = TownshipDashboard), ReadErrors)
+)]
+#[get("/dashboard")]
+async fn township_dashboard(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: DashboardQuery = query(&req)?;
+    let (dashboard, freshness) =
+        read_models(&state, q.as_of.as_deref(), q.min_position, |m, clock| {
+            reading(&state, clock).township_dashboard(&m.board, q.date.unwrap_or(clock.today))
+        })
+        .await?;
+    Ok(with_freshness(freshness, &dashboard))
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    #[default]
+    Json,
+    Csv,
+    Dhis2,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DailyQuery {
+    /// One day; or use `from` and `to`. Yesterday when none is given.
+    pub date: Option<NaiveDate>,
+    pub from: Option<NaiveDate>,
+    /// Inclusive; at most 366 days after `from`.
+    pub to: Option<NaiveDate>,
+    /// `json` (default), `csv` (a row per zone and day), or `dhis2`
+    /// (dataValueSets with completeDataSetRegistrations).
+    pub format: Option<ExportFormat>,
+    /// Only this zone's rows.
+    pub zone_id: Option<Uuid>,
+    /// A log position or RFC 3339 instant: the aggregates as they stood then.
+    pub as_of: Option<String>,
+    /// Wait (up to 2 s) until the projections reflect this log position.
+    pub min_position: Option<u64>,
+}
+
+impl DailyQuery {
+    fn span(&self, today: NaiveDate) -> Result<(NaiveDate, NaiveDate), ApiError> {
+        let (from, to) = match (self.date, self.from, self.to) {
+            (Some(date), None, None) => (date, date),
+            (None, Some(from), Some(to)) => (from, to),
+            (None, None, None) => {
+                let yesterday = today.pred_opt().unwrap_or(today);
+                (yesterday, yesterday)
+            }
+            (Some(_), _, _) => {
+                return Err(ApiError::field("date", "give either date or from and to"))
+            }
+            (None, None, Some(_)) => return Err(ApiError::field("from", "is required with to")),
+            (None, Some(_), None) => return Err(ApiError::field("to", "is required with from")),
+        };
+        if to < from {
+            return Err(ApiError::field("to", "must not be before from"));
+        }
+        if (to - from).num_days() >= MAX_DAYS {
+            return Err(ApiError::field(
+                "to",
+                format!("at most {MAX_DAYS} days in one pull"),
+            ));
+        }
+        Ok((from, to))
+    }
+}
+
+/// The county pull: per zone and day the figures and the report state,
+/// the township's total per day, and reporting completeness (zones
+/// expected, submitted, on time; the reporting rate). `format=csv` gives
+/// one row per zone and day under a header of stable column names;
+/// `format=dhis2` gives DHIS2 data values (period `yyyyMMdd`) through the
+/// server's mapping file, with a complete registration per submitted report.
+#[utoipa::path(
+    tag = "dashboards",
+    params(DailyQuery),
+    responses(
+        (status = 200, description = "The daily aggregates (JSON; CSV or DHIS2 by `format`)", body = DailyAggregates,
+            content(
+                (DailyAggregates = "application/json"),
+                (String = "text/csv"),
+            )),
+        (status = 409, description = "`format=dhis2` without a mapping, or a zone without an org unit", body = crate::problem::Problem, content_type = "application/problem+json"),
+        ReadErrors
+    )
+)]
+#[get("/reports/daily")]
+async fn daily_reports(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: DailyQuery = query(&req)?;
+    let (aggregates, freshness) =
+        read_models(&state, q.as_of.as_deref(), q.min_position, |m, clock| {
+            let (from, to) = q.span(clock.today)?;
+            let mut aggregates = reading(&state, clock).daily(&m.board, from, to);
+            if let Some(zone) = q.zone_id {
+                aggregates.rows.retain(|r| r.zone_id == zone);
+            }
+            Ok::<_, ApiError>(aggregates)
+        })
+        .await?;
+    let aggregates = aggregates?;
+    let mut response = HttpResponse::Ok();
+    freshness.headers(&mut response);
+    match q.format.unwrap_or_default() {
+        ExportFormat::Json => Ok(response.json(&aggregates)),
+        ExportFormat::Csv => Ok(response
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"fangkong-daily-{}-{}.csv\"",
+                    aggregates.from, aggregates.to
+                ),
+            ))
+            .body(export::csv(&aggregates))),
+        ExportFormat::Dhis2 => {
+            let mapping = state.settings.dhis2.as_ref().ok_or_else(|| ApiError::Unmet {
+                code: "dhis2_not_configured",
+                detail: "this server has no DHIS2 mapping (start it with --dhis2-mapping FILE)"
+                    .into(),
+            })?;
+            let set = export::dhis2(&aggregates, mapping).map_err(|e| ApiError::Unmet {
+                code: "dhis2_zone_unmapped",
+                detail: e.to_string(),
+            })?;
+            Ok(response.json(&set))
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The runtime over a real store, on SQLite and PostgreSQL: it saves and
+//! resumes, a resumed runtime equals a rebuild from position 0, and as-of
+//! reads reproduce what the dashboards showed at each earlier position.
+
+mod support;
+
+use std::time::Duration;
+
+use fangkong_domain::Township;
+use fangkong_projections::{Clock, Projector, ProjectorOptions, ReadModels, Reading, ReportingRules};
+use fangkong_store::testing::TestDb;
+use fangkong_store::{EventStore, ExpectedVersion};
+use support::history::{Generator, Pending};
+
+/// Appends events in log order, consecutive events of one stream together.
+async fn append_all(store: &EventStore, events: Vec<Pending>) {
+    let mut batch: Vec<fangkong_store::NewEvent> = vec![];
+    let mut stream = String::new();
+    for p in events {
+        if p.stream_id != stream && !batch.is_empty() {
+            store
+                .append(&stream, ExpectedVersion::Any, std::mem::take(&mut batch))
+                .await
+                .expect("append");
+        }
+        stream = p.stream_id;
+        batch.push(p.event);
+    }
+    if !batch.is_empty() {
+        store
+            .append(&stream, ExpectedVersion::Any, batch)
+            .await
+            .expect("append");
+    }
+}
+
+fn every_time() -> ProjectorOptions {
+    ProjectorOptions {
+        save_every: Duration::ZERO,
+    }
+}
+
+async fn caught_up(projector: &Projector, store: &EventStore) -> u64 {
+    let head = store.head().await.expect("head").position;
+    projector
+        .wait_for(head, Duration::from_secs(60))
+        .await
+        .expect("the projector catches up")
+}
+
+async fn a_resumed_projector_continues_from_its_saved_state_and_equals_a_rebuild(db: &TestDb) {
+    let township = Township::default();
+    let mut history = Generator::new(5, 3).run(6_000);
+    let second_half = history.split_off(history.len() / 2);
+
+    let store = db.open().await.expect("open");
+    append_all(&store, history).await;
+    let first = Projector::start(store.clone(), township, every_time());
+    let saved = caught_up(&first, &store).await;
+    assert_eq!(first.save().await.expect("save"), saved);
+    store.close().await;
+
+    let store = db.open().await.expect("reopen");
+    append_all(&store, second_half).await;
+    let second = Projector::start(store.clone(), township, every_time());
+    caught_up(&second, &store).await;
+    assert_eq!(second.resumed_from(), Some(saved), "resumed, not replayed");
+    let incremental = second.read(|m| m.clone());
+    let rebuilt = ReadModels::rebuild(&store, &township, None)
+        .await
+        .expect("rebuild");
+    assert_eq!(incremental.position(), rebuilt.position());
+    assert!(incremental == rebuilt, "incremental state differs from a rebuild");
+    store.close().await;
+}
+
+async fn a_saved_state_from_another_log_is_not_resumed(db: &TestDb) {
+    let township = Township::default();
+    let store = db.open().await.expect("open");
+    append_all(&store, Generator::new(1, 1).run(300)).await;
+    let projector = Projector::start(store.clone(), township, every_time());
+    caught_up(&projector, &store).await;
+    projector.save().await.expect("save");
+    // The log is replaced under the saved state (a restore gone wrong).
+    db.execute_raw("DELETE FROM events").await.expect("wipe");
+    store.close().await;
+    let store = db.open().await.expect("reopen");
+    append_all(&store, Generator::new(2, 1).run(300)).await;
+    let projector = Projector::start(store.clone(), township, every_time());
+    caught_up(&projector, &store).await;
+    assert_eq!(projector.resumed_from(), Some(0));
+    let rebuilt = ReadModels::rebuild(&store, &township, None).await.expect("rebuild");
+    assert!(projector.read(|m| m.clone()) == rebuilt);
+    store.close().await;
+}
+
+async fn as_of_reads_reproduce_the_dashboards_as_they_stood(db: &TestDb) {
+    let township = Township::default();
+    let store = db.open().await.expect("open");
+    let projector = Projector::start(store.clone(), township, ProjectorOptions::default());
+    let history = Generator::new(9, 2).run(4_000);
+    let mut seen = vec![];
+    let mut rest = history;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(700));
+        append_all(&store, rest).await;
+        rest = tail;
+        caught_up(&projector, &store).await;
+        // What a reader saw then, at the time of the last event.
+        let (position, at, dashboard, daily) = projector.read(|m| {
+            let at = m.board.recorded_at().expect("events");
+            let reading = Reading {
+                township: &township,
+                rules: ReportingRules::default(),
+                clock: Clock::at(at, &township),
+            };
+            let today = reading.clock.today;
+            (
+                m.position(),
+                at,
+                reading.township_dashboard(&m.board, today),
+                reading.daily(&m.board, today - chrono::Duration::days(3), today),
+            )
+        });
+        seen.push((position, at, dashboard, daily));
+    }
+    assert!(seen.len() >= 5);
+    for (position, at, dashboard, daily) in seen.iter().rev() {
+        let then = projector.as_of(*position).await.expect("as of");
+        let reading = Reading {
+            township: &township,
+            rules: ReportingRules::default(),
+            clock: Clock::at(then.board.recorded_at().expect("events"), &township),
+        };
+        let today = reading.clock.today;
+        assert_eq!(&reading.township_dashboard(&then.board, today), dashboard);
+        assert_eq!(
+            &reading.daily(&then.board, today - chrono::Duration::days(3), today),
+            daily
+        );
+        // The same moment named by time.
+        assert_eq!(store.position_at(*at).await.expect("position"), *position);
+    }
+    assert!(matches!(
+        projector.as_of(u64::MAX / 2).await,
+        Err(fangkong_projections::ProjectorError::BeyondTheLog { .. })
+    ));
+    store.close().await;
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&fangkong_store::testing::TestDb::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = fangkong_store::testing::TestDb::postgres().await else {
+                        return;
+                    };
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_resumed_projector_continues_from_its_saved_state_and_equals_a_rebuild,
+    a_saved_state_from_another_log_is_not_resumed,
+    as_of_reads_reproduce_the_dashboards_as_they_stood,
+);
