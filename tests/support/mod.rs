@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fangkong_store::testing::TestDb;
@@ -14,11 +15,17 @@ pub struct Server {
     pub base: String,
     pub client: reqwest::Client,
     child: Child,
-    pub db: TestDb,
+    /// Shared so a test can stop the server and start another on the same
+    /// database.
+    pub db: Arc<TestDb>,
 }
 
 impl Server {
     pub fn start(db: TestDb, extra: &[&str]) -> Server {
+        Self::start_on(Arc::new(db), extra)
+    }
+
+    pub fn start_on(db: Arc<TestDb>, extra: &[&str]) -> Server {
         Self::spawn(db, extra, &[("RUST_LOG", "warn")], Stdio::inherit())
     }
 
@@ -26,14 +33,14 @@ impl Server {
     pub fn start_logging_json(db: TestDb, log: &std::path::Path) -> Server {
         let file = std::fs::File::create(log).expect("a log file");
         Self::spawn(
-            db,
+            Arc::new(db),
             &[],
             &[("RUST_LOG", "info"), ("FANGKONG_LOG_FORMAT", "json")],
             Stdio::from(file),
         )
     }
 
-    fn spawn(db: TestDb, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
+    fn spawn(db: Arc<TestDb>, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fangkong"))
             .arg("serve")
             .args(["--bind", "127.0.0.1:0", "--workers", "2"])

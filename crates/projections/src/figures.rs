@@ -111,7 +111,10 @@ impl Figure {
     /// Figures that depend on the reading day (a visit is "missed" only once
     /// its day is over): derived when read, never stored.
     pub fn is_derived(self) -> bool {
-        matches!(self, Figure::HealthVisitsMissed | Figure::HealthVisitsPending)
+        matches!(
+            self,
+            Figure::HealthVisitsMissed | Figure::HealthVisitsPending
+        )
     }
 
     pub fn registered_with_risk(risk: RiskLevel) -> Figure {
@@ -236,7 +239,11 @@ impl AddAssign<&Figures> for Figures {
 impl fmt::Debug for Figures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(self.iter().filter(|(_, v)| *v != 0).map(|(k, v)| (k.code(), v)))
+            .entries(
+                self.iter()
+                    .filter(|(_, v)| *v != 0)
+                    .map(|(k, v)| (k.code(), v)),
+            )
             .finish()
     }
 }

@@ -208,7 +208,11 @@ impl Projector {
         let mut saved_at = after;
         let mut last_save = tokio::time::Instant::now();
         loop {
-            match self.store.read_all(after, PAGE, &LogFilter::default()).await {
+            match self
+                .store
+                .read_all(after, PAGE, &LogFilter::default())
+                .await
+            {
                 Ok(page) if !page.is_empty() => {
                     if let Ok(mut models) = self.models.write() {
                         for event in &page {

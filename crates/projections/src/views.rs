@@ -277,7 +277,8 @@ impl Reading<'_> {
     /// is missed; of today, pending.
     pub fn day_of(&self, stored: Option<&Figures>, date: NaiveDate) -> Figures {
         let mut figures = stored.cloned().unwrap_or_default();
-        let open = figures[Figure::HealthVisitsDue].saturating_sub(figures[Figure::HealthVisitsMade]);
+        let open =
+            figures[Figure::HealthVisitsDue].saturating_sub(figures[Figure::HealthVisitsMade]);
         if date < self.clock.today {
             figures[Figure::HealthVisitsMissed] = open;
         } else if date == self.clock.today {
@@ -286,7 +287,7 @@ impl Reading<'_> {
         figures
     }
 
-    fn to_date_of(&self, days: &BTreeMap<NaiveDate, Figures>, date: NaiveDate) -> Figures {
+    fn sum_through(&self, days: &BTreeMap<NaiveDate, Figures>, date: NaiveDate) -> Figures {
         let mut sum = Figures::default();
         for (day, stored) in days.range(..=date) {
             sum += &self.day_of(Some(stored), *day);
@@ -367,7 +368,12 @@ impl Reading<'_> {
         }
     }
 
-    pub fn zone_dashboard(&self, board: &Board, zone_id: Uuid, date: NaiveDate) -> Option<ZoneDashboard> {
+    pub fn zone_dashboard(
+        &self,
+        board: &Board,
+        zone_id: Uuid,
+        date: NaiveDate,
+    ) -> Option<ZoneDashboard> {
         let zone = board.zone(zone_id)?;
         Some(ZoneDashboard {
             zone_id,
@@ -377,7 +383,7 @@ impl Reading<'_> {
             position: board.position(),
             standing: Standing::of(zone),
             day: self.day_of(zone.day(date), date),
-            to_date: self.to_date_of(&zone.days, date),
+            to_date: self.sum_through(&zone.days, date),
             report: self.report_of(zone, date),
         })
     }
@@ -424,13 +430,13 @@ impl Reading<'_> {
     pub fn township_dashboard(&self, board: &Board, date: NaiveDate) -> TownshipDashboard {
         let mut standing = Standing::default();
         let mut day = self.day_of(board.office().get(&date), date);
-        let mut to_date = self.to_date_of(board.office(), date);
+        let mut to_date = self.sum_through(board.office(), date);
         let mut zones = Vec::with_capacity(board.zones().len());
         for (id, zone) in board.zones() {
             standing.add(&Standing::of(zone));
             let zone_day = self.day_of(zone.day(date), date);
             day += &zone_day;
-            to_date += &self.to_date_of(&zone.days, date);
+            to_date += &self.sum_through(&zone.days, date);
             zones.push(ZoneLine {
                 zone_id: *id,
                 name: zone.name.clone(),

@@ -8,10 +8,12 @@ mod support;
 use chrono::{DateTime, NaiveDate, Utc};
 use fangkong_domain::report::{DailyReportSubmitted, ReportEvent};
 use fangkong_domain::returnee::{
-    HealthCheckRecorded, QuarantineEnded, QuarantinePeriodChanged, QuarantineStarted,
-    ReturneeEvent,
+    HealthCheckRecorded, QuarantineEnded, QuarantinePeriodChanged, QuarantineStarted, ReturneeEvent,
 };
-use fangkong_domain::venue::{EnforcementAction, EnforcementActionRecorded, VenueClosed, VenueEvent, VenueRegistered, VenueReopened};
+use fangkong_domain::venue::{
+    EnforcementAction, EnforcementActionRecorded, VenueClosed, VenueEvent, VenueRegistered,
+    VenueReopened,
+};
 use fangkong_domain::zone::{ZoneEstablished, ZoneEvent};
 use fangkong_domain::*;
 use fangkong_projections::views::ReportState;
@@ -107,7 +109,11 @@ fn quarantined(log: &mut Log, zone: Uuid, start: &str) -> Uuid {
         },
     };
     let at = format!("{start}T02:00:00Z");
-    log.at(format!("returnee-{id}"), ReturneeEvent::from(registered), &at);
+    log.at(
+        format!("returnee-{id}"),
+        ReturneeEvent::from(registered),
+        &at,
+    );
     log.at(
         format!("returnee-{id}"),
         ReturneeEvent::from(QuarantineStarted {
@@ -164,19 +170,29 @@ fn an_owed_visit_is_missed_once_its_day_is_over_and_pending_on_the_day() {
     let township = Township::default();
 
     let on_26th = reading(&township, "2020-01-26T08:00:00Z");
-    let d = on_26th.zone_dashboard(&models.board, z, day("2020-01-26")).expect("zone");
+    let d = on_26th
+        .zone_dashboard(&models.board, z, day("2020-01-26"))
+        .expect("zone");
     assert_eq!(d.day.get(Figure::HealthVisitsRecorded), 2);
     assert_eq!(d.day.get(Figure::HealthVisitsDue), 2);
     assert_eq!(d.day.get(Figure::HealthVisitsMade), 1);
-    assert_eq!(d.day.get(Figure::HealthVisitsPending), 1, "b's visit is still to come");
+    assert_eq!(
+        d.day.get(Figure::HealthVisitsPending),
+        1,
+        "b's visit is still to come"
+    );
     assert_eq!(d.day.get(Figure::HealthVisitsMissed), 0);
     assert_eq!(d.standing.under_quarantine, 2);
 
     let on_27th = reading(&township, "2020-01-27T08:00:00Z");
-    let d = on_27th.zone_dashboard(&models.board, z, day("2020-01-26")).expect("zone");
+    let d = on_27th
+        .zone_dashboard(&models.board, z, day("2020-01-26"))
+        .expect("zone");
     assert_eq!(d.day.get(Figure::HealthVisitsMissed), 1, "the day is over");
     assert_eq!(d.day.get(Figure::HealthVisitsPending), 0);
-    let d = on_27th.zone_dashboard(&models.board, z, day("2020-01-27")).expect("zone");
+    let d = on_27th
+        .zone_dashboard(&models.board, z, day("2020-01-27"))
+        .expect("zone");
     assert_eq!(d.day.get(Figure::HealthVisitsPending), 2);
     assert_eq!(d.to_date.get(Figure::HealthVisitsMissed), 1);
     assert_eq!(d.to_date.get(Figure::ReturneesRegistered), 2);
@@ -217,8 +233,14 @@ fn ending_or_shortening_a_quarantine_stops_the_visits_it_owed() {
         "2020-01-28T02:00:00Z",
     );
     let models = log.fold();
-    assert_eq!(owed(&models), 3, "the 25th, 26th and 27th; not the day it ended");
-    let d = later.zone_dashboard(&models.board, z, day("2020-01-28")).expect("zone");
+    assert_eq!(
+        owed(&models),
+        3,
+        "the 25th, 26th and 27th; not the day it ended"
+    );
+    let d = later
+        .zone_dashboard(&models.board, z, day("2020-01-28"))
+        .expect("zone");
     assert_eq!(d.standing.under_quarantine, 0);
     assert_eq!(d.day.get(Figure::QuarantinesEnded), 1);
     assert_eq!(d.day.get(Figure::QuarantinesEndedTransferred), 1);
@@ -236,10 +258,38 @@ fn report_states_follow_the_deadline_and_later_events() {
     quarantined(&mut log, on_time, "2020-01-25");
     quarantined(&mut log, late, "2020-01-25");
     // Reports for the 25th: due 10:00 Beijing time on the 26th (02:00 UTC).
-    report(&mut log, on_time, "2020-01-25", false, 1, "2020-01-26T01:00:00Z");
-    report(&mut log, late, "2020-01-25", false, 1, "2020-01-26T03:00:00Z");
-    report(&mut log, zero, "2020-01-25", true, 1, "2020-01-26T01:00:00Z");
-    report(&mut log, amended, "2020-01-25", false, 1, "2020-01-26T01:00:00Z");
+    report(
+        &mut log,
+        on_time,
+        "2020-01-25",
+        false,
+        1,
+        "2020-01-26T01:00:00Z",
+    );
+    report(
+        &mut log,
+        late,
+        "2020-01-25",
+        false,
+        1,
+        "2020-01-26T03:00:00Z",
+    );
+    report(
+        &mut log,
+        zero,
+        "2020-01-25",
+        true,
+        1,
+        "2020-01-26T01:00:00Z",
+    );
+    report(
+        &mut log,
+        amended,
+        "2020-01-25",
+        false,
+        1,
+        "2020-01-26T01:00:00Z",
+    );
     // A visit made on the 25th, synced after the report.
     visit(&mut log, person, "2020-01-25", "2020-01-26T04:00:00Z");
     let models = log.fold();
@@ -264,31 +314,53 @@ fn report_states_follow_the_deadline_and_later_events() {
         .and_then(|d| d.report)
         .expect("report");
     assert_eq!(status.amendments, 1);
-    let changed: Vec<_> = status.changes.iter().map(|c| (c.figure.as_str(), c.as_submitted, c.now)).collect();
+    let changed: Vec<_> = status
+        .changes
+        .iter()
+        .map(|c| (c.figure.as_str(), c.as_submitted, c.now))
+        .collect();
     assert_eq!(
         changed,
-        vec![("health_visits_recorded", 0, 1), ("health_visits_made", 0, 1)]
+        vec![
+            ("health_visits_recorded", 0, 1),
+            ("health_visits_made", 0, 1)
+        ]
     );
     // Before a zone existed there is nothing to report.
     assert_eq!(
-        after.zone_dashboard(&models.board, on_time, day("2020-01-20")).and_then(|d| d.report),
+        after
+            .zone_dashboard(&models.board, on_time, day("2020-01-20"))
+            .and_then(|d| d.report),
         None
     );
 
     let c = after.completeness(&models.board, day("2020-01-25"));
-    assert_eq!((c.expected, c.submitted, c.on_time, c.late, c.missing), (5, 4, 3, 1, 1));
+    assert_eq!(
+        (c.expected, c.submitted, c.on_time, c.late, c.missing),
+        (5, 4, 3, 1, 1)
+    );
     assert_eq!((c.zero_reports, c.amended), (1, 1));
     assert!((c.reporting_rate - 0.8).abs() < 1e-9);
 
     // A resubmission attests the day again: no longer amended, still late
     // if the first one was.
-    report(&mut log, amended, "2020-01-25", false, 2, "2020-01-26T05:00:00Z");
+    report(
+        &mut log,
+        amended,
+        "2020-01-25",
+        false,
+        2,
+        "2020-01-26T05:00:00Z",
+    );
     let models = log.fold();
     let r = after
         .zone_dashboard(&models.board, amended, day("2020-01-25"))
         .and_then(|d| d.report)
         .expect("report");
-    assert_eq!((r.state, r.revision, r.amendments), (ReportState::Submitted, 2, 0));
+    assert_eq!(
+        (r.state, r.revision, r.amendments),
+        (ReportState::Submitted, 2, 0)
+    );
 }
 
 #[test]
@@ -316,25 +388,35 @@ fn venues_closed_now_follow_closures_reopenings_and_dismantling() {
     for id in [parlour, room] {
         log.at(
             format!("venue-{id}"),
-            VenueEvent::from(VenueClosed { date: day("2020-01-25"), notice_posted: true }),
+            VenueEvent::from(VenueClosed {
+                date: day("2020-01-25"),
+                notice_posted: true,
+            }),
             "2020-01-25T03:00:00Z",
         );
     }
     log.at(
         format!("venue-{room}"),
-        VenueEvent::from(VenueReopened { date: day("2020-01-26") }),
-        "2020-01-26T03:00:00Z",
-    );
-    log.at(
-        format!("venue-{raided}"),
-        VenueEvent::from(EnforcementActionRecorded { date: day("2020-01-26"), action: EnforcementAction::Dismantled }),
+        VenueEvent::from(VenueReopened {
+            date: day("2020-01-26"),
+        }),
         "2020-01-26T03:00:00Z",
     );
     log.at(
         format!("venue-{raided}"),
         VenueEvent::from(EnforcementActionRecorded {
             date: day("2020-01-26"),
-            action: EnforcementAction::PlayersAdmonished { people: Count::parse(6).expect("n") },
+            action: EnforcementAction::Dismantled,
+        }),
+        "2020-01-26T03:00:00Z",
+    );
+    log.at(
+        format!("venue-{raided}"),
+        VenueEvent::from(EnforcementActionRecorded {
+            date: day("2020-01-26"),
+            action: EnforcementAction::PlayersAdmonished {
+                people: Count::parse(6).expect("n"),
+            },
         }),
         "2020-01-26T03:00:00Z",
     );
@@ -344,7 +426,10 @@ fn venues_closed_now_follow_closures_reopenings_and_dismantling() {
         .zone_dashboard(&models.board, z, day("2020-01-26"))
         .expect("zone");
     assert_eq!(d.standing.venues_closed, 2);
-    assert_eq!(d.standing.venues_closed_by_kind.get("mahjong_parlour"), Some(&2));
+    assert_eq!(
+        d.standing.venues_closed_by_kind.get("mahjong_parlour"),
+        Some(&2)
+    );
     assert_eq!(d.standing.venues_closed_by_kind.get("card_room"), None);
     assert_eq!(d.to_date.get(Figure::VenuesClosed), 2);
     assert_eq!(d.to_date.get(Figure::ClosureNoticesPosted), 2);
@@ -372,7 +457,12 @@ fn the_township_is_the_sum_of_its_zones_plus_the_office() {
                 .board
                 .zones()
                 .keys()
-                .map(|z| r.zone_dashboard(&models.board, *z, date).expect("zone").to_date.get(*figure))
+                .map(|z| {
+                    r.zone_dashboard(&models.board, *z, date)
+                        .expect("zone")
+                        .to_date
+                        .get(*figure)
+                })
                 .sum();
             let office: u64 = models
                 .board

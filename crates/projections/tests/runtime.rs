@@ -7,7 +7,9 @@ mod support;
 use std::time::Duration;
 
 use fangkong_domain::Township;
-use fangkong_projections::{Clock, Projector, ProjectorOptions, ReadModels, Reading, ReportingRules};
+use fangkong_projections::{
+    Clock, Projector, ProjectorOptions, ReadModels, Reading, ReportingRules,
+};
 use fangkong_store::testing::TestDb;
 use fangkong_store::{EventStore, ExpectedVersion};
 use support::history::{Generator, Pending};
@@ -70,7 +72,10 @@ async fn a_resumed_projector_continues_from_its_saved_state_and_equals_a_rebuild
         .await
         .expect("rebuild");
     assert_eq!(incremental.position(), rebuilt.position());
-    assert!(incremental == rebuilt, "incremental state differs from a rebuild");
+    assert!(
+        incremental == rebuilt,
+        "incremental state differs from a rebuild"
+    );
     store.close().await;
 }
 
@@ -89,7 +94,9 @@ async fn a_saved_state_from_another_log_is_not_resumed(db: &TestDb) {
     let projector = Projector::start(store.clone(), township, every_time());
     caught_up(&projector, &store).await;
     assert_eq!(projector.resumed_from(), Some(0));
-    let rebuilt = ReadModels::rebuild(&store, &township, None).await.expect("rebuild");
+    let rebuilt = ReadModels::rebuild(&store, &township, None)
+        .await
+        .expect("rebuild");
     assert!(projector.read(|m| m.clone()) == rebuilt);
     store.close().await;
 }

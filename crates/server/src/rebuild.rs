@@ -15,11 +15,16 @@ pub async fn run(store: &EventStore, township: Township) -> anyhow::Result<ExitC
     let mut differed = false;
     let mut models = ReadModels::default();
     if let Some(saved) = saved.as_ref().filter(|s| s.format == STATE_FORMAT) {
-        models.replay_until(store, &township, saved.position).await?;
+        models
+            .replay_until(store, &township, saved.position)
+            .await?;
         let same_log = store.hash_at(saved.position).await? == Some(saved.hash);
         match ReadModels::from_state(&saved.state) {
             Ok(kept) if same_log && kept == models => {
-                eprintln!("saved state at position {} equals the rebuild", saved.position);
+                eprintln!(
+                    "saved state at position {} equals the rebuild",
+                    saved.position
+                );
             }
             Ok(_) | Err(_) => {
                 differed = true;

@@ -226,7 +226,10 @@ impl PgBackend {
         Ok(done.rows_affected() > 0)
     }
 
-    pub(crate) async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+    pub(crate) async fn load_checkpoint(
+        &self,
+        name: &str,
+    ) -> Result<Option<Checkpoint>, StoreError> {
         let row = sqlx::query(
             "SELECT position, hash, format, state, saved_at FROM projection_checkpoints WHERE name = $1",
         )
@@ -237,9 +240,10 @@ impl PgBackend {
         let hash: Vec<u8> = row.try_get("hash")?;
         Ok(Some(Checkpoint {
             position: row.try_get::<i64, _>("position")?.max(0) as u64,
-            hash: hash
-                .try_into()
-                .map_err(|_| StoreError::Corrupt { position: 0, reason: "checkpoint hash is not 32 bytes".into() })?,
+            hash: hash.try_into().map_err(|_| StoreError::Corrupt {
+                position: 0,
+                reason: "checkpoint hash is not 32 bytes".into(),
+            })?,
             format: row.try_get::<i32, _>("format")?.max(0) as u32,
             state: row.try_get("state")?,
             saved_at: row.try_get("saved_at")?,
@@ -256,7 +260,6 @@ impl PgBackend {
         .await?;
         Ok(position.max(0) as u64)
     }
-
 
     /// Hears of appends by any process through LISTEN/NOTIFY.
     pub(crate) fn spawn_watcher(&self, head: Arc<watch::Sender<u64>>) -> JoinHandle<()> {

@@ -215,7 +215,10 @@ impl SqliteBackend {
         Ok(done.rows_affected() > 0)
     }
 
-    pub(crate) async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+    pub(crate) async fn load_checkpoint(
+        &self,
+        name: &str,
+    ) -> Result<Option<Checkpoint>, StoreError> {
         let row = sqlx::query(
             "SELECT position, hash, format, state, saved_at_us FROM projection_checkpoints WHERE name = ?",
         )
@@ -227,9 +230,10 @@ impl SqliteBackend {
         let saved_at_us: i64 = row.try_get("saved_at_us")?;
         Ok(Some(Checkpoint {
             position: row.try_get::<i64, _>("position")?.max(0) as u64,
-            hash: hash
-                .try_into()
-                .map_err(|_| StoreError::Corrupt { position: 0, reason: "checkpoint hash is not 32 bytes".into() })?,
+            hash: hash.try_into().map_err(|_| StoreError::Corrupt {
+                position: 0,
+                reason: "checkpoint hash is not 32 bytes".into(),
+            })?,
             format: row.try_get::<i64, _>("format")?.max(0) as u32,
             state: row.try_get("state")?,
             saved_at: DateTime::<Utc>::from_timestamp_micros(saved_at_us).unwrap_or_default(),

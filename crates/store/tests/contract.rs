@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use fangkong_store::testing::TestDb;
-use fangkong_store::{ChainBreak, Checkpoint, EventStore, ExpectedVersion, LogFilter, NewEvent, StoreError};
+use fangkong_store::{
+    ChainBreak, Checkpoint, EventStore, ExpectedVersion, LogFilter, NewEvent, StoreError,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -665,8 +667,7 @@ async fn a_saved_checkpoint_reads_back_and_only_a_later_one_replaces_it(db: &Tes
         hash: [position as u8; 32],
         format: 1,
         state: state.into(),
-        saved_at: chrono::DateTime::from_timestamp_micros(1_580_000_000_000_000)
-            .expect("instant"),
+        saved_at: chrono::DateTime::from_timestamp_micros(1_580_000_000_000_000).expect("instant"),
     };
     assert!(store
         .save_checkpoint("board", &saved(10, "ten"))
@@ -698,7 +699,11 @@ async fn a_saved_checkpoint_reads_back_and_only_a_later_one_replaces_it(db: &Tes
         store.load_checkpoint("board").await.expect("load"),
         Some(other_format)
     );
-    assert_eq!(store.head().await.expect("head").position, 0, "not in the log");
+    assert_eq!(
+        store.head().await.expect("head").position,
+        0,
+        "not in the log"
+    );
     store.close().await;
 }
 

@@ -107,7 +107,10 @@ pub(crate) async fn read_models<T>(
                 return Err(ApiError::field("as_of", "lies in the future"));
             }
             let position = state.store().position_at(at).await?;
-            (as_of_models(state, position).await?, Clock::at(at, &township))
+            (
+                as_of_models(state, position).await?,
+                Clock::at(at, &township),
+            )
         }
     };
     let position = models.position();
@@ -126,10 +129,9 @@ async fn as_of_models(state: &AppState, position: u64) -> Result<Arc<ReadModels>
         .as_of(position)
         .await
         .map_err(|error| match error {
-            ProjectorError::BeyondTheLog { head, .. } => ApiError::field(
-                "as_of",
-                format!("the log ends at position {head}"),
-            ),
+            ProjectorError::BeyondTheLog { head, .. } => {
+                ApiError::field("as_of", format!("the log ends at position {head}"))
+            }
             ProjectorError::Store(e) => e.into(),
             other => {
                 tracing::error!(error = %other, "as-of rebuild failed");
@@ -334,11 +336,15 @@ async fn daily_reports(
             ))
             .body(export::csv(&aggregates))),
         ExportFormat::Dhis2 => {
-            let mapping = state.settings.dhis2.as_ref().ok_or_else(|| ApiError::Unmet {
-                code: "dhis2_not_configured",
-                detail: "this server has no DHIS2 mapping (start it with --dhis2-mapping FILE)"
-                    .into(),
-            })?;
+            let mapping = state
+                .settings
+                .dhis2
+                .as_ref()
+                .ok_or_else(|| ApiError::Unmet {
+                    code: "dhis2_not_configured",
+                    detail: "this server has no DHIS2 mapping (start it with --dhis2-mapping FILE)"
+                        .into(),
+                })?;
             let set = export::dhis2(&aggregates, mapping).map_err(|e| ApiError::Unmet {
                 code: "dhis2_zone_unmapped",
                 detail: e.to_string(),

@@ -21,10 +21,9 @@ use fangkong_domain::banquet::{
 use fangkong_domain::checkpoint::{CheckpointEstablished, CheckpointEvent, CrossingRecorded};
 use fangkong_domain::report::{DailyReportSubmitted, ReportEvent};
 use fangkong_domain::returnee::{
-    AbnormalConditionReported, ExposureRecorded, FindingSource, HealthCheckRecorded,
-    PersonalData, QuarantineEnded, QuarantinePeriodChanged, QuarantineStarted,
-    ReferredForTreatment, ResponsibilityTeamAssigned, ReturneeEvent, ReturneeRegistered,
-    ReturneeScreened,
+    AbnormalConditionReported, ExposureRecorded, FindingSource, HealthCheckRecorded, PersonalData,
+    QuarantineEnded, QuarantinePeriodChanged, QuarantineStarted, ReferredForTreatment,
+    ResponsibilityTeamAssigned, ReturneeEvent, ReturneeRegistered, ReturneeScreened,
 };
 use fangkong_domain::venue::{
     CommitmentSigned, EnforcementAction, EnforcementActionRecorded, VenueClosed, VenueEvent,
@@ -104,14 +103,23 @@ impl Generator {
             venues: vec![],
             people: vec![],
             out: vec![],
-            clock: Utc.with_ymd_and_hms(2020, 1, 23, 1, 0, 0).single().expect("start"),
+            clock: Utc
+                .with_ymd_and_hms(2020, 1, 23, 1, 0, 0)
+                .single()
+                .expect("start"),
             township: Township::default(),
         };
         g.setup();
         g
     }
 
-    fn push(&mut self, stream_id: String, event_type: &str, version: u32, payload: serde_json::Value) {
+    fn push(
+        &mut self,
+        stream_id: String,
+        event_type: &str,
+        version: u32,
+        payload: serde_json::Value,
+    ) {
         self.push_at(stream_id, event_type, version, payload, self.clock);
     }
 
@@ -131,7 +139,11 @@ impl Generator {
     }
 
     fn emit<E: EventCodec>(&mut self, stream_id: String, event: E) {
-        let (t, v, p) = (event.event_type(), event.schema_version(), event.to_payload());
+        let (t, v, p) = (
+            event.event_type(),
+            event.schema_version(),
+            event.to_payload(),
+        );
         self.push(stream_id, t, v, p);
     }
 
@@ -190,12 +202,18 @@ impl Generator {
         let reporting: Vec<Uuid> = self.zones.iter().copied().chain([self.quiet]).collect();
         for zone in reporting {
             let roll = self.rng.below(100);
-            let Some(yesterday) = today.pred_opt() else { continue };
+            let Some(yesterday) = today.pred_opt() else {
+                continue;
+            };
             if roll < 5 {
                 continue; // missing
             }
             let late = roll < 12;
-            let at = if late { morning + Duration::hours(4) } else { morning };
+            let at = if late {
+                morning + Duration::hours(4)
+            } else {
+                morning
+            };
             let zero = zone == self.quiet;
             let report = ReportEvent::from(DailyReportSubmitted {
                 zone_id: ZoneId::from_uuid(zone),
@@ -205,7 +223,11 @@ impl Generator {
                 submitted_by: name("片长"),
                 revision: 1,
             });
-            let (t, v, p) = (report.event_type(), report.schema_version(), report.to_payload());
+            let (t, v, p) = (
+                report.event_type(),
+                report.schema_version(),
+                report.to_payload(),
+            );
             self.push_at(format!("report-{zone}-{yesterday}"), t, v, p, at);
         }
         // A visit of yesterday synced late: amends yesterday's report.
@@ -249,7 +271,8 @@ impl Generator {
         // New returnees: registered, screened, given a team, quarantined.
         for _ in 0..(2 + self.rng.below(4)) {
             let id = Uuid::now_v7();
-            let risk = [RiskLevel::High, RiskLevel::Medium, RiskLevel::Low][self.rng.below(3) as usize];
+            let risk =
+                [RiskLevel::High, RiskLevel::Medium, RiskLevel::Low][self.rng.below(3) as usize];
             let stream = format!("returnee-{id}");
             self.emit(
                 stream.clone(),
@@ -259,7 +282,10 @@ impl Generator {
                     village_id: VillageId::from_uuid(zone),
                     grid_id: GridId::from_uuid(zone),
                     arrival_date: today,
-                    origin: Origin { region: name("武汉"), risk },
+                    origin: Origin {
+                        region: name("武汉"),
+                        risk,
+                    },
                     personal: PersonalData {
                         name: name("张三"),
                         resident_id: ResidentIdNumber::parse("11010519491231002X").expect("id"),
@@ -413,7 +439,11 @@ impl Generator {
                     format!("checkpoint-{post}"),
                     CheckpointEvent::from(CrossingRecorded {
                         date: today,
-                        subject: if vehicle { CrossingSubject::Vehicle } else { CrossingSubject::Person },
+                        subject: if vehicle {
+                            CrossingSubject::Vehicle
+                        } else {
+                            CrossingSubject::Person
+                        },
                         people,
                         plate: None,
                         temperature: Some(temp(36.4)),
@@ -428,7 +458,11 @@ impl Generator {
         // reopened; shops sign commitments.
         if self.rng.chance(20) {
             let id = Uuid::now_v7();
-            let kind = [VenueKind::MahjongParlour, VenueKind::CardRoom, VenueKind::Shop][self.rng.below(3) as usize];
+            let kind = [
+                VenueKind::MahjongParlour,
+                VenueKind::CardRoom,
+                VenueKind::Shop,
+            ][self.rng.below(3) as usize];
             self.emit(
                 format!("venue-{id}"),
                 VenueEvent::from(VenueRegistered {
@@ -441,7 +475,9 @@ impl Generator {
             );
             self.venues.push((id, z, kind, false));
         }
-        let mine: Vec<usize> = (0..self.venues.len()).filter(|i| self.venues[*i].1 == z).collect();
+        let mine: Vec<usize> = (0..self.venues.len())
+            .filter(|i| self.venues[*i].1 == z)
+            .collect();
         for i in mine {
             let (id, _, kind, closed) = self.venues[i];
             if !self.rng.chance(10) {
@@ -449,10 +485,22 @@ impl Generator {
             }
             let stream = format!("venue-{id}");
             if !kind.is_gaming() {
-                self.emit(stream, VenueEvent::from(CommitmentSigned { date: today, signed_by: name("店主") }));
+                self.emit(
+                    stream,
+                    VenueEvent::from(CommitmentSigned {
+                        date: today,
+                        signed_by: name("店主"),
+                    }),
+                );
             } else if !closed {
                 let notice_posted = self.rng.chance(80);
-                self.emit(stream, VenueEvent::from(VenueClosed { date: today, notice_posted }));
+                self.emit(
+                    stream,
+                    VenueEvent::from(VenueClosed {
+                        date: today,
+                        notice_posted,
+                    }),
+                );
                 self.venues[i].3 = true;
             } else if self.rng.chance(50) {
                 self.emit(stream, VenueEvent::from(VenueReopened { date: today }));
@@ -464,7 +512,13 @@ impl Generator {
                     2 => EnforcementAction::OwnersAdmonished { people: count(1) },
                     _ => EnforcementAction::PlayersAdmonished { people: count(4) },
                 };
-                self.emit(stream, VenueEvent::from(EnforcementActionRecorded { date: today, action }));
+                self.emit(
+                    stream,
+                    VenueEvent::from(EnforcementActionRecorded {
+                        date: today,
+                        action,
+                    }),
+                );
             }
         }
         // Banquets dissuaded.
@@ -480,34 +534,71 @@ impl Generator {
                     kind: BanquetKind::Wedding,
                     planned_date: today + Duration::days(3),
                     expected_guests: count(120),
-                    personal: BanquetHost { name: name("王五"), phone: None },
+                    personal: BanquetHost {
+                        name: name("王五"),
+                        phone: None,
+                    },
                 }),
             );
             match self.rng.below(3) {
-                0 => self.emit(stream, BanquetEvent::from(BanquetPostponed { persuaded_on: today, new_date: today + Duration::days(90) })),
-                1 => self.emit(stream, BanquetEvent::from(BanquetCancelled { persuaded_on: today, reason: None })),
-                _ => self.emit(stream, BanquetEvent::from(BanquetScaledDown { persuaded_on: today, guests: count(10) })),
+                0 => self.emit(
+                    stream,
+                    BanquetEvent::from(BanquetPostponed {
+                        persuaded_on: today,
+                        new_date: today + Duration::days(90),
+                    }),
+                ),
+                1 => self.emit(
+                    stream,
+                    BanquetEvent::from(BanquetCancelled {
+                        persuaded_on: today,
+                        reason: None,
+                    }),
+                ),
+                _ => self.emit(
+                    stream,
+                    BanquetEvent::from(BanquetScaledDown {
+                        persuaded_on: today,
+                        guests: count(10),
+                    }),
+                ),
             }
         }
         // Zone activity.
         let activity = format!("activity-{zone}");
         for _ in 0..3 {
-            let channel = PublicityChannel::ALL[self.rng.below(PublicityChannel::ALL.len() as u64) as usize];
+            let channel =
+                PublicityChannel::ALL[self.rng.below(PublicityChannel::ALL.len() as u64) as usize];
             let quantity = count(1 + self.rng.below(50));
             self.emit(
                 activity.clone(),
-                ActivityEvent::from(PublicityRecorded { zone_id, date: today, channel, quantity }),
+                ActivityEvent::from(PublicityRecorded {
+                    zone_id,
+                    date: today,
+                    channel,
+                    quantity,
+                }),
             );
         }
         let persuaded = count(self.rng.below(8));
         self.emit(
             activity.clone(),
-            ActivityEvent::from(PatrolCompleted { zone_id, date: today, patrol_group: name("巡逻队"), persuaded }),
+            ActivityEvent::from(PatrolCompleted {
+                zone_id,
+                date: today,
+                patrol_group: name("巡逻队"),
+                persuaded,
+            }),
         );
         if self.rng.chance(20) {
             self.emit(
                 activity,
-                ActivityEvent::from(GatheringDispersed { zone_id, date: today, people: count(6), location: name("村口") }),
+                ActivityEvent::from(GatheringDispersed {
+                    zone_id,
+                    date: today,
+                    people: count(6),
+                    location: name("村口"),
+                }),
             );
         }
     }
