@@ -26,7 +26,7 @@ use fangkong_store::{category_of, RecordedEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::figures::{Figure, Figures};
+use crate::figures::{DayBook, Figure, Figures};
 
 /// Longest stretch of days one quarantine is allowed to owe visits for in
 /// the board: far beyond any real period (60 days, re-exposures included),
@@ -42,7 +42,7 @@ pub struct Board {
     zones: BTreeMap<Uuid, ZoneBoard>,
     /// The township office's own figures (staff morning checks), which
     /// belong to no zone.
-    office: BTreeMap<NaiveDate, Figures>,
+    office: DayBook,
     people: HashMap<Uuid, Person>,
     venues: HashMap<Uuid, VenuePlace>,
     /// Zone of each checkpoint and banquet.
@@ -55,7 +55,7 @@ pub struct ZoneBoard {
     pub name: String,
     /// The township-local day it was established.
     pub established_on: Option<NaiveDate>,
-    pub days: BTreeMap<NaiveDate, Figures>,
+    pub days: DayBook,
     /// Field events recorded per day: what a zero report must find none of.
     pub events: BTreeMap<NaiveDate, u64>,
     pub under_quarantine: u64,
@@ -63,6 +63,9 @@ pub struct ZoneBoard {
     pub awaiting_referral: u64,
     pub venues_closed: BTreeMap<VenueKind, u64>,
     pub reports: BTreeMap<NaiveDate, ReportRecord>,
+    /// The latest day with a report: later days cannot be amended, and
+    /// most events are for them.
+    pub latest_report: Option<NaiveDate>,
 }
 
 /// The latest submission of one zone's day, and what happened to the day
@@ -116,13 +119,12 @@ impl ZoneBoard {
         if amount == 0 {
             return;
         }
-        self.days.entry(day).or_default().add(figure, amount);
+        self.days.add(day, figure, amount);
         self.amended(day, position);
     }
 
     fn subtract(&mut self, day: NaiveDate, figure: Figure, amount: u64, position: u64) {
-        if let Some(figures) = self.days.get_mut(&day) {
-            figures.subtract(figure, amount);
+        if self.days.subtract(day, figure, amount) {
             self.amended(day, position);
         }
     }
@@ -134,6 +136,9 @@ impl ZoneBoard {
 
     /// A reported day changed after its report: the report is amended.
     fn amended(&mut self, day: NaiveDate, position: u64) {
+        if self.latest_report.is_none_or(|latest| day > latest) {
+            return;
+        }
         if let Some(report) = self.reports.get_mut(&day) {
             if position > report.position && report.last_amended_position != Some(position) {
                 report.amendments += 1;
@@ -144,7 +149,7 @@ impl ZoneBoard {
 
     /// The day's stored figures (derived ones are zero).
     pub fn day(&self, day: NaiveDate) -> Option<&Figures> {
-        self.days.get(&day)
+        self.days.get(day)
     }
 }
 
@@ -167,7 +172,7 @@ impl Board {
         self.zones.get(&zone)
     }
 
-    pub fn office(&self) -> &BTreeMap<NaiveDate, Figures> {
+    pub fn office(&self) -> &DayBook {
         &self.office
     }
 
@@ -183,6 +188,17 @@ impl Board {
     /// Applies the next event of the log. Total: an event it cannot decode
     /// or place changes only the position, never panics.
     pub fn apply(&mut self, event: &RecordedEvent, township: &Township) {
+        self.apply_prepared(event, township, None);
+    }
+
+    /// As `apply`, with the returnee event already decoded by the caller
+    /// (the roster reads the same events: they are decoded once).
+    pub(crate) fn apply_prepared(
+        &mut self,
+        event: &RecordedEvent,
+        township: &Township,
+        returnee: Option<(Uuid, ReturneeEvent)>,
+    ) {
         if event.position <= self.position && self.position != 0 {
             // Already applied (a resumed runtime may read its last page again).
             return;
@@ -207,10 +223,7 @@ impl Board {
                 }
             }
             "returnee" => {
-                if let (Some(id), Ok(e)) = (
-                    entity_id(&event.stream_id),
-                    ReturneeEvent::from_stored_ref(kind, version, payload),
-                ) {
+                if let Some((id, e)) = returnee.or_else(|| decode_returnee(event)) {
                     self.returnee(id, e, day, at);
                 }
             }
@@ -300,10 +313,9 @@ impl Board {
                 if let Ok(StaffEvent::StaffHealthCheckRecorded(e)) =
                     StaffEvent::from_stored_ref(kind, version, payload)
                 {
-                    let figures = self.office.entry(day).or_default();
-                    figures.add(Figure::StaffHealthChecks, 1);
+                    self.office.add(day, Figure::StaffHealthChecks, 1);
                     if e.abnormal {
-                        figures.add(Figure::StaffAbnormal, 1);
+                        self.office.add(day, Figure::StaffAbnormal, 1);
                     }
                 }
             }
@@ -316,7 +328,8 @@ impl Board {
                         .reports
                         .get(&e.date)
                         .map_or(event.recorded_at, |r| r.first_submitted_at);
-                    let as_submitted = zone.days.get(&e.date).cloned().unwrap_or_default();
+                    let as_submitted = zone.days.get(e.date).cloned().unwrap_or_default();
+                    zone.latest_report = zone.latest_report.max(Some(e.date));
                     zone.reports.insert(
                         e.date,
                         ReportRecord {
@@ -542,6 +555,15 @@ fn owe_visits(zone: &mut ZoneBoard, person: &mut Person, last: Option<NaiveDate>
 
 fn next(day: NaiveDate) -> NaiveDate {
     day.succ_opt().unwrap_or(day)
+}
+
+/// A returnee stream's event, decoded, with the returnee's id.
+pub(crate) fn decode_returnee(event: &RecordedEvent) -> Option<(Uuid, ReturneeEvent)> {
+    let id = entity_id(&event.stream_id)?;
+    let decoded =
+        ReturneeEvent::from_stored_ref(&event.event_type, event.schema_version, &event.payload)
+            .ok()?;
+    Some((id, decoded))
 }
 
 /// The id in `category-<uuid>`.

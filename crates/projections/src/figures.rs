@@ -3,8 +3,11 @@
 //! the same code names a dashboard field, a CSV column, an attested figure
 //! of a daily report and a DHIS2 data element mapping.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::{AddAssign, Index, IndexMut};
+use std::ops::{AddAssign, Index, IndexMut, SubAssign};
+
+use chrono::NaiveDate;
 
 use fangkong_domain::{
     CrossingOutcome, PublicityChannel, QuarantineEndReason, RiskLevel, VenueKind,
@@ -212,6 +215,73 @@ impl Figures {
             .filter(|(f, now)| then[*f] != *now)
             .map(|(f, now)| (f, then[f], now))
             .collect()
+    }
+}
+
+impl SubAssign<&Figures> for Figures {
+    fn sub_assign(&mut self, other: &Figures) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0.iter()) {
+            *mine = mine.saturating_sub(*theirs);
+        }
+    }
+}
+
+/// A figure per day, with the running total of all days kept alongside so
+/// "to date" costs the days after the date, not the whole history.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayBook {
+    days: BTreeMap<NaiveDate, Figures>,
+    total: Figures,
+}
+
+impl DayBook {
+    pub fn add(&mut self, day: NaiveDate, figure: Figure, amount: u64) {
+        self.days.entry(day).or_default().add(figure, amount);
+        self.total.add(figure, amount);
+    }
+
+    /// Takes back what `add` put on a day; answers whether the day had it.
+    pub fn subtract(&mut self, day: NaiveDate, figure: Figure, amount: u64) -> bool {
+        let Some(figures) = self.days.get_mut(&day) else {
+            return false;
+        };
+        let taken = figures[figure].min(amount);
+        figures.subtract(figure, taken);
+        self.total.subtract(figure, taken);
+        true
+    }
+
+    pub fn get(&self, day: NaiveDate) -> Option<&Figures> {
+        self.days.get(&day)
+    }
+
+    pub fn days(&self) -> &BTreeMap<NaiveDate, Figures> {
+        &self.days
+    }
+
+    pub fn total(&self) -> &Figures {
+        &self.total
+    }
+
+    /// Every day up to and including `date`, summed: from whichever end
+    /// has fewer days to add.
+    pub fn through(&self, date: NaiveDate) -> Figures {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let half = self.days.len() / 2;
+        let after = self.days.range((Excluded(date), Unbounded));
+        if after.clone().take(half + 1).count() <= half {
+            let mut sum = self.total.clone();
+            for (_, figures) in after {
+                sum -= figures;
+            }
+            sum
+        } else {
+            let mut sum = Figures::default();
+            for (_, figures) in self.days.range(..=date) {
+                sum += figures;
+            }
+            sum
+        }
     }
 }
 

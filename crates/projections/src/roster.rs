@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::NaiveDate;
 use fangkong_domain::returnee::ReturneeEvent;
 use fangkong_domain::schedule::Schedule;
-use fangkong_domain::{EventCodec, RiskLevel, Temperature};
+use fangkong_domain::{RiskLevel, Temperature};
 use fangkong_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -52,20 +52,13 @@ impl QuarantineRoster {
     /// Applies the next event of the log; events of other streams, and
     /// events it cannot decode, change nothing.
     pub fn apply(&mut self, event: &RecordedEvent) {
-        let Some(id) = event
-            .stream_id
-            .strip_prefix("returnee-")
-            .and_then(|id| id.parse::<Uuid>().ok())
-        else {
-            return;
-        };
-        let Ok(decoded) = ReturneeEvent::from_stored(
-            &event.event_type,
-            event.schema_version,
-            event.payload.clone(),
-        ) else {
-            return;
-        };
+        if let Some((id, decoded)) = crate::board::decode_returnee(event) {
+            self.apply_returnee(id, &decoded);
+        }
+    }
+
+    /// Applies a returnee stream's event, already decoded.
+    pub fn apply_returnee(&mut self, id: Uuid, decoded: &ReturneeEvent) {
         match decoded {
             ReturneeEvent::ReturneeRegistered(e) => {
                 self.placements.insert(

@@ -36,8 +36,16 @@ pub struct ReadModels {
 
 impl ReadModels {
     pub fn apply(&mut self, event: &RecordedEvent, township: &Township) {
-        self.board.apply(event, township);
-        self.roster.apply(event);
+        // Most of the log is returnee events: decode each once for both.
+        let returnee = if event.stream_id.starts_with("returnee-") {
+            crate::board::decode_returnee(event)
+        } else {
+            None
+        };
+        if let Some((id, decoded)) = &returnee {
+            self.roster.apply_returnee(*id, decoded);
+        }
+        self.board.apply_prepared(event, township, returnee);
     }
 
     pub fn position(&self) -> u64 {

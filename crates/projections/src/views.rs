@@ -10,7 +10,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::board::{Board, ReportRecord, ZoneBoard};
-use crate::figures::{Figure, Figures};
+use crate::figures::{DayBook, Figure, Figures};
 
 /// When a day's report is due: `days_after` days after it, at `time`,
 /// township time (default: 10:00 the next day).
@@ -287,11 +287,25 @@ impl Reading<'_> {
         figures
     }
 
-    fn sum_through(&self, days: &BTreeMap<NaiveDate, Figures>, date: NaiveDate) -> Figures {
-        let mut sum = Figures::default();
-        for (day, stored) in days.range(..=date) {
-            sum += &self.day_of(Some(stored), *day);
+    /// Every day up to and including `date`, read at the clock.
+    fn sum_through(&self, book: &DayBook, date: NaiveDate) -> Figures {
+        let mut sum = book.through(date);
+        let today = self.clock.today;
+        // Owed visits still open on days before today are missed; today's
+        // are pending; later days' are neither.
+        let open =
+            |f: &Figures| f[Figure::HealthVisitsDue].saturating_sub(f[Figure::HealthVisitsMade]);
+        let mut missed = open(&sum);
+        for (day, figures) in book.days().range(today..=date.max(today)) {
+            if *day > date {
+                break;
+            }
+            missed = missed.saturating_sub(open(figures));
+            if *day == today {
+                sum[Figure::HealthVisitsPending] = open(figures);
+            }
         }
+        sum[Figure::HealthVisitsMissed] = missed;
         sum
     }
 
@@ -343,7 +357,7 @@ impl Reading<'_> {
         } else {
             ReportState::Submitted
         };
-        let now = zone.days.get(&date).cloned().unwrap_or_default();
+        let now = zone.days.get(date).cloned().unwrap_or_default();
         ReportStatus {
             state,
             deadline,
@@ -429,7 +443,7 @@ impl Reading<'_> {
 
     pub fn township_dashboard(&self, board: &Board, date: NaiveDate) -> TownshipDashboard {
         let mut standing = Standing::default();
-        let mut day = self.day_of(board.office().get(&date), date);
+        let mut day = self.day_of(board.office().get(date), date);
         let mut to_date = self.sum_through(board.office(), date);
         let mut zones = Vec::with_capacity(board.zones().len());
         for (id, zone) in board.zones() {
@@ -462,7 +476,7 @@ impl Reading<'_> {
         let mut rows = Vec::new();
         let mut totals = Vec::new();
         for date in from.iter_days().take_while(|d| *d <= to) {
-            let mut total = self.day_of(board.office().get(&date), date);
+            let mut total = self.day_of(board.office().get(date), date);
             for (id, zone) in board.zones() {
                 let Some(report) = self.report_of(zone, date) else {
                     continue;

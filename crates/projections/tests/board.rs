@@ -450,7 +450,14 @@ fn the_township_is_the_sum_of_its_zones_plus_the_office() {
     };
     let township = Township::default();
     let r = reading(&township, "2020-02-10T12:00:00Z");
-    for date in [day("2020-01-24"), day("2020-02-01"), day("2020-02-10")] {
+    for date in [
+        day("2020-01-24"),
+        day("2020-02-01"),
+        day("2020-02-09"),
+        day("2020-02-10"),
+        day("2020-02-11"),
+        day("2020-03-01"),
+    ] {
         let t = r.township_dashboard(&models.board, date);
         for figure in fangkong_projections::Figure::ALL {
             let zones: u64 = models
@@ -467,10 +474,22 @@ fn the_township_is_the_sum_of_its_zones_plus_the_office() {
             let office: u64 = models
                 .board
                 .office()
+                .days()
                 .range(..=date)
                 .map(|(_, f)| f.get(*figure))
                 .sum();
             assert_eq!(t.to_date.get(*figure), zones + office, "{figure} on {date}");
+        }
+        // "To date" (summed from whichever end is shorter, with missed and
+        // pending visits derived) equals adding up every day as read.
+        for z in models.board.zones().keys() {
+            let dashboard = r.zone_dashboard(&models.board, *z, date).expect("zone");
+            let zone = models.board.zone(*z).expect("zone");
+            let mut by_day = fangkong_projections::Figures::default();
+            for (d, stored) in zone.days.days().range(..=date) {
+                by_day += &r.day_of(Some(stored), *d);
+            }
+            assert_eq!(dashboard.to_date, by_day, "zone {z} through {date}");
         }
         assert!(t.to_date.get(Figure::Crossings) > 0);
         assert!(t.to_date.get(Figure::StaffHealthChecks) > 0);

@@ -1,0 +1,124 @@
+//! Replay and read figures of the projections, in process:
+//! `cargo bench -p fangkong-projections --bench replay`.
+//!
+//! Generates a township history of about one million events (the same
+//! generator the tests use), folds it into the read models (board and
+//! roster) and reports events/s; then, with that history loaded, times
+//! zone and township dashboard reads and a week of the county pull, and
+//! reports p50/p99. The first fold is a warm-up; the best of three counts.
+
+#[path = "../tests/support/history.rs"]
+mod history;
+
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use fangkong_domain::Township;
+use fangkong_projections::{Clock, ReadModels, Reading, ReportingRules};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn time_reads(label: &str, n: usize, mut read: impl FnMut(usize)) {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        read(i);
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    println!(
+        "{label:<34} p50 {:>8.1} µs   p99 {:>8.1} µs   max {:>8.1} µs   ({n} reads)",
+        percentile(&samples, 0.50).as_secs_f64() * 1e6,
+        percentile(&samples, 0.99).as_secs_f64() * 1e6,
+        samples.last().copied().unwrap_or_default().as_secs_f64() * 1e6,
+    );
+}
+
+fn main() {
+    let target: usize = std::env::var("FANGKONG_BENCH_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let started = Instant::now();
+    let generator = history::Generator::new(42, 10);
+    let events = history::recorded(generator.run(target));
+    println!(
+        "generated {} events in {:.1}s",
+        events.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let township = Township::default();
+
+    let mut best = f64::MAX;
+    let mut models = ReadModels::default();
+    for round in 0..4 {
+        let mut fresh = ReadModels::default();
+        let started = Instant::now();
+        for event in &events {
+            fresh.apply(event, &township);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        if round > 0 {
+            best = best.min(seconds);
+        }
+        println!(
+            "replay round {round}: {:.0} events/s{}",
+            events.len() as f64 / seconds,
+            if round == 0 { " (warm-up)" } else { "" }
+        );
+        models = fresh;
+    }
+    println!(
+        "replay best: {:.0} events/s over {} events (target >= 1,000,000)",
+        events.len() as f64 / best,
+        events.len()
+    );
+
+    let started = Instant::now();
+    let state = models.to_state().expect("state renders");
+    let saved = started.elapsed();
+    let started = Instant::now();
+    let resumed = ReadModels::from_state(&state).expect("state reads");
+    println!(
+        "saved state: {:.1} MB, written in {:.0} ms, read back in {:.0} ms",
+        state.len() as f64 / 1e6,
+        saved.as_secs_f64() * 1e3,
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    assert!(resumed == models);
+
+    let now = models.board.recorded_at().expect("events");
+    let reading = Reading {
+        township: &township,
+        rules: ReportingRules::default(),
+        clock: Clock::at(now, &township),
+    };
+    let zones: Vec<_> = models.board.zones().keys().copied().collect();
+    let first: NaiveDate = "2020-01-23".parse().expect("date");
+    let days = (reading.clock.today - first).num_days().max(1) as usize;
+    println!("history spans {days} days, {} zones", zones.len());
+    time_reads("zone dashboard (random day)", 20_000, |i| {
+        let date = first + chrono::Duration::days((i * 7919 % days) as i64);
+        std::hint::black_box(reading.zone_dashboard(&models.board, zones[i % zones.len()], date));
+    });
+    time_reads("zone dashboard (today)", 20_000, |i| {
+        std::hint::black_box(reading.zone_dashboard(
+            &models.board,
+            zones[i % zones.len()],
+            reading.clock.today,
+        ));
+    });
+    time_reads("township dashboard (today)", 5_000, |_| {
+        std::hint::black_box(reading.township_dashboard(&models.board, reading.clock.today));
+    });
+    time_reads("county pull, 7 days", 2_000, |_| {
+        std::hint::black_box(reading.daily(
+            &models.board,
+            reading.clock.today - chrono::Duration::days(6),
+            reading.clock.today,
+        ));
+    });
+}
