@@ -988,6 +988,59 @@ async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
         .ok();
     assert_eq!(missing["submitted"], false);
     assert!(missing["recorded_activity"].as_u64().is_some_and(|n| n > 0));
+    assert_eq!(missing["status"]["state"], "missing");
+
+    // The county pull over the demo's reported days: every zone expected
+    // every day; one day missing, one late, one zero report.
+    let pull = s
+        .get(&format!(
+            "/v1/reports/daily?from={}&to={}&min_position={head}",
+            days_ago(21),
+            days_ago(2)
+        ))
+        .await
+        .ok();
+    let sum = |key: &str| -> u64 {
+        pull["totals"]
+            .as_array()
+            .expect("totals")
+            .iter()
+            .map(|t| t["completeness"][key].as_u64().expect("count"))
+            .sum()
+    };
+    assert_eq!(sum("expected"), 80);
+    assert_eq!(sum("submitted"), 79);
+    assert_eq!(sum("missing"), 1);
+    assert_eq!(sum("late"), 1);
+    assert_eq!(sum("zero_reports"), 1);
+    let dashboard = s
+        .get(&format!("/v1/dashboard?date={}", days_ago(8)))
+        .await
+        .ok();
+    assert!(dashboard["to_date"]["returnees_registered"].as_u64() > Some(100));
+    assert!(dashboard["to_date"]["crossings_turned_back"].as_u64() > Some(0));
+    assert!(dashboard["to_date"]["venues_closed"].as_u64() > Some(0));
+    assert!(dashboard["to_date"]["banquets_postponed"].as_u64() > Some(0));
+    assert!(dashboard["to_date"]["staff_health_checks"].as_u64() > Some(0));
+    assert!(dashboard["standing"]["under_quarantine"].as_u64() > Some(20));
+    // The demo's DHIS2 mapping exports every submitted report.
+    let set = s
+        .get(&format!(
+            "/v1/reports/daily?from={}&to={}&format=dhis2",
+            days_ago(21),
+            days_ago(2)
+        ))
+        .await
+        .ok();
+    assert_eq!(
+        set["completeDataSetRegistrations"].as_array().map(Vec::len),
+        Some(79)
+    );
+    assert_eq!(
+        set["dataValues"].as_array().map(Vec::len),
+        Some(80 * 61),
+        "every figure of every zone and day"
+    );
 }
 
 /// The township-local date `n` days before today, as the demo counts.

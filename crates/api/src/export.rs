@@ -227,6 +227,19 @@ mod tests {
     }
 
     #[test]
+    fn the_example_mapping_maps_every_figure() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../config/dhis2-mapping.example.json");
+        let mapping = Dhis2Mapping::load(&path).expect("the example loads");
+        for figure in Figure::ALL {
+            assert!(
+                mapping.data_elements.contains_key(figure.code()),
+                "{figure} is not in the example"
+            );
+        }
+    }
+
+    #[test]
     fn a_mapping_with_an_unknown_figure_is_refused() {
         let mapping = Dhis2Mapping {
             data_set: "ds".into(),

@@ -78,9 +78,13 @@ pub struct ReportRecord {
     pub attested: BTreeMap<String, u64>,
     /// Log position of the submission.
     pub position: u64,
-    /// When the first revision was recorded: whether the day was reported
-    /// on time never changes after it.
+    /// When the leader submitted the first revision (its `occurred_at`: a
+    /// report made offline before the deadline and synced after it was on
+    /// time). Whether the day was reported on time never changes after it.
     pub first_submitted_at: DateTime<Utc>,
+    /// When the server recorded the first revision.
+    pub first_recorded_at: DateTime<Utc>,
+    /// When the latest revision was submitted.
     pub submitted_at: DateTime<Utc>,
     /// The day's figures as the board held them when the report was
     /// recorded, so an amendment can say what changed.
@@ -324,10 +328,13 @@ impl Board {
                     ReportEvent::from_stored_ref(kind, version, payload)
                 {
                     let zone = self.zones.entry(e.zone_id.as_uuid()).or_default();
-                    let first_submitted_at = zone
+                    let submitted_at = occurred_at(event);
+                    let (first_submitted_at, first_recorded_at) = zone
                         .reports
                         .get(&e.date)
-                        .map_or(event.recorded_at, |r| r.first_submitted_at);
+                        .map_or((submitted_at, event.recorded_at), |r| {
+                            (r.first_submitted_at, r.first_recorded_at)
+                        });
                     let as_submitted = zone.days.get(e.date).cloned().unwrap_or_default();
                     zone.latest_report = zone.latest_report.max(Some(e.date));
                     zone.reports.insert(
@@ -338,7 +345,8 @@ impl Board {
                             attested: e.figures,
                             position: at,
                             first_submitted_at,
-                            submitted_at: event.recorded_at,
+                            first_recorded_at,
+                            submitted_at,
                             as_submitted,
                             amendments: 0,
                             last_amended_position: None,

@@ -107,7 +107,7 @@ pub enum ReportState {
     Submitted,
     /// Submitted on time as a zero report (零报告).
     Zero,
-    /// First submitted after the deadline.
+    /// First submitted (in the field) after the deadline.
     Late,
     /// Events for the day were recorded after the latest submission.
     Amended,
@@ -131,7 +131,11 @@ pub struct ReportStatus {
     pub amended: bool,
     /// 0 when never submitted.
     pub revision: u32,
+    /// When the first revision was submitted in the field (`occurred_at`):
+    /// what `late` is judged by.
     pub first_submitted_at: Option<DateTime<Utc>>,
+    /// When the server recorded it (later than the above after an offline sync).
+    pub first_recorded_at: Option<DateTime<Utc>>,
     pub submitted_at: Option<DateTime<Utc>>,
     /// Figures as the leader attested them.
     pub attested: BTreeMap<String, u64>,
@@ -330,6 +334,7 @@ impl Reading<'_> {
                 amended: false,
                 revision: 0,
                 first_submitted_at: None,
+                first_recorded_at: None,
                 submitted_at: None,
                 attested: BTreeMap::new(),
                 amendments: 0,
@@ -367,6 +372,7 @@ impl Reading<'_> {
             amended,
             revision: record.revision,
             first_submitted_at: Some(record.first_submitted_at),
+            first_recorded_at: Some(record.first_recorded_at),
             submitted_at: Some(record.submitted_at),
             attested: record.attested.clone(),
             amendments: record.amendments,

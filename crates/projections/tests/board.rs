@@ -254,6 +254,7 @@ fn report_states_follow_the_deadline_and_later_events() {
     let silent = zone(&mut log, "未报");
     let zero = zone(&mut log, "零报");
     let amended = zone(&mut log, "补录");
+    let offline = zone(&mut log, "离线");
     let person = quarantined(&mut log, amended, "2020-01-25");
     quarantined(&mut log, on_time, "2020-01-25");
     quarantined(&mut log, late, "2020-01-25");
@@ -290,6 +291,20 @@ fn report_states_follow_the_deadline_and_later_events() {
         1,
         "2020-01-26T01:00:00Z",
     );
+    // Made offline at 09:00 Beijing time, synced at 13:00: on time.
+    log.record(
+        format!("report-{offline}-2020-01-25"),
+        ReportEvent::from(DailyReportSubmitted {
+            zone_id: ZoneId::from_uuid(offline),
+            date: day("2020-01-25"),
+            zero_report: true,
+            figures: Default::default(),
+            submitted_by: Name::parse("片长").expect("name"),
+            revision: 1,
+        }),
+        "2020-01-26T01:00:00Z",
+        "2020-01-26T05:00:00Z",
+    );
     // A visit made on the 25th, synced after the report.
     visit(&mut log, person, "2020-01-25", "2020-01-26T04:00:00Z");
     let models = log.fold();
@@ -309,6 +324,15 @@ fn report_states_follow_the_deadline_and_later_events() {
     assert_eq!(state(&after, silent), Some(ReportState::Missing));
     assert_eq!(state(&after, zero), Some(ReportState::Zero));
     assert_eq!(state(&after, amended), Some(ReportState::Amended));
+    assert_eq!(state(&after, offline), Some(ReportState::Zero));
+    let synced = after
+        .zone_dashboard(&models.board, offline, day("2020-01-25"))
+        .and_then(|d| d.report)
+        .expect("report");
+    assert_eq!(
+        synced.first_recorded_at,
+        Some(instant("2020-01-26T05:00:00Z"))
+    );
     let status = after
         .zone_dashboard(&models.board, amended, day("2020-01-25"))
         .and_then(|d| d.report)
@@ -337,10 +361,10 @@ fn report_states_follow_the_deadline_and_later_events() {
     let c = after.completeness(&models.board, day("2020-01-25"));
     assert_eq!(
         (c.expected, c.submitted, c.on_time, c.late, c.missing),
-        (5, 4, 3, 1, 1)
+        (6, 5, 4, 1, 1)
     );
-    assert_eq!((c.zero_reports, c.amended), (1, 1));
-    assert!((c.reporting_rate - 0.8).abs() < 1e-9);
+    assert_eq!((c.zero_reports, c.amended), (2, 1));
+    assert!((c.reporting_rate - 5.0 / 6.0).abs() < 1e-9);
 
     // A resubmission attests the day again: no longer amended, still late
     // if the first one was.
