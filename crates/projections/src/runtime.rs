@@ -25,6 +25,8 @@ const PAGE: usize = 1_000;
 /// As-of boards kept, so an auditor paging through one moment, or walking
 /// forward through several, does not replay from the start each time.
 const AS_OF_KEPT: usize = 4;
+/// As-of rebuilds running at once.
+const AS_OF_AT_ONCE: usize = 2;
 
 /// Every read model, updated together so a reader never sees one ahead of
 /// another.
@@ -135,6 +137,9 @@ pub struct Projector {
     position: watch::Receiver<u64>,
     resumed_from: watch::Receiver<Option<u64>>,
     as_of: Arc<Mutex<VecDeque<Arc<ReadModels>>>>,
+    /// As-of rebuilds replay the log: a few at a time, so a burst of them
+    /// queues instead of starving the service.
+    rebuilds: Arc<tokio::sync::Semaphore>,
 }
 
 impl Projector {
@@ -151,6 +156,7 @@ impl Projector {
             position,
             resumed_from,
             as_of: Arc::new(Mutex::new(VecDeque::new())),
+            rebuilds: Arc::new(tokio::sync::Semaphore::new(AS_OF_AT_ONCE)),
         };
         let runner = projector.clone();
         tokio::spawn(async move {
@@ -328,6 +334,11 @@ impl Projector {
                 wanted: position,
             });
         }
+        let _turn = self
+            .rebuilds
+            .acquire()
+            .await
+            .map_err(|_| ProjectorError::Store(StoreError::Closed))?;
         let start = {
             let kept = self.as_of.lock().map_err(|_| poisoned())?;
             if let Some(hit) = kept.iter().find(|m| m.position() == position) {
