@@ -599,9 +599,14 @@ async fn two_concurrent_writes_to_one_entity_both_land(s: &Server) {
 }
 
 async fn an_auditor_follows_verifies_and_proves_the_log(s: &Server) {
+    // What the log held before (the harness's own token): positions below
+    // are counted from there.
+    let base = s.get("/v1/audit/head").await.ok()["position"]
+        .as_u64()
+        .expect("position");
     let (zone, village, grid) = geography(s).await;
     let kept = s.get("/v1/audit/head").await.ok();
-    assert_eq!(kept["position"], 3);
+    assert_eq!(kept["position"], base + 3);
     s.post("/v1/returnees", registration(&zone, &village, &grid))
         .await
         .ok();
@@ -611,56 +616,118 @@ async fn an_auditor_follows_verifies_and_proves_the_log(s: &Server) {
     )
     .await
     .ok();
+    let auditor = support::create_token(&s.db, "auditor", &[], "county audit office");
+    let as_auditor = |path: &str| s.client.get(s.url(path)).bearer_auth(&auditor);
 
-    let page = s.get("/v1/events?limit=2").await.ok();
+    let page = s
+        .send_raw(as_auditor(&format!("/v1/events?limit=2&cursor={base}")))
+        .await
+        .ok();
     assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
     let next = page["next_cursor"]
         .as_str()
         .expect("more to read")
         .to_owned();
-    let rest = s.get(&format!("/v1/events?cursor={next}")).await.ok();
-    assert_eq!(rest["items"].as_array().map(Vec::len), Some(3));
-    assert_eq!(rest["items"][0]["position"], 3);
-    let returnees = s.get("/v1/events?category=returnee").await.ok();
-    assert_eq!(returnees["items"][0]["type"], "ReturneeRegistered");
+    let rest = s
+        .send_raw(as_auditor(&format!("/v1/events?cursor={next}")))
+        .await
+        .ok();
+    // Three of ours, and the auditor's own token after them.
+    assert_eq!(rest["items"].as_array().map(Vec::len), Some(4));
+    assert_eq!(rest["items"][0]["position"], base + 3);
+    let returnees = s
+        .send_raw(as_auditor("/v1/events?category=returnee"))
+        .await
+        .ok();
+    let registered = &returnees["items"][0];
+    assert_eq!(registered["type"], "ReturneeRegistered");
+    // An auditor sees the fact, not the person.
+    assert_eq!(registered["data"]["personal"]["name"], "张*");
+    assert_eq!(
+        registered["data"]["personal"]["resident_id"],
+        "110105********002X"
+    );
+    assert_eq!(registered["data"]["personal"]["phone"], "138****5678");
+    assert_eq!(registered["data"]["personal"]["address"], "***");
+    assert_eq!(registered["metadata"]["actor"]["name"], "test harness");
+    assert_eq!(registered["metadata"]["actor"]["role"], "admin");
+    let full = s.get("/v1/events?category=returnee").await.ok();
+    assert_eq!(
+        full["items"][0]["data"]["personal"]["name"], "张三",
+        "admin sees it all"
+    );
     let typed = s.get("/v1/events?type=PublicityRecorded").await.ok();
     assert_eq!(typed["items"].as_array().map(Vec::len), Some(1));
+    // A time range: nothing recorded after now; everything before.
+    let recorded_at = typed["items"][0]["recorded_at"]
+        .as_str()
+        .expect("time")
+        .to_owned();
+    let before = s
+        .get(&format!(
+            "/v1/events?until={}",
+            recorded_at.replace('+', "%2B")
+        ))
+        .await
+        .ok();
+    assert_eq!(
+        before["items"].as_array().map(Vec::len),
+        Some(base as usize + 4),
+        "everything recorded before the publicity"
+    );
+    let since = s
+        .get(&format!(
+            "/v1/events?since={}&type=PublicityRecorded",
+            recorded_at.replace('+', "%2B")
+        ))
+        .await
+        .ok();
+    assert_eq!(since["items"].as_array().map(Vec::len), Some(1));
+    s.get("/v1/events?since=yesterday")
+        .await
+        .problem(422, "invalid_fields");
 
-    let verified = s.get("/v1/audit/verify").await.ok();
+    let verified = s.send_raw(as_auditor("/v1/audit/verify")).await.ok();
     assert_eq!(
         (verified["intact"].as_bool(), verified["checked"].as_u64()),
-        (Some(true), Some(5))
+        (Some(true), Some(base + 6))
     );
     let proof = s
         .get(&format!(
-            "/v1/audit/proof?position=3&hash={}",
+            "/v1/audit/proof?position={}&hash={}",
+            base + 3,
             kept["hash"].as_str().expect("hash")
         ))
         .await
         .ok();
     assert_eq!(proof["extends"], true);
-    assert_eq!(proof["head_position"], 5);
+    assert_eq!(proof["head_position"], base + 6);
     let forged = s
         .get(&format!(
-            "/v1/audit/proof?position=3&hash={}",
+            "/v1/audit/proof?position={}&hash={}",
+            base + 3,
             "0".repeat(64)
         ))
         .await
         .ok();
     assert_eq!(forged["extends"], false);
-    s.get("/v1/audit/proof?position=3&hash=xyz")
+    s.get(&format!("/v1/audit/proof?position={}&hash=xyz", base + 3))
         .await
         .problem(422, "invalid_fields");
 
-    s.db.execute_raw(r#"UPDATE events SET payload = '{"quantity":5000}' WHERE position = 5"#)
-        .await
-        .expect("tamper with plain SQL");
+    s.db.execute_raw(&format!(
+        r#"UPDATE events SET payload = '{{"quantity":5000}}' WHERE position = {}"#,
+        base + 5
+    ))
+    .await
+    .expect("tamper with plain SQL");
     let verified = s.get("/v1/audit/verify").await.ok();
     assert_eq!(verified["intact"], false);
-    assert_eq!(verified["first_break"]["position"], 5);
+    assert_eq!(verified["first_break"]["position"], base + 5);
     let proof = s
         .get(&format!(
-            "/v1/audit/proof?position=3&hash={}",
+            "/v1/audit/proof?position={}&hash={}",
+            base + 3,
             kept["hash"].as_str().expect("hash")
         ))
         .await

@@ -18,6 +18,31 @@ pub struct Server {
     /// Shared so a test can stop the server and start another on the same
     /// database.
     pub db: Arc<TestDb>,
+    /// An admin token every helper request carries.
+    pub token: String,
+    /// Tokens the server printed when it started (a new store's first).
+    pub printed_tokens: Vec<String>,
+}
+
+/// `fangkong token create` on the database: the token it prints.
+pub fn create_token(db: &TestDb, role: &str, zones: &[&str], name: &str) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fangkong"));
+    command
+        .args(["token", "create", "--role", role, "--name", name])
+        .env("FANGKONG_DATABASE_URL", db.url());
+    for zone in zones {
+        command.args(["--zone", zone]);
+    }
+    let out = command.output().expect("fangkong token create runs");
+    assert!(
+        out.status.success(),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
 }
 
 impl Server {
@@ -40,7 +65,24 @@ impl Server {
         )
     }
 
+    /// Starts on a database as it is: no token is made first, so a new
+    /// store prints its first token(s), which become `token`.
+    pub fn start_fresh(db: Arc<TestDb>, extra: &[&str]) -> Server {
+        Self::spawn_with(db, extra, &[("RUST_LOG", "warn")], Stdio::inherit(), None)
+    }
+
     fn spawn(db: Arc<TestDb>, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
+        let token = create_token(&db, "admin", &[], "test harness");
+        Self::spawn_with(db, extra, env, stderr, Some(token))
+    }
+
+    fn spawn_with(
+        db: Arc<TestDb>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+        token: Option<String>,
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fangkong"))
             .arg("serve")
             .args(["--bind", "127.0.0.1:0", "--workers", "2"])
@@ -53,6 +95,7 @@ impl Server {
             .expect("the fangkong binary starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut printed_tokens = vec![];
         let base = loop {
             let line = lines
                 .next()
@@ -61,7 +104,13 @@ impl Server {
             if let Some(addr) = line.strip_prefix("listening on ") {
                 break addr.trim().to_owned();
             }
+            if let Some((_, token)) = line.split_once("): ") {
+                printed_tokens.push(token.trim().to_owned());
+            }
         };
+        let token = token
+            .or_else(|| printed_tokens.first().cloned())
+            .unwrap_or_default();
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Server {
@@ -72,6 +121,8 @@ impl Server {
                 .expect("client"),
             child,
             db,
+            token,
+            printed_tokens,
         }
     }
 
@@ -92,7 +143,13 @@ impl Server {
         self.send(self.client.get(self.url(path))).await
     }
 
+    /// Sends with the admin token.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        self.send_raw(request.bearer_auth(&self.token)).await
+    }
+
+    /// Sends as given: no token added.
+    pub async fn send_raw(&self, request: reqwest::RequestBuilder) -> Reply {
         let response = request.send().await.expect("the server answers");
         let status = response.status().as_u16();
         let headers = response.headers().clone();

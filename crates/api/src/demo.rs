@@ -586,19 +586,25 @@ fn build(township: fangkong_domain::Township, first_day: NaiveDate) -> Script {
     s
 }
 
-/// The demo township in a county DHIS2: every figure a data element and
-/// every zone an org unit, with ids in DHIS2's shape (a letter, then ten
-/// letters or digits).
-pub fn dhis2_mapping() -> crate::export::Dhis2Mapping {
+/// The demo zones' ids, in the order they are established (一片区 first).
+pub fn zone_ids() -> Vec<Uuid> {
     let script = build(
         fangkong_domain::Township::default(),
         NaiveDate::from_ymd_opt(2020, 1, 20).unwrap_or_default(),
     );
-    let zones = script
+    script
         .commands
         .iter()
         .filter(|c| c.method == "POST" && c.path == "/v1/zones")
-        .filter_map(|c| c.body.get("zone_id")?.as_str()?.parse::<Uuid>().ok());
+        .filter_map(|c| c.body.get("zone_id")?.as_str()?.parse::<Uuid>().ok())
+        .collect()
+}
+
+/// The demo township in a county DHIS2: every figure a data element and
+/// every zone an org unit, with ids in DHIS2's shape (a letter, then ten
+/// letters or digits).
+pub fn dhis2_mapping() -> crate::export::Dhis2Mapping {
+    let zones = zone_ids().into_iter();
     crate::export::Dhis2Mapping {
         data_set: "FkDailyRep1".into(),
         data_elements: fangkong_projections::Figure::ALL

@@ -110,6 +110,8 @@ pub struct WriteHeaders {
     pub if_match: Option<u64>,
     pub correlation_id: Option<String>,
     pub request_id: String,
+    /// Who writes; `None` only for the service's own writes (the demo).
+    pub caller: Option<crate::access::Caller>,
 }
 
 impl WriteHeaders {
@@ -149,11 +151,13 @@ impl WriteHeaders {
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let caller = req.extensions().get::<crate::access::Caller>().cloned();
         Ok(WriteHeaders {
             idempotency_key,
             if_match,
             correlation_id,
             request_id,
+            caller,
         })
     }
 }

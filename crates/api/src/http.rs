@@ -63,7 +63,37 @@ pub fn app(
             "no such route; the contract is at /openapi.json".into(),
         ))
     }))
+    .wrap(from_fn(crate::access::guard))
+    .wrap(cors(&state.settings.cors_origins))
     .wrap(from_fn(observe))
+}
+
+/// Browsers may call from the configured origins only; preflights are
+/// answered here, before any token is asked for.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "DELETE"])
+        .allowed_headers([
+            "Authorization",
+            "Content-Type",
+            "If-Match",
+            "Idempotency-Key",
+            "X-Correlation-Id",
+            "X-Request-Id",
+            "Last-Event-ID",
+        ])
+        .expose_headers([
+            "ETag",
+            "X-Request-Id",
+            "X-Projection-Position",
+            "X-Projection-Wanted",
+            "Retry-After",
+        ])
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
 }
 
 /// Gives every request an id, times it, counts it by matched route, and

@@ -2,6 +2,7 @@
 //! problem+json errors, idempotent retries, conditional writes, and the
 //! OpenAPI contract generated from the same registrations that route.
 
+pub mod access;
 pub mod demo;
 pub mod export;
 pub mod extract;
@@ -27,6 +28,8 @@ pub struct Settings {
     /// Our figures and zones in the county's DHIS2, when configured.
     pub dhis2: Option<std::sync::Arc<export::Dhis2Mapping>>,
     pub projector: fangkong_projections::ProjectorOptions,
+    /// Browser origins allowed to call the API (CORS); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 /// What every handler shares.
@@ -36,6 +39,9 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     pub projector: fangkong_projections::Projector,
     pub settings: Settings,
+    pub failed_auth: access::FailedAuth,
+    /// Flipped when the server begins to shut down: live feeds end.
+    pub shutdown: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -51,6 +57,8 @@ impl AppState {
             commands: Commands::new(store, township, metrics.clone()),
             metrics,
             settings,
+            failed_auth: access::FailedAuth::default(),
+            shutdown: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 
@@ -67,7 +75,11 @@ impl AppState {
             event in one append-only, hash-chained log.\n\n\
             Writes answer `{id, version, position, events}`. Send `Idempotency-Key` to make a \
             write safe to retry, `If-Match: \"<version>\"` to make it conditional. Errors are \
-            `application/problem+json` with a stable `code`.",
+            `application/problem+json` with a stable `code`.\n\n\
+            Every route but health, readiness, metrics and the contract takes \
+            `Authorization: Bearer <token>`; roles: `admin`, `zone_worker` (its zones), \
+            `county` (figures only), `auditor` (the log, verification, as-of reads; personal \
+            data masked). 401 without a valid token, 403 outside the role, 404 outside the zone.",
         license(name = "Apache-2.0")
     ),
     tags(
@@ -81,6 +93,7 @@ impl AppState {
         (name = "dashboards", description = "Zone and township dashboards, and the county's daily pull (JSON, CSV, DHIS2)"),
         (name = "batches", description = "Many commands in one call, for offline sync"),
         (name = "audit", description = "The global log, the chain head, verification and proofs"),
+        (name = "tokens", description = "API tokens (admin): issue, list, revoke"),
         (name = "system", description = "Health, readiness, metrics")
     )
 )]
@@ -100,6 +113,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .configure(routes::reports::configure)
             .configure(routes::roster::configure)
             .configure(routes::dashboards::configure)
+            .configure(routes::tokens::configure)
             .configure(routes::audit::configure)
             .configure(routes::batches::configure),
     )

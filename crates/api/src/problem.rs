@@ -45,6 +45,12 @@ pub enum ApiError {
     #[error("{} invalid field(s)", .0.len())]
     Invalid(Vec<FieldError>),
     #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("too many failed authentications from this address; retry in {retry_after} s")]
+    TooManyFailedAttempts { retry_after: u64 },
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Rule(DomainError),
@@ -82,6 +88,9 @@ impl ApiError {
         match self {
             ApiError::Malformed(_) => "malformed_json".into(),
             ApiError::Invalid(_) => "invalid_fields".into(),
+            ApiError::Unauthenticated(_) => "unauthenticated".into(),
+            ApiError::Forbidden(_) => "forbidden".into(),
+            ApiError::TooManyFailedAttempts { .. } => "too_many_failed_attempts".into(),
             ApiError::NotFound(_) => "not_found".into(),
             ApiError::Rule(rule) => rule.code().into(),
             ApiError::ConcurrentWrite(_) => "concurrent_write".into(),
@@ -100,6 +109,9 @@ impl ApiError {
         match self {
             ApiError::Malformed(_) => "Malformed request",
             ApiError::Invalid(_) | ApiError::IdempotencyKeyReused(_) => "Invalid request",
+            ApiError::Unauthenticated(_) => "Authentication required",
+            ApiError::Forbidden(_) => "Not allowed for this role",
+            ApiError::TooManyFailedAttempts { .. } => "Too many failed attempts",
             ApiError::NotFound(_) => "Not found",
             ApiError::Rule(_) | ApiError::ConcurrentWrite(_) => "Conflict with the current state",
             ApiError::Unmet { .. } => "Cannot be answered as configured",
@@ -167,6 +179,9 @@ impl ResponseError for ApiError {
             ApiError::Invalid(_) | ApiError::IdempotencyKeyReused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyFailedAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Rule(_) | ApiError::ConcurrentWrite(_) | ApiError::Unmet { .. } => {
                 StatusCode::CONFLICT
@@ -182,8 +197,17 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
-        if matches!(self, ApiError::Unavailable) {
-            response.insert_header((header::RETRY_AFTER, "2"));
+        match self {
+            ApiError::Unavailable => {
+                response.insert_header((header::RETRY_AFTER, "2"));
+            }
+            ApiError::TooManyFailedAttempts { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            ApiError::Unauthenticated(_) => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            _ => {}
         }
         response.json(self.problem())
     }

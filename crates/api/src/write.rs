@@ -199,11 +199,18 @@ impl Commands {
         body_hash: [u8; 32],
         occurred_at: Option<DateTime<Utc>>,
         command: A::Command,
+        authorize: impl Fn(&A, &A::Command) -> Result<(), ApiError>,
     ) -> Result<Written, ApiError>
     where
         A: Aggregate + Send + Sync + 'static,
     {
         let request_hash = request_hash(target, &body_hash);
+        if headers.caller.is_some() {
+            // Checked before a replay too: a key must not reveal another
+            // zone's answer.
+            let loaded = self.load::<A>(&target.stream_id).await?;
+            authorize(&loaded.state, &command)?;
+        }
         if let Some(key) = &headers.idempotency_key {
             if let Some(answer) = self.earlier_answer(target, key, &request_hash).await? {
                 return Ok(answer);
@@ -214,6 +221,7 @@ impl Commands {
         let mut retried = false;
         loop {
             let loaded = self.load::<A>(&target.stream_id).await?;
+            authorize(&loaded.state, &command)?;
             if let Some(expected) = headers.if_match {
                 if expected != loaded.version {
                     return Err(ApiError::PreconditionFailed {
@@ -238,6 +246,10 @@ impl Commands {
                 "correlation_id": headers.correlation_id,
                 "idempotency_key": headers.idempotency_key,
                 "request_hash": hex::encode(request_hash),
+                "actor": headers.caller.as_ref().map_or_else(
+                    || serde_json::json!({"name": "fangkong", "role": "system"}),
+                    crate::access::Caller::actor,
+                ),
             });
             let new_events: Vec<NewEvent> = events
                 .iter()

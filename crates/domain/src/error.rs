@@ -15,6 +15,16 @@ pub enum DomainError {
         today: LocalDate,
     },
 
+    // API tokens
+    #[error("the token is already issued")]
+    TokenAlreadyIssued,
+    #[error("no such token")]
+    TokenNotIssued,
+    #[error("the token is already revoked")]
+    TokenAlreadyRevoked,
+    #[error("a zone worker's token needs at least one zone; other roles take none")]
+    TokenZonesMismatch,
+
     // Zones
     #[error("the zone is already established")]
     ZoneAlreadyEstablished,
@@ -127,6 +137,10 @@ impl DomainError {
         match self {
             InvalidValue { .. } => "invalid_value",
             FutureDate { .. } => "future_date",
+            TokenAlreadyIssued => "token_already_issued",
+            TokenNotIssued => "token_not_issued",
+            TokenAlreadyRevoked => "token_already_revoked",
+            TokenZonesMismatch => "token_zones_mismatch",
             ZoneAlreadyEstablished => "zone_already_established",
             ZoneNotEstablished => "zone_not_established",
             VillageNameTaken { .. } => "village_name_taken",
@@ -178,6 +192,7 @@ impl DomainError {
         matches!(
             self,
             DomainError::ZoneNotEstablished
+                | DomainError::TokenNotIssued
                 | DomainError::ReturneeNotRegistered
                 | DomainError::CheckpointNotEstablished
                 | DomainError::VenueNotRegistered

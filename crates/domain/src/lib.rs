@@ -11,6 +11,7 @@ mod codec;
 pub mod error;
 pub mod values;
 
+pub mod access;
 pub mod activity;
 pub mod banquet;
 pub mod checkpoint;

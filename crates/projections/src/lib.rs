@@ -14,10 +14,12 @@ pub mod board;
 pub mod figures;
 pub mod roster;
 pub mod runtime;
+pub mod tokens;
 pub mod views;
 
 pub use board::Board;
 pub use figures::{Figure, Figures};
 pub use roster::{QuarantineRoster, RosterEntry};
 pub use runtime::{Projector, ProjectorError, ProjectorOptions, ReadModels};
+pub use tokens::{TokenEntry, TokenRegistry};
 pub use views::{Clock, Reading, ReportState, ReportingRules};

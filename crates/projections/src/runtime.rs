@@ -19,7 +19,7 @@ use crate::{Board, QuarantineRoster};
 pub const CHECKPOINT_NAME: &str = "read-models";
 /// Bumped whenever the shape or meaning of the saved state changes: a
 /// state in another format is never resumed, the log is replayed instead.
-pub const STATE_FORMAT: u32 = 1;
+pub const STATE_FORMAT: u32 = 2;
 /// Events read per page while replaying.
 const PAGE: usize = 1_000;
 /// As-of boards kept, so an auditor paging through one moment, or walking
@@ -34,6 +34,7 @@ const AS_OF_AT_ONCE: usize = 2;
 pub struct ReadModels {
     pub board: Board,
     pub roster: QuarantineRoster,
+    pub tokens: crate::TokenRegistry,
 }
 
 impl ReadModels {
@@ -48,6 +49,7 @@ impl ReadModels {
             self.roster.apply_returnee(*id, decoded);
         }
         self.board.apply_prepared(event, township, returnee);
+        self.tokens.apply(event);
     }
 
     pub fn position(&self) -> u64 {

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 mod rebuild;
 mod serve;
+mod tokens;
+
+use fangkong_domain::access::Role;
 
 use clap::{Parser, Subcommand};
 use fangkong_store::{redact_url, EventStore};
@@ -48,6 +51,14 @@ struct ReadingArgs {
     /// the last save instead of replaying the log).
     #[arg(long, env = "FANGKONG_PROJECTION_SAVE_SECONDS", default_value_t = 30)]
     projection_save_seconds: u64,
+    /// A browser origin allowed to call the API (CORS), e.g.
+    /// https://field.example.org; repeat or comma-separate for more.
+    #[arg(
+        long = "cors-origin",
+        env = "FANGKONG_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
 }
 
 impl ReadingArgs {
@@ -65,6 +76,12 @@ impl ReadingArgs {
             projector: fangkong_projections::ProjectorOptions {
                 save_every: std::time::Duration::from_secs(self.projection_save_seconds.max(1)),
             },
+            cors_origins: self
+                .cors_origins
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
         })
     }
 }
@@ -128,6 +145,41 @@ enum Command {
         #[command(flatten)]
         store: Store,
     },
+    /// API tokens: create (printed once), list, revoke. Works while a
+    /// server runs on the same store.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Issue a token and print it, alone, on stdout.
+    Create {
+        #[command(flatten)]
+        store: Store,
+        /// admin, zone_worker, county or auditor.
+        #[arg(long)]
+        role: String,
+        /// A zone worker's zone (repeat for more).
+        #[arg(long = "zone")]
+        zones: Vec<uuid::Uuid>,
+        /// Who holds it.
+        #[arg(long)]
+        name: String,
+    },
+    /// List every token issued (never the secrets).
+    List {
+        #[command(flatten)]
+        store: Store,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        #[command(flatten)]
+        store: Store,
+        token_id: uuid::Uuid,
+    },
 }
 
 fn main() -> ExitCode {
@@ -161,6 +213,22 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// One token per role for the demo township; the zone worker's for its
+/// first zone.
+fn demo_tokens() -> Vec<(Role, String, Vec<uuid::Uuid>)> {
+    let first_zone = fangkong_api::demo::zone_ids().first().copied();
+    vec![
+        (Role::Admin, "demo admin".into(), vec![]),
+        (
+            Role::ZoneWorker,
+            "demo zone worker (一片区)".into(),
+            first_zone.into_iter().collect(),
+        ),
+        (Role::County, "demo county".into(), vec![]),
+        (Role::Auditor, "demo auditor".into(), vec![]),
+    ]
 }
 
 async fn fill_demo(store: &EventStore, township: fangkong_domain::Township) -> anyhow::Result<()> {
@@ -204,10 +272,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
             let settings = reading.settings(demo)?;
             let store = open(&store).await?;
+            let fresh = store.head().await?.position == 0;
             if demo {
                 fill_demo(&store, township).await?;
             }
-            serve::run(store, township, settings, &bind, body_limit, workers).await?;
+            // A new store gets its first token(s), printed this once.
+            let first_tokens = match (fresh, demo) {
+                (false, _) => vec![],
+                (true, false) => vec![(Role::Admin, "first admin".to_owned(), vec![])],
+                (true, true) => demo_tokens(),
+            };
+            serve::run(
+                store,
+                township,
+                settings,
+                serve::Options {
+                    bind: &bind,
+                    body_limit,
+                    workers,
+                    first_tokens,
+                },
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rebuild { store, time_zone } => {
@@ -266,6 +352,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Token { action } => tokens::run(action).await,
         Command::Head { store } => {
             let store = open(&store).await?;
             let head = store.head().await?;

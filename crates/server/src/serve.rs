@@ -1,28 +1,51 @@
 //! Running the HTTP server until SIGTERM or Ctrl-C; in-flight requests
-//! finish, the read models are saved, then the store flushes its queued
-//! appends and closes.
+//! finish, live feeds end, the read models are saved, then the store
+//! flushes its queued appends and closes.
 
 use actix_web::HttpServer;
 use fangkong_api::{AppState, BodyLimit};
+use fangkong_domain::access::Role;
 use fangkong_domain::Township;
 use fangkong_store::EventStore;
+
+pub struct Options<'a> {
+    pub bind: &'a str,
+    pub body_limit: usize,
+    pub workers: Option<usize>,
+    /// Tokens to issue and print before serving (a new store's first).
+    pub first_tokens: Vec<(Role, String, Vec<uuid::Uuid>)>,
+}
 
 pub async fn run(
     store: EventStore,
     township: Township,
     settings: fangkong_api::Settings,
-    bind: &str,
-    body_limit: usize,
-    workers: Option<usize>,
+    options: Options<'_>,
 ) -> anyhow::Result<()> {
     let state = actix_web::web::Data::new(AppState::new(store.clone(), township, settings));
+    for (role, name, zones) in &options.first_tokens {
+        let (token, _) = fangkong_api::routes::tokens::issue(
+            &state.commands,
+            &Default::default(),
+            name,
+            *role,
+            zones,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("issuing the first tokens: {}", e.problem().detail))?;
+        // Shown once; only the hash is kept.
+        println!("{} token ({name}): {}", role.code(), token.token);
+    }
     let projector = state.projector.clone();
-    let limit = BodyLimit(body_limit);
-    let mut server = HttpServer::new(move || fangkong_api::http::app(state.clone(), limit))
+    let shutdown = state.shutdown.clone();
+    let limit = BodyLimit(options.body_limit);
+    let app_state = state.clone();
+    let mut server = HttpServer::new(move || fangkong_api::http::app(app_state.clone(), limit))
         .shutdown_timeout(30)
-        .bind(bind)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
-    if let Some(workers) = workers {
+        .disable_signals()
+        .bind(options.bind)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.bind))?;
+    if let Some(workers) = options.workers {
         server = server.workers(workers.max(1));
     }
     for addr in server.addrs() {
@@ -30,7 +53,16 @@ pub async fn run(
         println!("listening on http://{addr}");
     }
     tracing::info!(backend = store.backend_name(), "serving");
-    server.run().await?;
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        stop_signal().await;
+        tracing::info!("stopping");
+        // Live feeds end first, so the graceful stop does not wait on them.
+        let _ = shutdown.send(true);
+        handle.stop(true).await;
+    });
+    server.await?;
     // A restart then resumes the read models from here.
     match projector.save().await {
         Ok(position) => tracing::info!(position, "read models saved"),
@@ -39,4 +71,26 @@ pub async fn run(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -195,6 +195,12 @@ impl PgBackend {
                 .push_bind(&filter.event_types)
                 .push(")");
         }
+        if let Some(since) = filter.recorded_since {
+            query.push(" AND recorded_at >= ").push_bind(since);
+        }
+        if let Some(until) = filter.recorded_until {
+            query.push(" AND recorded_at < ").push_bind(until);
+        }
         query
             .push(" ORDER BY position LIMIT ")
             .push_bind(limit as i64);

@@ -182,6 +182,16 @@ impl SqliteBackend {
             }
             query.push(")");
         }
+        if let Some(since) = filter.recorded_since {
+            query
+                .push(" AND recorded_at_us >= ")
+                .push_bind(since.timestamp_micros());
+        }
+        if let Some(until) = filter.recorded_until {
+            query
+                .push(" AND recorded_at_us < ")
+                .push_bind(until.timestamp_micros());
+        }
         query
             .push(" ORDER BY position LIMIT ")
             .push_bind(limit as i64);

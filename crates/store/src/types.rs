@@ -133,6 +133,10 @@ pub struct LogFilter {
     pub category: Option<String>,
     /// Only these event types; empty means all.
     pub event_types: Vec<String>,
+    /// Only events recorded at or after this instant.
+    pub recorded_since: Option<DateTime<Utc>>,
+    /// Only events recorded before this instant.
+    pub recorded_until: Option<DateTime<Utc>>,
 }
 
 /// Why verification stopped.

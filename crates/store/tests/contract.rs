@@ -307,7 +307,7 @@ async fn the_log_reads_in_pages_and_filters_by_category_and_type(db: &TestDb) {
 
     let returnees = LogFilter {
         category: Some("returnee".into()),
-        event_types: vec![],
+        ..Default::default()
     };
     let read = store.read_all(0, 100, &returnees).await.expect("filtered");
     assert_eq!(read.len(), 20);
@@ -316,6 +316,7 @@ async fn the_log_reads_in_pages_and_filters_by_category_and_type(db: &TestDb) {
     let screened = LogFilter {
         category: Some("returnee".into()),
         event_types: vec!["ReturneeScreened".into()],
+        ..Default::default()
     };
     let read = store.read_all(5, 100, &screened).await.expect("filtered");
     assert_eq!(read.len(), 9, "ten screenings, the first at position 3");
@@ -324,8 +325,8 @@ async fn the_log_reads_in_pages_and_filters_by_category_and_type(db: &TestDb) {
         .all(|e| e.event_type == "ReturneeScreened" && e.position > 5));
 
     let two_types = LogFilter {
-        category: None,
         event_types: vec!["VenueClosed".into(), "ReturneeRegistered".into()],
+        ..Default::default()
     };
     assert_eq!(
         store
@@ -711,6 +712,11 @@ async fn the_log_as_it_stood_at_an_instant_is_a_prefix(db: &TestDb) {
     let store = open(db).await;
     let before = chrono::Utc::now() - chrono::Duration::seconds(1);
     assert_eq!(store.position_at(before).await.expect("position"), 0);
+    let range = |since, until| LogFilter {
+        recorded_since: since,
+        recorded_until: until,
+        ..Default::default()
+    };
     store
         .append("returnee-a", ExpectedVersion::Any, vec![event(1), event(2)])
         .await
@@ -724,6 +730,36 @@ async fn the_log_as_it_stood_at_an_instant_is_a_prefix(db: &TestDb) {
         .expect("append");
     assert_eq!(store.position_at(before).await.expect("position"), 0);
     assert_eq!(store.position_at(between).await.expect("position"), 2);
+    let positions = |events: Vec<fangkong_store::RecordedEvent>| {
+        events.iter().map(|e| e.position).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        positions(
+            store
+                .read_all(0, 10, &range(None, Some(between)))
+                .await
+                .expect("read")
+        ),
+        vec![1, 2]
+    );
+    assert_eq!(
+        positions(
+            store
+                .read_all(0, 10, &range(Some(between), None))
+                .await
+                .expect("read")
+        ),
+        vec![3]
+    );
+    assert_eq!(
+        positions(
+            store
+                .read_all(0, 10, &range(Some(before), Some(before)))
+                .await
+                .expect("read")
+        ),
+        Vec::<u64>::new()
+    );
     assert_eq!(
         store
             .position_at(chrono::Utc::now() + chrono::Duration::seconds(5))

@@ -9,11 +9,14 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{query, Paged, ReadErrors};
+use crate::access::Caller;
 use crate::problem::ApiError;
 use crate::AppState;
+use fangkong_domain::access::Role;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list_events)
+        .service(live_events)
         .service(audit_head)
         .service(verify)
         .service(proof);
@@ -33,6 +36,10 @@ pub struct EventsQuery {
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page (a log position).
     pub cursor: Option<String>,
+    /// Only events recorded at or after this instant (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Only events recorded before this instant (RFC 3339).
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// One event of the global log, with its hash.
@@ -62,6 +69,7 @@ pub struct LogEvent {
 async fn list_events(
     state: web::Data<AppState>,
     req: HttpRequest,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: EventsQuery = query(&req)?;
     let page = super::Page {
@@ -72,6 +80,8 @@ async fn list_events(
     let filter = fangkong_store::LogFilter {
         category: q.category,
         event_types: q.event_type.into_iter().collect(),
+        recorded_since: q.since,
+        recorded_until: q.until,
     };
     let events = state
         .store()
@@ -80,22 +90,156 @@ async fn list_events(
     let next_cursor = (events.len() == limit)
         .then(|| events.last().map(|e| e.position.to_string()))
         .flatten();
-    let items = events
+    let mask = caller.role != Role::Admin;
+    let items: Vec<LogEvent> = events
         .into_iter()
-        .map(|e| LogEvent {
+        .map(|e| LogEvent::shown(e, mask))
+        .collect();
+    Ok(HttpResponse::Ok().json(Paged { items, next_cursor }))
+}
+
+impl LogEvent {
+    /// The event as the caller may see it: personal data masked for every
+    /// role but admin.
+    pub(crate) fn shown(e: fangkong_store::RecordedEvent, mask: bool) -> LogEvent {
+        let mut data = e.payload;
+        if mask {
+            crate::access::mask_personal(&mut data);
+        }
+        LogEvent {
             position: e.position,
             stream_id: e.stream_id,
             stream_version: e.stream_version,
             event_id: e.event_id,
             event_type: e.event_type,
             schema_version: e.schema_version,
-            data: e.payload,
+            data,
             metadata: e.metadata,
             recorded_at: e.recorded_at,
             hash: hex::encode(e.hash),
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(Paged { items, next_cursor }))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LiveQuery {
+    /// Start after this position (default: the head, so only new events);
+    /// a reconnecting client's `Last-Event-ID` header takes precedence.
+    pub after: Option<u64>,
+    /// Stream category, as for `/v1/events`.
+    pub category: Option<String>,
+    /// Seconds between heartbeat comments while nothing happens (1-60, default 15).
+    pub heartbeat_seconds: Option<u64>,
+}
+
+/// The log as it grows, as Server-Sent Events: `id` is the position (so
+/// `Last-Event-ID` resumes exactly), `event` the type, `data` the event as
+/// `/v1/events` shows it. Heartbeat comments keep idle connections open;
+/// the stream ends when the server shuts down, and the client resumes.
+#[utoipa::path(
+    tag = "audit",
+    params(LiveQuery, ("Last-Event-ID" = Option<u64>, Header, description = "The last position received")),
+    responses((status = 200, description = "An endless stream of events", content_type = "text/event-stream", body = String), ReadErrors)
+)]
+#[get("/events/live")]
+async fn live_events(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let q: LiveQuery = query(&req)?;
+    let heartbeat = match q.heartbeat_seconds {
+        None => 15,
+        Some(s) if (1..=60).contains(&s) => s,
+        Some(_) => return Err(ApiError::field("heartbeat_seconds", "must be 1 to 60")),
+    };
+    let resume = match req.headers().get("Last-Event-ID") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::field("Last-Event-ID", "must be a log position"))?,
+        ),
+    };
+    let after = match resume.or(q.after) {
+        Some(after) => after,
+        None => state.store().head().await?.position,
+    };
+    let live = Live {
+        store: state.store().clone(),
+        after,
+        heads: state.store().subscribe(),
+        shutdown: state.shutdown.subscribe(),
+        mask: caller.role != Role::Admin,
+        filter: fangkong_store::LogFilter {
+            category: q.category,
+            ..Default::default()
+        },
+        pending: std::collections::VecDeque::from([web::Bytes::from(format!(
+            "retry: 2000\n: from position {after}\n\n"
+        ))]),
+        heartbeat: std::time::Duration::from_secs(heartbeat),
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(futures::stream::unfold(live, Live::next)))
+}
+
+struct Live {
+    store: fangkong_store::EventStore,
+    after: u64,
+    heads: tokio::sync::watch::Receiver<u64>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    mask: bool,
+    filter: fangkong_store::LogFilter,
+    pending: std::collections::VecDeque<web::Bytes>,
+    heartbeat: std::time::Duration,
+}
+
+impl Live {
+    async fn next(mut self) -> Option<(Result<web::Bytes, actix_web::Error>, Live)> {
+        loop {
+            if let Some(bytes) = self.pending.pop_front() {
+                return Some((Ok(bytes), self));
+            }
+            if *self.shutdown.borrow() {
+                return None;
+            }
+            match self.store.read_all(self.after, 500, &self.filter).await {
+                Ok(page) if !page.is_empty() => {
+                    for event in page {
+                        self.after = event.position;
+                        let (position, kind) = (event.position, event.event_type.clone());
+                        let data = serde_json::to_string(&LogEvent::shown(event, self.mask))
+                            .unwrap_or_else(|_| "{}".into());
+                        self.pending.push_back(web::Bytes::from(format!(
+                            "id: {position}\nevent: {kind}\ndata: {data}\n\n"
+                        )));
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                // The client reconnects with Last-Event-ID and loses nothing.
+                Err(_) => return None,
+            }
+            tokio::select! {
+                changed = self.heads.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                _ = self.shutdown.changed() => return None,
+                _ = tokio::time::sleep(self.heartbeat) => {
+                    self.pending.push_back(web::Bytes::from_static(b": heartbeat\n\n"));
+                }
+            }
+        }
+    }
 }
 
 /// The chain head: keep it, and later prove the log only grew from it.

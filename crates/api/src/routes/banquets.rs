@@ -13,6 +13,7 @@ use super::{
     entity, field, optional, path_id, query, run, schemas, written, Page, Paged, ReadErrors,
     WriteErrors,
 };
+use crate::access::Caller;
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::Written;
@@ -185,6 +186,7 @@ pub struct BanquetQuery {
 async fn list_banquets(
     state: web::Data<AppState>,
     req: HttpRequest,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: BanquetQuery = query(&req)?;
     let page = Page {
@@ -198,7 +200,8 @@ async fn list_banquets(
         &page,
         |b, version| {
             view(b, version).filter(|v| {
-                q.zone_id.is_none_or(|z| v.zone_id == z)
+                caller.sees_zone(v.zone_id)
+                    && q.zone_id.is_none_or(|z| v.zone_id == z)
                     && q.status.as_deref().is_none_or(|s| v.status == s)
             })
         },
@@ -217,11 +220,13 @@ async fn list_banquets(
 async fn get_banquet(
     state: web::Data<AppState>,
     path: web::Path<String>,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let id = banquet_id(&path)?;
     let loaded = state.commands.load::<Banquet>(&id.stream_id()).await?;
     let view = view(&loaded.state, loaded.version)
         .ok_or_else(|| ApiError::NotFound(format!("no banquet with id {id}")))?;
+    caller.check_zone(Some(view.zone_id), "banquet")?;
     Ok(entity(loaded.version, &view))
 }
 

@@ -105,6 +105,7 @@ pub async fn run_commands(
             if_match: command.if_match,
             correlation_id: request_headers.correlation_id.clone(),
             request_id: request_headers.request_id.clone(),
+            caller: request_headers.caller.clone(),
         };
         let outcome = dispatch(state, &headers, command).await;
         results.push(match outcome {
@@ -153,6 +154,21 @@ async fn dispatch(
             format!("{} {} is not a write route of this API", c.method, c.path),
         )
     };
+    // Each command is held to the rule of its own route.
+    if let Some(caller) = &h.caller {
+        match crate::access::rule_for_path(&method, path) {
+            Some(rule) if rule.admits(caller.role) => {}
+            Some(_) => {
+                return Err(ApiError::Forbidden(format!(
+                    "a {} token cannot {} {}",
+                    caller.role.code(),
+                    c.method,
+                    c.path
+                )))
+            }
+            None => return Err(not_routed()),
+        }
+    }
     let done = |w: Written| Ok((w, false));
     let created = |w: Written| Ok((w, true));
     match (method.as_str(), &segments[..]) {

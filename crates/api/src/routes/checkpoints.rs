@@ -17,6 +17,7 @@ use super::{
     entity, field, optional, path_id, query, run, schemas, written, Page, Paged, ReadErrors,
     WriteErrors,
 };
+use crate::access::Caller;
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::Written;
@@ -153,6 +154,7 @@ pub struct CheckpointQuery {
 async fn list_checkpoints(
     state: web::Data<AppState>,
     req: HttpRequest,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: CheckpointQuery = query(&req)?;
     let page = Page {
@@ -164,7 +166,10 @@ async fn list_checkpoints(
         "checkpoint",
         "CheckpointEstablished",
         &page,
-        |c, version| view(c, version).filter(|v| q.zone_id.is_none_or(|z| v.zone_id == z)),
+        |c, version| {
+            view(c, version)
+                .filter(|v| caller.sees_zone(v.zone_id) && q.zone_id.is_none_or(|z| v.zone_id == z))
+        },
     )
     .await?;
     Ok(HttpResponse::Ok().json(listed))
@@ -180,9 +185,18 @@ async fn list_checkpoints(
 async fn get_checkpoint(
     state: web::Data<AppState>,
     path: web::Path<String>,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let id = CheckpointId::from_uuid(path_id(&path, "checkpoint")?);
     let loaded = state.commands.load::<Checkpoint>(&id.stream_id()).await?;
+    caller.check_zone(
+        loaded
+            .state
+            .established
+            .as_ref()
+            .map(|e| e.zone_id.as_uuid()),
+        "checkpoint",
+    )?;
     let view = view(&loaded.state, loaded.version)
         .ok_or_else(|| ApiError::NotFound(format!("no checkpoint with id {id}")))?;
     Ok(entity(loaded.version, &view))

@@ -17,6 +17,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::{path_id, query, ReadErrors};
+use crate::access::Caller;
 use crate::export;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -183,8 +184,10 @@ async fn zone_dashboard(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let zone_id = path_id(&path.into_inner(), "zone")?;
+    caller.check_zone(Some(zone_id), "zone")?;
     let q: DashboardQuery = query(&req)?;
     let (dashboard, freshness) =
         read_models(&state, q.as_of.as_deref(), q.min_position, |m, clock| {
@@ -308,15 +311,18 @@ impl DailyQuery {
 async fn daily_reports(
     state: web::Data<AppState>,
     req: HttpRequest,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: DailyQuery = query(&req)?;
     let (aggregates, freshness) =
         read_models(&state, q.as_of.as_deref(), q.min_position, |m, clock| {
             let (from, to) = q.span(clock.today)?;
             let mut aggregates = reading(&state, clock).daily(&m.board, from, to);
-            if let Some(zone) = q.zone_id {
-                aggregates.rows.retain(|r| r.zone_id == zone);
-            }
+            // A zone worker's pull holds its own zones' rows (and the
+            // township's totals, which name no one).
+            aggregates.rows.retain(|r| {
+                caller.sees_zone(r.zone_id) && q.zone_id.is_none_or(|z| r.zone_id == z)
+            });
             Ok::<_, ApiError>(aggregates)
         })
         .await?;

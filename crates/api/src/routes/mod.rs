@@ -10,6 +10,7 @@ pub mod reports;
 pub mod returnees;
 pub mod roster;
 pub mod system;
+pub mod tokens;
 pub mod venues;
 pub mod zones;
 
@@ -27,24 +28,95 @@ use crate::AppState;
 /// A command and the aggregate that decides it.
 pub(crate) trait Decides: Sized {
     type By: fangkong_domain::Aggregate<Command = Self> + Send + Sync + 'static;
+    /// The zone the command works in: the entity's (from its state), or
+    /// the one a creating command names. `None` for township-wide work.
+    fn zone(&self, state: &Self::By) -> Option<uuid::Uuid>;
 }
 
-macro_rules! decided_by {
-    ($($command:ty => $aggregate:ty),+ $(,)?) => {
-        $(impl Decides for $command { type By = $aggregate; })+
-    };
-}
+mod zone_of {
+    use fangkong_domain::{activity, banquet, checkpoint, report, returnee, venue, zone};
+    use uuid::Uuid;
 
-decided_by!(
-    fangkong_domain::zone::ZoneCommand => fangkong_domain::zone::Zone,
-    fangkong_domain::returnee::ReturneeCommand => fangkong_domain::returnee::Returnee,
-    fangkong_domain::checkpoint::CheckpointCommand => fangkong_domain::checkpoint::Checkpoint,
-    fangkong_domain::venue::VenueCommand => fangkong_domain::venue::Venue,
-    fangkong_domain::banquet::BanquetCommand => fangkong_domain::banquet::Banquet,
-    fangkong_domain::activity::ActivityCommand => fangkong_domain::activity::ZoneActivity,
-    fangkong_domain::activity::RecordStaffHealthCheck => fangkong_domain::activity::StaffChecks,
-    fangkong_domain::report::SubmitDailyReport => fangkong_domain::report::DailyReport,
-);
+    use super::Decides;
+
+    impl Decides for zone::ZoneCommand {
+        type By = zone::Zone;
+        fn zone(&self, state: &zone::Zone) -> Option<Uuid> {
+            match self {
+                zone::ZoneCommand::Establish { zone_id, .. } => Some(zone_id.as_uuid()),
+                _ => state.id.map(|z| z.as_uuid()),
+            }
+        }
+    }
+
+    impl Decides for returnee::ReturneeCommand {
+        type By = returnee::Returnee;
+        fn zone(&self, state: &returnee::Returnee) -> Option<Uuid> {
+            match self {
+                returnee::ReturneeCommand::Register(r) => Some(r.zone_id.as_uuid()),
+                _ => state.registration.as_ref().map(|r| r.zone_id.as_uuid()),
+            }
+        }
+    }
+
+    impl Decides for checkpoint::CheckpointCommand {
+        type By = checkpoint::Checkpoint;
+        fn zone(&self, state: &checkpoint::Checkpoint) -> Option<Uuid> {
+            match self {
+                checkpoint::CheckpointCommand::Establish { zone_id, .. } => Some(zone_id.as_uuid()),
+                _ => state.established.as_ref().map(|e| e.zone_id.as_uuid()),
+            }
+        }
+    }
+
+    impl Decides for venue::VenueCommand {
+        type By = venue::Venue;
+        fn zone(&self, state: &venue::Venue) -> Option<Uuid> {
+            match self {
+                venue::VenueCommand::Register { zone_id, .. } => Some(zone_id.as_uuid()),
+                _ => state.registration.as_ref().map(|r| r.zone_id.as_uuid()),
+            }
+        }
+    }
+
+    impl Decides for banquet::BanquetCommand {
+        type By = banquet::Banquet;
+        fn zone(&self, state: &banquet::Banquet) -> Option<Uuid> {
+            match self {
+                banquet::BanquetCommand::Report { zone_id, .. } => Some(zone_id.as_uuid()),
+                _ => state.report.as_ref().map(|r| r.zone_id.as_uuid()),
+            }
+        }
+    }
+
+    impl Decides for activity::ActivityCommand {
+        type By = activity::ZoneActivity;
+        fn zone(&self, _: &activity::ZoneActivity) -> Option<Uuid> {
+            Some(self.zone_id.as_uuid())
+        }
+    }
+
+    impl Decides for activity::RecordStaffHealthCheck {
+        type By = activity::StaffChecks;
+        fn zone(&self, _: &activity::StaffChecks) -> Option<Uuid> {
+            None
+        }
+    }
+
+    impl Decides for report::SubmitDailyReport {
+        type By = report::DailyReport;
+        fn zone(&self, _: &report::DailyReport) -> Option<Uuid> {
+            Some(self.zone_id.as_uuid())
+        }
+    }
+
+    impl Decides for fangkong_domain::access::TokenCommand {
+        type By = fangkong_domain::access::ApiToken;
+        fn zone(&self, _: &fangkong_domain::access::ApiToken) -> Option<Uuid> {
+            None
+        }
+    }
+}
 
 /// An entity id that names its own stream.
 pub(crate) trait Entity {
@@ -96,9 +168,20 @@ pub(crate) async fn run_on<C: Decides>(
     occurred_at: Option<chrono::DateTime<chrono::Utc>>,
     command: C,
 ) -> Result<Written, ApiError> {
+    let caller = headers.caller.clone();
     state
         .commands
-        .execute::<C::By>(target, headers, body_hash, occurred_at, command)
+        .execute::<C::By>(
+            target,
+            headers,
+            body_hash,
+            occurred_at,
+            command,
+            |s, c| match &caller {
+                Some(caller) => caller.check_zone(c.zone(s), "entity"),
+                None => Ok(()),
+            },
+        )
         .await
 }
 
@@ -213,6 +296,7 @@ where
     let filter = fangkong_store::LogFilter {
         category: Some(category.to_owned()),
         event_types: vec![creation_type.to_owned()],
+        ..Default::default()
     };
     let mut items = Vec::new();
     loop {

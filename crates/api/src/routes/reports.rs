@@ -190,9 +190,11 @@ async fn submit_report(
 async fn get_report(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
+    caller: crate::access::Caller,
 ) -> Result<HttpResponse, ApiError> {
     let (zone, day) = path.into_inner();
     let zone_id = ZoneId::from_uuid(path_id(&zone, "zone")?);
+    caller.check_zone(Some(zone_id.as_uuid()), "zone")?;
     let date = date(&day)?;
     super::zones::established(&state, zone_id).await?;
     let loaded = state

@@ -21,6 +21,7 @@ use super::{
     entity, field, optional, path_id, query, run, schemas, written, Page, Paged, ReadErrors,
     StreamEvent, WriteErrors,
 };
+use crate::access::Caller;
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::Written;
@@ -379,6 +380,7 @@ pub struct ReturneeQuery {
 async fn list_returnees(
     state: web::Data<AppState>,
     req: HttpRequest,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: ReturneeQuery = query(&req)?;
     let risk = q
@@ -401,7 +403,8 @@ async fn list_returnees(
         &page,
         |r, version| {
             let reg = r.registration.as_ref()?;
-            let keep = q.zone_id.is_none_or(|z| reg.zone_id.as_uuid() == z)
+            let keep = caller.sees_zone(reg.zone_id.as_uuid())
+                && q.zone_id.is_none_or(|z| reg.zone_id.as_uuid() == z)
                 && q.status.as_deref().is_none_or(|s| r.status.code() == s)
                 && risk.is_none_or(|k| reg.origin.risk == k);
             keep.then(|| view(r, version, today)).flatten()
@@ -409,6 +412,10 @@ async fn list_returnees(
     )
     .await?;
     Ok(HttpResponse::Ok().json(listed))
+}
+
+fn zone_of(returnee: &Returnee) -> Option<Uuid> {
+    returnee.registration.as_ref().map(|r| r.zone_id.as_uuid())
 }
 
 /// One returnee, with the quarantine schedule as of today. `ETag` is its version.
@@ -421,9 +428,11 @@ async fn list_returnees(
 async fn get_returnee(
     state: web::Data<AppState>,
     path: web::Path<String>,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let id = returnee_id(&path)?;
     let loaded = state.commands.load::<Returnee>(&id.stream_id()).await?;
+    caller.check_zone(zone_of(&loaded.state), "returnee")?;
     let today = state.commands.context(None)?.today;
     let view = view(&loaded.state, loaded.version, today)
         .ok_or_else(|| ApiError::NotFound(format!("no returnee with id {id}")))?;
@@ -451,8 +460,11 @@ async fn returnee_events(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let id = returnee_id(&path)?;
+    let owner = state.commands.load::<Returnee>(&id.stream_id()).await?;
+    caller.check_zone(zone_of(&owner.state), "returnee")?;
     let q: StreamQuery = query(&req)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {

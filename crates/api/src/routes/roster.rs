@@ -75,6 +75,7 @@ pub struct Roster {
 async fn quarantine_roster(
     state: web::Data<AppState>,
     req: HttpRequest,
+    caller: crate::access::Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: RosterQuery = query(&req)?;
     let (roster, freshness) =
@@ -83,7 +84,10 @@ async fn quarantine_roster(
             let mut items: Vec<RosterItem> = m
                 .roster
                 .entries()
-                .filter(|e| q.zone_id.is_none_or(|z| e.placement.zone_id == z))
+                .filter(|e| {
+                    caller.sees_zone(e.placement.zone_id)
+                        && q.zone_id.is_none_or(|z| e.placement.zone_id == z)
+                })
                 .map(|e| RosterItem {
                     returnee_id: e.returnee_id,
                     name: e.placement.name.clone(),

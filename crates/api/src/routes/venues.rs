@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{
     entity, field, path_id, query, run, schemas, written, Page, Paged, ReadErrors, WriteErrors,
 };
+use crate::access::Caller;
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::Written;
@@ -189,6 +190,7 @@ pub struct VenueQuery {
 async fn list_venues(
     state: web::Data<AppState>,
     req: HttpRequest,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: VenueQuery = query(&req)?;
     let page = Page {
@@ -198,7 +200,8 @@ async fn list_venues(
     let listed =
         super::list::<Venue, VenueView>(&state, "venue", "VenueRegistered", &page, |v, version| {
             view(v, version).filter(|v| {
-                q.zone_id.is_none_or(|z| v.zone_id == z)
+                caller.sees_zone(v.zone_id)
+                    && q.zone_id.is_none_or(|z| v.zone_id == z)
                     && q.kind.as_deref().is_none_or(|k| v.kind == k)
                     && q.status.as_deref().is_none_or(|s| v.status == s)
             })
@@ -217,11 +220,13 @@ async fn list_venues(
 async fn get_venue(
     state: web::Data<AppState>,
     path: web::Path<String>,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let id = venue_id(&path)?;
     let loaded = state.commands.load::<Venue>(&id.stream_id()).await?;
     let view = view(&loaded.state, loaded.version)
         .ok_or_else(|| ApiError::NotFound(format!("no venue with id {id}")))?;
+    caller.check_zone(Some(view.zone_id), "venue")?;
     Ok(entity(loaded.version, &view))
 }
 

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::{
     entity, field, optional, path_id, query, run, written, Page, Paged, ReadErrors, WriteErrors,
 };
+use crate::access::Caller;
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::Written;
@@ -88,6 +89,17 @@ pub struct ZoneView {
     pub leader_phone: Option<String>,
     pub villages: Vec<VillageView>,
     pub version: u64,
+}
+
+/// The leader's phone is shown in full only to those who see the zone's
+/// personal data.
+fn shown_to(mut view: ZoneView, caller: &Caller) -> ZoneView {
+    if !caller.sees_personal_data(Some(view.zone_id)) {
+        view.leader_phone = view
+            .leader_phone
+            .map(|p| crate::access::keep_ends(&p, 3, 4));
+    }
+    view
 }
 
 pub(crate) fn view(zone: &Zone, version: u64) -> Option<ZoneView> {
@@ -214,11 +226,14 @@ async fn establish_zone(
 async fn list_zones(
     state: web::Data<AppState>,
     req: HttpRequest,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let page: Page = query(&req)?;
     let listed =
         super::list::<Zone, ZoneView>(&state, "zone", "ZoneEstablished", &page, |zone, version| {
             view(zone, version)
+                .filter(|v| caller.sees_zone(v.zone_id))
+                .map(|v| shown_to(v, &caller))
         })
         .await?;
     Ok(HttpResponse::Ok().json(listed))
@@ -237,11 +252,13 @@ async fn list_zones(
 async fn get_zone(
     state: web::Data<AppState>,
     path: web::Path<String>,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let zone_id = ZoneId::from_uuid(path_id(&path, "zone")?);
+    caller.check_zone(Some(zone_id.as_uuid()), "zone")?;
     let loaded = established(&state, zone_id).await?;
     let view = view(&loaded.state, loaded.version).ok_or(ApiError::Internal)?;
-    Ok(entity(loaded.version, &view))
+    Ok(entity(loaded.version, &shown_to(view, &caller)))
 }
 
 pub(crate) async fn leader(

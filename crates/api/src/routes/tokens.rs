@@ -1,0 +1,215 @@
+//! API tokens (admin): issue one (shown once), list them, revoke one. Each
+//! change is an event of the token's own stream.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use fangkong_domain::access::{ApiToken, Role, TokenCommand};
+use fangkong_domain::zone::Zone;
+use fangkong_domain::{Name, ZoneId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use super::{field, path_id, ReadErrors, WriteErrors};
+use crate::access::{new_token, NewToken};
+use crate::extract::{Json, WriteHeaders};
+use crate::problem::ApiError;
+use crate::write::{Commands, Target, Written};
+use crate::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create_token)
+        .service(list_tokens)
+        .service(revoke_token);
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "一片区 村医王五", "role": "zone_worker", "zones": ["0190a8a6-6c1e-7d4e-9b1a-3f2c4d5e6f70"]}))]
+pub struct IssueToken {
+    /// Who or what holds it (a person, a front end, a county system).
+    pub name: String,
+    /// `admin`, `zone_worker`, `county` or `auditor`.
+    #[schema(value_type = String)]
+    pub role: String,
+    /// A zone worker's zones (at least one); none for the other roles.
+    #[serde(default)]
+    pub zones: Vec<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedToken {
+    pub token_id: Uuid,
+    /// The bearer token. Shown this once: only its SHA-256 is kept.
+    pub token: String,
+    pub name: String,
+    pub role: String,
+    pub zones: Vec<Uuid>,
+    pub position: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    pub token_id: Uuid,
+    pub name: String,
+    pub role: String,
+    pub zones: Vec<Uuid>,
+    pub issued_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    pub items: Vec<TokenView>,
+}
+
+/// Issues a token as an event of its own stream: the one way tokens come
+/// to be, for the API, `fangkong token create` and `serve`'s first start.
+pub async fn issue(
+    commands: &Commands,
+    headers: &WriteHeaders,
+    name: &str,
+    role: Role,
+    zones: &[Uuid],
+) -> Result<(NewToken, Written), ApiError> {
+    for zone in zones {
+        let loaded = commands
+            .load::<Zone>(&ZoneId::from_uuid(*zone).stream_id())
+            .await?;
+        if !loaded.state.is_established() {
+            return Err(ApiError::field("zones", format!("no zone with id {zone}")));
+        }
+    }
+    let secret = new_token()?;
+    let command = TokenCommand::Issue {
+        token_id: secret.token_id,
+        name: field("name", Name::parse(name))?,
+        role,
+        zones: zones
+            .iter()
+            .map(|z| ZoneId::from_uuid(*z))
+            .collect::<BTreeSet<_>>(),
+        secret_sha256: secret.sha256.clone(),
+    };
+    let target = Target {
+        stream_id: ApiToken::stream_id(secret.token_id),
+        entity_id: secret.token_id,
+        operation: "token.issue",
+    };
+    // Never idempotent by key: a replay would have to show the secret again.
+    let headers = WriteHeaders {
+        idempotency_key: None,
+        if_match: None,
+        ..headers.clone()
+    };
+    let written = commands
+        .execute::<ApiToken>(&target, &headers, [0; 32], None, command, |_, _| Ok(()))
+        .await?;
+    Ok((secret, written))
+}
+
+/// Revokes a token; answers the write.
+pub async fn revoke(
+    commands: &Commands,
+    headers: &WriteHeaders,
+    token_id: Uuid,
+) -> Result<Written, ApiError> {
+    let target = Target {
+        stream_id: ApiToken::stream_id(token_id),
+        entity_id: token_id,
+        operation: "token.revoke",
+    };
+    commands
+        .execute::<ApiToken>(
+            &target,
+            headers,
+            [0; 32],
+            None,
+            TokenCommand::Revoke,
+            |_, _| Ok(()),
+        )
+        .await
+}
+
+pub fn parse_role(raw: &str) -> Result<Role, ApiError> {
+    Role::parse(raw)
+        .ok_or_else(|| ApiError::field("role", "must be admin, zone_worker, county or auditor"))
+}
+
+/// Issue a token. The answer holds the bearer token; it is never shown again.
+#[utoipa::path(
+    tag = "tokens",
+    request_body = IssueToken,
+    responses((status = 201, description = "Issued", body = IssuedToken), WriteErrors)
+)]
+#[post("/tokens")]
+async fn create_token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Json<IssueToken>,
+) -> Result<HttpResponse, ApiError> {
+    let headers = WriteHeaders::parse(&req)?;
+    let b = body.value;
+    let role = parse_role(&b.role)?;
+    let (secret, written) = issue(&state.commands, &headers, &b.name, role, &b.zones).await?;
+    Ok(HttpResponse::Created().json(IssuedToken {
+        token_id: secret.token_id,
+        token: secret.token,
+        name: b.name,
+        role: role.code().into(),
+        zones: b.zones,
+        position: written.position,
+    }))
+}
+
+/// Every token issued, revoked ones included; never their secrets.
+#[utoipa::path(
+    tag = "tokens",
+    responses((status = 200, description = "The tokens", body = TokenList), ReadErrors)
+)]
+#[get("/tokens")]
+async fn list_tokens(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let head = state.store().head().await?.position;
+    let _ = state.projector.wait_for(head, Duration::from_secs(2)).await;
+    let items = state.projector.read(|m| {
+        m.tokens
+            .all()
+            .map(|t| TokenView {
+                token_id: t.token_id,
+                name: t.name.clone(),
+                role: t.role.code().into(),
+                zones: t.zones.iter().copied().collect(),
+                issued_at: t.issued_at,
+                revoked_at: t.revoked_at,
+            })
+            .collect()
+    });
+    Ok(HttpResponse::Ok().json(TokenList { items }))
+}
+
+/// Revoke a token: from the answer on, this service refuses it.
+#[utoipa::path(
+    tag = "tokens",
+    params(("token_id" = Uuid, Path)),
+    responses((status = 200, description = "Revoked", body = Written), WriteErrors)
+)]
+#[delete("/tokens/{token_id}")]
+async fn revoke_token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let token_id = path_id(&path, "token")?;
+    let written = revoke(&state.commands, &WriteHeaders::parse(&req)?, token_id).await?;
+    // The revocation holds in this process before the answer goes out.
+    state
+        .projector
+        .wait_for(written.position, Duration::from_secs(5))
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    Ok(HttpResponse::Ok().json(written))
+}

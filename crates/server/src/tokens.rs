@@ -1,0 +1,89 @@
+//! `fangkong token`: issue, list and revoke API tokens from the command
+//! line, through the same commands as the admin routes (so every change is
+//! an event, and a running server on the same store sees it).
+
+use std::process::ExitCode;
+
+use fangkong_api::routes::tokens::{issue, parse_role, revoke};
+use fangkong_api::Commands;
+use fangkong_projections::TokenRegistry;
+use fangkong_store::LogFilter;
+
+use crate::{open, TokenAction};
+
+fn commands(store: &fangkong_store::EventStore) -> Commands {
+    Commands::new(store.clone(), Default::default(), Default::default())
+}
+
+fn refused(e: fangkong_api::problem::ApiError) -> anyhow::Error {
+    let problem = e.problem();
+    anyhow::anyhow!("{} ({})", problem.detail, problem.code)
+}
+
+pub async fn run(action: TokenAction) -> anyhow::Result<ExitCode> {
+    match action {
+        TokenAction::Create {
+            store,
+            role,
+            zones,
+            name,
+        } => {
+            let store = open(&store).await?;
+            let role = parse_role(&role).map_err(refused);
+            let outcome = match role {
+                Ok(role) => issue(&commands(&store), &Default::default(), &name, role, &zones)
+                    .await
+                    .map_err(refused),
+                Err(e) => Err(e),
+            };
+            store.close().await;
+            let (token, _) = outcome?;
+            println!("{}", token.token);
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenAction::List { store } => {
+            let store = open(&store).await?;
+            let mut registry = TokenRegistry::default();
+            let filter = LogFilter {
+                category: Some("token".into()),
+                ..Default::default()
+            };
+            let mut after = 0;
+            loop {
+                let page = store.read_all(after, 1_000, &filter).await?;
+                let Some(last) = page.last() else { break };
+                after = last.position;
+                page.iter().for_each(|e| registry.apply(e));
+            }
+            store.close().await;
+            for t in registry.all() {
+                let zones: Vec<String> = t.zones.iter().map(|z| z.to_string()).collect();
+                println!(
+                    "{}\t{}\t{}\t{}\tissued {}\t{}",
+                    t.token_id,
+                    t.role.code(),
+                    if zones.is_empty() {
+                        "-".into()
+                    } else {
+                        zones.join(",")
+                    },
+                    t.name,
+                    t.issued_at.to_rfc3339(),
+                    t.revoked_at
+                        .map_or("live".into(), |at| format!("revoked {}", at.to_rfc3339())),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenAction::Revoke { store, token_id } => {
+            let store = open(&store).await?;
+            let outcome = revoke(&commands(&store), &Default::default(), token_id)
+                .await
+                .map_err(refused);
+            store.close().await;
+            outcome?;
+            eprintln!("revoked {token_id}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
