@@ -901,9 +901,32 @@ async fn logs_are_json_lines_with_request_ids_and_no_personal_data() {
             .and_then(|v| v.to_str().ok()),
         Some("req-42")
     );
+    // A refused token, a bad resident ID: errors, and no trace of either in the log.
+    s.send_raw(s.client.get(s.url("/v1/zones")).bearer_auth("fk_wrong"))
+        .await
+        .problem(401, "unauthenticated");
+    let mut bad = registration(&zone, &village, &grid);
+    bad["personal"]["resident_id"] = serde_json::json!("110105194912310021");
+    s.post("/v1/returnees", bad)
+        .await
+        .problem(422, "invalid_fields");
+    let metrics = s.get("/metrics").await.body.to_string();
+    let token = s.token.clone();
     let status = s.stop();
     assert!(status.success());
     let text = std::fs::read_to_string(&log).expect("the log");
+    for secret in [token.as_str(), "110105194912310021", "fk_wrong"] {
+        assert!(!text.contains(secret), "{secret} reached the log");
+    }
+    for secret in [
+        "张三",
+        "11010519491231002X",
+        "13812345678",
+        "桥头村三组",
+        token.as_str(),
+    ] {
+        assert!(!metrics.contains(secret), "{secret} reached the metrics");
+    }
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -936,18 +959,12 @@ async fn the_server_stops_cleanly_on_sigterm() {
 }
 
 async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
-    let url = db.url().to_owned();
-    let demo = std::process::Command::new(env!("CARGO_BIN_EXE_fangkong"))
-        .args(["demo", "--database-url", &url])
-        .output()
-        .expect("fangkong demo runs");
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
-
-    let s = Server::start(db, &["--demo"]);
+    let db = std::sync::Arc::new(db);
+    let s = Server::start_fresh(db.clone(), &["--demo"]);
+    // A new demo store prints one token per role, once.
+    assert_eq!(s.printed_tokens.len(), 4, "{:?}", s.printed_tokens);
+    let worker = s.printed_tokens[1].clone();
+    let county = s.printed_tokens[2].clone();
     let zones = s.get("/v1/zones").await.ok();
     assert_eq!(zones["items"].as_array().map(Vec::len), Some(4));
     assert!(zones["items"][0]["leader"].is_string());
@@ -1057,6 +1074,20 @@ async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
     assert!(missing["recorded_activity"].as_u64().is_some_and(|n| n > 0));
     assert_eq!(missing["status"]["state"], "missing");
 
+    // The demo's zone worker works in 一片区 only; the county reads figures only.
+    let as_worker = s
+        .send_raw(s.client.get(s.url("/v1/zones")).bearer_auth(&worker))
+        .await
+        .ok();
+    assert_eq!(as_worker["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(as_worker["items"][0]["name"], "一片区");
+    s.send_raw(s.client.get(s.url("/v1/returnees")).bearer_auth(&county))
+        .await
+        .problem(403, "forbidden");
+    s.send_raw(s.client.get(s.url("/v1/dashboard")).bearer_auth(&county))
+        .await
+        .ok();
+
     // The county pull over the demo's reported days: every zone expected
     // every day; one day missing, one late, one zero report.
     let pull = s
@@ -1108,6 +1139,15 @@ async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
         Some(80 * 61),
         "every figure of every zone and day"
     );
+
+    // Added once: a second fill leaves the store alone.
+    assert!(s.stop().success());
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_fangkong"))
+        .args(["demo", "--database-url", db.url()])
+        .output()
+        .expect("fangkong demo runs");
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds events"));
 }
 
 /// The township-local date `n` days before today, as the demo counts.

@@ -432,12 +432,18 @@ async fn read_models_survive_a_restart_equal_to_a_rebuild(db: Arc<TestDb>) {
             .ok();
     }
     let before = s.get("/v1/dashboard?min_position=1").await.ok();
+    let head = s.get("/v1/audit/head").await.ok()["position"].clone();
     assert!(s.stop().success(), "a clean stop saves the read models");
 
     let out = rebuild(&db);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
-    assert!(said.contains("equals the rebuild"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "saved state at position {head} equals the rebuild"
+        )),
+        "saved at the head when stopping: {said}"
+    );
 
     let s = Server::start_on(db.clone(), &[]);
     let after = s

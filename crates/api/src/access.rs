@@ -407,7 +407,10 @@ pub async fn guard(
     let caller = match authenticate_headers(&state, req.headers()).await {
         Ok(caller) => caller,
         Err(error) => {
-            if matches!(error, ApiError::Unauthenticated(_)) {
+            // A token presented and refused is a guess; no token at all is not.
+            if matches!(error, ApiError::Unauthenticated(_))
+                && req.headers().contains_key(AUTHORIZATION)
+            {
                 state.failed_auth.failed(ip);
             }
             return Err(error.into());

@@ -215,6 +215,56 @@ fn main() -> ExitCode {
     }
 }
 
+/// Progress of a long verification on stderr: a bar redrawn in place on a
+/// terminal, a line per tenth of the way in a log.
+struct Progress {
+    last: u64,
+    shown: u64,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new(last: u64) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            last,
+            shown: 0,
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn at(&mut self, position: u64) {
+        let step = if self.terminal {
+            (self.last / 200).max(1)
+        } else {
+            (self.last / 10).max(1)
+        };
+        if position < self.shown + step && position != self.last {
+            return;
+        }
+        self.shown = position;
+        if self.terminal {
+            let width = 40;
+            let filled = (position * width / self.last.max(1)) as usize;
+            eprint!(
+                "\rverifying [{}{}] {:>3}% {position}/{}",
+                "#".repeat(filled),
+                " ".repeat(width as usize - filled.min(width as usize)),
+                position * 100 / self.last.max(1),
+                self.last
+            );
+        } else {
+            eprintln!("verified {position} of {}", self.last);
+        }
+    }
+
+    fn done(&self) {
+        if self.terminal && self.shown > 0 {
+            eprintln!();
+        }
+    }
+}
+
 /// One token per role for the demo township; the zone worker's for its
 /// first zone.
 fn demo_tokens() -> Vec<(Role, String, Vec<uuid::Uuid>)> {
@@ -320,17 +370,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open(&store).await?;
             let head = store.head().await?;
             let last = to.unwrap_or(head.position).min(head.position);
-            let mut shown = 0u64;
+            let mut progress = Progress::new(last);
             let report = store
-                .verify_with_progress(from, to, |position| {
-                    // A line per tenth of the way is progress enough for a terminal or a log.
-                    let step = (last / 10).max(1);
-                    if position >= shown + step || position == last {
-                        shown = position;
-                        eprintln!("verified {position} of {last}");
-                    }
-                })
+                .verify_with_progress(from, to, |position| progress.at(position))
                 .await?;
+            progress.done();
             store.close().await;
             match report.first_break {
                 None => {

@@ -60,14 +60,15 @@ pub async fn run(
         tracing::info!("stopping");
         // Live feeds end first, so the graceful stop does not wait on them.
         let _ = shutdown.send(true);
+        // Saved while the workers still run (their connections with them);
+        // a restart resumes from here and replays whatever lands after.
+        match projector.save().await {
+            Ok(position) => tracing::info!(position, "read models saved"),
+            Err(error) => tracing::warn!(%error, "read models not saved at shutdown"),
+        }
         handle.stop(true).await;
     });
     server.await?;
-    // A restart then resumes the read models from here.
-    match projector.save().await {
-        Ok(position) => tracing::info!(position, "read models saved"),
-        Err(error) => tracing::warn!(%error, "read models not saved at shutdown"),
-    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

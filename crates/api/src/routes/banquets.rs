@@ -120,7 +120,7 @@ pub(crate) async fn report(
     body: Json<ReportBody>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
-    super::zones::check_place(state, b.zone_id, b.village_id).await?;
+    super::zones::check_place(state, headers, b.zone_id, b.village_id).await?;
     let id = BanquetId::from_uuid(b.banquet_id.unwrap_or_else(Uuid::now_v7));
     let command = BanquetCommand::Report {
         banquet_id: id,

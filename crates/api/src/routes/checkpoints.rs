@@ -95,7 +95,7 @@ pub(crate) async fn establish(
     body: Json<EstablishBody>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
-    super::zones::check_place(state, b.zone_id, b.village_id).await?;
+    super::zones::check_place(state, headers, b.zone_id, b.village_id).await?;
     let id = CheckpointId::from_uuid(b.checkpoint_id.unwrap_or_else(Uuid::now_v7));
     let command = CheckpointCommand::Establish {
         checkpoint_id: id,

@@ -334,6 +334,15 @@ pub enum WriteErrors {
     /// Malformed JSON or header.
     #[response(status = 400, content_type = "application/problem+json")]
     Malformed(crate::problem::Problem),
+    /// No valid bearer token (`WWW-Authenticate: Bearer`).
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(crate::problem::Problem),
+    /// The token's role may not use this route.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(crate::problem::Problem),
+    /// Too many failed authentications from this address; see `Retry-After`.
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooManyFailedAttempts(crate::problem::Problem),
     /// The entity (or one it refers to) does not exist.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(crate::problem::Problem),
@@ -364,7 +373,16 @@ pub enum WriteErrors {
     reason = "describes responses for the OpenAPI document only"
 )]
 pub enum ReadErrors {
-    /// No such entity.
+    /// No valid bearer token (`WWW-Authenticate: Bearer`).
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(crate::problem::Problem),
+    /// The token's role may not use this route.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(crate::problem::Problem),
+    /// Too many failed authentications from this address; see `Retry-After`.
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooManyFailedAttempts(crate::problem::Problem),
+    /// No such entity (or one outside the caller's zones).
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(crate::problem::Problem),
     /// A bad query parameter.

@@ -297,7 +297,7 @@ pub(crate) async fn register(
 ) -> Result<Written, ApiError> {
     let b = body.value;
     let zone_id = ZoneId::from_uuid(b.zone_id);
-    let zone = super::zones::check_place(state, b.zone_id, Some(b.village_id)).await?;
+    let zone = super::zones::check_place(state, headers, b.zone_id, Some(b.village_id)).await?;
     let (village_id, grid_id) = (
         VillageId::from_uuid(b.village_id),
         GridId::from_uuid(b.grid_id),

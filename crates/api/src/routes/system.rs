@@ -18,7 +18,7 @@ pub struct Health {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(tag = "system", responses((status = 200, body = Health)))]
+#[utoipa::path(tag = "system", security(()), responses((status = 200, body = Health)))]
 #[get("/healthz")]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
@@ -27,6 +27,7 @@ async fn healthz() -> HttpResponse {
 /// Readiness: the event store answers.
 #[utoipa::path(
     tag = "system",
+    security(()),
     responses(
         (status = 200, body = Health),
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
@@ -39,7 +40,7 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 }
 
 /// Prometheus metrics.
-#[utoipa::path(tag = "system", responses((status = 200, content_type = "text/plain", body = String)))]
+#[utoipa::path(tag = "system", security(()), responses((status = 200, content_type = "text/plain", body = String)))]
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let head = state.store().subscribe().borrow().to_owned();

@@ -127,7 +127,7 @@ pub(crate) async fn register(
     body: Json<RegisterBody>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
-    super::zones::check_place(state, b.zone_id, b.village_id).await?;
+    super::zones::check_place(state, headers, b.zone_id, b.village_id).await?;
     let id = VenueId::from_uuid(b.venue_id.unwrap_or_else(Uuid::now_v7));
     let command = VenueCommand::Register {
         venue_id: id,

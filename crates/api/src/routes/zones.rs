@@ -136,9 +136,18 @@ pub(crate) fn view(zone: &Zone, version: u64) -> Option<ZoneView> {
 /// given) must exist, else the field is invalid.
 pub(crate) async fn check_place(
     state: &AppState,
+    headers: &WriteHeaders,
     zone_id: Uuid,
     village_id: Option<Uuid>,
 ) -> Result<crate::write::Loaded<Zone>, ApiError> {
+    // A zone the caller may not work in is, to it, no zone at all.
+    if headers
+        .caller
+        .as_ref()
+        .is_some_and(|c| !c.sees_zone(zone_id))
+    {
+        return Err(ApiError::field("zone_id", "no zone with this id"));
+    }
     let zone = established(state, ZoneId::from_uuid(zone_id))
         .await
         .map_err(|_| ApiError::field("zone_id", "no zone with this id"))?;

@@ -1,0 +1,654 @@
+//! Who may see and do what, end to end on both backends: every route of
+//! the contract with every role, zone scoping, tokens issued and revoked
+//! (API and CLI), the first tokens of a new store, failed-attempt limits,
+//! CORS, the live feed, and personal data kept out of errors.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fangkong_store::testing::TestDb;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use support::{create_token, id, Server};
+
+async fn zone(s: &Server, name: &str) -> (String, String, String) {
+    let zone = id(&s.post("/v1/zones", json!({"name": name})).await.ok());
+    let village = s
+        .post(
+            &format!("/v1/zones/{zone}/villages"),
+            json!({"name": "桥头村"}),
+        )
+        .await
+        .ok()["events"][0]["data"]["village_id"]
+        .as_str()
+        .expect("village")
+        .to_owned();
+    let grid = s
+        .post(
+            &format!("/v1/zones/{zone}/grids"),
+            json!({"village_id": village, "name": "一组"}),
+        )
+        .await
+        .ok()["events"][0]["data"]["grid_id"]
+        .as_str()
+        .expect("grid")
+        .to_owned();
+    (zone, village, grid)
+}
+
+fn registration((zone, village, grid): &(String, String, String), arrival: &str) -> Value {
+    json!({
+        "zone_id": zone, "village_id": village, "grid_id": grid,
+        "arrival_date": arrival,
+        "origin": {"region": "湖北省武汉市", "risk": "high"},
+        "personal": {"name": "张三", "resident_id": "11010519491231002X",
+                     "phone": "13812345678", "address": "桥头村三组12号"}
+    })
+}
+
+async fn today(s: &Server) -> String {
+    s.get("/v1/dashboard").await.ok()["today"]
+        .as_str()
+        .expect("today")
+        .to_owned()
+}
+
+/// Everything one zone has: a returnee, a checkpoint, a venue, a banquet.
+struct Entities {
+    zone: String,
+    returnee: String,
+    checkpoint: String,
+    venue: String,
+    banquet: String,
+}
+
+async fn entities(s: &Server, name: &str, day: &str) -> Entities {
+    let geo = zone(s, name).await;
+    let returnee = id(&s.post("/v1/returnees", registration(&geo, day)).await.ok());
+    let checkpoint = id(&s
+        .post(
+            "/v1/checkpoints",
+            json!({"zone_id": geo.0, "name": "路口", "kind": "road"}),
+        )
+        .await
+        .ok());
+    let venue = id(&s
+        .post(
+            "/v1/venues",
+            json!({"zone_id": geo.0, "kind": "mahjong_parlour", "name": "麻将馆"}),
+        )
+        .await
+        .ok());
+    let banquet = id(&s
+        .post(
+            "/v1/banquets",
+            json!({"zone_id": geo.0, "kind": "wedding", "planned_date": "2099-05-01",
+                   "expected_guests": 100, "host": {"name": "王五"}}),
+        )
+        .await
+        .ok());
+    Entities {
+        zone: geo.0,
+        returnee,
+        checkpoint,
+        venue,
+        banquet,
+    }
+}
+
+/// The roles each route admits, as designed (API.md): written here, apart
+/// from the server's own table, so either one drifting fails the test.
+fn designed(method: &str, path: &str) -> Option<&'static [&'static str]> {
+    const ALL: &[&str] = &["admin", "zone_worker", "county", "auditor"];
+    const FIELD: &[&str] = &["admin", "zone_worker"];
+    const ADMIN: &[&str] = &["admin"];
+    const AUDIT: &[&str] = &["admin", "auditor"];
+    const PUBLIC: &[&str] = &[];
+    Some(match (method, path) {
+        ("get", "/healthz" | "/readyz" | "/metrics") => PUBLIC,
+        (_, p) if p.starts_with("/v1/tokens") => ADMIN,
+        ("post", "/v1/zones") | ("put", "/v1/zones/{zone_id}/leader") => ADMIN,
+        ("get", "/v1/zones" | "/v1/zones/{zone_id}") => ALL,
+        ("get", "/v1/zones/{zone_id}/dashboard" | "/v1/dashboard" | "/v1/reports/daily") => ALL,
+        ("get", p) if p.starts_with("/v1/events") || p.starts_with("/v1/audit/") => AUDIT,
+        ("get" | "post" | "put", p)
+            if [
+                "/v1/zones/",
+                "/v1/returnees",
+                "/v1/checkpoints",
+                "/v1/venues",
+                "/v1/banquets",
+                "/v1/staff-health-checks",
+                "/v1/batches",
+                "/v1/quarantine/roster",
+            ]
+            .iter()
+            .any(|prefix| p.starts_with(prefix)) =>
+        {
+            FIELD
+        }
+        _ => return None,
+    })
+}
+
+/// Only the status matters; the live feed never ends, so no body is read.
+async fn status_of(request: reqwest::RequestBuilder) -> u16 {
+    let response = request.send().await.expect("an answer");
+    let status = response.status().as_u16();
+    assert!(status < 500, "{}: {status}", response.url());
+    status
+}
+
+async fn every_route_admits_exactly_the_roles_it_was_designed_for(db: Arc<TestDb>) {
+    let s = Server::start_on(db, &[]);
+    let day = today(&s).await;
+    let a = entities(&s, "一片区", &day).await;
+    let tokens: Vec<(&str, String)> = vec![
+        ("admin", s.token.clone()),
+        (
+            "zone_worker",
+            create_token(&s.db, "zone_worker", &[&a.zone], "村医"),
+        ),
+        ("county", create_token(&s.db, "county", &[], "县疾控")),
+        ("auditor", create_token(&s.db, "auditor", &[], "审计")),
+    ];
+    let doomed = s
+        .post("/v1/tokens", json!({"name": "to revoke", "role": "county"}))
+        .await
+        .ok()["token_id"]
+        .as_str()
+        .expect("token id")
+        .to_owned();
+    let spec = s.get("/openapi.json").await.ok();
+    let paths = spec["paths"].as_object().expect("paths");
+    let mut checked = 0;
+    for (path, item) in paths {
+        for method in item.as_object().expect("operations").keys() {
+            let allowed = designed(method, path)
+                .unwrap_or_else(|| panic!("no designed roles for {method} {path}: add them here"));
+            let concrete = path
+                .replace("{zone_id}", &a.zone)
+                .replace("{returnee_id}", &a.returnee)
+                .replace("{checkpoint_id}", &a.checkpoint)
+                .replace("{venue_id}", &a.venue)
+                .replace("{banquet_id}", &a.banquet)
+                .replace("{token_id}", &doomed)
+                .replace("{date}", &day);
+            let request = |token: Option<&str>| {
+                let mut r = s.client.request(
+                    method.to_uppercase().parse().expect("method"),
+                    s.url(&concrete),
+                );
+                if method != "get" && method != "delete" {
+                    r = r.json(&json!({}));
+                }
+                if let Some(token) = token {
+                    r = r.bearer_auth(token);
+                }
+                r
+            };
+            let anonymous = status_of(request(None)).await;
+            if allowed.is_empty() {
+                assert!(anonymous < 400, "{method} {path} is public: {anonymous}");
+                continue;
+            }
+            assert_eq!(anonymous, 401, "{method} {path} without a token");
+            for (role, token) in &tokens {
+                let got = status_of(request(Some(token))).await;
+                if allowed.contains(role) {
+                    assert!(
+                        got != 401 && got != 403,
+                        "{method} {path} must admit {role}: {got}"
+                    );
+                } else {
+                    assert_eq!(got, 403, "{method} {path} must refuse {role}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "{checked} routes checked");
+}
+
+async fn a_zone_worker_sees_and_works_in_its_zones_only(db: Arc<TestDb>) {
+    let s = Server::start_on(db, &[]);
+    let day = today(&s).await;
+    let a = entities(&s, "一片区", &day).await;
+    let b = entities(&s, "二片区", &day).await;
+    let worker = create_token(&s.db, "zone_worker", &[&a.zone], "一片区网格员");
+    let as_worker = |method: reqwest::Method, path: &str| {
+        s.client.request(method, s.url(path)).bearer_auth(&worker)
+    };
+    let get = |path: String| s.send_raw(as_worker(reqwest::Method::GET, &path));
+
+    // Its own zone: in full.
+    let mine = get(format!("/v1/returnees/{}", a.returnee)).await.ok();
+    assert_eq!(mine["personal"]["name"], "张三");
+    // Another zone's entities do not exist for it.
+    for path in [
+        format!("/v1/returnees/{}", b.returnee),
+        format!("/v1/returnees/{}/events", b.returnee),
+        format!("/v1/checkpoints/{}", b.checkpoint),
+        format!("/v1/venues/{}", b.venue),
+        format!("/v1/banquets/{}", b.banquet),
+        format!("/v1/zones/{}", b.zone),
+        format!("/v1/zones/{}/dashboard", b.zone),
+        format!("/v1/zones/{}/daily-reports/{day}", b.zone),
+    ] {
+        get(path.clone()).await.problem(404, "not_found");
+    }
+    // ...nor in its lists.
+    for (list, key) in [
+        ("/v1/returnees", "returnee_id"),
+        ("/v1/checkpoints", "checkpoint_id"),
+        ("/v1/venues", "venue_id"),
+        ("/v1/banquets", "banquet_id"),
+        ("/v1/zones", "zone_id"),
+    ] {
+        let items = get(list.to_owned()).await.ok()["items"].clone();
+        let items = items.as_array().expect("items");
+        assert_eq!(items.len(), 1, "{list}: {items:?}");
+        assert!(items
+            .iter()
+            .all(|i| i[key] != b.returnee && i["zone_id"] == a.zone));
+    }
+    // It writes in its zone, and cannot in another, directly or in a batch.
+    let quarantine = |r: &str| format!("/v1/returnees/{r}/quarantine");
+    s.send_raw(
+        as_worker(reqwest::Method::POST, &quarantine(&a.returnee))
+            .header("X-Correlation-Id", "sync-batch-7")
+            .header("X-Request-Id", "req-worker-1")
+            .json(&json!({})),
+    )
+    .await
+    .ok();
+    s.send_raw(as_worker(reqwest::Method::POST, &quarantine(&b.returnee)).json(&json!({})))
+        .await
+        .problem(404, "not_found");
+    let elsewhere = (
+        b.zone.clone(),
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    let refused = s
+        .send_raw(
+            as_worker(reqwest::Method::POST, "/v1/returnees").json(&registration(&elsewhere, &day)),
+        )
+        .await
+        .problem(422, "invalid_fields");
+    assert_eq!(
+        refused["errors"][0]["field"], "zone_id",
+        "as if zone B did not exist"
+    );
+    let batch = s
+        .send_raw(as_worker(reqwest::Method::POST, "/v1/batches").json(&json!({"commands": [
+            {"method": "POST", "path": format!("/v1/venues/{}/closure", a.venue), "body": {"notice_posted": true}},
+            {"method": "POST", "path": format!("/v1/venues/{}/closure", b.venue), "body": {"notice_posted": true}},
+            {"method": "POST", "path": "/v1/zones", "body": {"name": "三片区"}},
+        ]})))
+        .await;
+    assert_eq!(batch.status, 207);
+    let results = batch.body["results"].as_array().expect("results").clone();
+    assert_eq!(results[0]["status"], 200);
+    assert_eq!(results[1]["status"], 404);
+    assert_eq!(results[2]["status"], 403);
+    let b_venue = s.get(&format!("/v1/venues/{}", b.venue)).await.ok();
+    assert_eq!(b_venue["status"], "open", "nothing written in zone B");
+    // Its roster and county pull hold its zone's rows only.
+    let roster = get("/v1/quarantine/roster".into()).await.ok();
+    assert!(roster["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .all(|i| i["zone_id"] == a.zone));
+    let pull = get(format!("/v1/reports/daily?date={day}")).await.ok();
+    assert!(pull["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .all(|r| r["zone_id"] == a.zone));
+    // Its writes carry it as the actor.
+    let events = s
+        .get(&format!("/v1/returnees/{}/events", a.returnee))
+        .await
+        .ok();
+    let last = events
+        .as_array()
+        .and_then(|e| e.last())
+        .expect("events")
+        .clone();
+    assert_eq!(last["type"], "QuarantineStarted");
+    let logged = s.get("/v1/events?type=QuarantineStarted").await.ok();
+    assert_eq!(
+        logged["items"][0]["metadata"]["actor"]["name"],
+        "一片区网格员"
+    );
+    assert_eq!(
+        logged["items"][0]["metadata"]["actor"]["role"],
+        "zone_worker"
+    );
+    assert!(logged["items"][0]["metadata"]["actor"]["token_id"].is_string());
+    assert_eq!(
+        logged["items"][0]["metadata"]["correlation_id"],
+        "sync-batch-7"
+    );
+    assert_eq!(logged["items"][0]["metadata"]["request_id"], "req-worker-1");
+}
+
+async fn tokens_are_issued_listed_and_revoked_through_the_api_and_the_cli(db: Arc<TestDb>) {
+    // A new store prints its one admin token, once.
+    let s = Server::start_fresh(db.clone(), &[]);
+    assert_eq!(s.printed_tokens.len(), 1);
+    let admin = s.printed_tokens[0].clone();
+    assert!(admin.starts_with("fk_"));
+    s.get("/v1/zones").await.ok();
+
+    // 401 without a token, with a bad one, with a forged one.
+    let anonymous = s.send_raw(s.client.get(s.url("/v1/zones"))).await;
+    assert_eq!(
+        anonymous
+            .headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
+    anonymous.problem(401, "unauthenticated");
+    let forged = format!("{}{}", &admin[..admin.len() - 4], "0000");
+    s.send_raw(s.client.get(s.url("/v1/zones")).bearer_auth(&forged))
+        .await
+        .problem(401, "unauthenticated");
+    s.send_raw(s.client.get(s.url("/v1/zones")).bearer_auth("nonsense"))
+        .await
+        .problem(401, "unauthenticated");
+
+    // Issued through the API: shown once, listed without secrets.
+    let issued = s
+        .post(
+            "/v1/tokens",
+            json!({"name": "县疾控中心", "role": "county"}),
+        )
+        .await;
+    assert_eq!(issued.status, 201);
+    let county = issued.body["token"].as_str().expect("token").to_owned();
+    let county_id = issued.body["token_id"].as_str().expect("id").to_owned();
+    s.send_raw(s.client.get(s.url("/v1/dashboard")).bearer_auth(&county))
+        .await
+        .ok();
+    let list = s.get("/v1/tokens").await.ok();
+    let listed = list["items"].as_array().expect("items");
+    assert_eq!(listed.len(), 2, "the first admin and the county's: {list}");
+    assert!(
+        !list.to_string().contains(&county),
+        "secrets are never listed"
+    );
+    s.post("/v1/tokens", json!({"name": "x", "role": "zone_worker"}))
+        .await
+        .problem(409, "token_zones_mismatch");
+    s.post("/v1/tokens", json!({"name": "x", "role": "mayor"}))
+        .await
+        .problem(422, "invalid_fields");
+
+    // Revoked: refused from the answer on.
+    s.send(s.client.delete(s.url(&format!("/v1/tokens/{county_id}"))))
+        .await
+        .ok();
+    s.send_raw(s.client.get(s.url("/v1/dashboard")).bearer_auth(&county))
+        .await
+        .problem(401, "unauthenticated");
+    s.send(s.client.delete(s.url(&format!("/v1/tokens/{county_id}"))))
+        .await
+        .problem(409, "token_already_revoked");
+
+    // The CLI, while the server runs on the same store.
+    let auditor = create_token(&s.db, "auditor", &[], "审计局");
+    s.send_raw(s.client.get(s.url("/v1/audit/head")).bearer_auth(&auditor))
+        .await
+        .ok();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fangkong"))
+        .args(["token", "list"])
+        .env("FANGKONG_DATABASE_URL", s.db.url())
+        .output()
+        .expect("token list runs");
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listing.contains("审计局") && listing.contains("revoked"),
+        "{listing}"
+    );
+    assert!(!listing.contains(&auditor));
+    let auditor_id = listing
+        .lines()
+        .find(|l| l.contains("审计局"))
+        .and_then(|l| l.split('\t').next())
+        .expect("the auditor's id")
+        .to_owned();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fangkong"))
+        .args(["token", "revoke", &auditor_id])
+        .env("FANGKONG_DATABASE_URL", s.db.url())
+        .output()
+        .expect("token revoke runs");
+    assert!(out.status.success());
+    let mut refused = false;
+    for _ in 0..50 {
+        let r = s
+            .send_raw(s.client.get(s.url("/v1/audit/head")).bearer_auth(&auditor))
+            .await;
+        if r.status == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused,
+        "a revocation from the CLI reaches the running server"
+    );
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_fangkong"))
+        .args([
+            "token",
+            "create",
+            "--role",
+            "zone_worker",
+            "--name",
+            "x",
+            "--zone",
+            &uuid::Uuid::now_v7().to_string(),
+        ])
+        .env("FANGKONG_DATABASE_URL", s.db.url())
+        .output()
+        .expect("token create runs");
+    assert!(!bad.status.success(), "an unknown zone is refused");
+    assert!(bad.stdout.is_empty());
+}
+
+async fn failed_attempts_are_limited_and_browsers_are_held_to_the_allowed_origins(db: Arc<TestDb>) {
+    let s = Server::start_on(db, &["--cors-origin", "https://field.example.org"]);
+    // CORS: the allowed origin's preflight passes without a token; another
+    // origin gets no permission.
+    let preflight = |origin: &str| {
+        s.client
+            .request(reqwest::Method::OPTIONS, s.url("/v1/returnees"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type, idempotency-key",
+            )
+    };
+    let allowed = s.send_raw(preflight("https://field.example.org")).await;
+    assert!(allowed.status < 300, "{}", allowed.status);
+    assert_eq!(
+        allowed
+            .headers
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://field.example.org")
+    );
+    let other = s.send_raw(preflight("https://evil.example.com")).await;
+    assert!(other.headers.get("access-control-allow-origin").is_none());
+    let get = s
+        .send(
+            s.client
+                .get(s.url("/v1/zones"))
+                .header("Origin", "https://field.example.org"),
+        )
+        .await;
+    assert_eq!(
+        get.headers
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://field.example.org")
+    );
+
+    // Guessing tokens: after 20 failures a minute the address waits.
+    let mut last = 0;
+    for i in 0..25 {
+        let r = s
+            .send_raw(
+                s.client
+                    .get(s.url("/v1/zones"))
+                    .bearer_auth(format!("fk_guess{i}")),
+            )
+            .await;
+        last = r.status;
+        if r.status == 429 {
+            assert!(r.headers.get("retry-after").is_some());
+            r.problem(429, "too_many_failed_attempts");
+            break;
+        }
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(last, 429);
+    // Even a good token waits out the window from that address.
+    assert_eq!(s.get("/v1/zones").await.status, 429);
+}
+
+async fn the_live_feed_follows_the_log_resumes_and_ends_at_shutdown(db: Arc<TestDb>) {
+    let s = Server::start_on(db, &[]);
+    let auditor = create_token(&s.db, "auditor", &[], "审计");
+    let head = s.get("/v1/audit/head").await.ok()["position"]
+        .as_u64()
+        .expect("head");
+    let response = s
+        .client
+        .get(s.url(&format!("/v1/events/live?after={head}&heartbeat_seconds=1")))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .expect("the feed opens");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    let mut feed = response.bytes_stream();
+    let geo = zone(&s, "一片区").await;
+    let day = today(&s).await;
+    s.post("/v1/returnees", registration(&geo, &day)).await.ok();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !text.contains("event: ReturneeRegistered") || !text.contains(": heartbeat") {
+        let chunk = tokio::time::timeout_at(deadline, feed.next())
+            .await
+            .expect("events and a heartbeat arrive")
+            .expect("the feed stays open")
+            .expect("bytes");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains(&format!("id: {}", head + 1)), "{text}");
+    assert!(text.contains("event: ZoneEstablished"));
+    assert!(
+        text.contains("\"name\":\"张*\""),
+        "an auditor's feed is masked: {text}"
+    );
+    assert!(!text.contains("张三"));
+
+    // Resumed with Last-Event-ID: exactly what came after.
+    let resumed = s
+        .client
+        .get(s.url("/v1/events/live?heartbeat_seconds=1"))
+        .bearer_auth(&auditor)
+        .header("Last-Event-ID", (head + 3).to_string())
+        .send()
+        .await
+        .expect("the feed reopens");
+    let mut feed = resumed.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("event: ReturneeRegistered") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .expect("the rest arrives")
+            .expect("open")
+            .expect("bytes");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!text.contains(&format!("id: {}\n", head + 3)), "{text}");
+    assert!(text.contains(&format!("id: {}\n", head + 4)), "{text}");
+
+    // A shutdown ends the feed instead of waiting on it.
+    let started = std::time::Instant::now();
+    let stopping = std::thread::spawn(move || s.stop());
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(chunk) = feed.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the feed ended");
+    assert!(stopping.join().expect("stopped").success());
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+async fn personal_data_stays_out_of_errors(db: Arc<TestDb>) {
+    let s = Server::start_on(db, &[]);
+    let geo = zone(&s, "一片区").await;
+    let day = today(&s).await;
+    let mut bad = registration(&geo, &day);
+    bad["personal"]["resident_id"] = json!("110105194912310021");
+    bad["personal"]["phone"] = json!("12345678901");
+    let problem = s
+        .post("/v1/returnees", bad)
+        .await
+        .problem(422, "invalid_fields");
+    let text = problem.to_string();
+    assert!(!text.contains("110105194912310021"), "{text}");
+    assert!(!text.contains("12345678901"), "{text}");
+    assert!(!text.contains("张三"), "{text}");
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(super::TestDb::sqlite())).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = super::TestDb::postgres().await else { return };
+                    super::$name(std::sync::Arc::new(db)).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    every_route_admits_exactly_the_roles_it_was_designed_for,
+    a_zone_worker_sees_and_works_in_its_zones_only,
+    tokens_are_issued_listed_and_revoked_through_the_api_and_the_cli,
+    failed_attempts_are_limited_and_browsers_are_held_to_the_allowed_origins,
+    the_live_feed_follows_the_log_resumes_and_ends_at_shutdown,
+    personal_data_stays_out_of_errors,
+);
