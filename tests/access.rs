@@ -622,6 +622,51 @@ async fn personal_data_stays_out_of_errors(db: Arc<TestDb>) {
     assert!(!text.contains("张三"), "{text}");
 }
 
+async fn a_token_over_its_rate_or_a_request_over_time_is_told_when_to_retry(db: Arc<TestDb>) {
+    let s = Server::start_on(
+        db,
+        &[
+            "--rate-limit",
+            "2",
+            "--rate-burst",
+            "3",
+            "--request-timeout-ms",
+            "300",
+        ],
+    );
+    for _ in 0..3 {
+        s.get("/v1/zones").await.ok();
+    }
+    let limited = s.get("/v1/zones").await;
+    assert_eq!(
+        limited
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    limited.problem(429, "rate_limited");
+    // Another token has its own allowance.
+    let county = create_token(&s.db, "county", &[], "县");
+    s.send_raw(s.client.get(s.url("/v1/dashboard")).bearer_auth(&county))
+        .await
+        .ok();
+    // A read waiting (up to 2 s) for a position that never comes outlasts
+    // the 300 ms limit.
+    let slow = s
+        .send_raw(
+            s.client
+                .get(s.url("/v1/dashboard?min_position=999999"))
+                .bearer_auth(&county),
+        )
+        .await;
+    assert!(slow.headers.get("retry-after").is_some());
+    slow.problem(503, "request_timeout");
+    // After the refill the first token is served again.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    s.get("/v1/zones").await.ok();
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -651,4 +696,5 @@ on_both_backends!(
     failed_attempts_are_limited_and_browsers_are_held_to_the_allowed_origins,
     the_live_feed_follows_the_log_resumes_and_ends_at_shutdown,
     personal_data_stays_out_of_errors,
+    a_token_over_its_rate_or_a_request_over_time_is_told_when_to_retry,
 );

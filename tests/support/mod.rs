@@ -155,7 +155,12 @@ impl Server {
         let headers = response.headers().clone();
         let text = response.text().await.expect("a body");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        assert!(status < 500, "a 5xx answer: {status} {body}");
+        // 503 is an answer (storage unavailable, request timed out) that
+        // tests expect on purpose; any other 5xx is a bug.
+        assert!(
+            status < 500 || status == 503,
+            "a 5xx answer: {status} {body}"
+        );
         Reply {
             status,
             headers,

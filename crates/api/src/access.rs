@@ -376,6 +376,51 @@ impl FailedAuth {
     }
 }
 
+/// Requests per token: a bucket of `burst` requests refilled at `per_second`
+/// (0 turns the limit off). Answers the seconds to wait when empty.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    per_second: f64,
+    burst: f64,
+    buckets: Arc<Mutex<HashMap<Uuid, (f64, Instant)>>>,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit::new(100, 200)
+    }
+}
+
+impl RateLimit {
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        RateLimit {
+            per_second: f64::from(per_second),
+            burst: f64::from(burst.max(1)),
+            buckets: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn take(&self, token: Uuid) -> Result<(), u64> {
+        if self.per_second <= 0.0 {
+            return Ok(());
+        }
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let (level, since) = buckets.entry(token).or_insert((self.burst, now));
+        *level =
+            (*level + now.duration_since(*since).as_secs_f64() * self.per_second).min(self.burst);
+        *since = now;
+        if *level >= 1.0 {
+            *level -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *level) / self.per_second).ceil().max(1.0) as u64)
+        }
+    }
+}
+
 /// The middleware: finds the route's rule, authenticates, checks the role,
 /// and hands the handlers a [`Caller`].
 pub async fn guard(
@@ -422,6 +467,9 @@ pub async fn guard(
             caller.role.code()
         ))
         .into());
+    }
+    if let Err(retry_after) = state.rate_limit.take(caller.token_id) {
+        return Err(ApiError::RateLimited { retry_after }.into());
     }
     req.extensions_mut().insert(caller);
     next.call(req).await
@@ -537,6 +585,18 @@ mod tests {
         );
         assert_eq!(rule_for_path("PUT", "/v1/zones/abc/leader"), Some(ADMIN));
         assert_eq!(rule_for_path("POST", "/v1/nowhere"), None);
+    }
+
+    #[test]
+    fn a_token_gets_its_burst_then_waits_for_the_refill() {
+        let limit = RateLimit::new(1, 3);
+        let token = Uuid::now_v7();
+        for _ in 0..3 {
+            assert_eq!(limit.take(token), Ok(()));
+        }
+        assert_eq!(limit.take(token), Err(1));
+        assert_eq!(limit.take(Uuid::now_v7()), Ok(()), "buckets are per token");
+        assert_eq!(RateLimit::new(0, 1).take(token), Ok(()), "0 turns it off");
     }
 
     #[test]

@@ -63,9 +63,32 @@ pub fn app(
             "no such route; the contract is at /openapi.json".into(),
         ))
     }))
+    .wrap(from_fn(time_limit))
     .wrap(from_fn(crate::access::guard))
     .wrap(cors(&state.settings.cors_origins))
     .wrap(from_fn(observe))
+}
+
+/// Abandons a request that takes longer than the configured limit, with a
+/// 503 the client may retry (the live feed, which never ends, is exempt).
+async fn time_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let limit = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.settings.request_timeout);
+    let endless = req.path() == "/v1/events/live";
+    match limit {
+        Some(limit) if !endless => match tokio::time::timeout(limit, next.call(req)).await {
+            Ok(response) => response,
+            Err(_) => Err(ApiError::TimedOut {
+                seconds: limit.as_secs_f64(),
+            }
+            .into()),
+        },
+        _ => next.call(req).await,
+    }
 }
 
 /// Browsers may call from the configured origins only; preflights are

@@ -20,8 +20,8 @@ use utoipa_actix_web::{scope, AppExt};
 pub use extract::{BodyLimit, DEFAULT_BODY_LIMIT};
 pub use write::Commands;
 
-/// How the service reads and exports its figures.
-#[derive(Debug, Clone, Default)]
+/// How the service reads, exports and limits.
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// When each day's report is due.
     pub rules: fangkong_projections::ReportingRules,
@@ -30,6 +30,25 @@ pub struct Settings {
     pub projector: fangkong_projections::ProjectorOptions,
     /// Browser origins allowed to call the API (CORS); none by default.
     pub cors_origins: Vec<String>,
+    /// Requests per second per token, and the burst allowed (0: no limit).
+    pub rate_per_second: u32,
+    pub rate_burst: u32,
+    /// Longest a request may take before it is answered 503.
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            rules: Default::default(),
+            dhis2: None,
+            projector: Default::default(),
+            cors_origins: vec![],
+            rate_per_second: 100,
+            rate_burst: 200,
+            request_timeout: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// What every handler shares.
@@ -40,6 +59,7 @@ pub struct AppState {
     pub projector: fangkong_projections::Projector,
     pub settings: Settings,
     pub failed_auth: access::FailedAuth,
+    pub rate_limit: access::RateLimit,
     /// Flipped when the server begins to shut down: live feeds end.
     pub shutdown: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -56,6 +76,7 @@ impl AppState {
             ),
             commands: Commands::new(store, township, metrics.clone()),
             metrics,
+            rate_limit: access::RateLimit::new(settings.rate_per_second, settings.rate_burst),
             settings,
             failed_auth: access::FailedAuth::default(),
             shutdown: std::sync::Arc::new(tokio::sync::watch::channel(false).0),

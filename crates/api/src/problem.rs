@@ -50,6 +50,10 @@ pub enum ApiError {
     Forbidden(String),
     #[error("too many failed authentications from this address; retry in {retry_after} s")]
     TooManyFailedAttempts { retry_after: u64 },
+    #[error("this token sent more requests than its rate allows; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    #[error("the request took longer than {seconds} s and was abandoned; a write may still land: retry with the same Idempotency-Key")]
+    TimedOut { seconds: f64 },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -91,6 +95,8 @@ impl ApiError {
             ApiError::Unauthenticated(_) => "unauthenticated".into(),
             ApiError::Forbidden(_) => "forbidden".into(),
             ApiError::TooManyFailedAttempts { .. } => "too_many_failed_attempts".into(),
+            ApiError::RateLimited { .. } => "rate_limited".into(),
+            ApiError::TimedOut { .. } => "request_timeout".into(),
             ApiError::NotFound(_) => "not_found".into(),
             ApiError::Rule(rule) => rule.code().into(),
             ApiError::ConcurrentWrite(_) => "concurrent_write".into(),
@@ -112,6 +118,8 @@ impl ApiError {
             ApiError::Unauthenticated(_) => "Authentication required",
             ApiError::Forbidden(_) => "Not allowed for this role",
             ApiError::TooManyFailedAttempts { .. } => "Too many failed attempts",
+            ApiError::RateLimited { .. } => "Too many requests",
+            ApiError::TimedOut { .. } => "Request timed out",
             ApiError::NotFound(_) => "Not found",
             ApiError::Rule(_) | ApiError::ConcurrentWrite(_) => "Conflict with the current state",
             ApiError::Unmet { .. } => "Cannot be answered as configured",
@@ -182,6 +190,8 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyFailedAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TimedOut { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Rule(_) | ApiError::ConcurrentWrite(_) | ApiError::Unmet { .. } => {
                 StatusCode::CONFLICT
@@ -201,8 +211,12 @@ impl ResponseError for ApiError {
             ApiError::Unavailable => {
                 response.insert_header((header::RETRY_AFTER, "2"));
             }
-            ApiError::TooManyFailedAttempts { retry_after } => {
+            ApiError::TooManyFailedAttempts { retry_after }
+            | ApiError::RateLimited { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            ApiError::TimedOut { .. } => {
+                response.insert_header((header::RETRY_AFTER, "1"));
             }
             ApiError::Unauthenticated(_) => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

@@ -59,6 +59,15 @@ struct ReadingArgs {
         value_delimiter = ','
     )]
     cors_origins: Vec<String>,
+    /// Requests per second each token may send (0: no limit).
+    #[arg(long, env = "FANGKONG_RATE_LIMIT", default_value_t = 100)]
+    rate_limit: u32,
+    /// Requests a token may send at once before the rate applies.
+    #[arg(long, env = "FANGKONG_RATE_BURST", default_value_t = 200)]
+    rate_burst: u32,
+    /// Milliseconds a request may take before it is answered 503.
+    #[arg(long, env = "FANGKONG_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    request_timeout_ms: u64,
 }
 
 impl ReadingArgs {
@@ -82,6 +91,9 @@ impl ReadingArgs {
                 .map(|o| o.trim().to_owned())
                 .filter(|o| !o.is_empty())
                 .collect(),
+            rate_per_second: self.rate_limit,
+            rate_burst: self.rate_burst,
+            request_timeout: std::time::Duration::from_millis(self.request_timeout_ms.max(1)),
         })
     }
 }
