@@ -65,6 +65,20 @@ impl Server {
         )
     }
 
+    /// Starts with another URL for the same database (through a proxy).
+    pub fn start_with_url(db: Arc<TestDb>, url: &str, extra: &[&str]) -> Server {
+        let token = create_token(&db, "admin", &[], "test harness");
+        let mut server = Self::spawn_with(
+            db,
+            extra,
+            &[("RUST_LOG", "warn"), ("FANGKONG_DATABASE_URL", url)],
+            Stdio::inherit(),
+            Some(token),
+        );
+        server.printed_tokens.clear();
+        server
+    }
+
     /// Starts on a database as it is: no token is made first, so a new
     /// store prints its first token(s), which become `token`.
     pub fn start_fresh(db: Arc<TestDb>, extra: &[&str]) -> Server {
@@ -88,6 +102,7 @@ impl Server {
             .args(["--bind", "127.0.0.1:0", "--workers", "2"])
             .args(extra)
             .env("FANGKONG_DATABASE_URL", db.url())
+            // Later settings win: a test may point at the database another way.
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
