@@ -128,6 +128,20 @@ impl Commands {
         })
     }
 
+    /// The state this process last saw for the stream, if it kept one.
+    fn cached<A>(&self, stream_id: &str) -> Option<Loaded<A>>
+    where
+        A: Aggregate + Send + Sync + 'static,
+    {
+        let cache = self.cache.lock().ok()?;
+        let c = cache.get(stream_id)?;
+        Some(Loaded {
+            version: c.version,
+            position: c.position,
+            state: c.state.downcast_ref::<A>()?.clone(),
+        })
+    }
+
     /// The entity's current state: the cached state plus any events after it.
     pub async fn load<A>(&self, stream_id: &str) -> Result<Loaded<A>, ApiError>
     where
@@ -205,32 +219,52 @@ impl Commands {
         A: Aggregate + Send + Sync + 'static,
     {
         let request_hash = request_hash(target, &body_hash);
-        if headers.caller.is_some() {
-            // Checked before a replay too: a key must not reveal another
-            // zone's answer.
-            let loaded = self.load::<A>(&target.stream_id).await?;
-            authorize(&loaded.state, &command)?;
-        }
         if let Some(key) = &headers.idempotency_key {
             if let Some(answer) = self.earlier_answer(target, key, &request_hash).await? {
+                // Checked before a replay too: a key must not reveal
+                // another zone's answer.
+                let loaded = self.load::<A>(&target.stream_id).await?;
+                authorize(&loaded.state, &command)?;
                 return Ok(answer);
             }
         }
         let ctx = self.context(occurred_at)?;
         let occurred_at = occurred_at.unwrap_or_else(Utc::now);
         let mut retried = false;
+        // First from this process's cache, without a query: the append's
+        // expected version catches a write by another process, and any
+        // refusal is decided again on fresh state before it is answered.
+        let mut fresh = false;
         loop {
-            let loaded = self.load::<A>(&target.stream_id).await?;
-            authorize(&loaded.state, &command)?;
-            if let Some(expected) = headers.if_match {
-                if expected != loaded.version {
-                    return Err(ApiError::PreconditionFailed {
-                        expected,
-                        actual: loaded.version,
-                    });
+            let loaded = if fresh {
+                self.load::<A>(&target.stream_id).await?
+            } else {
+                match self.cached::<A>(&target.stream_id) {
+                    Some(cached) => cached,
+                    None => {
+                        fresh = true;
+                        self.load::<A>(&target.stream_id).await?
+                    }
                 }
-            }
-            let events = loaded.state.handle(&command, &ctx)?;
+            };
+            let precondition = match headers.if_match {
+                Some(expected) if expected != loaded.version => Err(ApiError::PreconditionFailed {
+                    expected,
+                    actual: loaded.version,
+                }),
+                _ => Ok(()),
+            };
+            let decided = authorize(&loaded.state, &command)
+                .and(precondition)
+                .and_then(|()| loaded.state.handle(&command, &ctx).map_err(ApiError::from));
+            let events = match decided {
+                Ok(events) => events,
+                Err(_) if !fresh => {
+                    fresh = true;
+                    continue;
+                }
+                Err(refused) => return Err(refused),
+            };
             if events.is_empty() {
                 return Ok(Written {
                     id: target.entity_id,
@@ -322,6 +356,7 @@ impl Commands {
                         ));
                     }
                     retried = true;
+                    fresh = true;
                 }
                 Err(StoreError::EventIdReused { .. }) => {
                     return Err(ApiError::IdempotencyKeyReused(
