@@ -79,6 +79,10 @@ impl FromRequest for Caller {
     }
 }
 
+/// The route pattern a request matched, found once per request.
+#[derive(Debug, Clone)]
+pub struct MatchedRoute(pub String);
+
 /// Which roles a route admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
@@ -428,6 +432,11 @@ pub async fn guard(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let pattern = req.match_pattern();
+    // Matching walks the routes' regexes: done once here, reused for the
+    // metrics and the access log.
+    req.extensions_mut().insert(MatchedRoute(
+        pattern.clone().unwrap_or_else(|| "unmatched".into()),
+    ));
     let rule = match &pattern {
         Some(pattern) => rule(req.method().as_str(), pattern),
         // No route: the 404 answer needs no token.

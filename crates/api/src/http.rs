@@ -139,10 +139,17 @@ async fn observe(
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
     let mut response = next.call(req).await?;
-    let route = response
+    let matched = response
         .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".into());
+        .extensions()
+        .get::<crate::access::MatchedRoute>()
+        .map(|m| m.0.clone());
+    let route = matched.unwrap_or_else(|| {
+        response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into())
+    });
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {

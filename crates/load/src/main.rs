@@ -41,6 +41,65 @@ struct Args {
     /// Server worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Also measure with wrk (if installed: a C client far lighter than
+    /// this one, so the server, not the client, is what is measured).
+    #[arg(long)]
+    wrk: bool,
+}
+
+/// Runs wrk against `url` (POSTing `body` round-robin over `paths` when
+/// given) and prints its requests/s and latency percentiles.
+fn wrk(label: &str, args: &Args, token: &str, base: &str, paths: &[String], body: Option<&str>) {
+    let dir = std::env::temp_dir().join(format!("fangkong-wrk-{}", uuid::Uuid::now_v7()));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    let list: Vec<String> = paths.iter().map(|p| format!("{p:?}")).collect();
+    let script = format!(
+        "local paths = {{{}}}\nlocal n = 0\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\n\
+         wrk.headers[\"Content-Type\"] = \"application/json\"\n\
+         request = function()\n  n = n + 1\n  local path = paths[(n % #paths) + 1]\n  \
+         {}\nend\n",
+        list.join(", "),
+        match body {
+            Some(body) => format!("return wrk.format(\"POST\", path, nil, {body:?})"),
+            None => "return wrk.format(\"GET\", path)".to_owned(),
+        }
+    );
+    let script_path = dir.join("mix.lua");
+    if std::fs::write(&script_path, script).is_err() {
+        return;
+    }
+    let out = std::process::Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{}", args.connections),
+            &format!("-d{}s", args.seconds),
+            "--latency",
+            "-s",
+        ])
+        .arg(&script_path)
+        .arg(base)
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    let Ok(out) = out else {
+        println!("  {label:<44} (wrk not installed)");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| "?".into())
+    };
+    let non_2xx = field("Non-2xx or 3xx responses:");
+    println!(
+        "  {label:<44} {:>9} req/s   p50 {:>9}   p99 {:>9}   {} non-2xx",
+        field("Requests/sec:"),
+        field("50%"),
+        field("99%"),
+        if non_2xx == "?" { "0".into() } else { non_2xx }
+    );
 }
 
 fn main() -> anyhow::Result<()> {
@@ -345,6 +404,44 @@ async fn run_backend(backend: &str, args: &Args) -> anyhow::Result<()> {
         )
         .await,
     );
+
+    if args.wrk {
+        let post_paths: Vec<String> = setup
+            .checkpoints
+            .iter()
+            .map(|c| format!("/v1/checkpoints/{c}/crossings"))
+            .collect();
+        let dashboard_paths: Vec<String> = setup
+            .zones
+            .iter()
+            .map(|z| format!("/v1/zones/{z}/dashboard"))
+            .collect();
+        println!("  with wrk:");
+        wrk(
+            "baseline: GET /healthz",
+            args,
+            &token,
+            &base,
+            &["/healthz".to_owned()],
+            None,
+        );
+        wrk(
+            "crossings (single-event commands)",
+            args,
+            &token,
+            &base,
+            &post_paths,
+            Some(r#"{"subject": "person", "temperature": 36.5, "outcome": "admitted"}"#),
+        );
+        wrk(
+            "dashboard reads",
+            args,
+            &token,
+            &base,
+            &dashboard_paths,
+            None,
+        );
+    }
 
     served.handle.stop(true).await;
     let _ = served.thread.join();
