@@ -165,3 +165,28 @@ impl WriteHeaders {
 /// The id given to each request, echoed in `X-Request-Id`.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
+
+/// Positions and versions are 64-bit signed in the contract (and in
+/// PostgreSQL): a larger number is refused as a bad parameter rather than
+/// silently accepted.
+pub(crate) fn within_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let value = <Option<u64> as serde::Deserialize>::deserialize(d)?;
+    match value {
+        Some(n) if n > i64::MAX as u64 => Err(serde::de::Error::custom(format!(
+            "{n} is beyond the largest position, {}",
+            i64::MAX
+        ))),
+        other => Ok(other),
+    }
+}
+
+pub(crate) fn position_within_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = <u64 as serde::Deserialize>::deserialize(d)?;
+    if n > i64::MAX as u64 {
+        return Err(serde::de::Error::custom(format!(
+            "{n} is beyond the largest position, {}",
+            i64::MAX
+        )));
+    }
+    Ok(n)
+}

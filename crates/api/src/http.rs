@@ -58,10 +58,33 @@ pub fn app(
                 .finish()
         }),
     )
-    .default_service(web::to(|| async {
-        actix_web::ResponseError::error_response(&ApiError::NotFound(
-            "no such route; the contract is at /openapi.json".into(),
-        ))
+    .default_service(web::to(|req: actix_web::HttpRequest| async move {
+        // A known path with another method: 405 naming the ones it takes.
+        let allowed: Vec<&str> = req
+            .match_pattern()
+            .map(|pattern| {
+                crate::access::RULES
+                    .iter()
+                    .filter(|(_, p, _)| *p == pattern)
+                    .map(|(m, _, _)| *m)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if allowed.is_empty() {
+            actix_web::ResponseError::error_response(&ApiError::NotFound(
+                "no such route; the contract is at /openapi.json".into(),
+            ))
+        } else {
+            let mut response = actix_web::ResponseError::error_response(
+                &ApiError::MethodNotAllowed(allowed.join(", ")),
+            );
+            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                response
+                    .headers_mut()
+                    .insert(actix_web::http::header::ALLOW, value);
+            }
+            response
+        }
     }))
     .wrap(from_fn(time_limit))
     .wrap(from_fn(crate::access::guard))

@@ -35,6 +35,8 @@ pub struct Settings {
     pub rate_burst: u32,
     /// Longest a request may take before it is answered 503.
     pub request_timeout: std::time::Duration,
+    /// Refused tokens per minute from one address before it must wait (0: no limit).
+    pub failed_auth_limit: u32,
 }
 
 impl Default for Settings {
@@ -47,6 +49,7 @@ impl Default for Settings {
             rate_per_second: 100,
             rate_burst: 200,
             request_timeout: std::time::Duration::from_secs(30),
+            failed_auth_limit: 20,
         }
     }
 }
@@ -77,8 +80,11 @@ impl AppState {
             commands: Commands::new(store, township, metrics.clone()),
             metrics,
             rate_limit: access::RateLimit::new(settings.rate_per_second, settings.rate_burst),
+            failed_auth: access::FailedAuth::new(
+                settings.failed_auth_limit,
+                std::time::Duration::from_secs(60),
+            ),
             settings,
-            failed_auth: access::FailedAuth::default(),
             shutdown: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
         }
     }

@@ -56,6 +56,8 @@ pub enum ApiError {
     TimedOut { seconds: f64 },
     #[error("{0}")]
     NotFound(String),
+    #[error("this route takes {0}")]
+    MethodNotAllowed(String),
     #[error("{0}")]
     Rule(DomainError),
     #[error("{0}")]
@@ -98,6 +100,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited".into(),
             ApiError::TimedOut { .. } => "request_timeout".into(),
             ApiError::NotFound(_) => "not_found".into(),
+            ApiError::MethodNotAllowed(_) => "method_not_allowed".into(),
             ApiError::Rule(rule) => rule.code().into(),
             ApiError::ConcurrentWrite(_) => "concurrent_write".into(),
             ApiError::PreconditionFailed { .. } => "version_mismatch".into(),
@@ -121,6 +124,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "Too many requests",
             ApiError::TimedOut { .. } => "Request timed out",
             ApiError::NotFound(_) => "Not found",
+            ApiError::MethodNotAllowed(_) => "Method not allowed",
             ApiError::Rule(_) | ApiError::ConcurrentWrite(_) => "Conflict with the current state",
             ApiError::Unmet { .. } => "Cannot be answered as configured",
             ApiError::PreconditionFailed { .. } => "Version mismatch",
@@ -193,6 +197,7 @@ impl ResponseError for ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TimedOut { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Rule(_) | ApiError::ConcurrentWrite(_) | ApiError::Unmet { .. } => {
                 StatusCode::CONFLICT
             }

@@ -15,6 +15,7 @@ pub mod figures;
 pub mod roster;
 pub mod runtime;
 pub mod tokens;
+pub mod untrusted;
 pub mod views;
 
 pub use board::Board;

@@ -68,6 +68,9 @@ struct ReadingArgs {
     /// Milliseconds a request may take before it is answered 503.
     #[arg(long, env = "FANGKONG_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     request_timeout_ms: u64,
+    /// Refused tokens a minute from one address before it must wait (0: no limit).
+    #[arg(long, env = "FANGKONG_FAILED_AUTH_LIMIT", default_value_t = 20)]
+    failed_auth_limit: u32,
 }
 
 impl ReadingArgs {
@@ -94,6 +97,7 @@ impl ReadingArgs {
             rate_per_second: self.rate_limit,
             rate_burst: self.rate_burst,
             request_timeout: std::time::Duration::from_millis(self.request_timeout_ms.max(1)),
+            failed_auth_limit: self.failed_auth_limit,
         })
     }
 }

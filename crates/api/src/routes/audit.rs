@@ -127,6 +127,7 @@ impl LogEvent {
 pub struct LiveQuery {
     /// Start after this position (default: the head, so only new events);
     /// a reconnecting client's `Last-Event-ID` header takes precedence.
+    #[serde(default, deserialize_with = "crate::extract::within_i64")]
     pub after: Option<u64>,
     /// Stream category, as for `/v1/events`.
     pub category: Option<String>,
@@ -141,7 +142,7 @@ pub struct LiveQuery {
 #[utoipa::path(
     tag = "audit",
     params(LiveQuery, ("Last-Event-ID" = Option<u64>, Header, description = "The last position received")),
-    responses((status = 200, description = "An endless stream of events", content_type = "text/event-stream", body = String), ReadErrors)
+    responses((status = 200, description = "An endless stream of events: each `data` is one event as /v1/events shows it", content_type = "text/event-stream", body = LogEvent), ReadErrors)
 )]
 #[get("/events/live")]
 async fn live_events(
@@ -179,7 +180,7 @@ async fn live_events(
             ..Default::default()
         },
         pending: std::collections::VecDeque::from([web::Bytes::from(format!(
-            "retry: 2000\n: from position {after}\n\n"
+            ": from position {after}\n\n"
         ))]),
         heartbeat: std::time::Duration::from_secs(heartbeat),
     };
@@ -272,8 +273,10 @@ async fn audit_head(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 #[serde(deny_unknown_fields)]
 pub struct VerifyQuery {
     /// First position to check (default 1); the stored hash before it is trusted.
+    #[serde(default, deserialize_with = "crate::extract::within_i64")]
     pub from: Option<u64>,
     /// Last position to check (default: the head).
+    #[serde(default, deserialize_with = "crate::extract::within_i64")]
     pub to: Option<u64>,
 }
 
@@ -320,6 +323,7 @@ async fn verify(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
 #[serde(deny_unknown_fields)]
 pub struct ProofQuery {
     /// The position of a head kept earlier.
+    #[serde(deserialize_with = "crate::extract::position_within_i64")]
     pub position: u64,
     /// Its hash, hex.
     pub hash: String,

@@ -32,6 +32,7 @@ pub struct BatchCommand {
     /// Makes this command safe to replay: strongly advised for offline queues.
     pub idempotency_key: Option<String>,
     /// The expected stream version, as `If-Match` would give it.
+    #[serde(default, deserialize_with = "crate::extract::within_i64")]
     pub if_match: Option<u64>,
     pub body: serde_json::Value,
 }
@@ -110,11 +111,7 @@ pub async fn run_commands(
         let outcome = dispatch(state, &headers, command).await;
         results.push(match outcome {
             Ok((written, created)) => BatchResult {
-                status: if created && !written.replayed {
-                    201
-                } else {
-                    200
-                },
+                status: if created { 201 } else { 200 },
                 result: Some(written),
                 problem: None,
             },

@@ -160,6 +160,7 @@ pub struct DashboardQuery {
     pub as_of: Option<String>,
     /// Wait (up to 2 s) until the projections reflect this log position:
     /// pass the `position` of your last write to read it back.
+    #[serde(default, deserialize_with = "crate::extract::within_i64")]
     pub min_position: Option<u64>,
 }
 
@@ -251,12 +252,14 @@ pub struct DailyQuery {
     pub to: Option<NaiveDate>,
     /// `json` (default), `csv` (a row per zone and day), or `dhis2`
     /// (dataValueSets with completeDataSetRegistrations).
+    #[param(inline)]
     pub format: Option<ExportFormat>,
     /// Only this zone's rows.
     pub zone_id: Option<Uuid>,
     /// A log position or RFC 3339 instant: the aggregates as they stood then.
     pub as_of: Option<String>,
     /// Wait (up to 2 s) until the projections reflect this log position.
+    #[serde(default, deserialize_with = "crate::extract::within_i64")]
     pub min_position: Option<u64>,
 }
 

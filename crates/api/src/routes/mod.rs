@@ -201,12 +201,12 @@ pub(crate) fn optional<T, R>(
 
 /// `201 Created` for a new entity, `200 OK` otherwise; `ETag` is the version.
 pub(crate) fn written(written: Written, created: bool) -> HttpResponse {
-    let mut response =
-        if created && written.version as usize == written.events.len() && !written.replayed {
-            HttpResponse::Created()
-        } else {
-            HttpResponse::Ok()
-        };
+    // A replay gets the first answer, status included.
+    let mut response = if created && written.version as usize == written.events.len() {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
     response
         .insert_header((header::ETAG, format!("\"{}\"", written.version)))
         .json(written)

@@ -444,6 +444,7 @@ async fn get_returnee(
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     /// First stream version to return (default 1).
+    #[serde(default, deserialize_with = "crate::extract::within_i64")]
     pub from_version: Option<u64>,
     /// At most this many events (default 100, at most 1000).
     pub limit: Option<usize>,

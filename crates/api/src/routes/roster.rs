@@ -25,6 +25,7 @@ pub struct RosterQuery {
     pub as_of: Option<String>,
     /// Wait (up to 2 s) until the roster reflects this log position: pass the
     /// `position` of your last write to read it back.
+    #[serde(default, deserialize_with = "crate::extract::within_i64")]
     pub min_position: Option<u64>,
 }
 
