@@ -11,32 +11,7 @@ use std::time::Duration;
 use fangkong_store::testing::TestDb;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use support::{create_token, id, Server};
-
-async fn zone(s: &Server, name: &str) -> (String, String, String) {
-    let zone = id(&s.post("/v1/zones", json!({"name": name})).await.ok());
-    let village = s
-        .post(
-            &format!("/v1/zones/{zone}/villages"),
-            json!({"name": "桥头村"}),
-        )
-        .await
-        .ok()["events"][0]["data"]["village_id"]
-        .as_str()
-        .expect("village")
-        .to_owned();
-    let grid = s
-        .post(
-            &format!("/v1/zones/{zone}/grids"),
-            json!({"village_id": village, "name": "一组"}),
-        )
-        .await
-        .ok()["events"][0]["data"]["grid_id"]
-        .as_str()
-        .expect("grid")
-        .to_owned();
-    (zone, village, grid)
-}
+use support::{create_token, id, place, today, Server};
 
 fn registration((zone, village, grid): &(String, String, String), arrival: &str) -> Value {
     json!({
@@ -46,13 +21,6 @@ fn registration((zone, village, grid): &(String, String, String), arrival: &str)
         "personal": {"name": "张三", "resident_id": "11010519491231002X",
                      "phone": "13812345678", "address": "桥头村三组12号"}
     })
-}
-
-async fn today(s: &Server) -> String {
-    s.get("/v1/dashboard").await.ok()["today"]
-        .as_str()
-        .expect("today")
-        .to_owned()
 }
 
 /// Everything one zone has: a returnee, a checkpoint, a venue, a banquet.
@@ -65,7 +33,7 @@ struct Entities {
 }
 
 async fn entities(s: &Server, name: &str, day: &str) -> Entities {
-    let geo = zone(s, name).await;
+    let geo = place(s, None, name).await;
     let returnee = id(&s.post("/v1/returnees", registration(&geo, day)).await.ok());
     let checkpoint = id(&s
         .post(
@@ -546,7 +514,7 @@ async fn the_live_feed_follows_the_log_resumes_and_ends_at_shutdown(db: Arc<Test
         Some("text/event-stream")
     );
     let mut feed = response.bytes_stream();
-    let geo = zone(&s, "一片区").await;
+    let geo = place(&s, None, "一片区").await;
     let day = today(&s).await;
     s.post("/v1/returnees", registration(&geo, &day)).await.ok();
     let mut text = String::new();
@@ -607,7 +575,7 @@ async fn the_live_feed_follows_the_log_resumes_and_ends_at_shutdown(db: Arc<Test
 
 async fn personal_data_stays_out_of_errors(db: Arc<TestDb>) {
     let s = Server::start_on(db, &[]);
-    let geo = zone(&s, "一片区").await;
+    let geo = place(&s, None, "一片区").await;
     let day = today(&s).await;
     let mut bad = registration(&geo, &day);
     bad["personal"]["resident_id"] = json!("110105194912310021");
@@ -667,29 +635,7 @@ async fn a_token_over_its_rate_or_a_request_over_time_is_told_when_to_retry(db: 
     s.get("/v1/zones").await.ok();
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(std::sync::Arc::new(super::TestDb::sqlite())).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = super::TestDb::postgres().await else { return };
-                    super::$name(std::sync::Arc::new(db)).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+each_backend!(
     every_route_admits_exactly_the_roles_it_was_designed_for,
     a_zone_worker_sees_and_works_in_its_zones_only,
     tokens_are_issued_listed_and_revoked_through_the_api_and_the_cli,

@@ -9,38 +9,8 @@ use std::sync::Arc;
 
 use fangkong_store::testing::TestDb;
 use serde_json::{json, Value};
-use support::{id, Server};
+use support::{id, place, today, Server};
 use uuid::Uuid;
-
-/// A zone (with the id given, when given), a village and a grid.
-async fn zone(s: &Server, zone_id: Option<Uuid>, name: &str) -> (String, String, String) {
-    let mut body = json!({"name": name});
-    if let Some(zone_id) = zone_id {
-        body["zone_id"] = json!(zone_id);
-    }
-    let zone = id(&s.post("/v1/zones", body).await.ok());
-    let village = s
-        .post(
-            &format!("/v1/zones/{zone}/villages"),
-            json!({"name": "桥头村"}),
-        )
-        .await
-        .ok()["events"][0]["data"]["village_id"]
-        .as_str()
-        .expect("village")
-        .to_owned();
-    let grid = s
-        .post(
-            &format!("/v1/zones/{zone}/grids"),
-            json!({"village_id": village, "name": "一组"}),
-        )
-        .await
-        .ok()["events"][0]["data"]["grid_id"]
-        .as_str()
-        .expect("grid")
-        .to_owned();
-    (zone, village, grid)
-}
 
 /// Registers a returnee arriving today (the server's day); the position.
 async fn returnee(
@@ -68,13 +38,6 @@ fn position(written: &Value) -> u64 {
     written["position"].as_u64().expect("a position")
 }
 
-async fn today(s: &Server) -> String {
-    s.get("/v1/dashboard").await.ok()["today"]
-        .as_str()
-        .expect("today")
-        .to_owned()
-}
-
 fn projected(reply: &support::Reply) -> u64 {
     reply
         .headers
@@ -86,8 +49,8 @@ fn projected(reply: &support::Reply) -> u64 {
 
 async fn dashboards_read_their_own_writes_and_sum_to_the_township(db: Arc<TestDb>) {
     let s = Server::start_on(db, &[]);
-    let a = zone(&s, None, "一片区").await;
-    let b = zone(&s, None, "二片区").await;
+    let a = place(&s, None, "一片区").await;
+    let b = place(&s, None, "二片区").await;
     let (first, _) = returnee(&s, &a, "high").await;
     returnee(&s, &a, "medium").await;
     returnee(&s, &b, "low").await;
@@ -237,8 +200,8 @@ async fn the_county_pulls_daily_aggregates_as_json_csv_and_dhis2(db: Arc<TestDb>
     )
     .expect("mapping written");
     let s = Server::start_on(db, &["--dhis2-mapping", mapping.to_str().expect("path")]);
-    let a = zone(&s, Some(mapped), "一片区").await;
-    let b = zone(&s, None, "二片区").await;
+    let a = place(&s, Some(mapped), "一片区").await;
+    let b = place(&s, None, "二片区").await;
     returnee(&s, &a, "high").await;
     returnee(&s, &b, "low").await;
     let day = today(&s).await;
@@ -357,7 +320,7 @@ async fn the_county_pulls_daily_aggregates_as_json_csv_and_dhis2(db: Arc<TestDb>
 
 async fn as_of_reads_show_the_dashboards_as_they_stood(db: Arc<TestDb>) {
     let s = Server::start_on(db, &[]);
-    let a = zone(&s, None, "一片区").await;
+    let a = place(&s, None, "一片区").await;
     let (_, at) = returnee(&s, &a, "high").await;
     let then = s.get(&format!("/v1/dashboard?min_position={at}")).await;
     assert_eq!(projected(&then), at);
@@ -424,7 +387,7 @@ fn rebuild(db: &TestDb) -> std::process::Output {
 
 async fn read_models_survive_a_restart_equal_to_a_rebuild(db: Arc<TestDb>) {
     let s = Server::start_on(db.clone(), &[]);
-    let a = zone(&s, None, "一片区").await;
+    let a = place(&s, None, "一片区").await;
     for risk in ["high", "medium", "low", "high"] {
         let (r, _) = returnee(&s, &a, risk).await;
         s.post(&format!("/v1/returnees/{r}/quarantine"), json!({}))
@@ -468,29 +431,7 @@ async fn read_models_survive_a_restart_equal_to_a_rebuild(db: Arc<TestDb>) {
     );
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(std::sync::Arc::new(super::TestDb::sqlite())).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = super::TestDb::postgres().await else { return };
-                    super::$name(std::sync::Arc::new(db)).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+each_backend!(
     dashboards_read_their_own_writes_and_sum_to_the_township,
     the_county_pulls_daily_aggregates_as_json_csv_and_dhis2,
     as_of_reads_show_the_dashboards_as_they_stood,

@@ -249,3 +249,76 @@ impl Reply {
 pub fn id(v: &Value) -> String {
     v["id"].as_str().expect("an id").to_owned()
 }
+
+/// A zone (with the id given, when given) with one village and one grid:
+/// (zone, village, grid).
+pub async fn place(
+    s: &Server,
+    zone_id: Option<uuid::Uuid>,
+    name: &str,
+) -> (String, String, String) {
+    let mut body = serde_json::json!({"name": name});
+    if let Some(zone_id) = zone_id {
+        body["zone_id"] = serde_json::json!(zone_id);
+    }
+    let zone = id(&s.post("/v1/zones", body).await.ok());
+    let village = s
+        .post(
+            &format!("/v1/zones/{zone}/villages"),
+            serde_json::json!({"name": "桥头村"}),
+        )
+        .await
+        .ok()["events"][0]["data"]["village_id"]
+        .as_str()
+        .expect("village")
+        .to_owned();
+    let grid = s
+        .post(
+            &format!("/v1/zones/{zone}/grids"),
+            serde_json::json!({"village_id": village, "name": "一组"}),
+        )
+        .await
+        .ok()["events"][0]["data"]["grid_id"]
+        .as_str()
+        .expect("grid")
+        .to_owned();
+    (zone, village, grid)
+}
+
+/// The server's day, township time (from the dashboard it serves).
+pub async fn today(s: &Server) -> String {
+    s.get("/v1/dashboard").await.ok()["today"]
+        .as_str()
+        .expect("today")
+        .to_owned()
+}
+
+/// Runs each `async fn name(db: Arc<TestDb>)` once on SQLite and once on
+/// PostgreSQL (skipped without FANGKONG_TEST_POSTGRES, failing under CI).
+#[macro_export]
+macro_rules! each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(
+                        fangkong_store::testing::TestDb::sqlite(),
+                    ))
+                    .await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = fangkong_store::testing::TestDb::postgres().await else {
+                        return;
+                    };
+                    super::$name(std::sync::Arc::new(db)).await;
+                }
+            )*
+        }
+    };
+}
