@@ -607,6 +607,10 @@ async fn an_auditor_follows_verifies_and_proves_the_log(s: &Server) {
     let (zone, village, grid) = geography(s).await;
     let kept = s.get("/v1/audit/head").await.ok();
     assert_eq!(kept["position"], base + 3);
+    assert!(
+        kept["recorded_at"].is_string(),
+        "position, hash and time: {kept}"
+    );
     s.post("/v1/returnees", registration(&zone, &village, &grid))
         .await
         .ok();

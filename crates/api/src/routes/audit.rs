@@ -249,6 +249,8 @@ pub struct HeadView {
     pub position: u64,
     /// Hex SHA-256; 64 zeros for an empty log.
     pub hash: String,
+    /// When the event at the head was recorded (absent for an empty log).
+    pub recorded_at: Option<DateTime<Utc>>,
     /// When it was read.
     pub read_at: DateTime<Utc>,
 }
@@ -261,9 +263,19 @@ pub struct HeadView {
 #[get("/audit/head")]
 async fn audit_head(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let head = state.store().head().await?;
+    let recorded_at = match head.position {
+        0 => None,
+        p => state
+            .store()
+            .read_all(p - 1, 1, &Default::default())
+            .await?
+            .first()
+            .map(|e| e.recorded_at),
+    };
     Ok(HttpResponse::Ok().json(HeadView {
         position: head.position,
         hash: hex::encode(head.hash),
+        recorded_at,
         read_at: Utc::now(),
     }))
 }
