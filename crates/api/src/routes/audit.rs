@@ -78,8 +78,8 @@ async fn list_events(
     };
     let limit = page.limit()?;
     let filter = fangkong_store::LogFilter {
-        category: q.category,
-        event_types: q.event_type.into_iter().collect(),
+        category: checked_name("category", q.category)?,
+        event_types: checked_name("type", q.event_type)?.into_iter().collect(),
         recorded_since: q.since,
         recorded_until: q.until,
     };
@@ -96,6 +96,25 @@ async fn list_events(
         .map(|e| LogEvent::shown(e, mask))
         .collect();
     Ok(HttpResponse::Ok().json(Paged { items, next_cursor }))
+}
+
+/// Categories and event types are ASCII names (`returnee`,
+/// `QuarantineStarted`); anything else names nothing, and is refused before
+/// it reaches the database.
+fn checked_name(field: &str, raw: Option<String>) -> Result<Option<String>, ApiError> {
+    match raw {
+        Some(name)
+            if name.is_empty()
+                || name.len() > 100
+                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            Err(ApiError::field(
+                field,
+                "must be a name of ASCII letters and digits",
+            ))
+        }
+        other => Ok(other),
+    }
 }
 
 impl LogEvent {
@@ -176,7 +195,7 @@ async fn live_events(
         shutdown: state.shutdown.subscribe(),
         mask: caller.role != Role::Admin,
         filter: fangkong_store::LogFilter {
-            category: q.category,
+            category: checked_name("category", q.category)?,
             ..Default::default()
         },
         pending: std::collections::VecDeque::from([web::Bytes::from(format!(
