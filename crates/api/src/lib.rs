@@ -157,15 +157,17 @@ pub(crate) struct ApiDoc;
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(
         scope::scope("/v1")
-            .configure(routes::zones::configure)
-            .configure(routes::returnees::configure)
+            // The router tries routes in this order, a regex each: the
+            // busiest (dashboards, crossings, visits) go first.
+            .configure(routes::dashboards::configure)
             .configure(routes::checkpoints::configure)
+            .configure(routes::returnees::configure)
+            .configure(routes::roster::configure)
+            .configure(routes::zones::configure)
             .configure(routes::venues::configure)
             .configure(routes::banquets::configure)
             .configure(routes::activity::configure)
             .configure(routes::reports::configure)
-            .configure(routes::roster::configure)
-            .configure(routes::dashboards::configure)
             .configure(routes::tokens::configure)
             .configure(routes::audit::configure)
             .configure(routes::batches::configure),
