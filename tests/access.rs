@@ -220,7 +220,7 @@ async fn a_zone_worker_sees_and_works_in_its_zones_only(db: Arc<TestDb>) {
         assert_eq!(items.len(), 1, "{list}: {items:?}");
         assert!(items
             .iter()
-            .all(|i| i[key] != b.returnee && i["zone_id"] == a.zone));
+            .all(|i| i[key].is_string() && i["zone_id"] == a.zone));
     }
     // It writes in its zone, and cannot in another, directly or in a batch.
     let quarantine = |r: &str| format!("/v1/returnees/{r}/quarantine");

@@ -242,7 +242,6 @@ async fn the_county_pulls_daily_aggregates_as_json_csv_and_dhis2(db: Arc<TestDb>
         .get(&format!("/v1/zones/{}/daily-reports/{day}", a.0))
         .await
         .ok();
-    let _ = late;
     assert_eq!(report["status"]["state"], "amended");
     assert_eq!(report["status"]["amendments"], 1);
     let changes = report["status"]["changes"].as_array().expect("changes");

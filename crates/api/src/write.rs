@@ -147,20 +147,7 @@ impl Commands {
     where
         A: Aggregate + Send + Sync + 'static,
     {
-        let cached = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|c| c.get(stream_id).cloned())
-            .and_then(|c| {
-                let state = c.state.downcast_ref::<A>()?.clone();
-                Some(Loaded {
-                    version: c.version,
-                    position: c.position,
-                    state,
-                })
-            });
-        let mut loaded = cached.unwrap_or(Loaded {
+        let mut loaded = self.cached::<A>(stream_id).unwrap_or(Loaded {
             version: 0,
             position: 0,
             state: A::default(),

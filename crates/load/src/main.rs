@@ -472,12 +472,8 @@ impl Setup {
                 Ok::<Value, anyhow::Error>(body)
             }
         };
-        let today = chrono::Utc::now()
-            .with_timezone(
-                &chrono::FixedOffset::east_opt(8 * 3600)
-                    .ok_or_else(|| anyhow::anyhow!("offset"))?,
-            )
-            .date_naive();
+        // The server's day (the township's time zone), for arrival dates.
+        let today = Township::default().local_date(chrono::Utc::now());
         let (mut zones, mut checkpoints, mut returnees) = (vec![], vec![], vec![]);
         for z in 0..4 {
             let zone = post(

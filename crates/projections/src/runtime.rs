@@ -321,11 +321,6 @@ impl Projector {
         }
     }
 
-    /// Field events the zone recorded for the day.
-    pub fn zone_day_activity(&self, zone: uuid::Uuid, date: chrono::NaiveDate) -> u64 {
-        self.read(|m| m.board.field_events(zone, date))
-    }
-
     /// The read models exactly as they stood at `position`, rebuilt from
     /// the log (from the nearest kept earlier rebuild, when there is one).
     pub async fn as_of(&self, position: u64) -> Result<Arc<ReadModels>, ProjectorError> {

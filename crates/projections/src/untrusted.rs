@@ -264,6 +264,5 @@ impl Folded {
                 &ctx,
             );
         }
-        let _ = (&self.zone, &self.checkpoint, &self.token);
     }
 }

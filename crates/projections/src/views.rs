@@ -276,6 +276,45 @@ pub struct DailyAggregates {
     pub totals: Vec<DailyTotal>,
 }
 
+impl Completeness {
+    /// Counts the reports of one day's expected zones.
+    pub fn of<'a>(reports: impl IntoIterator<Item = &'a ReportStatus>) -> Completeness {
+        let mut c = Completeness::default();
+        for report in reports {
+            c.expected += 1;
+            if report.submitted {
+                c.submitted += 1;
+                if report.late {
+                    c.late += 1;
+                } else {
+                    c.on_time += 1;
+                }
+            }
+            match report.state {
+                ReportState::Missing => c.missing += 1,
+                ReportState::Pending => c.pending += 1,
+                _ => {}
+            }
+            if report.zero_report {
+                c.zero_reports += 1;
+            }
+            if report.amended {
+                c.amended += 1;
+            }
+        }
+        let rate = |n: u64| {
+            if c.expected == 0 {
+                1.0
+            } else {
+                n as f64 / c.expected as f64
+            }
+        };
+        c.reporting_rate = rate(c.submitted);
+        c.on_time_rate = rate(c.on_time);
+        c
+    }
+}
+
 impl Reading<'_> {
     /// A stored day read at the clock: an owed visit of a day that is over
     /// is missed; of today, pending.
@@ -409,42 +448,12 @@ impl Reading<'_> {
     }
 
     pub fn completeness(&self, board: &Board, date: NaiveDate) -> Completeness {
-        let mut c = Completeness::default();
-        for zone in board.zones().values() {
-            let Some(report) = self.report_of(zone, date) else {
-                continue;
-            };
-            c.expected += 1;
-            if report.submitted {
-                c.submitted += 1;
-                if report.late {
-                    c.late += 1;
-                } else {
-                    c.on_time += 1;
-                }
-            }
-            match report.state {
-                ReportState::Missing => c.missing += 1,
-                ReportState::Pending => c.pending += 1,
-                _ => {}
-            }
-            if report.zero_report {
-                c.zero_reports += 1;
-            }
-            if report.amended {
-                c.amended += 1;
-            }
-        }
-        let rate = |n: u64| {
-            if c.expected == 0 {
-                1.0
-            } else {
-                n as f64 / c.expected as f64
-            }
-        };
-        c.reporting_rate = rate(c.submitted);
-        c.on_time_rate = rate(c.on_time);
-        c
+        let reports: Vec<ReportStatus> = board
+            .zones()
+            .values()
+            .filter_map(|zone| self.report_of(zone, date))
+            .collect();
+        Completeness::of(&reports)
     }
 
     pub fn township_dashboard(&self, board: &Board, date: NaiveDate) -> TownshipDashboard {
@@ -452,17 +461,20 @@ impl Reading<'_> {
         let mut day = self.day_of(board.office().get(date), date);
         let mut to_date = self.sum_through(board.office(), date);
         let mut zones = Vec::with_capacity(board.zones().len());
+        let mut reports = Vec::with_capacity(board.zones().len());
         for (id, zone) in board.zones() {
             standing.add(&Standing::of(zone));
             let zone_day = self.day_of(zone.day(date), date);
             day += &zone_day;
             to_date += &self.sum_through(&zone.days, date);
+            let report = self.report_of(zone, date);
             zones.push(ZoneLine {
                 zone_id: *id,
                 name: zone.name.clone(),
-                report: self.report_of(zone, date).map(|r| r.state),
+                report: report.as_ref().map(|r| r.state),
                 day: zone_day,
             });
+            reports.extend(report);
         }
         TownshipDashboard {
             date,
@@ -471,7 +483,7 @@ impl Reading<'_> {
             standing,
             day,
             to_date,
-            completeness: self.completeness(board, date),
+            completeness: Completeness::of(&reports),
             zones,
         }
     }
@@ -482,6 +494,7 @@ impl Reading<'_> {
         let mut rows = Vec::new();
         let mut totals = Vec::new();
         for date in from.iter_days().take_while(|d| *d <= to) {
+            let first_row = rows.len();
             let mut total = self.day_of(board.office().get(date), date);
             for (id, zone) in board.zones() {
                 let Some(report) = self.report_of(zone, date) else {
@@ -500,7 +513,9 @@ impl Reading<'_> {
             totals.push(DailyTotal {
                 date,
                 figures: total,
-                completeness: self.completeness(board, date),
+                completeness: Completeness::of(
+                    rows[first_row..].iter().filter_map(|r| r.report.as_ref()),
+                ),
             });
         }
         DailyAggregates {
