@@ -620,7 +620,7 @@ async fn an_auditor_follows_verifies_and_proves_the_log(s: &Server) {
     )
     .await
     .ok();
-    let auditor = support::create_token(&s.db, "auditor", &[], "county audit office");
+    let auditor = s.create_token("auditor", &[], "county audit office").await;
     let as_auditor = |path: &str| s.client.get(s.url(path)).bearer_auth(&auditor);
 
     let page = s

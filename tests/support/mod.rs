@@ -46,6 +46,34 @@ pub fn create_token(db: &TestDb, role: &str, zones: &[&str], name: &str) -> Stri
 }
 
 impl Server {
+    /// `fangkong token create` while this server runs, then waits until the
+    /// server knows the token (it learns tokens from the log, by tailing it).
+    pub async fn create_token(&self, role: &str, zones: &[&str], name: &str) -> String {
+        let token = create_token(&self.db, role, zones, name);
+        let token_id = token
+            .strip_prefix("fk_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|id| uuid::Uuid::try_parse(id).ok())
+            .expect("a token of this service")
+            .to_string();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let listed = self.get("/v1/tokens").await;
+            // (A rate-limited answer is just another reason to look again.)
+            let known = listed.body["items"]
+                .as_array()
+                .is_some_and(|items| items.iter().any(|t| t["token_id"] == token_id.as_str()));
+            if known {
+                return token;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not learn of token {token_id} within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn start(db: TestDb, extra: &[&str]) -> Server {
         Self::start_on(Arc::new(db), extra)
     }

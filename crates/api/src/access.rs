@@ -3,17 +3,16 @@
 //! personal data for those who must not see it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
-use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use fangkong_domain::access::{ApiToken, Role};
-use fangkong_projections::TokenEntry;
+use fangkong_domain::access::Role;
+pub use ipnet::IpNet;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -58,6 +57,9 @@ impl Caller {
 
     /// What a write records as its actor.
     pub fn actor(&self) -> Value {
+        if self.token_id.is_nil() {
+            return serde_json::json!({"name": "fangkong", "role": "system"});
+        }
         serde_json::json!({
             "token_id": self.token_id,
             "name": self.name,
@@ -66,172 +68,178 @@ impl Caller {
     }
 }
 
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Caller, ApiError>>;
+/// What a route needs of its caller: the roles it admits. Each non-public
+/// handler names one by taking [`Authorized`] as its first extractor, so the
+/// check runs on the route the router chose and a handler cannot run without
+/// it.
+pub trait Policy: 'static {
+    const ROLES: &'static [Role];
+    /// How the refusal names what was wanted.
+    const WHAT: &'static str;
+}
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(
-            req.extensions().get::<Caller>().cloned().ok_or_else(|| {
-                ApiError::Unauthenticated("send Authorization: Bearer <token>".into())
-            }),
-        )
+/// Issuing and revoking tokens, establishing zones, naming their leaders.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+impl Policy for Admin {
+    const ROLES: &'static [Role] = &[Role::Admin];
+    const WHAT: &'static str = "administration";
+}
+
+/// Field work and the entities it touches: admin, and zone workers in their
+/// zones (the zone itself is checked against the entity).
+#[derive(Debug, Clone, Copy)]
+pub struct Field;
+impl Policy for Field {
+    const ROLES: &'static [Role] = &[Role::Admin, Role::ZoneWorker];
+    const WHAT: &'static str = "field work";
+}
+
+/// Figures without personal data, and the zone list they are read by:
+/// every role.
+#[derive(Debug, Clone, Copy)]
+pub struct Figures;
+impl Policy for Figures {
+    const ROLES: &'static [Role] = &[Role::Admin, Role::ZoneWorker, Role::County, Role::Auditor];
+    const WHAT: &'static str = "figures";
+}
+
+/// The log, its verification and proofs.
+#[derive(Debug, Clone, Copy)]
+pub struct Audit;
+impl Policy for Audit {
+    const ROLES: &'static [Role] = &[Role::Admin, Role::Auditor];
+    const WHAT: &'static str = "the audit surface";
+}
+
+/// A caller the route's [`Policy`] admits. Only [`FromRequest`] and
+/// [`Caller::authorize`] make one.
+#[derive(Debug, Clone)]
+pub struct Authorized<P> {
+    caller: Caller,
+    policy: PhantomData<fn() -> P>,
+}
+
+impl<P> std::ops::Deref for Authorized<P> {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.caller
     }
 }
 
-/// The route pattern a request matched, found once per request.
-#[derive(Debug, Clone)]
-pub struct MatchedRoute(pub String);
+impl<P> Authorized<P> {
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
 
-/// Which roles a route admits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
-    /// No token needed: health, readiness, metrics, the contract.
-    Public,
-    Roles(&'static [Role]),
-}
-
-const ADMIN: Rule = Rule::Roles(&[Role::Admin]);
-/// Field work and the entities it touches: admin, and zone workers in
-/// their zones.
-const FIELD: Rule = Rule::Roles(&[Role::Admin, Role::ZoneWorker]);
-/// Figures without personal data: everyone with a token.
-const FIGURES: Rule = Rule::Roles(&[Role::Admin, Role::ZoneWorker, Role::County, Role::Auditor]);
-/// The zone list: field work, and the county and auditors who need the
-/// zones' names and ids to read their dashboards.
-const ZONE_LIST: Rule = FIGURES;
-/// The log and its verification.
-const AUDIT: Rule = Rule::Roles(&[Role::Admin, Role::Auditor]);
-
-/// Every route and who may call it. A route missing here is refused to
-/// everyone (and the route-by-role test fails).
-pub const RULES: &[(&str, &str, Rule)] = &[
-    ("GET", "/healthz", Rule::Public),
-    ("GET", "/readyz", Rule::Public),
-    ("GET", "/metrics", Rule::Public),
-    ("GET", "/openapi.json", Rule::Public),
-    ("GET", "/docs", Rule::Public),
-    ("GET", "/docs/{_:.*}", Rule::Public),
-    ("POST", "/v1/tokens", ADMIN),
-    ("GET", "/v1/tokens", ADMIN),
-    ("DELETE", "/v1/tokens/{token_id}", ADMIN),
-    ("POST", "/v1/zones", ADMIN),
-    ("GET", "/v1/zones", ZONE_LIST),
-    ("GET", "/v1/zones/{zone_id}", ZONE_LIST),
-    ("PUT", "/v1/zones/{zone_id}/leader", ADMIN),
-    ("POST", "/v1/zones/{zone_id}/villages", FIELD),
-    ("POST", "/v1/zones/{zone_id}/grids", FIELD),
-    ("POST", "/v1/zones/{zone_id}/gathering-dispersals", FIELD),
-    ("POST", "/v1/zones/{zone_id}/publicity", FIELD),
-    ("POST", "/v1/zones/{zone_id}/patrols", FIELD),
-    ("PUT", "/v1/zones/{zone_id}/daily-reports/{date}", FIELD),
-    ("GET", "/v1/zones/{zone_id}/daily-reports/{date}", FIELD),
-    ("GET", "/v1/zones/{zone_id}/dashboard", FIGURES),
-    ("POST", "/v1/staff-health-checks", FIELD),
-    ("POST", "/v1/returnees", FIELD),
-    ("GET", "/v1/returnees", FIELD),
-    ("GET", "/v1/returnees/{returnee_id}", FIELD),
-    ("GET", "/v1/returnees/{returnee_id}/events", FIELD),
-    ("POST", "/v1/returnees/{returnee_id}/screenings", FIELD),
-    (
-        "PUT",
-        "/v1/returnees/{returnee_id}/responsibility-team",
-        FIELD,
-    ),
-    ("POST", "/v1/returnees/{returnee_id}/quarantine", FIELD),
-    ("POST", "/v1/returnees/{returnee_id}/health-checks", FIELD),
-    (
-        "POST",
-        "/v1/returnees/{returnee_id}/abnormal-conditions",
-        FIELD,
-    ),
-    ("POST", "/v1/returnees/{returnee_id}/referrals", FIELD),
-    (
-        "POST",
-        "/v1/returnees/{returnee_id}/quarantine/extension",
-        FIELD,
-    ),
-    ("POST", "/v1/returnees/{returnee_id}/exposures", FIELD),
-    ("POST", "/v1/returnees/{returnee_id}/quarantine/end", FIELD),
-    ("POST", "/v1/checkpoints", FIELD),
-    ("GET", "/v1/checkpoints", FIELD),
-    ("GET", "/v1/checkpoints/{checkpoint_id}", FIELD),
-    ("POST", "/v1/checkpoints/{checkpoint_id}/crossings", FIELD),
-    ("POST", "/v1/venues", FIELD),
-    ("GET", "/v1/venues", FIELD),
-    ("GET", "/v1/venues/{venue_id}", FIELD),
-    ("POST", "/v1/venues/{venue_id}/commitments", FIELD),
-    ("POST", "/v1/venues/{venue_id}/closure", FIELD),
-    ("POST", "/v1/venues/{venue_id}/reopening", FIELD),
-    ("POST", "/v1/venues/{venue_id}/enforcement-actions", FIELD),
-    ("POST", "/v1/banquets", FIELD),
-    ("GET", "/v1/banquets", FIELD),
-    ("GET", "/v1/banquets/{banquet_id}", FIELD),
-    ("POST", "/v1/banquets/{banquet_id}/postponement", FIELD),
-    ("POST", "/v1/banquets/{banquet_id}/cancellation", FIELD),
-    ("POST", "/v1/banquets/{banquet_id}/scale-down", FIELD),
-    ("POST", "/v1/batches", FIELD),
-    ("GET", "/v1/quarantine/roster", FIELD),
-    ("GET", "/v1/dashboard", FIGURES),
-    ("GET", "/v1/reports/daily", FIGURES),
-    ("GET", "/v1/events", AUDIT),
-    ("GET", "/v1/events/live", AUDIT),
-    ("GET", "/v1/audit/head", AUDIT),
-    ("GET", "/v1/audit/verify", AUDIT),
-    ("GET", "/v1/audit/proof", AUDIT),
-];
-
-/// The rule of a route, by method and the pattern it was registered with.
-pub fn rule(method: &str, pattern: &str) -> Option<Rule> {
-    RULES
-        .iter()
-        .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && *p == pattern)
-        .map(|(_, _, rule)| *rule)
-}
-
-/// The rule for a concrete path (a batch item's), matching `{...}`
-/// segments of the patterns as wildcards.
-pub fn rule_for_path(method: &str, path: &str) -> Option<Rule> {
-    route_of(method, path).map(|(rule, _)| rule)
-}
-
-/// The rule and pattern a concrete path falls under, segment by segment.
-fn route_of(method: &str, path: &str) -> Option<(Rule, &'static str)> {
-    let path = path
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('/');
-    RULES
-        .iter()
-        .find(|(m, p, _)| {
-            m.eq_ignore_ascii_case(method) && {
-                let mut pattern = p.split('/');
-                let mut segments = path.split('/');
-                loop {
-                    match (pattern.next(), segments.next()) {
-                        (None, None) => break true,
-                        (Some(p), Some(s))
-                            if p == s
-                                || (p.starts_with('{')
-                                    && p.ends_with('}')
-                                    && !p.contains(':')
-                                    && !s.is_empty()) => {}
-                        _ => break false,
-                    }
-                }
-            }
-        })
-        .map(|(_, p, rule)| (*rule, *p))
-}
-
-impl Rule {
-    pub fn admits(self, role: Role) -> bool {
-        match self {
-            Rule::Public => true,
-            Rule::Roles(roles) => roles.contains(&role),
+    /// The service itself, for its own writes: never from a request.
+    pub(crate) fn system() -> Self {
+        Authorized {
+            caller: Caller {
+                token_id: Uuid::nil(),
+                name: "fangkong".into(),
+                role: Role::Admin,
+                zones: BTreeSet::new(),
+            },
+            policy: PhantomData,
         }
     }
+}
+
+impl Caller {
+    /// Holds this caller to policy `P`: how a batch item is checked against
+    /// the policy its command declares.
+    pub fn authorize<P: Policy>(&self) -> Result<Authorized<P>, ApiError> {
+        if !P::ROLES.contains(&self.role) {
+            return Err(ApiError::Forbidden(format!(
+                "a {} token cannot use {}",
+                self.role.code(),
+                P::WHAT
+            )));
+        }
+        Ok(Authorized {
+            caller: self.clone(),
+            policy: PhantomData,
+        })
+    }
+}
+
+impl<P: Policy> FromRequest for Authorized<P> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(authorize_request::<P>(req))
+    }
+}
+
+fn authorize_request<P: Policy>(req: &HttpRequest) -> Result<Authorized<P>, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or(ApiError::Internal)?;
+    let caller = authenticate(state, req)?;
+    let authorized = caller.authorize::<P>()?;
+    if let Err(retry_after) = state.rate_limit.take(caller.token_id) {
+        return Err(ApiError::RateLimited { retry_after });
+    }
+    req.extensions_mut().insert(caller);
+    Ok(authorized)
+}
+
+/// Who may read `/metrics`: anyone when the server listens on loopback only
+/// or was started with `--metrics-public`; otherwise an admin or auditor
+/// token.
+#[derive(Debug)]
+pub struct MetricsReader;
+
+impl FromRequest for MetricsReader {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let public = req
+            .app_data::<web::Data<AppState>>()
+            .is_some_and(|s| s.settings.metrics_public);
+        std::future::ready(if public {
+            Ok(MetricsReader)
+        } else {
+            authorize_request::<Audit>(req).map(|_| MetricsReader)
+        })
+    }
+}
+
+/// The address a request came from: the peer, or, when the peer is a
+/// trusted proxy, the nearest address in `X-Forwarded-For` that is not one.
+pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> IpAddr {
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    forwarded_client(peer, req.headers(), trusted)
+}
+
+fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    // Right to left: each hop appended the address it saw; the first one
+    // not ours is the client as far as we can trust.
+    let hops = headers
+        .get_all("X-Forwarded-For")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.into_iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => client = ip,
+            Ok(ip) => return ip,
+            // A garbled hop: nothing left of it can be trusted.
+            Err(_) => return client,
+        }
+    }
+    client
 }
 
 /// Prefix of every token this service issues.
@@ -287,32 +295,47 @@ fn unauthenticated(detail: &str) -> ApiError {
     ApiError::Unauthenticated(detail.into())
 }
 
-/// Checks the bearer token of a request against the issued tokens.
-pub async fn authenticate_headers(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Caller, ApiError> {
-    let raw = headers
-        .get(AUTHORIZATION)
-        .ok_or_else(|| unauthenticated("send Authorization: Bearer <token>"))?
-        .to_str()
-        .map_err(|_| unauthenticated("the Authorization header is not a bearer token"))?;
-    let token = raw
-        .strip_prefix("Bearer ")
+/// Compared with a presented token whose id names no token, so an unknown
+/// id costs what a wrong secret costs.
+const NO_SUCH_SECRET: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Checks the bearer token of a request against the tokens the log has
+/// issued (as the projection tailing the log knows them: never against
+/// saved state). A presented token that fails counts against its address;
+/// past the limit, such requests are answered 429, while a valid token from
+/// the same address still gets through.
+pub fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
+    let Some(raw) = req.headers().get(AUTHORIZATION) else {
+        return Err(unauthenticated("send Authorization: Bearer <token>"));
+    };
+    let checked = check_token(state, raw.to_str().ok());
+    if checked.is_err() {
+        let ip = client_ip(req, &state.settings.trusted_proxies);
+        state.failed_auth.failed(ip);
+        if let Some(retry_after) = state.failed_auth.refused(ip) {
+            return Err(ApiError::TooManyFailedAttempts { retry_after });
+        }
+    }
+    checked
+}
+
+fn check_token(state: &AppState, header: Option<&str>) -> Result<Caller, ApiError> {
+    let token = header
+        .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or_else(|| unauthenticated("the Authorization header is not a bearer token"))?;
-    let token_id =
-        token_id_of(token).ok_or_else(|| unauthenticated("not a token of this service"))?;
-    let entry = match state.projector.read(|m| m.tokens.get(token_id).cloned()) {
-        Some(entry) => entry,
-        // Issued moments ago, perhaps by another process: ask the log.
-        None => from_log(state, token_id).await?,
-    };
+    let token_id = token_id_of(token).unwrap_or_default();
+    let entry = state.projector.read(|m| m.tokens.get(token_id).cloned());
+    let kept = entry
+        .as_ref()
+        .map_or(NO_SUCH_SECRET, |e| e.secret_sha256.as_str());
+    let kept = hex::decode(kept).unwrap_or_default();
     let presented = Sha256::digest(token.as_bytes());
-    let kept = hex::decode(&entry.secret_sha256).unwrap_or_default();
-    if !constant_time_eq(&presented, &kept) {
-        return Err(unauthenticated("not a token of this service"));
-    }
+    let matches = constant_time_eq(&presented, &kept);
+    let entry = match entry {
+        Some(entry) if matches => entry,
+        _ => return Err(unauthenticated("not a token of this service")),
+    };
     if entry.revoked_at.is_some() {
         return Err(unauthenticated("the token was revoked"));
     }
@@ -321,26 +344,6 @@ pub async fn authenticate_headers(
         name: entry.name,
         role: entry.role,
         zones: entry.zones,
-    })
-}
-
-async fn from_log(state: &AppState, token_id: Uuid) -> Result<TokenEntry, ApiError> {
-    let loaded = state
-        .commands
-        .load::<ApiToken>(&ApiToken::stream_id(token_id))
-        .await?;
-    let issued = loaded
-        .state
-        .issued
-        .ok_or_else(|| unauthenticated("not a token of this service"))?;
-    Ok(TokenEntry {
-        token_id,
-        name: issued.name.to_string(),
-        role: issued.role,
-        zones: issued.zones.iter().map(|z| z.as_uuid()).collect(),
-        secret_sha256: issued.secret_sha256,
-        issued_at: chrono::Utc::now(),
-        revoked_at: loaded.state.revoked.then(chrono::Utc::now),
     })
 }
 
@@ -443,113 +446,21 @@ impl RateLimit {
     }
 }
 
-/// The middleware: finds the route's rule, authenticates, checks the role,
-/// and hands the handlers a [`Caller`].
-pub async fn guard(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    // The rule by the path's segments, without the router's regexes (a
-    // quarter of a dashboard read's time went to them); the router's own
-    // matching only for a path no rule names.
-    let (rule, pattern) = match route_of(req.method().as_str(), req.path()) {
-        Some((rule, pattern)) => (Some(rule), Some(pattern.to_owned())),
-        None => {
-            let pattern = req.match_pattern();
-            let rule = match &pattern {
-                Some(pattern) => rule(req.method().as_str(), pattern),
-                // No route: the 404 answers, no token needed.
-                None => Some(Rule::Public),
-            };
-            (rule, pattern)
-        }
-    };
-    req.extensions_mut().insert(MatchedRoute(
-        pattern.clone().unwrap_or_else(|| "unmatched".into()),
-    ));
-    let roles = match rule {
-        Some(Rule::Public) => return next.call(req).await,
-        // A known path with a method it does not take: the 405 answers.
-        None if RULES.iter().any(|(_, p, _)| Some(*p) == pattern.as_deref()) => {
-            return next.call(req).await;
-        }
-        None => {
-            return Err(ApiError::Forbidden("this route admits no role".into()).into());
-        }
-        Some(Rule::Roles(roles)) => roles,
-    };
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return Err(ApiError::Internal.into());
-    };
-    let ip = req
-        .peer_addr()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-    let presented = req.headers().contains_key(AUTHORIZATION);
-    if presented {
-        if let Some(retry_after) = state.failed_auth.refused(ip) {
-            return Err(ApiError::TooManyFailedAttempts { retry_after }.into());
-        }
-    }
-    let caller = match authenticate_headers(&state, req.headers()).await {
-        Ok(caller) => caller,
-        Err(error) => {
-            // A token presented and refused is a guess; no token at all is not.
-            if matches!(error, ApiError::Unauthenticated(_)) && presented {
-                state.failed_auth.failed(ip);
-            }
-            return Err(error.into());
-        }
-    };
-    if !roles.contains(&caller.role) {
-        return Err(ApiError::Forbidden(format!(
-            "a {} token cannot use this route",
-            caller.role.code()
-        ))
-        .into());
-    }
-    if let Err(retry_after) = state.rate_limit.take(caller.token_id) {
-        return Err(ApiError::RateLimited { retry_after }.into());
-    }
-    req.extensions_mut().insert(caller);
-    next.call(req).await
-}
-
-/// Masks every `personal` object in `value`: names to the family name,
-/// resident ID numbers to their first six and last four characters, phone
-/// numbers to their first three and last four digits, addresses entirely.
-pub fn mask_personal(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, inner) in map.iter_mut() {
-                if key == "personal" {
-                    mask_object(inner);
-                } else {
-                    mask_personal(inner);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(mask_personal),
-        _ => {}
-    }
-}
-
-fn mask_object(value: &mut Value) {
-    let Value::Object(map) = value else {
-        *value = Value::String("***".into());
-        return;
-    };
-    for (key, field) in map.iter_mut() {
-        let Value::String(text) = field else {
-            mask_personal(field);
-            continue;
-        };
-        *text = match key.as_str() {
-            "name" => mask_name(text),
-            "resident_id" => keep_ends(text, 6, 4),
-            "phone" => keep_ends(text, 3, 4),
-            _ => "***".into(),
-        };
-    }
+/// An event's payload as a caller may see it: the fields its type declares
+/// personal masked unless `personal` (names to the family name, resident
+/// ID numbers to their first six and last four characters, mobile numbers
+/// to their first three and last four digits, addresses entirely), and its
+/// secrets removed for everyone.
+pub fn show_event(event_type: &str, data: &mut Value, personal: bool) {
+    use fangkong_domain::personal::{rewrite, PersonalKind};
+    rewrite(event_type, data, |kind, text| match kind {
+        PersonalKind::Secret => None,
+        _ if personal => Some(text.to_owned()),
+        PersonalKind::Name => Some(mask_name(text)),
+        PersonalKind::ResidentId => Some(keep_ends(text, 6, 4)),
+        PersonalKind::Phone => Some(keep_ends(text, 3, 4)),
+        PersonalKind::Address => Some("***".into()),
+    });
 }
 
 /// The family name (the first character), then one `*` per other character.
@@ -585,20 +496,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn personal_data_is_masked_as_the_township_shows_it() {
-        let mut event = serde_json::json!({
+    fn personal_data_is_masked_by_what_each_field_is() {
+        let mut registered = serde_json::json!({
             "zone_id": "z",
             "personal": {"name": "张三丰", "resident_id": "11010519491231002X",
                          "phone": "13812345678", "address": "桥头村三组12号"},
-            "nested": [{"personal": {"name": "李四", "phone": "13900001111"}}]
         });
-        mask_personal(&mut event);
-        assert_eq!(event["personal"]["name"], "张**");
-        assert_eq!(event["personal"]["resident_id"], "110105********002X");
-        assert_eq!(event["personal"]["phone"], "138****5678");
-        assert_eq!(event["personal"]["address"], "***");
-        assert_eq!(event["nested"][0]["personal"]["phone"], "139****1111");
-        assert_eq!(event["zone_id"], "z");
+        show_event("ReturneeRegistered", &mut registered, false);
+        assert_eq!(registered["personal"]["name"], "张**");
+        assert_eq!(registered["personal"]["resident_id"], "110105********002X");
+        assert_eq!(registered["personal"]["phone"], "138****5678");
+        assert_eq!(registered["personal"]["address"], "***");
+        assert_eq!(registered["zone_id"], "z");
+        // Outside any `personal` object: a leader's and a team member's phone.
+        let mut leader = serde_json::json!({"leader": "王镇长", "phone": "13900001111"});
+        show_event("ZoneLeaderAssigned", &mut leader, false);
+        assert_eq!(leader["phone"], "139****1111");
+        let mut team = serde_json::json!({"members": [{"name": "李四", "phone": "13900002222"}]});
+        show_event("ResponsibilityTeamAssigned", &mut team, false);
+        assert_eq!(team["members"][0]["phone"], "139****2222");
+        // Secrets leave for no one, admin included.
+        let mut issued = serde_json::json!({"token_id": "t", "secret_sha256": "ab"});
+        show_event("TokenIssued", &mut issued, true);
+        assert!(issued.get("secret_sha256").is_none());
+        let mut unmasked = serde_json::json!({"phone": "13900001111"});
+        show_event("ZoneLeaderAssigned", &mut unmasked, true);
+        assert_eq!(unmasked["phone"], "13900001111");
     }
 
     #[test]
@@ -613,17 +536,6 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
-    }
-
-    #[test]
-    fn concrete_paths_find_the_rule_of_their_pattern() {
-        assert_eq!(rule_for_path("POST", "/v1/zones"), Some(ADMIN));
-        assert_eq!(
-            rule_for_path("post", "/v1/returnees/0190/health-checks"),
-            Some(FIELD)
-        );
-        assert_eq!(rule_for_path("PUT", "/v1/zones/abc/leader"), Some(ADMIN));
-        assert_eq!(rule_for_path("POST", "/v1/nowhere"), None);
     }
 
     #[test]

@@ -175,9 +175,9 @@ pub async fn fill(state: &AppState) -> Result<u64, DemoError> {
     let township = state.commands.township();
     let today = township.local_date(Utc::now());
     let script = build(township, today - Days::new(DAYS));
-    let headers = WriteHeaders {
+    let headers = WriteHeaders::<crate::access::Admin> {
         request_id: "demo".into(),
-        ..WriteHeaders::default()
+        ..WriteHeaders::system()
     };
     let results = run_commands(state, &headers, &script.commands).await;
     // Every demo command must pass the same rules as a real one; a refusal

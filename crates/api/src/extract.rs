@@ -10,6 +10,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use crate::access::{Authorized, Policy};
 use crate::problem::{serde_error, ApiError, FieldError};
 
 /// Largest request body accepted, unless the app configures another.
@@ -102,20 +103,22 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     }
 }
 
-/// The headers that shape a write.
-#[derive(Debug, Clone, Default)]
-pub struct WriteHeaders {
+/// The headers that shape a write, and the caller authorised for it under
+/// the command's policy `P`: a command function that takes
+/// `&WriteHeaders<Field>` declares that field work is what it needs, for
+/// HTTP and batch items alike.
+#[derive(Debug, Clone)]
+pub struct WriteHeaders<P> {
     pub idempotency_key: Option<String>,
     /// The stream version `If-Match` requires.
     pub if_match: Option<u64>,
     pub correlation_id: Option<String>,
     pub request_id: String,
-    /// Who writes; `None` only for the service's own writes (the demo).
-    pub caller: Option<crate::access::Caller>,
+    pub caller: Authorized<P>,
 }
 
-impl WriteHeaders {
-    pub fn parse(req: &HttpRequest) -> Result<Self, ApiError> {
+impl<P: Policy> WriteHeaders<P> {
+    pub fn parse(req: &HttpRequest, caller: Authorized<P>) -> Result<Self, ApiError> {
         let text = |name: &str| -> Result<Option<String>, ApiError> {
             match req.headers().get(name) {
                 None => Ok(None),
@@ -126,14 +129,7 @@ impl WriteHeaders {
             }
         };
         let idempotency_key = text("Idempotency-Key")?;
-        if let Some(key) = &idempotency_key {
-            if key.is_empty() || key.len() > 200 {
-                return Err(ApiError::Invalid(vec![FieldError {
-                    field: "Idempotency-Key".into(),
-                    message: "must have 1 to 200 characters".into(),
-                }]));
-            }
-        }
+        check_key(idempotency_key.as_deref())?;
         let if_match = match text("If-Match")? {
             // "*" asks only that the entity exists, which every command checks.
             None => None,
@@ -146,20 +142,62 @@ impl WriteHeaders {
             ),
         };
         let correlation_id = text("X-Correlation-Id")?.filter(|c| !c.is_empty() && c.len() <= 200);
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let caller = req.extensions().get::<crate::access::Caller>().cloned();
         Ok(WriteHeaders {
             idempotency_key,
             if_match,
             correlation_id,
-            request_id,
+            request_id: request_id_of(req),
             caller,
         })
     }
+
+    /// One item of a batch, held to the policy of the command it names.
+    pub fn item(
+        batch: &WriteHeaders<impl Policy>,
+        idempotency_key: Option<String>,
+        if_match: Option<u64>,
+    ) -> Result<Self, ApiError> {
+        check_key(idempotency_key.as_deref())?;
+        Ok(WriteHeaders {
+            idempotency_key,
+            if_match,
+            correlation_id: batch.correlation_id.clone(),
+            request_id: batch.request_id.clone(),
+            caller: batch.caller.caller().authorize::<P>()?,
+        })
+    }
+
+    /// The service's own writes (the demo township, tokens from the command
+    /// line), recorded with the system as their actor.
+    pub fn system() -> Self {
+        WriteHeaders {
+            idempotency_key: None,
+            if_match: None,
+            correlation_id: None,
+            request_id: uuid::Uuid::now_v7().to_string(),
+            caller: Authorized::system(),
+        }
+    }
+}
+
+fn check_key(key: Option<&str>) -> Result<(), ApiError> {
+    match key {
+        Some(key) if key.is_empty() || key.len() > 200 => {
+            Err(ApiError::Invalid(vec![FieldError {
+                field: "Idempotency-Key".into(),
+                message: "must have 1 to 200 characters".into(),
+            }]))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The request's id (given by the observing middleware).
+pub fn request_id_of(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
 /// The id given to each request, echoed in `X-Request-Id`.

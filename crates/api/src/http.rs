@@ -1,9 +1,10 @@
 //! The HTTP app as the server runs it: routes, the contract and its browser,
 //! request ids, metrics, access logs, and problem+json for unknown routes.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{from_fn, Next};
@@ -36,6 +37,7 @@ pub fn app(
         .app_data(limit)
         .configure(crate::configure)
         .split_for_parts();
+    let methods = std::sync::Arc::new(methods_by_route(&api));
     // Rendered once per worker, served as is.
     let spec = web::Bytes::from(api.to_json().unwrap_or_default());
     app.route(
@@ -58,38 +60,73 @@ pub fn app(
                 .finish()
         }),
     )
-    .default_service(web::to(|req: actix_web::HttpRequest| async move {
-        // A known path with another method: 405 naming the ones it takes.
-        let allowed: Vec<&str> = req
-            .match_pattern()
-            .map(|pattern| {
-                crate::access::RULES
-                    .iter()
-                    .filter(|(_, p, _)| *p == pattern)
-                    .map(|(m, _, _)| *m)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if allowed.is_empty() {
-            actix_web::ResponseError::error_response(&ApiError::NotFound(
-                "no such route; the contract is at /openapi.json".into(),
-            ))
-        } else {
-            let mut response = actix_web::ResponseError::error_response(
-                &ApiError::MethodNotAllowed(allowed.join(", ")),
-            );
-            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
-                response
-                    .headers_mut()
-                    .insert(actix_web::http::header::ALLOW, value);
-            }
-            response
-        }
+    .default_service(web::to(move |req: actix_web::HttpRequest| {
+        let methods = methods.clone();
+        async move { unrouted(&req, &methods) }
     }))
     .wrap(from_fn(time_limit))
-    .wrap(from_fn(crate::access::guard))
     .wrap(cors(&state.settings.cors_origins))
     .wrap(from_fn(observe))
+    .wrap(tracing_actix_web::TracingLogger::<RequestSpan>::new())
+}
+
+/// The route pattern the router matches a request to, found on the path as
+/// the router reads it (percent-decoded), never on the raw text.
+pub fn route_of(req: &actix_web::HttpRequest) -> Option<String> {
+    req.resource_map().match_pattern(req.match_info().as_str())
+}
+
+/// The methods each declared route takes, from the contract the routes
+/// registered (the one declaration of each route).
+fn methods_by_route(api: &utoipa::openapi::OpenApi) -> HashMap<String, Vec<&'static str>> {
+    use utoipa::openapi::HttpMethod;
+    let mut methods = HashMap::new();
+    for (path, item) in &api.paths.paths {
+        let taken: Vec<&'static str> = [
+            (HttpMethod::Get, "GET"),
+            (HttpMethod::Post, "POST"),
+            (HttpMethod::Put, "PUT"),
+            (HttpMethod::Delete, "DELETE"),
+            (HttpMethod::Patch, "PATCH"),
+        ]
+        .into_iter()
+        .filter(|(method, _)| match method {
+            HttpMethod::Get => item.get.is_some(),
+            HttpMethod::Post => item.post.is_some(),
+            HttpMethod::Put => item.put.is_some(),
+            HttpMethod::Delete => item.delete.is_some(),
+            HttpMethod::Patch => item.patch.is_some(),
+            _ => false,
+        })
+        .map(|(_, name)| name)
+        .collect();
+        methods.insert(path.clone(), taken);
+    }
+    methods
+}
+
+/// What no route handles: 405 naming the methods of a known path, 404
+/// otherwise. Nothing here runs a handler, so nothing here is public.
+fn unrouted(
+    req: &actix_web::HttpRequest,
+    methods: &HashMap<String, Vec<&'static str>>,
+) -> HttpResponse {
+    let allowed = route_of(req)
+        .and_then(|pattern| methods.get(&pattern).cloned())
+        .unwrap_or_default();
+    if allowed.is_empty() {
+        return actix_web::ResponseError::error_response(&ApiError::NotFound(
+            "no such route; the contract is at /openapi.json".into(),
+        ));
+    }
+    let mut response =
+        actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed(allowed.join(", ")));
+    if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
 
 /// Abandons a request that takes longer than the configured limit, with a
@@ -101,7 +138,7 @@ async fn time_limit(
     let limit = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.settings.request_timeout);
-    let endless = req.path() == "/v1/events/live";
+    let endless = req.match_info().as_str() == "/v1/events/live";
     match limit {
         Some(limit) if !endless => match tokio::time::timeout(limit, next.call(req)).await {
             Ok(response) => response,
@@ -142,38 +179,62 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
     cors
 }
 
-/// Gives every request an id, times it, counts it by matched route, and
-/// logs one line for it (never with bodies: they hold personal data).
+/// The request span (tracing-actix-web's root span, named by the matched
+/// route), carrying the request's id: the client's `X-Request-Id` when it
+/// sent a sane one, a new one otherwise.
+#[derive(Debug)]
+pub struct RequestSpan;
+
+impl tracing_actix_web::RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
+        let request_id = request
+            .headers()
+            .get("X-Request-Id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 100 && v.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        request
+            .extensions_mut()
+            .insert(RequestId(request_id.clone()));
+        tracing_actix_web::root_span!(request, request.id = %request_id)
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
+        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}
+
+/// Times every request, counts it by matched route and status, logs one
+/// line for it (never with bodies: they hold personal data) and echoes its
+/// id. Refusals by the layers inside (CORS, the time limit) become their
+/// answers here, so they are counted, logged and carry the id as well.
 async fn observe(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = req
-        .headers()
-        .get("X-Request-Id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 100)
-        .map(str::to_owned)
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().to_string();
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
-    let mut response = next.call(req).await?;
-    let matched = response
-        .request()
-        .extensions()
-        .get::<crate::access::MatchedRoute>()
-        .map(|m| m.0.clone());
-    let route = matched.unwrap_or_else(|| {
-        response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".into())
-    });
-    let status = response.status().as_u16();
+    let route = req
+        .resource_map()
+        .match_pattern(req.match_info().as_str())
+        .unwrap_or_else(|| "unmatched".into());
+    let outcome = next.call(req).await;
+    let status = match &outcome {
+        Ok(response) => response.status().as_u16(),
+        Err(error) => error.as_response_error().status_code().as_u16(),
+    };
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {
         metrics.observe(&method, &route, status, elapsed);
@@ -186,10 +247,46 @@ async fn observe(
         request.id = %request_id,
         "request"
     );
+    let mut response = match outcome {
+        Ok(response) => response.map_into_boxed_body(),
+        // The request went into the inner layers; the answer is made when
+        // the error is rendered, with the id on it.
+        Err(error) => return Err(Refused { error, request_id }.into()),
+    };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response
             .headers_mut()
             .insert(HeaderName::from_static("x-request-id"), value);
     }
     Ok(response)
+}
+
+/// A refusal by a layer inside `observe` (CORS, the time limit), answered
+/// as that layer answers it, with the request's id.
+#[derive(Debug)]
+struct Refused {
+    error: actix_web::Error,
+    request_id: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl actix_web::ResponseError for Refused {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.error.as_response_error().status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = self.error.error_response();
+        if let Ok(value) = HeaderValue::from_str(&self.request_id) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), value);
+        }
+        response
+    }
 }

@@ -35,8 +35,19 @@ pub struct Settings {
     pub rate_burst: u32,
     /// Longest a request may take before it is answered 503.
     pub request_timeout: std::time::Duration,
-    /// Refused tokens per minute from one address before it must wait (0: no limit).
+    /// Refused tokens per minute from one address before its further
+    /// refused tokens are answered 429 (0: no limit). Valid tokens from the
+    /// address are never held back.
     pub failed_auth_limit: u32,
+    /// Proxies whose `X-Forwarded-For` names the client (for the limits and
+    /// the logs); from any other peer the header is ignored.
+    pub trusted_proxies: Vec<access::IpNet>,
+    /// `/metrics` without a token (the server sets it when it listens on
+    /// loopback only, or with `--metrics-public`).
+    pub metrics_public: bool,
+    /// Longest a live feed stays open before the client must resume with
+    /// `Last-Event-ID`.
+    pub live_max_lifetime: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -50,6 +61,9 @@ impl Default for Settings {
             rate_burst: 200,
             request_timeout: std::time::Duration::from_secs(30),
             failed_auth_limit: 20,
+            trusted_proxies: vec![],
+            metrics_public: false,
+            live_max_lifetime: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -91,6 +105,17 @@ impl AppState {
 
     pub fn store(&self) -> &EventStore {
         self.commands.store()
+    }
+
+    /// Refuses to answer figures while the projection is stopped at an
+    /// event it cannot apply: they would be silently short.
+    pub fn figures_current(&self) -> Result<(), problem::ApiError> {
+        match self.projector.stalled() {
+            Some(stalled) => Err(problem::ApiError::ProjectionStalled {
+                position: stalled.position,
+            }),
+            None => Ok(()),
+        }
     }
 }
 

@@ -56,6 +56,10 @@ pub enum ApiError {
     TimedOut { seconds: f64 },
     #[error("{0}")]
     NotFound(String),
+    #[error("the event at position {position} of the log cannot be read; the log needs an administrator")]
+    LogCorrupt { position: u64 },
+    #[error("the figures stopped before position {position}: the event there cannot be applied; the log needs an administrator")]
+    ProjectionStalled { position: u64 },
     #[error("this route takes {0}")]
     MethodNotAllowed(String),
     #[error("{0}")]
@@ -100,6 +104,8 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited".into(),
             ApiError::TimedOut { .. } => "request_timeout".into(),
             ApiError::NotFound(_) => "not_found".into(),
+            ApiError::LogCorrupt { .. } => "log_corrupt".into(),
+            ApiError::ProjectionStalled { .. } => "projection_stalled".into(),
             ApiError::MethodNotAllowed(_) => "method_not_allowed".into(),
             ApiError::Rule(rule) => rule.code().into(),
             ApiError::ConcurrentWrite(_) => "concurrent_write".into(),
@@ -124,6 +130,9 @@ impl ApiError {
             ApiError::RateLimited { .. } => "Too many requests",
             ApiError::TimedOut { .. } => "Request timed out",
             ApiError::NotFound(_) => "Not found",
+            ApiError::LogCorrupt { .. } | ApiError::ProjectionStalled { .. } => {
+                "Service unavailable"
+            }
             ApiError::MethodNotAllowed(_) => "Method not allowed",
             ApiError::Rule(_) | ApiError::ConcurrentWrite(_) => "Conflict with the current state",
             ApiError::Unmet { .. } => "Cannot be answered as configured",
@@ -166,6 +175,16 @@ impl From<DomainError> for ApiError {
         match error {
             DomainError::InvalidValue { field, error } => ApiError::field(field, error.message),
             DomainError::FutureDate { .. } => ApiError::field("occurred_at", error.to_string()),
+            // Worded as an entity outside the caller's zones is, so the two
+            // cannot be told apart.
+            DomainError::ZoneNotEstablished => ApiError::NotFound("no such zone".into()),
+            DomainError::TokenNotIssued => ApiError::NotFound("no such token".into()),
+            DomainError::ReturneeNotRegistered => ApiError::NotFound("no such returnee".into()),
+            DomainError::CheckpointNotEstablished => {
+                ApiError::NotFound("no such checkpoint".into())
+            }
+            DomainError::VenueNotRegistered => ApiError::NotFound("no such venue".into()),
+            DomainError::BanquetNotReported => ApiError::NotFound("no such banquet".into()),
             e if e.is_not_found() => ApiError::NotFound(e.to_string()),
             e => ApiError::Rule(e),
         }
@@ -174,6 +193,12 @@ impl From<DomainError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        if let StoreError::Corrupt { position, reason } = &error {
+            tracing::error!(position, %reason, "a stored event cannot be read");
+            return ApiError::LogCorrupt {
+                position: *position,
+            };
+        }
         if error.is_unavailable() {
             tracing::warn!(error = %error, "event store unavailable");
             ApiError::Unavailable
@@ -197,6 +222,9 @@ impl ResponseError for ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TimedOut { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::LogCorrupt { .. } | ApiError::ProjectionStalled { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Rule(_) | ApiError::ConcurrentWrite(_) | ApiError::Unmet { .. } => {
                 StatusCode::CONFLICT
@@ -222,6 +250,9 @@ impl ResponseError for ApiError {
             }
             ApiError::TimedOut { .. } => {
                 response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ApiError::LogCorrupt { .. } | ApiError::ProjectionStalled { .. } => {
+                response.insert_header((header::RETRY_AFTER, "60"));
             }
             ApiError::Unauthenticated(_) => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

@@ -193,10 +193,10 @@ impl Commands {
 
     /// Decides `command` on the target's current state and records the
     /// events.
-    pub async fn execute<A>(
+    pub async fn execute<A, P>(
         &self,
         target: &Target,
-        headers: &WriteHeaders,
+        headers: &WriteHeaders<P>,
         body_hash: [u8; 32],
         occurred_at: Option<DateTime<Utc>>,
         command: A::Command,
@@ -267,10 +267,7 @@ impl Commands {
                 "correlation_id": headers.correlation_id,
                 "idempotency_key": headers.idempotency_key,
                 "request_hash": hex::encode(request_hash),
-                "actor": headers.caller.as_ref().map_or_else(
-                    || serde_json::json!({"name": "fangkong", "role": "system"}),
-                    crate::access::Caller::actor,
-                ),
+                "actor": headers.caller.actor(),
             });
             let new_events: Vec<NewEvent> = events
                 .iter()
@@ -326,7 +323,7 @@ impl Commands {
                                 position: outcome.first_position + i as u64,
                                 event_type: e.event_type().to_owned(),
                                 schema_version: e.schema_version(),
-                                data: e.to_payload(),
+                                data: shown(e.event_type(), e.to_payload()),
                             })
                             .collect(),
                         replayed: false,
@@ -391,11 +388,18 @@ impl Commands {
                     position: e.position,
                     event_type: e.event_type.clone(),
                     schema_version: e.schema_version,
-                    data: e.payload.clone(),
+                    data: shown(&e.event_type, e.payload.clone()),
                 })
                 .collect(),
         }))
     }
+}
+
+/// An event's data as a write's answer shows it: to the writer, whose zone
+/// the command was checked against, with secrets removed.
+fn shown(event_type: &str, mut data: serde_json::Value) -> serde_json::Value {
+    crate::access::show_event(event_type, &mut data, true);
+    data
 }
 
 /// Reads a stored event as the aggregate's event type.
@@ -407,7 +411,9 @@ pub fn decode<A: Aggregate>(recorded: &RecordedEvent) -> Result<A::Event, ApiErr
     )
     .map_err(|error| {
         tracing::error!(position = recorded.position, %error, "a stored event cannot be decoded");
-        ApiError::Internal
+        ApiError::LogCorrupt {
+            position: recorded.position,
+        }
     })
 }
 

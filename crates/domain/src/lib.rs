@@ -15,6 +15,7 @@ pub mod access;
 pub mod activity;
 pub mod banquet;
 pub mod checkpoint;
+pub mod personal;
 pub mod report;
 pub mod returnee;
 pub mod schedule;
@@ -85,5 +86,35 @@ pub trait Aggregate: Default + Clone + PartialEq + std::fmt::Debug {
         Self::Event: 'a,
     {
         events.into_iter().fold(Self::default(), Self::apply)
+    }
+}
+
+/// Whether a stored event reads as an event of the aggregate its stream's
+/// category names. Categories this domain does not have are not its
+/// concern (`Ok`).
+pub fn check_decodes(
+    category: &str,
+    event_type: &str,
+    schema_version: u32,
+    payload: &serde_json::Value,
+) -> Result<(), DecodeError> {
+    fn check<E: EventCodec>(
+        event_type: &str,
+        schema_version: u32,
+        payload: &serde_json::Value,
+    ) -> Result<(), DecodeError> {
+        E::from_stored_ref(event_type, schema_version, payload).map(|_| ())
+    }
+    match category {
+        "zone" => check::<zone::ZoneEvent>(event_type, schema_version, payload),
+        "returnee" => check::<returnee::ReturneeEvent>(event_type, schema_version, payload),
+        "checkpoint" => check::<checkpoint::CheckpointEvent>(event_type, schema_version, payload),
+        "venue" => check::<venue::VenueEvent>(event_type, schema_version, payload),
+        "banquet" => check::<banquet::BanquetEvent>(event_type, schema_version, payload),
+        "activity" => check::<activity::ActivityEvent>(event_type, schema_version, payload),
+        "staff" => check::<activity::StaffEvent>(event_type, schema_version, payload),
+        "report" => check::<report::ReportEvent>(event_type, schema_version, payload),
+        "token" => check::<access::TokenEvent>(event_type, schema_version, payload),
+        _ => Ok(()),
     }
 }

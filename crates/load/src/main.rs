@@ -292,7 +292,7 @@ async fn run_backend(backend: &str, args: &Args) -> anyhow::Result<()> {
     let state = web::Data::new(AppState::new(store.clone(), Township::default(), settings));
     let (token, _) = fangkong_api::routes::tokens::issue(
         &state.commands,
-        &Default::default(),
+        &fangkong_api::extract::WriteHeaders::system(),
         "load",
         Role::Admin,
         &[],

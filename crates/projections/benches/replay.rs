@@ -58,7 +58,7 @@ fn main() {
         let mut fresh = ReadModels::default();
         let started = Instant::now();
         for event in &events {
-            fresh.apply(event, &township);
+            fresh.apply(event, &township).expect("the demo log applies");
         }
         let seconds = started.elapsed().as_secs_f64();
         if round > 0 {

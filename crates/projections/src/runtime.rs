@@ -13,13 +13,38 @@ use fangkong_store::{Checkpoint, EventStore, LogFilter, RecordedEvent, StoreErro
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::{Board, QuarantineRoster};
+use crate::{Board, QuarantineRoster, StateKey};
+
+impl StateKey {
+    /// The read models' checkpoint, sealed under this key.
+    pub fn sealed(&self, position: u64, hash: [u8; 32], state: String) -> Checkpoint {
+        Checkpoint {
+            position,
+            hash,
+            format: STATE_FORMAT,
+            state: self.seal(CHECKPOINT_NAME, position, &hash, STATE_FORMAT, &state),
+            saved_at: Utc::now(),
+        }
+    }
+
+    /// The saved read models, when this key sealed them.
+    pub fn unseal(&self, saved: &Checkpoint) -> Option<ReadModels> {
+        let state = self.open(
+            CHECKPOINT_NAME,
+            saved.position,
+            &saved.hash,
+            saved.format,
+            &saved.state,
+        )?;
+        ReadModels::from_state(state).ok()
+    }
+}
 
 /// Name of the saved state in the store.
 pub const CHECKPOINT_NAME: &str = "read-models";
 /// Bumped whenever the shape or meaning of the saved state changes: a
 /// state in another format is never resumed, the log is replayed instead.
-pub const STATE_FORMAT: u32 = 2;
+pub const STATE_FORMAT: u32 = 3;
 /// Events read per page while replaying.
 const PAGE: usize = 1_000;
 /// As-of boards kept, so an auditor paging through one moment, or walking
@@ -30,19 +55,54 @@ const AS_OF_AT_ONCE: usize = 2;
 
 /// Every read model, updated together so a reader never sees one ahead of
 /// another.
+///
+/// The token registry is never saved: credentials come from the log alone,
+/// so a resumed runtime rebuilds it from the log's token events.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadModels {
     pub board: Board,
     pub roster: QuarantineRoster,
+    #[serde(skip)]
     pub tokens: crate::TokenRegistry,
 }
 
+/// An event of the log the read models cannot take in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the event at position {position} ({event_type}) cannot be applied: {reason}")]
+pub struct Unapplicable {
+    pub position: u64,
+    pub event_type: String,
+    pub reason: String,
+}
+
 impl ReadModels {
-    pub fn apply(&mut self, event: &RecordedEvent, township: &Township) {
+    /// Takes in one event, or refuses it, changing nothing, when it belongs
+    /// to the domain but cannot be read as any of its events: figures
+    /// silently short are worse than figures that stop.
+    pub fn apply(
+        &mut self,
+        event: &RecordedEvent,
+        township: &Township,
+    ) -> Result<(), Unapplicable> {
+        let refused = |reason: String| Unapplicable {
+            position: event.position,
+            event_type: event.event_type.clone(),
+            reason,
+        };
         // Most of the log is returnee events: decode each once for both.
         let returnee = if event.stream_id.starts_with("returnee-") {
-            crate::board::decode_returnee(event)
+            match crate::board::decode_returnee(event) {
+                Some(decoded) => Some(decoded),
+                None => return Err(refused("not a returnee event of this domain".into())),
+            }
         } else {
+            fangkong_domain::check_decodes(
+                category_of(&event.stream_id),
+                &event.event_type,
+                event.schema_version,
+                &event.payload,
+            )
+            .map_err(|e| refused(e.to_string()))?;
             None
         };
         if let Some((id, decoded)) = &returnee {
@@ -50,6 +110,7 @@ impl ReadModels {
         }
         self.board.apply_prepared(event, township, returnee);
         self.tokens.apply(event);
+        Ok(())
     }
 
     pub fn position(&self) -> u64 {
@@ -63,7 +124,7 @@ impl ReadModels {
         store: &EventStore,
         township: &Township,
         until: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ProjectorError> {
         while self.position() < until {
             let page = store
                 .read_all(self.position(), PAGE, &LogFilter::default())
@@ -72,9 +133,34 @@ impl ReadModels {
                 break;
             }
             for event in page.iter().take_while(|e| e.position <= until) {
-                self.apply(event, township);
+                self.apply(event, township)?;
             }
         }
+        Ok(())
+    }
+
+    /// Rebuilds the token registry from the log's token events up to the
+    /// models' position (after resuming saved state, which never holds it).
+    pub async fn rebuild_tokens(&mut self, store: &EventStore) -> Result<(), StoreError> {
+        let until = self.position();
+        let filter = LogFilter {
+            category: Some("token".into()),
+            ..Default::default()
+        };
+        let mut registry = crate::TokenRegistry::default();
+        let mut after = 0;
+        loop {
+            let page = store.read_all(after, PAGE, &filter).await?;
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            for event in page.iter().filter(|e| e.position <= until) {
+                registry.apply(event);
+            }
+            if after >= until {
+                break;
+            }
+        }
+        self.tokens = registry;
         Ok(())
     }
 
@@ -84,7 +170,7 @@ impl ReadModels {
         store: &EventStore,
         township: &Township,
         until: Option<u64>,
-    ) -> Result<ReadModels, StoreError> {
+    ) -> Result<ReadModels, ProjectorError> {
         let until = match until {
             Some(p) => p,
             None => store.head().await?.position,
@@ -112,6 +198,8 @@ pub enum ProjectorError {
     BeyondTheLog { head: u64, wanted: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Unapplicable(#[from] Unapplicable),
     #[error("the read models cannot be saved: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -120,14 +208,35 @@ pub enum ProjectorError {
 pub struct ProjectorOptions {
     /// How often the state is saved while the log moves.
     pub save_every: Duration,
+    /// Seals the saved state; a state sealed under another key is never
+    /// resumed. The default is a key of this process alone: set one kept
+    /// outside the store to resume across restarts.
+    pub state_key: StateKey,
 }
 
 impl Default for ProjectorOptions {
     fn default() -> Self {
         ProjectorOptions {
             save_every: Duration::from_secs(30),
+            state_key: StateKey::random().unwrap_or_else(|_| process_key()),
         }
     }
+}
+
+/// A key no other process knows, without the operating system's
+/// generator (when it fails, the state saved is simply never resumed).
+fn process_key() -> StateKey {
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::now_v7().as_bytes());
+    bytes[16..].copy_from_slice(&(std::process::id() as u128).to_be_bytes());
+    StateKey::from_bytes(bytes)
+}
+
+/// `returnee` of `returnee-<id>`.
+fn category_of(stream_id: &str) -> &str {
+    stream_id
+        .split_once('-')
+        .map_or(stream_id, |(category, _)| category)
 }
 
 /// The running read models of this process.
@@ -142,6 +251,9 @@ pub struct Projector {
     /// As-of rebuilds replay the log: a few at a time, so a burst of them
     /// queues instead of starving the service.
     rebuilds: Arc<tokio::sync::Semaphore>,
+    /// Set when the tail met an event it cannot apply: it stops there.
+    stalled: Arc<RwLock<Option<Unapplicable>>>,
+    state_key: StateKey,
 }
 
 impl Projector {
@@ -159,6 +271,8 @@ impl Projector {
             resumed_from,
             as_of: Arc::new(Mutex::new(VecDeque::new())),
             rebuilds: Arc::new(tokio::sync::Semaphore::new(AS_OF_AT_ONCE)),
+            stalled: Arc::new(RwLock::new(None)),
+            state_key: options.state_key.clone(),
         };
         let runner = projector.clone();
         tokio::spawn(async move {
@@ -203,8 +317,25 @@ impl Projector {
                 return 0;
             }
         }
-        match ReadModels::from_state(&saved.state) {
-            Ok(models) if models.position() == saved.position => {
+        let Some(state) = self.state_key.open(
+            CHECKPOINT_NAME,
+            saved.position,
+            &saved.hash,
+            saved.format,
+            &saved.state,
+        ) else {
+            tracing::warn!(
+                position = saved.position,
+                "saved read models are not sealed by this service's state key; replaying the log"
+            );
+            return 0;
+        };
+        match ReadModels::from_state(state) {
+            Ok(mut models) if models.position() == saved.position => {
+                if let Err(error) = models.rebuild_tokens(&self.store).await {
+                    tracing::warn!(%error, "cannot read the log's tokens; replaying the log");
+                    return 0;
+                }
                 if let Ok(mut live) = self.models.write() {
                     *live = models;
                 }
@@ -230,14 +361,33 @@ impl Projector {
                 .await
             {
                 Ok(page) if !page.is_empty() => {
-                    if let Ok(mut models) = self.models.write() {
-                        for event in &page {
-                            models.apply(event, &self.township);
+                    let (applied, refused) = self.apply_page(&page);
+                    if applied > after {
+                        after = applied;
+                        let _ = position_tx.send(after);
+                    }
+                    match refused {
+                        None => {
+                            self.set_stalled(None);
+                            continue;
+                        }
+                        Some(refused) => {
+                            // Stop here, loudly, rather than step over it:
+                            // try again now and then (an administrator may
+                            // repair the store), never past it.
+                            if self.stalled().as_ref() != Some(&refused) {
+                                tracing::error!(
+                                    position = refused.position,
+                                    event_type = %refused.event_type,
+                                    reason = %refused.reason,
+                                    "the read models stopped: an event of the log cannot be applied"
+                                );
+                            }
+                            self.set_stalled(Some(refused));
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                            continue;
                         }
                     }
-                    after = page.last().map_or(after, |e| e.position);
-                    let _ = position_tx.send(after);
-                    continue;
                 }
                 Ok(_) => {}
                 Err(error) if error.is_closed() => break,
@@ -261,6 +411,50 @@ impl Projector {
         }
     }
 
+    /// Applies a page in order up to the first event that cannot be
+    /// applied; answers the last position applied and the refusal.
+    fn apply_page(&self, page: &[RecordedEvent]) -> (u64, Option<Unapplicable>) {
+        let mut models = match self.models.write() {
+            Ok(models) => models,
+            Err(_) => {
+                // A panic while applying left the models in an unknown
+                // state: nothing more is applied to them.
+                let first = page.first();
+                return (
+                    0,
+                    Some(Unapplicable {
+                        position: first.map_or(0, |e| e.position),
+                        event_type: first.map_or_else(String::new, |e| e.event_type.clone()),
+                        reason: "the read models were left inconsistent by an earlier failure"
+                            .into(),
+                    }),
+                );
+            }
+        };
+        for event in page {
+            if let Err(refused) = models.apply(event, &self.township) {
+                return (models.position(), Some(refused));
+            }
+        }
+        (models.position(), None)
+    }
+
+    fn set_stalled(&self, refused: Option<Unapplicable>) {
+        if let Ok(mut stalled) = self.stalled.write() {
+            if *stalled != refused {
+                *stalled = refused;
+            }
+        }
+    }
+
+    /// The event the tail stopped at, when it met one it cannot apply.
+    pub fn stalled(&self) -> Option<Unapplicable> {
+        match self.stalled.read() {
+            Ok(stalled) => stalled.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// Saves the current state now (the server does at shutdown). Answers
     /// the position saved.
     pub async fn save(&self) -> Result<u64, ProjectorError> {
@@ -274,13 +468,7 @@ impl Projector {
         self.store
             .save_checkpoint(
                 CHECKPOINT_NAME,
-                &Checkpoint {
-                    position,
-                    hash,
-                    format: STATE_FORMAT,
-                    state,
-                    saved_at: Utc::now(),
-                },
+                &self.state_key.sealed(position, hash, state),
             )
             .await?;
         Ok(position)

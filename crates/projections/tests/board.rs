@@ -62,7 +62,7 @@ impl Log {
         let township = Township::default();
         let mut models = ReadModels::default();
         for e in &self.events {
-            models.apply(e, &township);
+            models.apply(e, &township).expect("applies");
         }
         models
     }
@@ -468,7 +468,7 @@ fn the_township_is_the_sum_of_its_zones_plus_the_office() {
         let township = Township::default();
         let mut m = ReadModels::default();
         for e in recorded(Generator::new(7, 4).run(20_000)) {
-            m.apply(&e, &township);
+            m.apply(&e, &township).expect("applies");
         }
         m
     };
@@ -526,7 +526,7 @@ fn a_board_folded_in_saved_and_resumed_pieces_equals_one_folded_in_one_go() {
     let township = Township::default();
     let mut whole = ReadModels::default();
     for e in &events {
-        whole.apply(e, &township);
+        whole.apply(e, &township).expect("applies");
     }
     let mut pieces = ReadModels::default();
     let mut rng = support::history::Rng::new(3);
@@ -534,7 +534,7 @@ fn a_board_folded_in_saved_and_resumed_pieces_equals_one_folded_in_one_go() {
     while i < events.len() {
         let n = 1 + rng.below(7_000) as usize;
         for e in &events[i..(i + n).min(events.len())] {
-            pieces.apply(e, &township);
+            pieces.apply(e, &township).expect("applies");
         }
         i += n;
         // Save and resume, as a restart would.
@@ -544,6 +544,6 @@ fn a_board_folded_in_saved_and_resumed_pieces_equals_one_folded_in_one_go() {
     // Applying an event again (a resumed runtime re-reading its last page)
     // changes nothing.
     let again = events.last().expect("events").clone();
-    pieces.apply(&again, &township);
+    pieces.apply(&again, &township).expect("applies");
     assert_eq!(pieces, whole);
 }

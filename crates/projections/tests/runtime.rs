@@ -36,9 +36,12 @@ async fn append_all(store: &EventStore, events: Vec<Pending>) {
     }
 }
 
+/// Saves at every chance, under one key for the whole test (so a second
+/// runtime may resume what the first saved).
 fn every_time() -> ProjectorOptions {
     ProjectorOptions {
         save_every: Duration::ZERO,
+        state_key: fangkong_projections::StateKey::from_bytes([42; 32]),
     }
 }
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod rebuild;
 mod serve;
+mod state_key;
 mod tokens;
 
 use fangkong_domain::access::Role;
@@ -34,6 +35,55 @@ struct Store {
         default_value = "sqlite://fangkong-data/fangkong.db"
     )]
     database_url: String,
+    /// Milliseconds a statement may wait for a lock or run before the
+    /// request is answered 503 (PostgreSQL lock_timeout and
+    /// statement_timeout; SQLite's busy timeout).
+    #[arg(long, env = "FANGKONG_STORE_TIMEOUT_MS", default_value_t = 3_000)]
+    store_timeout_ms: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct StateKeyArgs {
+    /// The key that seals the saved read models, 64 hex digits. Keep it out
+    /// of the database; every instance serving one store needs the same.
+    #[arg(long, env = "FANGKONG_STATE_KEY", hide_env_values = true)]
+    state_key: Option<String>,
+    /// Where the key is kept when FANGKONG_STATE_KEY is not set; created
+    /// (mode 0600) with a random key when missing. Default: `state.key`
+    /// beside a SQLite database, `fangkong-data/state.key` for PostgreSQL.
+    #[arg(long, env = "FANGKONG_STATE_KEY_FILE")]
+    state_key_file: Option<std::path::PathBuf>,
+}
+
+impl StateKeyArgs {
+    fn key(&self, store: &Store) -> anyhow::Result<fangkong_projections::StateKey> {
+        if let Some(hex) = &self.state_key {
+            return fangkong_projections::StateKey::from_hex(hex)
+                .map_err(|e| anyhow::anyhow!("FANGKONG_STATE_KEY: {e}"));
+        }
+        let path = match &self.state_key_file {
+            Some(path) => path.clone(),
+            None => default_key_file(&store.database_url),
+        };
+        state_key::load_or_create(&path)
+    }
+}
+
+/// `state.key` beside a SQLite database file; `fangkong-data/state.key`
+/// otherwise.
+fn default_key_file(url: &str) -> std::path::PathBuf {
+    let file = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .filter(|path| !path.is_empty() && *path != ":memory:");
+    match file {
+        Some(path) => std::path::Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| "state.key".into(), |dir| dir.join("state.key")),
+        None => std::path::Path::new("fangkong-data").join("state.key"),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,13 +118,49 @@ struct ReadingArgs {
     /// Milliseconds a request may take before it is answered 503.
     #[arg(long, env = "FANGKONG_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     request_timeout_ms: u64,
-    /// Refused tokens a minute from one address before it must wait (0: no limit).
+    /// Refused tokens a minute from one address before its further refused
+    /// tokens are answered 429 (0: no limit); valid tokens always pass.
     #[arg(long, env = "FANGKONG_FAILED_AUTH_LIMIT", default_value_t = 20)]
     failed_auth_limit: u32,
+    /// A proxy (CIDR, e.g. 10.0.0.0/8) whose X-Forwarded-For names the
+    /// client for the limits and the logs; repeat or comma-separate. The
+    /// header from any other peer is ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "FANGKONG_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<String>,
+    /// Serve /metrics without a token even when listening beyond loopback
+    /// (on a loopback address it is always open).
+    #[arg(long, env = "FANGKONG_METRICS_PUBLIC")]
+    metrics_public: bool,
+    /// Seconds a live feed stays open before the client must resume with
+    /// Last-Event-ID.
+    #[arg(long, env = "FANGKONG_LIVE_MAX_SECONDS", default_value_t = 3_600)]
+    live_max_seconds: u64,
 }
 
 impl ReadingArgs {
-    fn settings(&self, demo: bool) -> anyhow::Result<fangkong_api::Settings> {
+    fn settings(
+        &self,
+        demo: bool,
+        state_key: fangkong_projections::StateKey,
+        bind: &str,
+    ) -> anyhow::Result<fangkong_api::Settings> {
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<fangkong_api::access::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(Into::into))
+                    .map_err(|_| {
+                        anyhow::anyhow!("--trusted-proxy: {p:?} is not an address or CIDR")
+                    })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let rules = fangkong_projections::ReportingRules::parse(&self.report_deadline)
             .map_err(|e| anyhow::anyhow!("--report-deadline: {e}"))?;
         let dhis2 = match &self.dhis2_mapping {
@@ -87,6 +173,7 @@ impl ReadingArgs {
             dhis2: dhis2.map(std::sync::Arc::new),
             projector: fangkong_projections::ProjectorOptions {
                 save_every: std::time::Duration::from_secs(self.projection_save_seconds.max(1)),
+                state_key,
             },
             cors_origins: self
                 .cors_origins
@@ -98,6 +185,9 @@ impl ReadingArgs {
             rate_burst: self.rate_burst,
             request_timeout: std::time::Duration::from_millis(self.request_timeout_ms.max(1)),
             failed_auth_limit: self.failed_auth_limit,
+            trusted_proxies,
+            metrics_public: self.metrics_public || loopback_only(bind),
+            live_max_lifetime: std::time::Duration::from_secs(self.live_max_seconds.max(1)),
         })
     }
 }
@@ -125,12 +215,16 @@ enum Command {
         workers: Option<usize>,
         #[command(flatten)]
         reading: ReadingArgs,
+        #[command(flatten)]
+        state_key: StateKeyArgs,
     },
     /// Replay the whole log into fresh read models, compare them with the
     /// saved state, and save them. Exits 1 when the saved state differed.
     Rebuild {
         #[command(flatten)]
         store: Store,
+        #[command(flatten)]
+        state_key: StateKeyArgs,
         #[arg(long, env = "FANGKONG_TIME_ZONE", default_value = "Asia/Shanghai")]
         time_zone: String,
     },
@@ -281,6 +375,18 @@ impl Progress {
     }
 }
 
+/// Whether `bind` listens on a loopback address only.
+fn loopback_only(bind: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match bind.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
 /// One token per role for the demo township; the zone worker's for its
 /// first zone.
 fn demo_tokens() -> Vec<(Role, String, Vec<uuid::Uuid>)> {
@@ -315,12 +421,18 @@ async fn fill_demo(store: &EventStore, township: fangkong_domain::Township) -> a
 }
 
 async fn open(store: &Store) -> anyhow::Result<EventStore> {
-    EventStore::open(&store.database_url).await.map_err(|e| {
-        anyhow::Error::new(e).context(format!(
-            "cannot open the event store at {}",
-            redact_url(&store.database_url)
-        ))
-    })
+    let options = fangkong_store::StoreOptions {
+        statement_timeout: std::time::Duration::from_millis(store.store_timeout_ms.max(1)),
+        ..Default::default()
+    };
+    EventStore::open_with(&store.database_url, options)
+        .await
+        .map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "cannot open the event store at {}",
+                redact_url(&store.database_url)
+            ))
+        })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -333,10 +445,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             body_limit,
             workers,
             reading,
+            state_key,
         } => {
             let township = fangkong_domain::Township::parse_time_zone(&time_zone)
                 .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
-            let settings = reading.settings(demo)?;
+            let settings = reading.settings(demo, state_key.key(&store)?, &bind)?;
             let store = open(&store).await?;
             let fresh = store.head().await?.position == 0;
             if demo {
@@ -362,11 +475,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rebuild { store, time_zone } => {
+        Command::Rebuild {
+            store,
+            state_key,
+            time_zone,
+        } => {
             let township = fangkong_domain::Township::parse_time_zone(&time_zone)
                 .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+            let key = state_key.key(&store)?;
             let store = open(&store).await?;
-            let outcome = rebuild::run(&store, township).await;
+            let outcome = rebuild::run(&store, township, &key).await;
             store.close().await;
             outcome
         }

@@ -5,10 +5,14 @@ use std::process::ExitCode;
 
 use fangkong_domain::Township;
 use fangkong_projections::runtime::{CHECKPOINT_NAME, STATE_FORMAT};
-use fangkong_projections::ReadModels;
-use fangkong_store::{Checkpoint, EventStore};
+use fangkong_projections::{ReadModels, StateKey};
+use fangkong_store::EventStore;
 
-pub async fn run(store: &EventStore, township: Township) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    store: &EventStore,
+    township: Township,
+    key: &StateKey,
+) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let saved = store.load_checkpoint(CHECKPOINT_NAME).await?;
     // Compare at the saved position first: the log may have grown since.
@@ -19,14 +23,16 @@ pub async fn run(store: &EventStore, township: Township) -> anyhow::Result<ExitC
             .replay_until(store, &township, saved.position)
             .await?;
         let same_log = store.hash_at(saved.position).await? == Some(saved.hash);
-        match ReadModels::from_state(&saved.state) {
-            Ok(kept) if same_log && kept == models => {
+        match key.unseal(saved) {
+            Some(kept)
+                if same_log && kept.board == models.board && kept.roster == models.roster =>
+            {
                 eprintln!(
                     "saved state at position {} equals the rebuild",
                     saved.position
                 );
             }
-            Ok(_) | Err(_) => {
+            _ => {
                 differed = true;
                 eprintln!(
                     "saved state at position {} DIFFERS from the rebuild; replacing it",
@@ -45,13 +51,11 @@ pub async fn run(store: &EventStore, township: Township) -> anyhow::Result<ExitC
     store
         .save_checkpoint(
             CHECKPOINT_NAME,
-            &Checkpoint {
-                position: models.position(),
-                hash: store.hash_at(models.position()).await?.unwrap_or(head.hash),
-                format: STATE_FORMAT,
-                state: models.to_state()?,
-                saved_at: chrono::Utc::now(),
-            },
+            &key.sealed(
+                models.position(),
+                store.hash_at(models.position()).await?.unwrap_or(head.hash),
+                models.to_state()?,
+            ),
         )
         .await?;
     println!(

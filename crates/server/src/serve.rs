@@ -26,7 +26,7 @@ pub async fn run(
     for (role, name, zones) in &options.first_tokens {
         let (token, _) = fangkong_api::routes::tokens::issue(
             &state.commands,
-            &Default::default(),
+            &fangkong_api::extract::WriteHeaders::system(),
             name,
             *role,
             zones,
@@ -36,6 +36,18 @@ pub async fn run(
         // Shown once; only the hash is kept.
         println!("{} token ({name}): {}", role.code(), token.token);
     }
+    // Tokens are known from the log through the projection: serve once it
+    // has read the log as it stands, so the tokens just printed work.
+    // (A projection stopped by an event it cannot apply serves anyway:
+    // readiness fails and figures answer 503, saying where.)
+    let head = store.head().await?.position;
+    while state
+        .projector
+        .wait_for(head, std::time::Duration::from_secs(1))
+        .await
+        .is_err()
+        && state.projector.stalled().is_none()
+    {}
     let projector = state.projector.clone();
     let shutdown = state.shutdown.clone();
     let limit = BodyLimit(options.body_limit);

@@ -31,9 +31,15 @@ pub async fn run(action: TokenAction) -> anyhow::Result<ExitCode> {
             let store = open(&store).await?;
             let role = parse_role(&role).map_err(refused);
             let outcome = match role {
-                Ok(role) => issue(&commands(&store), &Default::default(), &name, role, &zones)
-                    .await
-                    .map_err(refused),
+                Ok(role) => issue(
+                    &commands(&store),
+                    &fangkong_api::extract::WriteHeaders::system(),
+                    &name,
+                    role,
+                    &zones,
+                )
+                .await
+                .map_err(refused),
                 Err(e) => Err(e),
             };
             store.close().await;
@@ -77,9 +83,13 @@ pub async fn run(action: TokenAction) -> anyhow::Result<ExitCode> {
         }
         TokenAction::Revoke { store, token_id } => {
             let store = open(&store).await?;
-            let outcome = revoke(&commands(&store), &Default::default(), token_id)
-                .await
-                .map_err(refused);
+            let outcome = revoke(
+                &commands(&store),
+                &fangkong_api::extract::WriteHeaders::system(),
+                token_id,
+            )
+            .await
+            .map_err(refused);
             store.close().await;
             outcome?;
             eprintln!("revoked {token_id}");

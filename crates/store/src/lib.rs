@@ -66,6 +66,11 @@ pub struct StoreOptions {
     pub read_connections: u32,
     /// How often a SQLite store looks for appends by other processes.
     pub poll_interval: Duration,
+    /// Longest a statement may wait for a lock or run (PostgreSQL's
+    /// `lock_timeout` and `statement_timeout`, SQLite's busy timeout, and
+    /// the wait for a pooled connection): a locked store answers "not
+    /// now" in this time instead of holding requests.
+    pub statement_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -74,6 +79,7 @@ impl Default for StoreOptions {
             max_batch_events: 4_096,
             read_connections: 8,
             poll_interval: Duration::from_millis(200),
+            statement_timeout: Duration::from_secs(3),
         }
     }
 }

@@ -45,15 +45,29 @@ impl PgBackend {
             // append must survive a crash of the database server.
             .options([("synchronous_commit", "on")])
             .log_statements(tracing::log::LevelFilter::Trace);
+        // Migrations may take their time; requests may not.
+        {
+            let migrating = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(connect.clone())
+                .await?;
+            MIGRATOR.run(&migrating).await?;
+            migrating.close().await;
+        }
+        let limit = options.statement_timeout.as_millis().max(1).to_string();
+        let connect = connect.options([
+            ("lock_timeout", limit.as_str()),
+            ("statement_timeout", limit.as_str()),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(options.read_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(options.statement_timeout)
             .connect_with(connect.clone())
             .await?;
-        MIGRATOR.run(&pool).await?;
         let writer = PgPoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(options.statement_timeout.max(Duration::from_secs(1)))
             .test_before_acquire(false)
             .connect_with(connect)
             .await?;
@@ -65,8 +79,10 @@ impl PgBackend {
         self.pool.close().await;
     }
 
+    /// Ready when the log's head can be read (a `SELECT 1` would pass
+    /// while the events table is locked).
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        self.head().await?;
         Ok(())
     }
 

@@ -35,6 +35,84 @@ const SELECT_EVENT: &str = "SELECT position, stream_id, stream_version, event_id
 pub(crate) struct SqliteBackend {
     write: SqlitePool,
     read: SqlitePool,
+    /// The database file as opened: appends refuse to commit, and
+    /// readiness fails, once the file at the path is another or none.
+    file: Arc<OpenedFile>,
+}
+
+/// Which file the store opened: its path and identity (device, inode).
+#[derive(Debug)]
+struct OpenedFile {
+    path: std::path::PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+impl OpenedFile {
+    fn identity_of(path: &std::path::Path) -> Option<(u64, u64)> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+        }
+        #[cfg(not(unix))]
+        {
+            std::fs::metadata(path).ok().map(|_| (0, 0))
+        }
+    }
+
+    /// Fails when the file at the path is no longer the one opened (deleted
+    /// or replaced under the running server): a commit into an unlinked
+    /// file would be acknowledged and lost.
+    fn check(&self) -> Result<(), sqlx::Error> {
+        if self.identity.is_some() && Self::identity_of(&self.path) == self.identity {
+            return Ok(());
+        }
+        Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "the database file {} was removed or replaced while open",
+                self.path.display()
+            ),
+        )))
+    }
+}
+
+/// The data directory 0700 and the database file 0600 (personal data and
+/// token hashes live there); SQLite gives its -wal and -shm files the
+/// database file's mode.
+fn private_files(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)?;
+            }
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let file = std::path::PathBuf::from(file);
+            if file.exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    Ok(())
 }
 
 impl SqliteBackend {
@@ -43,15 +121,15 @@ impl SqliteBackend {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
-        if let Some(parent) = connect.get_filename().parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    StoreError::Database(sqlx::Error::Configuration(
-                        format!("cannot create {}: {e}", parent.display()).into(),
-                    ))
-                })?;
-            }
+            .busy_timeout(options.statement_timeout);
+        let path = connect.get_filename().to_path_buf();
+        let in_memory = path.as_os_str().is_empty() || path.as_os_str() == ":memory:";
+        if !in_memory {
+            private_files(&path).map_err(|e| {
+                StoreError::Database(sqlx::Error::Configuration(
+                    format!("cannot create {}: {e}", path.display()).into(),
+                ))
+            })?;
         }
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -61,9 +139,18 @@ impl SqliteBackend {
         MIGRATOR.run(&write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(options.read_connections.max(1))
+            .acquire_timeout(options.statement_timeout)
             .connect_with(connect)
             .await?;
-        Ok(SqliteBackend { write, read })
+        let file = OpenedFile {
+            identity: OpenedFile::identity_of(&path),
+            path,
+        };
+        Ok(SqliteBackend {
+            write,
+            read,
+            file: Arc::new(file),
+        })
     }
 
     pub(crate) async fn close(&self) {
@@ -71,8 +158,11 @@ impl SqliteBackend {
         self.read.close().await;
     }
 
+    /// Ready when the file opened is still the file at the path and the
+    /// log's head can be read.
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
+        self.file.check()?;
+        self.head().await?;
         Ok(())
     }
 
@@ -116,6 +206,7 @@ impl SqliteBackend {
                 Err(e) => return Err(e),
             }
         };
+        self.file.check()?;
         tx.commit().await?;
         cache.committed(&plan);
         Ok((plan.outcomes, plan.head))

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{field, path_id, run_on, schemas, written, WriteErrors};
+use crate::access::{Authorized, Field};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::{Target, Written};
@@ -68,7 +69,7 @@ pub struct StaffCheckBody {
 
 async fn zone_activity(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     raw_zone: &str,
     operation: &'static str,
     body_hash: [u8; 32],
@@ -88,7 +89,7 @@ async fn zone_activity(
 
 pub(crate) async fn gathering(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     zone: &str,
     body: Json<GatheringBody>,
 ) -> Result<Written, ApiError> {
@@ -118,20 +119,21 @@ pub(crate) async fn gathering(
 )]
 #[post("/zones/{zone_id}/gathering-dispersals")]
 async fn disperse_gathering(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<GatheringBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        gathering(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        gathering(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn publicity(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     zone: &str,
     body: Json<PublicityBody>,
 ) -> Result<Written, ApiError> {
@@ -161,20 +163,21 @@ pub(crate) async fn publicity(
 )]
 #[post("/zones/{zone_id}/publicity")]
 async fn record_publicity(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<PublicityBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        publicity(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        publicity(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn patrol(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     zone: &str,
     body: Json<PatrolBody>,
 ) -> Result<Written, ApiError> {
@@ -204,20 +207,21 @@ pub(crate) async fn patrol(
 )]
 #[post("/zones/{zone_id}/patrols")]
 async fn complete_patrol(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<PatrolBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        patrol(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        patrol(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn staff_check(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     body: Json<StaffCheckBody>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
@@ -252,12 +256,13 @@ pub(crate) async fn staff_check(
 )]
 #[post("/staff-health-checks")]
 async fn record_staff_check(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     body: Json<StaffCheckBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        staff_check(&state, &WriteHeaders::parse(&req)?, body).await?,
+        staff_check(&state, &WriteHeaders::parse(&req, caller)?, body).await?,
         false,
     ))
 }

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{query, Paged, ReadErrors};
-use crate::access::Caller;
+use crate::access::{Audit, Authorized};
 use crate::problem::ApiError;
 use crate::AppState;
 use fangkong_domain::access::Role;
@@ -67,9 +67,9 @@ pub struct LogEvent {
 )]
 #[get("/events")]
 async fn list_events(
+    caller: Authorized<Audit>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: EventsQuery = query(&req)?;
     let page = super::Page {
@@ -122,9 +122,7 @@ impl LogEvent {
     /// role but admin.
     pub(crate) fn shown(e: fangkong_store::RecordedEvent, mask: bool) -> LogEvent {
         let mut data = e.payload;
-        if mask {
-            crate::access::mask_personal(&mut data);
-        }
+        crate::access::show_event(&e.event_type, &mut data, !mask);
         LogEvent {
             position: e.position,
             stream_id: e.stream_id,
@@ -165,9 +163,9 @@ pub struct LiveQuery {
 )]
 #[get("/events/live")]
 async fn live_events(
+    caller: Authorized<Audit>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: LiveQuery = query(&req)?;
     let heartbeat = match q.heartbeat_seconds {
@@ -189,6 +187,10 @@ async fn live_events(
         None => state.store().head().await?.position,
     };
     let live = Live {
+        projector: state.projector.clone(),
+        token_id: caller.token_id,
+        ends_at: tokio::time::Instant::now() + state.settings.live_max_lifetime,
+        last_sent: tokio::time::Instant::now(),
         store: state.store().clone(),
         after,
         heads: state.store().subscribe(),
@@ -211,6 +213,12 @@ async fn live_events(
 }
 
 struct Live {
+    projector: fangkong_projections::Projector,
+    /// The token that opened the feed: its revocation ends it.
+    token_id: uuid::Uuid,
+    /// The feed's lifetime ends here; the client resumes with Last-Event-ID.
+    ends_at: tokio::time::Instant,
+    last_sent: tokio::time::Instant,
     store: fangkong_store::EventStore,
     after: u64,
     heads: tokio::sync::watch::Receiver<u64>,
@@ -221,14 +229,29 @@ struct Live {
     heartbeat: std::time::Duration,
 }
 
+/// How often an open feed looks at its token: a revocation ends it within this.
+const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Live {
+    /// Whether what authorised the feed still holds: the token live (as
+    /// the log says), the server running, the lifetime not over.
+    fn may_go_on(&self) -> bool {
+        let live = self.projector.read(|m| {
+            m.tokens
+                .get(self.token_id)
+                .is_some_and(|t| t.revoked_at.is_none())
+        });
+        live && !*self.shutdown.borrow() && tokio::time::Instant::now() < self.ends_at
+    }
+
     async fn next(mut self) -> Option<(Result<web::Bytes, actix_web::Error>, Live)> {
         loop {
-            if let Some(bytes) = self.pending.pop_front() {
-                return Some((Ok(bytes), self));
-            }
-            if *self.shutdown.borrow() {
+            if !self.may_go_on() {
                 return None;
+            }
+            if let Some(bytes) = self.pending.pop_front() {
+                self.last_sent = tokio::time::Instant::now();
+                return Some((Ok(bytes), self));
             }
             match self.store.read_all(self.after, 500, &self.filter).await {
                 Ok(page) if !page.is_empty() => {
@@ -247,6 +270,7 @@ impl Live {
                 // The client reconnects with Last-Event-ID and loses nothing.
                 Err(_) => return None,
             }
+            let heartbeat_at = self.last_sent + self.heartbeat;
             tokio::select! {
                 changed = self.heads.changed() => {
                     if changed.is_err() {
@@ -254,9 +278,10 @@ impl Live {
                     }
                 }
                 _ = self.shutdown.changed() => return None,
-                _ = tokio::time::sleep(self.heartbeat) => {
+                _ = tokio::time::sleep_until(heartbeat_at) => {
                     self.pending.push_back(web::Bytes::from_static(b": heartbeat\n\n"));
                 }
+                _ = tokio::time::sleep(REVOCATION_CHECK) => {}
             }
         }
     }
@@ -280,7 +305,10 @@ pub struct HeadView {
     responses((status = 200, description = "The head", body = HeadView), ReadErrors)
 )]
 #[get("/audit/head")]
-async fn audit_head(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn audit_head(
+    _caller: Authorized<Audit>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let head = state.store().head().await?;
     let recorded_at = match head.position {
         0 => None,
@@ -334,7 +362,11 @@ pub struct VerifyView {
     responses((status = 200, description = "The verification", body = VerifyView), ReadErrors)
 )]
 #[get("/audit/verify")]
-async fn verify(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn verify(
+    _caller: Authorized<Audit>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let q: VerifyQuery = query(&req)?;
     let report = state.store().verify(q.from.unwrap_or(1), q.to).await?;
     Ok(HttpResponse::Ok().json(VerifyView {
@@ -380,7 +412,11 @@ pub struct ProofView {
     responses((status = 200, description = "The proof", body = ProofView), ReadErrors)
 )]
 #[get("/audit/proof")]
-async fn proof(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn proof(
+    _caller: Authorized<Audit>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let q: ProofQuery = query(&req)?;
     let kept = q.hash.trim().to_ascii_lowercase();
     if kept.len() != 64 || !kept.chars().all(|c| c.is_ascii_hexdigit()) {

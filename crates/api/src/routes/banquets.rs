@@ -13,7 +13,7 @@ use super::{
     entity, field, optional, path_id, query, run, schemas, written, Page, Paged, ReadErrors,
     WriteErrors,
 };
-use crate::access::Caller;
+use crate::access::{Authorized, Field};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::Written;
@@ -116,7 +116,7 @@ fn banquet_id(raw: &str) -> Result<BanquetId, ApiError> {
 
 pub(crate) async fn report(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     body: Json<ReportBody>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
@@ -155,12 +155,13 @@ pub(crate) async fn report(
 )]
 #[post("/banquets")]
 async fn report_banquet(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     body: Json<ReportBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        report(&state, &WriteHeaders::parse(&req)?, body).await?,
+        report(&state, &WriteHeaders::parse(&req, caller)?, body).await?,
         true,
     ))
 }
@@ -184,9 +185,9 @@ pub struct BanquetQuery {
 )]
 #[get("/banquets")]
 async fn list_banquets(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: BanquetQuery = query(&req)?;
     let page = Page {
@@ -218,21 +219,20 @@ async fn list_banquets(
 )]
 #[get("/banquets/{banquet_id}")]
 async fn get_banquet(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let id = banquet_id(&path)?;
     let loaded = state.commands.load::<Banquet>(&id.stream_id()).await?;
-    let view = view(&loaded.state, loaded.version)
-        .ok_or_else(|| ApiError::NotFound(format!("no banquet with id {id}")))?;
+    let view = view(&loaded.state, loaded.version).ok_or_else(|| super::not_found("banquet"))?;
     caller.check_zone(Some(view.zone_id), "banquet")?;
     Ok(entity(loaded.version, &view))
 }
 
 pub(crate) async fn postponement(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     raw: &str,
     body: Json<PostponeBody>,
 ) -> Result<Written, ApiError> {
@@ -261,20 +261,21 @@ pub(crate) async fn postponement(
 )]
 #[post("/banquets/{banquet_id}/postponement")]
 async fn postpone(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<PostponeBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        postponement(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        postponement(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn cancellation(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     raw: &str,
     body: Json<CancelBody>,
 ) -> Result<Written, ApiError> {
@@ -303,20 +304,21 @@ pub(crate) async fn cancellation(
 )]
 #[post("/banquets/{banquet_id}/cancellation")]
 async fn cancel(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<CancelBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        cancellation(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        cancellation(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn scale(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     raw: &str,
     body: Json<ScaleDownBody>,
 ) -> Result<Written, ApiError> {
@@ -345,13 +347,14 @@ pub(crate) async fn scale(
 )]
 #[post("/banquets/{banquet_id}/scale-down")]
 async fn scale_down(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<ScaleDownBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        scale(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        scale(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }

@@ -8,7 +8,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use std::sync::OnceLock;
+
+use actix_web::dev::{Path, ResourceDef};
+
 use super::{activity, banquets, checkpoints, reports, returnees, venues, zones, WriteErrors};
+use crate::access::{Authorized, Field, Policy};
 use crate::extract::{canonical_hash, from_value, Json, WriteHeaders};
 use crate::problem::{ApiError, Problem};
 use crate::write::Written;
@@ -66,7 +71,8 @@ pub struct BatchAnswer {
 }
 
 /// Run many commands, in order, each on its own: answered 207 with one
-/// result per command.
+/// result per command. Each command is held to the policy of the route it
+/// names, exactly as if it had been sent alone.
 #[utoipa::path(
     tag = "batches",
     request_body = BatchBody,
@@ -74,6 +80,7 @@ pub struct BatchAnswer {
 )]
 #[post("/batches")]
 async fn run_batch(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     body: Json<BatchBody>,
@@ -85,7 +92,7 @@ async fn run_batch(
             format!("at most {MAX_BATCH} commands per batch"),
         ));
     }
-    let request_headers = WriteHeaders::parse(&req)?;
+    let request_headers = WriteHeaders::parse(&req, caller)?;
     let results = run_commands(&state, &request_headers, &commands).await;
     Ok(
         HttpResponse::build(actix_web::http::StatusCode::MULTI_STATUS)
@@ -94,24 +101,21 @@ async fn run_batch(
 }
 
 /// Runs commands in order, each on its own, as separate requests would.
-pub async fn run_commands(
+pub async fn run_commands<B: Policy>(
     state: &AppState,
-    request_headers: &WriteHeaders,
+    request_headers: &WriteHeaders<B>,
     commands: &[BatchCommand],
 ) -> Vec<BatchResult> {
     let mut results = Vec::with_capacity(commands.len());
     for command in commands {
-        let headers = WriteHeaders {
-            idempotency_key: command.idempotency_key.clone(),
-            if_match: command.if_match,
-            correlation_id: request_headers.correlation_id.clone(),
-            request_id: request_headers.request_id.clone(),
-            caller: request_headers.caller.clone(),
-        };
-        let outcome = dispatch(state, &headers, command).await;
+        let outcome = dispatch(state, request_headers, command).await;
         results.push(match outcome {
             Ok((written, created)) => BatchResult {
-                status: if created { 201 } else { 200 },
+                status: if created && written.version as usize == written.events.len() {
+                    201
+                } else {
+                    200
+                },
                 result: Some(written),
                 problem: None,
             },
@@ -135,124 +139,149 @@ fn body<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<Jso
     })
 }
 
-/// Routes one command to the handler its path names.
-async fn dispatch(
+/// A write route as the contract declares it.
+struct WriteRoute {
+    method: String,
+    pattern: ResourceDef,
+    operation: String,
+}
+
+/// The write routes, read from the contract the route declarations
+/// registered, so a batch item finds its route as the router would, with
+/// no table of paths of its own.
+fn write_routes() -> &'static [WriteRoute] {
+    static ROUTES: OnceLock<Vec<WriteRoute>> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let mut routes = Vec::new();
+        for (path, item) in crate::openapi().paths.paths {
+            for (method, op) in [("POST", &item.post), ("PUT", &item.put)] {
+                if let Some(operation) = op.as_ref().and_then(|o| o.operation_id.clone()) {
+                    routes.push(WriteRoute {
+                        method: method.to_owned(),
+                        pattern: ResourceDef::new(path.as_str()),
+                        operation,
+                    });
+                }
+            }
+        }
+        routes
+    })
+}
+
+/// The operation a batch item names, and the values of its path's variables.
+fn resolve(method: &str, path: &str) -> Option<(&'static str, Path<String>)> {
+    write_routes().iter().find_map(|route| {
+        let mut matched = Path::new(path.to_owned());
+        (route.method.eq_ignore_ascii_case(method)
+            && route.pattern.capture_match_info(&mut matched))
+        .then_some((route.operation.as_str(), matched))
+    })
+}
+
+/// Runs one command through the command function of the route it names.
+/// Each command function declares its policy in the type of the headers it
+/// takes, so `item!()` holds the caller to that policy, whatever the batch
+/// was admitted under.
+async fn dispatch<B: Policy>(
     state: &AppState,
-    h: &WriteHeaders,
+    batch: &WriteHeaders<B>,
     c: &BatchCommand,
 ) -> Result<(Written, bool), ApiError> {
-    let path = c.path.trim_end_matches('/');
-    let segments: Vec<&str> = path.split('/').collect();
-    let b = &c.body;
-    let method = c.method.to_ascii_uppercase();
     let not_routed = || {
         ApiError::field(
             "path",
             format!("{} {} is not a write route of this API", c.method, c.path),
         )
     };
-    // Each command is held to the rule of its own route.
-    if let Some(caller) = &h.caller {
-        match crate::access::rule_for_path(&method, path) {
-            Some(rule) if rule.admits(caller.role) => {}
-            Some(_) => {
-                return Err(ApiError::Forbidden(format!(
-                    "a {} token cannot {} {}",
-                    caller.role.code(),
-                    c.method,
-                    c.path
-                )))
-            }
-            None => return Err(not_routed()),
-        }
+    let (operation, params) = resolve(&c.method, &c.path).ok_or_else(not_routed)?;
+    let var = |name: &str| params.get(name).unwrap_or_default().to_owned();
+    let b = &c.body;
+    macro_rules! item {
+        () => {
+            &WriteHeaders::item(batch, c.idempotency_key.clone(), c.if_match)?
+        };
     }
     let done = |w: Written| Ok((w, false));
     let created = |w: Written| Ok((w, true));
-    match (method.as_str(), &segments[..]) {
-        ("POST", ["", "v1", "zones"]) => created(zones::establish(state, h, body(b)?).await?),
-        ("PUT", ["", "v1", "zones", z, "leader"]) => {
-            done(zones::leader(state, h, z, body(b)?).await?)
+    let (z, r, k, v, q) = (
+        var("zone_id"),
+        var("returnee_id"),
+        var("checkpoint_id"),
+        var("venue_id"),
+        var("banquet_id"),
+    );
+    match operation {
+        "establish_zone" => created(zones::establish(state, item!(), body(b)?).await?),
+        "assign_leader" => done(zones::leader(state, item!(), &z, body(b)?).await?),
+        "add_village" => done(zones::village(state, item!(), &z, body(b)?).await?),
+        "add_grid" => done(zones::grid(state, item!(), &z, body(b)?).await?),
+        "disperse_gathering" => done(activity::gathering(state, item!(), &z, body(b)?).await?),
+        "record_publicity" => done(activity::publicity(state, item!(), &z, body(b)?).await?),
+        "complete_patrol" => done(activity::patrol(state, item!(), &z, body(b)?).await?),
+        "submit_report" => done(reports::submit(state, item!(), &z, &var("date"), body(b)?).await?),
+        "record_staff_check" => done(activity::staff_check(state, item!(), body(b)?).await?),
+        "register_returnee" => created(returnees::register(state, item!(), body(b)?).await?),
+        "screen" => done(returnees::screening(state, item!(), &r, body(b)?).await?),
+        "assign_team" => done(returnees::team(state, item!(), &r, body(b)?).await?),
+        "start_quarantine" => done(returnees::quarantine(state, item!(), &r, body(b)?).await?),
+        "record_health_check" => done(returnees::health_check(state, item!(), &r, body(b)?).await?),
+        "report_abnormal_condition" => {
+            done(returnees::abnormal(state, item!(), &r, body(b)?).await?)
         }
-        ("POST", ["", "v1", "zones", z, "villages"]) => {
-            done(zones::village(state, h, z, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "zones", z, "grids"]) => {
-            done(zones::grid(state, h, z, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "zones", z, "gathering-dispersals"]) => {
-            done(activity::gathering(state, h, z, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "zones", z, "publicity"]) => {
-            done(activity::publicity(state, h, z, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "zones", z, "patrols"]) => {
-            done(activity::patrol(state, h, z, body(b)?).await?)
-        }
-        ("PUT", ["", "v1", "zones", z, "daily-reports", d]) => {
-            done(reports::submit(state, h, z, d, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "staff-health-checks"]) => {
-            done(activity::staff_check(state, h, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "returnees"]) => {
-            created(returnees::register(state, h, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "returnees", r, "screenings"]) => {
-            done(returnees::screening(state, h, r, body(b)?).await?)
-        }
-        ("PUT", ["", "v1", "returnees", r, "responsibility-team"]) => {
-            done(returnees::team(state, h, r, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "returnees", r, "quarantine"]) => {
-            done(returnees::quarantine(state, h, r, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "returnees", r, "health-checks"]) => {
-            done(returnees::health_check(state, h, r, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "returnees", r, "abnormal-conditions"]) => {
-            done(returnees::abnormal(state, h, r, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "returnees", r, "referrals"]) => {
-            done(returnees::referral(state, h, r, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "returnees", r, "quarantine", "extension"]) => {
-            done(returnees::extension(state, h, r, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "returnees", r, "exposures"]) => {
-            done(returnees::exposure(state, h, r, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "returnees", r, "quarantine", "end"]) => {
-            done(returnees::end(state, h, r, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "checkpoints"]) => {
-            created(checkpoints::establish(state, h, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "checkpoints", k, "crossings"]) => {
-            done(checkpoints::crossing(state, h, k, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "venues"]) => created(venues::register(state, h, body(b)?).await?),
-        ("POST", ["", "v1", "venues", v, "commitments"]) => {
-            done(venues::commitment(state, h, v, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "venues", v, "closure"]) => {
-            done(venues::closure(state, h, v, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "venues", v, "reopening"]) => {
-            done(venues::reopening(state, h, v, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "venues", v, "enforcement-actions"]) => {
-            done(venues::enforcement(state, h, v, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "banquets"]) => created(banquets::report(state, h, body(b)?).await?),
-        ("POST", ["", "v1", "banquets", q, "postponement"]) => {
-            done(banquets::postponement(state, h, q, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "banquets", q, "cancellation"]) => {
-            done(banquets::cancellation(state, h, q, body(b)?).await?)
-        }
-        ("POST", ["", "v1", "banquets", q, "scale-down"]) => {
-            done(banquets::scale(state, h, q, body(b)?).await?)
-        }
+        "refer" => done(returnees::referral(state, item!(), &r, body(b)?).await?),
+        "change_period" => done(returnees::extension(state, item!(), &r, body(b)?).await?),
+        "record_exposure" => done(returnees::exposure(state, item!(), &r, body(b)?).await?),
+        "end_quarantine" => done(returnees::end(state, item!(), &r, body(b)?).await?),
+        "establish_checkpoint" => created(checkpoints::establish(state, item!(), body(b)?).await?),
+        "record_crossing" => done(checkpoints::crossing(state, item!(), &k, body(b)?).await?),
+        "register_venue" => created(venues::register(state, item!(), body(b)?).await?),
+        "sign_commitment" => done(venues::commitment(state, item!(), &v, body(b)?).await?),
+        "close_venue" => done(venues::closure(state, item!(), &v, body(b)?).await?),
+        "reopen_venue" => done(venues::reopening(state, item!(), &v, body(b)?).await?),
+        "record_enforcement" => done(venues::enforcement(state, item!(), &v, body(b)?).await?),
+        "report_banquet" => created(banquets::report(state, item!(), body(b)?).await?),
+        "postpone" => done(banquets::postponement(state, item!(), &q, body(b)?).await?),
+        "cancel" => done(banquets::cancellation(state, item!(), &q, body(b)?).await?),
+        "scale_down" => done(banquets::scale(state, item!(), &q, body(b)?).await?),
+        // Tokens are never issued in a batch (a replay would have to show
+        // the secret again), nor batches nested.
         _ => Err(not_routed()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_items_find_their_route_as_the_router_would() {
+        let (op, params) = resolve(
+            "post",
+            "/v1/returnees/0190f5a2-0000-7000-8000-00000000000a/health-checks",
+        )
+        .expect("a write route");
+        assert_eq!(op, "record_health_check");
+        assert_eq!(
+            params.get("returnee_id"),
+            Some("0190f5a2-0000-7000-8000-00000000000a")
+        );
+        assert_eq!(
+            resolve("PUT", "/v1/zones/z/daily-reports/2020-02-01").map(|r| r.0),
+            Some("submit_report")
+        );
+        for refused in [
+            ("POST", "/v1/%74okens"),
+            ("POST", "/v1/tokens/"),
+            ("POST", "/v1//returnees"),
+            ("POST", "/v1/./returnees"),
+            ("GET", "/v1/returnees"),
+            ("POST", "/v1/returnees/x/health-checks/"),
+        ] {
+            assert_eq!(
+                resolve(refused.0, refused.1).map(|r| r.0),
+                None,
+                "{refused:?}"
+            );
+        }
     }
 }

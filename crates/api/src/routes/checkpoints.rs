@@ -17,7 +17,7 @@ use super::{
     entity, field, optional, path_id, query, run, schemas, written, Page, Paged, ReadErrors,
     WriteErrors,
 };
-use crate::access::Caller;
+use crate::access::{Authorized, Field};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::Written;
@@ -91,7 +91,7 @@ fn view(c: &Checkpoint, version: u64) -> Option<CheckpointView> {
 
 pub(crate) async fn establish(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     body: Json<EstablishBody>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
@@ -125,12 +125,13 @@ pub(crate) async fn establish(
 )]
 #[post("/checkpoints")]
 async fn establish_checkpoint(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     body: Json<EstablishBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        establish(&state, &WriteHeaders::parse(&req)?, body).await?,
+        establish(&state, &WriteHeaders::parse(&req, caller)?, body).await?,
         true,
     ))
 }
@@ -152,9 +153,9 @@ pub struct CheckpointQuery {
 )]
 #[get("/checkpoints")]
 async fn list_checkpoints(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: CheckpointQuery = query(&req)?;
     let page = Page {
@@ -183,9 +184,9 @@ async fn list_checkpoints(
 )]
 #[get("/checkpoints/{checkpoint_id}")]
 async fn get_checkpoint(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let id = CheckpointId::from_uuid(path_id(&path, "checkpoint")?);
     let loaded = state.commands.load::<Checkpoint>(&id.stream_id()).await?;
@@ -197,14 +198,13 @@ async fn get_checkpoint(
             .map(|e| e.zone_id.as_uuid()),
         "checkpoint",
     )?;
-    let view = view(&loaded.state, loaded.version)
-        .ok_or_else(|| ApiError::NotFound(format!("no checkpoint with id {id}")))?;
+    let view = view(&loaded.state, loaded.version).ok_or_else(|| super::not_found("checkpoint"))?;
     Ok(entity(loaded.version, &view))
 }
 
 pub(crate) async fn crossing(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     raw_id: &str,
     body: Json<CrossingBody>,
 ) -> Result<Written, ApiError> {
@@ -250,13 +250,14 @@ pub(crate) async fn crossing(
 )]
 #[post("/checkpoints/{checkpoint_id}/crossings")]
 async fn record_crossing(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<CrossingBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        crossing(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        crossing(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }

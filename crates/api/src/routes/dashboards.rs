@@ -17,7 +17,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::{path_id, query, ReadErrors};
-use crate::access::Caller;
+use crate::access::{Authorized, Figures};
 use crate::export;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -85,6 +85,7 @@ pub(crate) async fn read_models<T>(
     let township = *state.projector.township();
     let (models, clock): (Arc<ReadModels>, Clock) = match as_of.map(AsOf::parse).transpose()? {
         None => {
+            state.figures_current()?;
             let wanted = match min_position {
                 Some(wanted) => state
                     .projector
@@ -134,6 +135,9 @@ async fn as_of_models(state: &AppState, position: u64) -> Result<Arc<ReadModels>
                 ApiError::field("as_of", format!("the log ends at position {head}"))
             }
             ProjectorError::Store(e) => e.into(),
+            ProjectorError::Unapplicable(refused) => ApiError::ProjectionStalled {
+                position: refused.position,
+            },
             other => {
                 tracing::error!(error = %other, "as-of rebuild failed");
                 ApiError::Internal
@@ -182,10 +186,10 @@ fn with_freshness<T: serde::Serialize>(freshness: Freshness, body: &T) -> HttpRe
 )]
 #[get("/zones/{zone_id}/dashboard")]
 async fn zone_dashboard(
+    caller: Authorized<Figures>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let zone_id = path_id(&path.into_inner(), "zone")?;
     caller.check_zone(Some(zone_id), "zone")?;
@@ -220,15 +224,21 @@ async fn zone_dashboard(
 )]
 #[get("/dashboard")]
 async fn township_dashboard(
+    caller: Authorized<Figures>,
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: DashboardQuery = query(&req)?;
-    let (dashboard, freshness) =
+    let (mut dashboard, freshness) =
         read_models(&state, q.as_of.as_deref(), q.min_position, |m, clock| {
             reading(&state, clock).township_dashboard(&m.board, q.date.unwrap_or(clock.today))
         })
         .await?;
+    // A zone worker sees its own zones' lines (and the township's totals,
+    // which name no one), as its zone dashboards and the daily pull do.
+    dashboard
+        .zones
+        .retain(|line| caller.sees_zone(line.zone_id));
     Ok(with_freshness(freshness, &dashboard))
 }
 
@@ -312,9 +322,9 @@ impl DailyQuery {
 )]
 #[get("/reports/daily")]
 async fn daily_reports(
+    caller: Authorized<Figures>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: DailyQuery = query(&req)?;
     let (aggregates, freshness) =

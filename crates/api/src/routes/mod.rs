@@ -142,9 +142,9 @@ entity_ids!(
 );
 
 /// Runs a command against the stream of entity `id`.
-pub(crate) async fn run<C: Decides>(
+pub(crate) async fn run<C: Decides, P>(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<P>,
     id: impl Entity,
     operation: &'static str,
     body_hash: [u8; 32],
@@ -160,29 +160,28 @@ pub(crate) async fn run<C: Decides>(
 }
 
 /// Runs a command against any target stream.
-pub(crate) async fn run_on<C: Decides>(
+pub(crate) async fn run_on<C: Decides, P>(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<P>,
     target: &Target,
     body_hash: [u8; 32],
     occurred_at: Option<chrono::DateTime<chrono::Utc>>,
     command: C,
 ) -> Result<Written, ApiError> {
-    let caller = headers.caller.clone();
+    let caller = headers.caller.caller();
     state
         .commands
-        .execute::<C::By>(
-            target,
-            headers,
-            body_hash,
-            occurred_at,
-            command,
-            |s, c| match &caller {
-                Some(caller) => caller.check_zone(c.zone(s), "entity"),
-                None => Ok(()),
-            },
-        )
+        .execute::<C::By, P>(target, headers, body_hash, occurred_at, command, |s, c| {
+            caller.check_zone(c.zone(s), category_of(&target.stream_id))
+        })
         .await
+}
+
+/// `returnee` of `returnee-<id>`.
+fn category_of(stream_id: &str) -> &str {
+    stream_id
+        .split_once('-')
+        .map_or(stream_id, |(category, _)| category)
 }
 
 /// Parses one field, naming it on failure.
@@ -219,9 +218,16 @@ pub(crate) fn entity<T: Serialize>(version: u64, body: &T) -> HttpResponse {
         .json(body)
 }
 
+/// An id from the path; one that is not an id is answered as any unknown
+/// or out-of-zone entity is, word for word.
 pub(crate) fn path_id(raw: &str, what: &'static str) -> Result<uuid::Uuid, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::NotFound(format!("no {what} with id {raw:?}")))
+    raw.parse().map_err(|_| not_found(what))
+}
+
+/// The one answer for an entity that does not exist or is outside the
+/// caller's zones: the two must not be told apart.
+pub(crate) fn not_found(what: &str) -> ApiError {
+    ApiError::NotFound(format!("no such {what}"))
 }
 
 /// Cursor paging of lists.
@@ -456,7 +462,9 @@ pub struct StreamEvent {
 }
 
 impl From<fangkong_store::RecordedEvent> for StreamEvent {
-    fn from(e: fangkong_store::RecordedEvent) -> Self {
+    /// For callers the entity's zone admits (its secrets removed all the same).
+    fn from(mut e: fangkong_store::RecordedEvent) -> Self {
+        crate::access::show_event(&e.event_type, &mut e.payload, true);
         StreamEvent {
             position: e.position,
             version: e.stream_version,

@@ -14,6 +14,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::{entity, field, path_id, run_on, written, ReadErrors, WriteErrors};
+use crate::access::{Authorized, Field};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::{Target, Written};
@@ -71,6 +72,7 @@ async fn recorded_day(
     zone: ZoneId,
     date: NaiveDate,
 ) -> Result<(u64, BTreeMap<String, u64>), ApiError> {
+    state.figures_current()?;
     let head = state.store().head().await?.position;
     state
         .projector
@@ -115,7 +117,7 @@ fn known_figures(figures: &BTreeMap<String, u64>) -> Result<(), ApiError> {
 
 pub(crate) async fn submit(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     raw_zone: &str,
     raw_date: &str,
     body: Json<ReportBody>,
@@ -167,6 +169,7 @@ pub(crate) async fn submit(
 )]
 #[put("/zones/{zone_id}/daily-reports/{date}")]
 async fn submit_report(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -174,7 +177,14 @@ async fn submit_report(
 ) -> Result<HttpResponse, ApiError> {
     let (zone, day) = path.into_inner();
     Ok(written(
-        submit(&state, &WriteHeaders::parse(&req)?, &zone, &day, body).await?,
+        submit(
+            &state,
+            &WriteHeaders::parse(&req, caller)?,
+            &zone,
+            &day,
+            body,
+        )
+        .await?,
         false,
     ))
 }
@@ -188,9 +198,9 @@ async fn submit_report(
 )]
 #[get("/zones/{zone_id}/daily-reports/{date}")]
 async fn get_report(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    caller: crate::access::Caller,
 ) -> Result<HttpResponse, ApiError> {
     let (zone, day) = path.into_inner();
     let zone_id = ZoneId::from_uuid(path_id(&zone, "zone")?);

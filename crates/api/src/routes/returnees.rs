@@ -21,7 +21,7 @@ use super::{
     entity, field, optional, path_id, query, run, schemas, written, Page, Paged, ReadErrors,
     StreamEvent, WriteErrors,
 };
-use crate::access::Caller;
+use crate::access::{Authorized, Field};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::Written;
@@ -292,7 +292,7 @@ fn returnee_id(raw: &str) -> Result<ReturneeId, ApiError> {
 
 pub(crate) async fn register(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     body: Json<RegisterBody>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
@@ -347,12 +347,13 @@ pub(crate) async fn register(
 )]
 #[post("/returnees")]
 async fn register_returnee(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     body: Json<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        register(&state, &WriteHeaders::parse(&req)?, body).await?,
+        register(&state, &WriteHeaders::parse(&req, caller)?, body).await?,
         true,
     ))
 }
@@ -378,9 +379,9 @@ pub struct ReturneeQuery {
 )]
 #[get("/returnees")]
 async fn list_returnees(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: ReturneeQuery = query(&req)?;
     let risk = q
@@ -426,16 +427,16 @@ fn zone_of(returnee: &Returnee) -> Option<Uuid> {
 )]
 #[get("/returnees/{returnee_id}")]
 async fn get_returnee(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let id = returnee_id(&path)?;
     let loaded = state.commands.load::<Returnee>(&id.stream_id()).await?;
     caller.check_zone(zone_of(&loaded.state), "returnee")?;
     let today = state.commands.context(None)?.today;
-    let view = view(&loaded.state, loaded.version, today)
-        .ok_or_else(|| ApiError::NotFound(format!("no returnee with id {id}")))?;
+    let view =
+        view(&loaded.state, loaded.version, today).ok_or_else(|| super::not_found("returnee"))?;
     Ok(entity(loaded.version, &view))
 }
 
@@ -458,10 +459,10 @@ pub struct StreamQuery {
 )]
 #[get("/returnees/{returnee_id}/events")]
 async fn returnee_events(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let id = returnee_id(&path)?;
     let owner = state.commands.load::<Returnee>(&id.stream_id()).await?;
@@ -476,7 +477,7 @@ async fn returnee_events(
         .read_stream(&id.stream_id(), q.from_version.unwrap_or(1).max(1), limit)
         .await?;
     if events.is_empty() && state.store().stream_version(&id.stream_id()).await? == 0 {
-        return Err(ApiError::NotFound(format!("no returnee with id {id}")));
+        return Err(super::not_found("returnee"));
     }
     let events: Vec<StreamEvent> = events.into_iter().map(StreamEvent::from).collect();
     Ok(HttpResponse::Ok().json(events))
@@ -484,7 +485,7 @@ async fn returnee_events(
 
 pub(crate) async fn screening(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     id: &str,
     body: Json<ScreeningBody>,
 ) -> Result<Written, ApiError> {
@@ -519,20 +520,21 @@ pub(crate) async fn screening(
 )]
 #[post("/returnees/{returnee_id}/screenings")]
 async fn screen(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<ScreeningBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        screening(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        screening(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn team(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     id: &str,
     body: Json<TeamBody>,
 ) -> Result<Written, ApiError> {
@@ -569,20 +571,21 @@ pub(crate) async fn team(
 )]
 #[put("/returnees/{returnee_id}/responsibility-team")]
 async fn assign_team(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<TeamBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        team(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        team(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn quarantine(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     id: &str,
     body: Json<QuarantineBody>,
 ) -> Result<Written, ApiError> {
@@ -611,20 +614,21 @@ pub(crate) async fn quarantine(
 )]
 #[post("/returnees/{returnee_id}/quarantine")]
 async fn start_quarantine(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<QuarantineBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        quarantine(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        quarantine(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn health_check(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     id: &str,
     body: Json<HealthCheckBody>,
 ) -> Result<Written, ApiError> {
@@ -656,20 +660,21 @@ pub(crate) async fn health_check(
 )]
 #[post("/returnees/{returnee_id}/health-checks")]
 async fn record_health_check(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<HealthCheckBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        health_check(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        health_check(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn abnormal(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     id: &str,
     body: Json<AbnormalBody>,
 ) -> Result<Written, ApiError> {
@@ -700,20 +705,21 @@ pub(crate) async fn abnormal(
 )]
 #[post("/returnees/{returnee_id}/abnormal-conditions")]
 async fn report_abnormal_condition(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<AbnormalBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        abnormal(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        abnormal(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn referral(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     id: &str,
     body: Json<ReferralBody>,
 ) -> Result<Written, ApiError> {
@@ -742,20 +748,21 @@ pub(crate) async fn referral(
 )]
 #[post("/returnees/{returnee_id}/referrals")]
 async fn refer(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<ReferralBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        referral(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        referral(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn extension(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     id: &str,
     body: Json<ExtensionBody>,
 ) -> Result<Written, ApiError> {
@@ -785,20 +792,21 @@ pub(crate) async fn extension(
 )]
 #[post("/returnees/{returnee_id}/quarantine/extension")]
 async fn change_period(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<ExtensionBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        extension(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        extension(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn exposure(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     id: &str,
     body: Json<ExposureBody>,
 ) -> Result<Written, ApiError> {
@@ -827,20 +835,21 @@ pub(crate) async fn exposure(
 )]
 #[post("/returnees/{returnee_id}/exposures")]
 async fn record_exposure(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<ExposureBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        exposure(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        exposure(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn end(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     id: &str,
     body: Json<EndBody>,
 ) -> Result<Written, ApiError> {
@@ -868,13 +877,14 @@ pub(crate) async fn end(
 )]
 #[post("/returnees/{returnee_id}/quarantine/end")]
 async fn end_quarantine(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<EndBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        end(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        end(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }

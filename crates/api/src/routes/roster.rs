@@ -9,6 +9,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::{query, ReadErrors};
+use crate::access::{Authorized, Field};
 use crate::problem::ApiError;
 use crate::AppState;
 
@@ -74,9 +75,9 @@ pub struct Roster {
 )]
 #[get("/quarantine/roster")]
 async fn quarantine_roster(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: crate::access::Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: RosterQuery = query(&req)?;
     let (roster, freshness) =

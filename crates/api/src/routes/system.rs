@@ -5,6 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use crate::access::MetricsReader;
 use crate::problem::{ApiError, Problem};
 use crate::AppState;
 
@@ -24,7 +25,8 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
-/// Readiness: the event store answers.
+/// Readiness: the log's head can be read (from the very file opened, for
+/// SQLite), and the figures are not stopped at an event they cannot apply.
 #[utoipa::path(
     tag = "system",
     security(()),
@@ -36,13 +38,15 @@ async fn healthz() -> HttpResponse {
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.store().ping().await?;
+    state.figures_current()?;
     Ok(HttpResponse::Ok().json(Health { status: "ready" }))
 }
 
-/// Prometheus metrics.
-#[utoipa::path(tag = "system", security(()), responses((status = 200, content_type = "text/plain", body = String)))]
+/// Prometheus metrics: open on a loopback bind or with `--metrics-public`;
+/// otherwise an admin or auditor token.
+#[utoipa::path(tag = "system", security((), ("bearer" = [])), responses((status = 200, content_type = "text/plain", body = String), crate::routes::ReadErrors))]
 #[get("/metrics")]
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics(_reader: MetricsReader, state: web::Data<AppState>) -> HttpResponse {
     let head = state.store().subscribe().borrow().to_owned();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::{field, path_id, ReadErrors, WriteErrors};
 use crate::access::{new_token, NewToken};
+use crate::access::{Admin, Authorized};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::{Commands, Target, Written};
@@ -71,7 +72,7 @@ pub struct TokenList {
 /// to be, for the API, `fangkong token create` and `serve`'s first start.
 pub async fn issue(
     commands: &Commands,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Admin>,
     name: &str,
     role: Role,
     zones: &[Uuid],
@@ -107,7 +108,7 @@ pub async fn issue(
         ..headers.clone()
     };
     let written = commands
-        .execute::<ApiToken>(&target, &headers, [0; 32], None, command, |_, _| Ok(()))
+        .execute::<ApiToken, Admin>(&target, &headers, [0; 32], None, command, |_, _| Ok(()))
         .await?;
     Ok((secret, written))
 }
@@ -115,7 +116,7 @@ pub async fn issue(
 /// Revokes a token; answers the write.
 pub async fn revoke(
     commands: &Commands,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Admin>,
     token_id: Uuid,
 ) -> Result<Written, ApiError> {
     let target = Target {
@@ -124,7 +125,7 @@ pub async fn revoke(
         operation: "token.revoke",
     };
     commands
-        .execute::<ApiToken>(
+        .execute::<ApiToken, Admin>(
             &target,
             headers,
             [0; 32],
@@ -148,14 +149,22 @@ pub fn parse_role(raw: &str) -> Result<Role, ApiError> {
 )]
 #[post("/tokens")]
 async fn create_token(
+    caller: Authorized<Admin>,
     state: web::Data<AppState>,
     req: HttpRequest,
     body: Json<IssueToken>,
 ) -> Result<HttpResponse, ApiError> {
-    let headers = WriteHeaders::parse(&req)?;
+    let headers = WriteHeaders::parse(&req, caller)?;
     let b = body.value;
     let role = parse_role(&b.role)?;
     let (secret, written) = issue(&state.commands, &headers, &b.name, role, &b.zones).await?;
+    // The token works on this instance from the answer on: the registry
+    // that authenticates is the projection of the log, so wait for it.
+    state
+        .projector
+        .wait_for(written.position, Duration::from_secs(5))
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
     Ok(HttpResponse::Created().json(IssuedToken {
         token_id: secret.token_id,
         token: secret.token,
@@ -172,7 +181,10 @@ async fn create_token(
     responses((status = 200, description = "The tokens", body = TokenList), ReadErrors)
 )]
 #[get("/tokens")]
-async fn list_tokens(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn list_tokens(
+    _caller: Authorized<Admin>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let head = state.store().head().await?.position;
     let _ = state.projector.wait_for(head, Duration::from_secs(2)).await;
     let items = state.projector.read(|m| {
@@ -199,12 +211,18 @@ async fn list_tokens(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 )]
 #[delete("/tokens/{token_id}")]
 async fn revoke_token(
+    caller: Authorized<Admin>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let token_id = path_id(&path, "token")?;
-    let written = revoke(&state.commands, &WriteHeaders::parse(&req)?, token_id).await?;
+    let written = revoke(
+        &state.commands,
+        &WriteHeaders::parse(&req, caller)?,
+        token_id,
+    )
+    .await?;
     // The revocation holds in this process before the answer goes out.
     state
         .projector

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{
     entity, field, path_id, query, run, schemas, written, Page, Paged, ReadErrors, WriteErrors,
 };
-use crate::access::Caller;
+use crate::access::{Authorized, Field};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::Written;
@@ -123,7 +123,7 @@ fn venue_id(raw: &str) -> Result<VenueId, ApiError> {
 
 pub(crate) async fn register(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     body: Json<RegisterBody>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
@@ -157,12 +157,13 @@ pub(crate) async fn register(
 )]
 #[post("/venues")]
 async fn register_venue(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     body: Json<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        register(&state, &WriteHeaders::parse(&req)?, body).await?,
+        register(&state, &WriteHeaders::parse(&req, caller)?, body).await?,
         true,
     ))
 }
@@ -188,9 +189,9 @@ pub struct VenueQuery {
 )]
 #[get("/venues")]
 async fn list_venues(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let q: VenueQuery = query(&req)?;
     let page = Page {
@@ -218,21 +219,20 @@ async fn list_venues(
 )]
 #[get("/venues/{venue_id}")]
 async fn get_venue(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let id = venue_id(&path)?;
     let loaded = state.commands.load::<Venue>(&id.stream_id()).await?;
-    let view = view(&loaded.state, loaded.version)
-        .ok_or_else(|| ApiError::NotFound(format!("no venue with id {id}")))?;
+    let view = view(&loaded.state, loaded.version).ok_or_else(|| super::not_found("venue"))?;
     caller.check_zone(Some(view.zone_id), "venue")?;
     Ok(entity(loaded.version, &view))
 }
 
 pub(crate) async fn commitment(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     raw: &str,
     body: Json<CommitmentBody>,
 ) -> Result<Written, ApiError> {
@@ -261,20 +261,21 @@ pub(crate) async fn commitment(
 )]
 #[post("/venues/{venue_id}/commitments")]
 async fn sign_commitment(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<CommitmentBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        commitment(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        commitment(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn closure(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     raw: &str,
     body: Json<ClosureBody>,
 ) -> Result<Written, ApiError> {
@@ -303,20 +304,21 @@ pub(crate) async fn closure(
 )]
 #[post("/venues/{venue_id}/closure")]
 async fn close_venue(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<ClosureBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        closure(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        closure(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn reopening(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     raw: &str,
     body: Json<ReopeningBody>,
 ) -> Result<Written, ApiError> {
@@ -342,20 +344,21 @@ pub(crate) async fn reopening(
 )]
 #[post("/venues/{venue_id}/reopening")]
 async fn reopen_venue(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<ReopeningBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        reopening(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        reopening(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn enforcement(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     raw: &str,
     body: Json<EnforcementBody>,
 ) -> Result<Written, ApiError> {
@@ -396,13 +399,14 @@ pub(crate) async fn enforcement(
 )]
 #[post("/venues/{venue_id}/enforcement-actions")]
 async fn record_enforcement(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<EnforcementBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        enforcement(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        enforcement(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{
     entity, field, optional, path_id, query, run, written, Page, Paged, ReadErrors, WriteErrors,
 };
-use crate::access::Caller;
+use crate::access::{Admin, Authorized, Caller, Field, Figures};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::Written;
@@ -136,16 +136,12 @@ pub(crate) fn view(zone: &Zone, version: u64) -> Option<ZoneView> {
 /// given) must exist, else the field is invalid.
 pub(crate) async fn check_place(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     zone_id: Uuid,
     village_id: Option<Uuid>,
 ) -> Result<crate::write::Loaded<Zone>, ApiError> {
     // A zone the caller may not work in is, to it, no zone at all.
-    if headers
-        .caller
-        .as_ref()
-        .is_some_and(|c| !c.sees_zone(zone_id))
-    {
+    if !headers.caller.sees_zone(zone_id) {
         return Err(ApiError::field("zone_id", "no zone with this id"));
     }
     let zone = established(state, ZoneId::from_uuid(zone_id))
@@ -173,14 +169,14 @@ pub(crate) async fn established(
 ) -> Result<crate::write::Loaded<Zone>, ApiError> {
     let loaded = state.commands.load::<Zone>(&zone_id.stream_id()).await?;
     if !loaded.state.is_established() {
-        return Err(ApiError::NotFound(format!("no zone with id {zone_id}")));
+        return Err(super::not_found("zone"));
     }
     Ok(loaded)
 }
 
 pub(crate) async fn establish(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Admin>,
     body: Json<EstablishZone>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
@@ -212,12 +208,13 @@ pub(crate) async fn establish(
 )]
 #[post("/zones")]
 async fn establish_zone(
+    caller: Authorized<Admin>,
     state: web::Data<AppState>,
     req: HttpRequest,
     body: Json<EstablishZone>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        establish(&state, &WriteHeaders::parse(&req)?, body).await?,
+        establish(&state, &WriteHeaders::parse(&req, caller)?, body).await?,
         true,
     ))
 }
@@ -233,9 +230,9 @@ async fn establish_zone(
 )]
 #[get("/zones")]
 async fn list_zones(
+    caller: Authorized<Figures>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let page: Page = query(&req)?;
     let listed =
@@ -259,9 +256,9 @@ async fn list_zones(
 )]
 #[get("/zones/{zone_id}")]
 async fn get_zone(
+    caller: Authorized<Figures>,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let zone_id = ZoneId::from_uuid(path_id(&path, "zone")?);
     caller.check_zone(Some(zone_id.as_uuid()), "zone")?;
@@ -272,7 +269,7 @@ async fn get_zone(
 
 pub(crate) async fn leader(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Admin>,
     zone: &str,
     body: Json<AssignLeader>,
 ) -> Result<Written, ApiError> {
@@ -306,20 +303,21 @@ pub(crate) async fn leader(
 )]
 #[put("/zones/{zone_id}/leader")]
 async fn assign_leader(
+    caller: Authorized<Admin>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<AssignLeader>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        leader(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        leader(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn village(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     zone: &str,
     body: Json<AddVillage>,
 ) -> Result<Written, ApiError> {
@@ -353,20 +351,21 @@ pub(crate) async fn village(
 )]
 #[post("/zones/{zone_id}/villages")]
 async fn add_village(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<AddVillage>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        village(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        village(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
 
 pub(crate) async fn grid(
     state: &AppState,
-    headers: &WriteHeaders,
+    headers: &WriteHeaders<Field>,
     zone: &str,
     body: Json<AddGrid>,
 ) -> Result<Written, ApiError> {
@@ -402,13 +401,14 @@ pub(crate) async fn grid(
 )]
 #[post("/zones/{zone_id}/grids")]
 async fn add_grid(
+    caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: Json<AddGrid>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
-        grid(&state, &WriteHeaders::parse(&req)?, &path, body).await?,
+        grid(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         false,
     ))
 }
