@@ -493,9 +493,9 @@ async fn failed_attempts_are_limited_and_browsers_are_held_to_the_allowed_origin
     // A valid token from the same address is never held back: one client
     // guessing behind a NAT cannot lock out the township, admin included.
     s.get("/v1/zones").await.ok();
-    let worker = s.create_token("zone_worker", &[], "同一出口的网格员").await;
+    let auditor = s.create_token("auditor", &[], "同一出口的审计员").await;
     let mine = s
-        .send_raw(s.client.get(s.url("/v1/returnees")).bearer_auth(&worker))
+        .send_raw(s.client.get(s.url("/v1/events")).bearer_auth(&auditor))
         .await;
     assert_eq!(mine.status, 200);
     // ...while guesses from it still wait, with the request's id on the refusal.

@@ -380,6 +380,7 @@ fn rebuild(db: &TestDb) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_fangkong"))
         .arg("rebuild")
         .env("FANGKONG_DATABASE_URL", db.url())
+        .envs(support::state_key_env(db))
         .output()
         .expect("fangkong rebuild runs")
 }

@@ -112,6 +112,7 @@ fn rebuild(db: &TestDb) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fangkong"))
         .arg("rebuild")
         .env("FANGKONG_DATABASE_URL", db.url())
+        .envs(support::state_key_env(db))
         .output()
         .expect("fangkong rebuild runs");
     let said = String::from_utf8_lossy(&out.stderr).to_string();

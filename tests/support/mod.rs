@@ -45,6 +45,17 @@ pub fn create_token(db: &TestDb, role: &str, zones: &[&str], name: &str) -> Stri
         .to_owned()
 }
 
+/// The state key for commands on `db`: no file sits beside a PostgreSQL
+/// store, so its key comes from the environment (a SQLite store's tests
+/// use the key file the server creates beside the database).
+pub fn state_key_env(db: &TestDb) -> Vec<(&'static str, String)> {
+    if db.backend() == "postgres" {
+        vec![("FANGKONG_STATE_KEY", "42".repeat(32))]
+    } else {
+        vec![]
+    }
+}
+
 impl Server {
     /// `fangkong token create` while this server runs, then waits until the
     /// server knows the token (it learns tokens from the log, by tailing it).
@@ -125,9 +136,13 @@ impl Server {
         stderr: Stdio,
         token: Option<String>,
     ) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fangkong"))
-            .arg("serve")
-            .args(["--bind", "127.0.0.1:0", "--workers", "2"])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fangkong"));
+        command.arg("serve").args(["--workers", "2"]);
+        if !extra.contains(&"--bind") {
+            command.args(["--bind", "127.0.0.1:0"]);
+        }
+        command.envs(state_key_env(&db));
+        let mut child = command
             .args(extra)
             .env("FANGKONG_DATABASE_URL", db.url())
             // Later settings win: a test may point at the database another way.

@@ -119,9 +119,12 @@ pub fn exercise(data: &[u8]) {
     folded.decide(data);
     // Saved and resumed, the models are the same.
     if let Ok(state) = models.to_state() {
+        // (Tokens are never saved: credentials come from the log alone.)
         let resumed = ReadModels::from_state(&state).ok();
         assert!(
-            resumed.as_ref() == Some(&models),
+            resumed
+                .as_ref()
+                .is_some_and(|r| r.board == models.board && r.roster == models.roster),
             "a saved state reads back the same"
         );
     }

@@ -97,6 +97,69 @@ impl TestDb {
             }
         }
     }
+
+    /// The first column of the first row `sql` answers, as text.
+    pub async fn fetch_text(&self, sql: &str) -> Result<Option<String>, sqlx::Error> {
+        match self.guard {
+            Guard::Sqlite(_) => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
+                let value = sqlx::query_scalar(sql).fetch_optional(&mut conn).await?;
+                conn.close().await?;
+                Ok(value)
+            }
+            Guard::Postgres { .. } => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+                let value = sqlx::query_scalar(sql).fetch_optional(&mut conn).await?;
+                conn.close().await?;
+                Ok(value)
+            }
+        }
+    }
+
+    /// Takes the store's write lock from another connection and holds it
+    /// for `held` (PostgreSQL: the events table locked against everything;
+    /// SQLite: a write transaction), as a stuck administrator would.
+    /// Answers once the lock is taken.
+    pub async fn hold_lock(&self, held: std::time::Duration) -> Result<(), sqlx::Error> {
+        let (taken_tx, taken) = tokio::sync::oneshot::channel();
+        match self.guard {
+            Guard::Sqlite(_) => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
+                conn.execute("BEGIN IMMEDIATE").await?;
+                tokio::spawn(async move {
+                    let _ = taken_tx.send(());
+                    tokio::time::sleep(held).await;
+                    let _ = conn.execute("ROLLBACK").await;
+                    let _ = conn.close().await;
+                });
+            }
+            Guard::Postgres { .. } => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+                conn.execute("BEGIN").await?;
+                conn.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+                    .await?;
+                tokio::spawn(async move {
+                    let _ = taken_tx.send(());
+                    tokio::time::sleep(held).await;
+                    let _ = conn.execute("ROLLBACK").await;
+                    let _ = conn.close().await;
+                });
+            }
+        }
+        let _ = taken.await;
+        Ok(())
+    }
+
+    /// The SQLite database file, for tests that act on the file itself.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        match self.guard {
+            Guard::Sqlite(_) => self
+                .url
+                .strip_prefix("sqlite://")
+                .map(|p| std::path::PathBuf::from(p.split('?').next().unwrap_or(p))),
+            Guard::Postgres { .. } => None,
+        }
+    }
 }
 
 impl Drop for TestDb {
