@@ -602,6 +602,13 @@ async fn an_undecodable_event_stops_the_figures_loudly_and_names_its_position(db
     let position = crossing["position"].as_u64().expect("position");
     let admin = s.token.clone();
     s.stop();
+    let original = db
+        .fetch_text(&format!(
+            "SELECT payload FROM events WHERE position = {position}"
+        ))
+        .await
+        .expect("reads")
+        .expect("the crossing");
     db.execute_raw(&format!(
         "UPDATE events SET payload = '{{\"people\": \"many\"}}' WHERE position = {position}"
     ))
@@ -638,6 +645,43 @@ async fn an_undecodable_event_stops_the_figures_loudly_and_names_its_position(db
         )
         .await;
     let problem = read.problem(503, "log_corrupt");
+    assert!(problem["detail"]
+        .as_str()
+        .expect("detail")
+        .contains(&position.to_string()));
+
+    // A server whose figures had already passed the event (resumed from
+    // saved state) still finds it on the first read, and is no longer ready.
+    let admin = s.token.clone();
+    s.stop();
+    db.execute_raw(&format!(
+        "UPDATE events SET payload = '{}' WHERE position = {position}",
+        original.replace('\'', "''")
+    ))
+    .await
+    .expect("repaired");
+    let mut s = Server::start_on(db.clone(), &["--projection-save-seconds", "1"]);
+    s.token = admin;
+    s.get("/readyz").await.ok();
+    let admin = s.token.clone();
+    assert!(s.stop().success(), "saved at the stop");
+    db.execute_raw(&format!(
+        "UPDATE events SET payload = '{{\"people\": \"many\"}}' WHERE position = {position}"
+    ))
+    .await
+    .expect("corrupted again");
+    let mut s = Server::start_on(db, &[]);
+    s.token = admin;
+    s.get("/readyz").await.ok();
+    s.send_raw(
+        s.client
+            .get(s.url(&format!("/v1/checkpoints/{checkpoint}")))
+            .bearer_auth(&s.token),
+    )
+    .await
+    .problem(503, "log_corrupt");
+    let ready = s.send_raw(s.client.get(s.url("/readyz"))).await;
+    let problem = ready.problem(503, "log_corrupt");
     assert!(problem["detail"]
         .as_str()
         .expect("detail")

@@ -92,6 +92,9 @@ pub struct Commands {
     township: Township,
     cache: Arc<Mutex<HashMap<String, Cached>>>,
     metrics: crate::metrics::Metrics,
+    /// The position of a stored event found undecodable (0: none yet):
+    /// readiness fails from then on, naming it.
+    corrupt_at: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Commands {
@@ -101,11 +104,20 @@ impl Commands {
             township,
             cache: Arc::new(Mutex::new(HashMap::new())),
             metrics,
+            corrupt_at: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
     pub fn store(&self) -> &EventStore {
         &self.store
+    }
+
+    /// The position of an event this process found it cannot decode.
+    pub fn corrupt_at(&self) -> Option<u64> {
+        match self.corrupt_at.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            position => Some(position),
+        }
     }
 
     pub fn township(&self) -> Township {
@@ -160,7 +172,10 @@ impl Commands {
                 .await?;
             let full = page.len() == 1_000;
             for recorded in page {
-                let event = decode::<A>(&recorded)?;
+                let event = decode::<A>(&recorded).inspect_err(|_| {
+                    self.corrupt_at
+                        .store(recorded.position, std::sync::atomic::Ordering::Relaxed);
+                })?;
                 loaded.state = loaded.state.apply(&event);
                 loaded.version = recorded.stream_version;
                 loaded.position = recorded.position;

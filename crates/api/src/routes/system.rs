@@ -39,6 +39,9 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.store().ping().await?;
     state.figures_current()?;
+    if let Some(position) = state.commands.corrupt_at() {
+        return Err(ApiError::LogCorrupt { position });
+    }
     Ok(HttpResponse::Ok().json(Health { status: "ready" }))
 }
 
