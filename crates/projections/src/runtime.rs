@@ -97,7 +97,7 @@ impl ReadModels {
             }
         } else {
             fangkong_domain::check_decodes(
-                category_of(&event.stream_id),
+                fangkong_store::category_of(&event.stream_id),
                 &event.event_type,
                 event.schema_version,
                 &event.payload,
@@ -232,13 +232,6 @@ fn process_key() -> StateKey {
     StateKey::from_bytes(bytes)
 }
 
-/// `returnee` of `returnee-<id>`.
-fn category_of(stream_id: &str) -> &str {
-    stream_id
-        .split_once('-')
-        .map_or(stream_id, |(category, _)| category)
-}
-
 /// The running read models of this process.
 #[derive(Debug, Clone)]
 pub struct Projector {
@@ -317,36 +310,26 @@ impl Projector {
                 return 0;
             }
         }
-        let Some(state) = self.state_key.open(
-            CHECKPOINT_NAME,
-            saved.position,
-            &saved.hash,
-            saved.format,
-            &saved.state,
-        ) else {
+        let Some(mut models) = self.state_key.unseal(&saved) else {
             tracing::warn!(
                 position = saved.position,
-                "saved read models are not sealed by this service's state key; replaying the log"
+                "saved read models are not sealed by this service's state key, or cannot be read; replaying the log"
             );
             return 0;
         };
-        match ReadModels::from_state(state) {
-            Ok(mut models) if models.position() == saved.position => {
-                if let Err(error) = models.rebuild_tokens(&self.store).await {
-                    tracing::warn!(%error, "cannot read the log's tokens; replaying the log");
-                    return 0;
-                }
-                if let Ok(mut live) = self.models.write() {
-                    *live = models;
-                }
-                tracing::info!(position = saved.position, "read models resumed");
-                saved.position
-            }
-            Ok(_) | Err(_) => {
-                tracing::warn!("saved read models cannot be read; replaying the log");
-                0
-            }
+        if models.position() != saved.position {
+            tracing::warn!("saved read models cannot be read; replaying the log");
+            return 0;
         }
+        if let Err(error) = models.rebuild_tokens(&self.store).await {
+            tracing::warn!(%error, "cannot read the log's tokens; replaying the log");
+            return 0;
+        }
+        if let Ok(mut live) = self.models.write() {
+            *live = models;
+        }
+        tracing::info!(position = saved.position, "read models resumed");
+        saved.position
     }
 
     async fn tail(&self, position_tx: watch::Sender<u64>, options: ProjectorOptions) {

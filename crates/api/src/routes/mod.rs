@@ -172,16 +172,9 @@ pub(crate) async fn run_on<C: Decides, P>(
     state
         .commands
         .execute::<C::By, P>(target, headers, body_hash, occurred_at, command, |s, c| {
-            caller.check_zone(c.zone(s), category_of(&target.stream_id))
+            caller.check_zone(c.zone(s), fangkong_store::category_of(&target.stream_id))
         })
         .await
-}
-
-/// `returnee` of `returnee-<id>`.
-fn category_of(stream_id: &str) -> &str {
-    stream_id
-        .split_once('-')
-        .map_or(stream_id, |(category, _)| category)
 }
 
 /// Parses one field, naming it on failure.
