@@ -55,16 +55,17 @@ impl Caller {
         }
     }
 
-    /// What a write records as its actor.
-    pub fn actor(&self) -> Value {
-        if self.token_id.is_nil() {
-            return serde_json::json!({"name": "fangkong", "role": "system"});
+    /// The caller as the application knows a command's sender.
+    pub fn actor(&self) -> fangkong_app::Actor {
+        fangkong_app::Actor {
+            token_id: self.token_id,
+            name: self.name.clone(),
+            role: self.role,
+            scope: match self.role {
+                Role::ZoneWorker => fangkong_app::Scope::Zones(self.zones.clone()),
+                _ => fangkong_app::Scope::Township,
+            },
         }
-        serde_json::json!({
-            "token_id": self.token_id,
-            "name": self.name,
-            "role": self.role.code(),
-        })
     }
 }
 
@@ -242,49 +243,7 @@ fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpA
     client
 }
 
-/// Prefix of every token this service issues.
-pub const TOKEN_PREFIX: &str = "fk_";
-
-/// A token just made: shown once, then only its hash is kept.
-#[derive(Debug, Clone)]
-pub struct NewToken {
-    pub token_id: Uuid,
-    /// `fk_<id>_<256 random bits, hex>`.
-    pub token: String,
-    pub sha256: String,
-}
-
-/// 256 bits from the operating system's generator, with the token's id in
-/// front so it can be found without scanning.
-pub fn new_token() -> Result<NewToken, ApiError> {
-    let mut secret = [0u8; 32];
-    getrandom::getrandom(&mut secret).map_err(|error| {
-        tracing::error!(%error, "no randomness for a token");
-        ApiError::Internal
-    })?;
-    let token_id = Uuid::now_v7();
-    let token = format!(
-        "{TOKEN_PREFIX}{}_{}",
-        token_id.simple(),
-        hex::encode(secret)
-    );
-    let sha256 = hex::encode(Sha256::digest(token.as_bytes()));
-    Ok(NewToken {
-        token_id,
-        token,
-        sha256,
-    })
-}
-
-/// The id inside a token, if it has this service's shape.
-pub fn token_id_of(token: &str) -> Option<Uuid> {
-    let rest = token.strip_prefix(TOKEN_PREFIX)?;
-    let (id, secret) = rest.split_once('_')?;
-    if secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    Uuid::try_parse(id).ok()
-}
+pub use fangkong_app::tokens::{token_id_of, NewToken, TOKEN_PREFIX};
 
 /// Equal in time independent of where the bytes differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -525,12 +484,9 @@ mod tests {
     }
 
     #[test]
-    fn tokens_carry_their_id_and_256_random_bits() {
-        let a = new_token().expect("token");
-        let b = new_token().expect("token");
-        assert_ne!(a.token, b.token);
+    fn tokens_are_found_by_their_id_and_compared_in_constant_time() {
+        let a = fangkong_app::tokens::new_token().expect("token");
         assert_eq!(token_id_of(&a.token), Some(a.token_id));
-        assert_eq!(a.token.len(), TOKEN_PREFIX.len() + 32 + 1 + 64);
         assert_eq!(token_id_of("fk_nonsense"), None);
         assert_eq!(token_id_of(&a.token[..a.token.len() - 1]), None);
         assert!(constant_time_eq(b"abc", b"abc"));

@@ -113,6 +113,8 @@ pub struct WriteHeaders<P> {
     /// The stream version `If-Match` requires.
     pub if_match: Option<u64>,
     pub correlation_id: Option<String>,
+    /// What caused this write: for a batch item, the batch's request.
+    pub causation_id: Option<String>,
     pub request_id: String,
     pub caller: Authorized<P>,
 }
@@ -146,6 +148,7 @@ impl<P: Policy> WriteHeaders<P> {
             idempotency_key,
             if_match,
             correlation_id,
+            causation_id: None,
             request_id: request_id_of(req),
             caller,
         })
@@ -162,7 +165,8 @@ impl<P: Policy> WriteHeaders<P> {
             idempotency_key,
             if_match,
             correlation_id: batch.correlation_id.clone(),
-            request_id: batch.request_id.clone(),
+            causation_id: Some(batch.request_id.clone()),
+            request_id: uuid::Uuid::now_v7().to_string(),
             caller: batch.caller.caller().authorize::<P>()?,
         })
     }
@@ -174,9 +178,35 @@ impl<P: Policy> WriteHeaders<P> {
             idempotency_key: None,
             if_match: None,
             correlation_id: None,
+            causation_id: None,
             request_id: uuid::Uuid::now_v7().to_string(),
             caller: Authorized::system(),
         }
+    }
+
+    /// The application's envelope for the command: these headers, the
+    /// fingerprint of the body, and when it happened in the field.
+    pub fn envelope(
+        &self,
+        fingerprint: [u8; 32],
+        occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> fangkong_app::Envelope {
+        fangkong_app::Envelope {
+            actor: self.caller.caller().actor(),
+            idempotency_key: self.idempotency_key.clone(),
+            if_match: self.if_match,
+            occurred_at,
+            correlation_id: self.correlation_id.clone(),
+            causation_id: self.causation_id.clone(),
+            request_id: self.request_id.clone(),
+            fingerprint,
+        }
+    }
+
+    /// The id of the entity a creating command makes, when the client did
+    /// not name one (derived from the Idempotency-Key when there is one).
+    pub fn new_entity_id(&self, named: Option<uuid::Uuid>, operation: &str) -> uuid::Uuid {
+        named.unwrap_or_else(|| self.envelope([0; 32], None).new_entity_id(operation))
     }
 }
 

@@ -18,7 +18,6 @@ use utoipa::OpenApi;
 use utoipa_actix_web::{scope, AppExt};
 
 pub use extract::{BodyLimit, DEFAULT_BODY_LIMIT};
-pub use write::Commands;
 
 /// How the service reads, exports and limits.
 #[derive(Debug, Clone)]
@@ -71,7 +70,7 @@ impl Default for Settings {
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub commands: Commands,
+    pub commands: fangkong_app::Application,
     pub metrics: metrics::Metrics,
     pub projector: fangkong_projections::Projector,
     pub settings: Settings,
@@ -91,7 +90,7 @@ impl AppState {
                 township,
                 settings.projector.clone(),
             ),
-            commands: Commands::new(store, township, metrics.clone()),
+            commands: fangkong_app::Application::new(store, township),
             metrics,
             rate_limit: access::RateLimit::new(settings.rate_per_second, settings.rate_burst),
             failed_auth: access::FailedAuth::new(

@@ -1,5 +1,5 @@
 //! Prometheus metrics: requests by route and status, a latency histogram,
-//! appends, and the store's head position. Hand-written text exposition:
+//! writes and appends (counted by the application), and the store's head position. Hand-written text exposition:
 //! a handful of counters do not need a metrics framework.
 
 use std::collections::BTreeMap;
@@ -16,8 +16,6 @@ struct Inner {
     latency_buckets: [u64; BUCKETS.len()],
     latency_count: u64,
     latency_sum: f64,
-    writes: u64,
-    events_appended: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -43,15 +41,8 @@ impl Metrics {
         }
     }
 
-    pub fn appended(&self, events: usize) {
-        if let Ok(mut m) = self.inner.lock() {
-            m.writes += 1;
-            m.events_appended += events as u64;
-        }
-    }
-
     /// The text exposition format.
-    pub fn render(&self, head_position: u64) -> String {
+    pub fn render(&self, head_position: u64, (writes, events_appended): (u64, u64)) -> String {
         let mut out = String::new();
         let Ok(m) = self.inner.lock() else {
             return out;
@@ -101,13 +92,13 @@ impl Metrics {
             "# HELP fangkong_writes_total Writes that recorded events."
         );
         let _ = writeln!(out, "# TYPE fangkong_writes_total counter");
-        let _ = writeln!(out, "fangkong_writes_total {}", m.writes);
+        let _ = writeln!(out, "fangkong_writes_total {}", writes);
         let _ = writeln!(
             out,
             "# HELP fangkong_events_appended_total Events appended by this instance."
         );
         let _ = writeln!(out, "# TYPE fangkong_events_appended_total counter");
-        let _ = writeln!(out, "fangkong_events_appended_total {}", m.events_appended);
+        let _ = writeln!(out, "fangkong_events_appended_total {}", events_appended);
         let _ = writeln!(
             out,
             "# HELP fangkong_store_head_position The last position of the event log."

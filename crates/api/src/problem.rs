@@ -4,6 +4,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use fangkong_app::AppError;
 use fangkong_domain::DomainError;
 use fangkong_store::StoreError;
 use serde::Serialize;
@@ -65,7 +66,7 @@ pub enum ApiError {
     #[error("{0}")]
     Rule(DomainError),
     #[error("{0}")]
-    ConcurrentWrite(String),
+    Contended(String),
     #[error("the entity is at version {actual}; If-Match asked for {expected}")]
     PreconditionFailed { expected: u64, actual: u64 },
     #[error("If-Match must be a stream version in quotes, like \"3\"")]
@@ -108,7 +109,7 @@ impl ApiError {
             ApiError::ProjectionStalled { .. } => "projection_stalled".into(),
             ApiError::MethodNotAllowed(_) => "method_not_allowed".into(),
             ApiError::Rule(rule) => rule.code().into(),
-            ApiError::ConcurrentWrite(_) => "concurrent_write".into(),
+            ApiError::Contended(_) => "write_contended".into(),
             ApiError::PreconditionFailed { .. } => "version_mismatch".into(),
             ApiError::BadIfMatch => "bad_if_match".into(),
             ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused".into(),
@@ -134,13 +135,13 @@ impl ApiError {
                 "Service unavailable"
             }
             ApiError::MethodNotAllowed(_) => "Method not allowed",
-            ApiError::Rule(_) | ApiError::ConcurrentWrite(_) => "Conflict with the current state",
+            ApiError::Rule(_) => "Conflict with the current state",
             ApiError::Unmet { .. } => "Cannot be answered as configured",
             ApiError::PreconditionFailed { .. } => "Version mismatch",
             ApiError::BadIfMatch => "Invalid If-Match",
             ApiError::TooLarge { .. } => "Request too large",
             ApiError::UnsupportedMediaType => "Unsupported media type",
-            ApiError::Unavailable => "Service unavailable",
+            ApiError::Unavailable | ApiError::Contended(_) => "Service unavailable",
             ApiError::Internal => "Internal error",
         }
     }
@@ -191,6 +192,25 @@ impl From<DomainError> for ApiError {
     }
 }
 
+/// The application's refusals, each to its answer.
+impl From<AppError> for ApiError {
+    fn from(error: AppError) -> Self {
+        match error {
+            AppError::Rule(rule) => rule.into(),
+            AppError::NotFound { what } => ApiError::NotFound(format!("no such {what}")),
+            AppError::VersionMismatch { expected, actual } => {
+                ApiError::PreconditionFailed { expected, actual }
+            }
+            AppError::KeyReused { key } => ApiError::IdempotencyKeyReused(key),
+            AppError::Invalid { field, message } => ApiError::field(field, message),
+            e @ AppError::Contended { .. } => ApiError::Contended(e.to_string()),
+            AppError::Corrupt { position } => ApiError::LogCorrupt { position },
+            AppError::Store(e) => e.into(),
+            AppError::NoRandomness => ApiError::Internal,
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         if let StoreError::Corrupt { position, reason } = &error {
@@ -226,13 +246,11 @@ impl ResponseError for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Rule(_) | ApiError::ConcurrentWrite(_) | ApiError::Unmet { .. } => {
-                StatusCode::CONFLICT
-            }
+            ApiError::Rule(_) | ApiError::Unmet { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Contended(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -248,7 +266,7 @@ impl ResponseError for ApiError {
             | ApiError::RateLimited { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
-            ApiError::TimedOut { .. } => {
+            ApiError::TimedOut { .. } | ApiError::Contended(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             ApiError::LogCorrupt { .. } | ApiError::ProjectionStalled { .. } => {

@@ -86,6 +86,11 @@ impl Aggregate for ZoneActivity {
     type Event = ActivityEvent;
     const CATEGORY: &'static str = "activity";
 
+    /// Counted work: its decision reads nothing of the stream.
+    fn concurrency(_: &Self::Command) -> crate::Concurrency {
+        crate::Concurrency::Independent
+    }
+
     fn handle(
         &self,
         command: &ActivityCommand,
@@ -190,6 +195,11 @@ impl Aggregate for StaffChecks {
     type Command = RecordStaffHealthCheck;
     type Event = StaffEvent;
     const CATEGORY: &'static str = "staff";
+
+    /// Counted work: its decision reads nothing of the stream.
+    fn concurrency(_: &Self::Command) -> crate::Concurrency {
+        crate::Concurrency::Independent
+    }
 
     fn handle(
         &self,

@@ -79,6 +79,15 @@ impl Aggregate for Checkpoint {
     type Event = CheckpointEvent;
     const CATEGORY: &'static str = "checkpoint";
 
+    /// A crossing needs only an established checkpoint, and nothing
+    /// disestablishes one: two workers at one post never wait on each other.
+    fn concurrency(command: &CheckpointCommand) -> crate::Concurrency {
+        match command {
+            CheckpointCommand::RecordCrossing(_) => crate::Concurrency::Independent,
+            CheckpointCommand::Establish { .. } => crate::Concurrency::Ordered,
+        }
+    }
+
     fn handle(
         &self,
         command: &CheckpointCommand,

@@ -15,6 +15,7 @@ pub mod access;
 pub mod activity;
 pub mod banquet;
 pub mod checkpoint;
+pub mod metadata;
 pub mod personal;
 pub mod report;
 pub mod returnee;
@@ -77,6 +78,14 @@ pub trait Aggregate: Default + Clone + PartialEq + std::fmt::Debug {
         context: &Context,
     ) -> Result<Vec<Self::Event>, DomainError>;
 
+    /// What deciding `command` depends on. `Independent` commands can be
+    /// recorded after any other event of the stream without changing what
+    /// they would have decided; the rest are decided in order.
+    fn concurrency(command: &Self::Command) -> Concurrency {
+        let _ = command;
+        Concurrency::Ordered
+    }
+
     /// Evolves the state by one recorded event. Total: never fails.
     fn apply(self, event: &Self::Event) -> Self;
 
@@ -87,6 +96,20 @@ pub trait Aggregate: Default + Clone + PartialEq + std::fmt::Debug {
     {
         events.into_iter().fold(Self::default(), Self::apply)
     }
+}
+
+/// How a command's decision relates to other writes to its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// The decision needs no more of the stream than its existence, which
+    /// nothing can take back (a crossing at an established checkpoint, a
+    /// leaflet count): another writer's event never changes it, so the
+    /// events are appended wherever the stream stands.
+    Independent,
+    /// The decision reads state that other events change (a quarantine
+    /// under way, a venue's closure, a report's figures): it is taken on
+    /// the stream as it stands and appended only if nothing came between.
+    Ordered,
 }
 
 /// Whether a stored event reads as an event of the aggregate its stream's

@@ -24,15 +24,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let state = actix_web::web::Data::new(AppState::new(store.clone(), township, settings));
     for (role, name, zones) in &options.first_tokens {
-        let (token, _) = fangkong_api::routes::tokens::issue(
-            &state.commands,
-            &fangkong_api::extract::WriteHeaders::system(),
-            name,
-            *role,
-            zones,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("issuing the first tokens: {}", e.problem().detail))?;
+        let (token, _) = state
+            .commands
+            .issue_token(&fangkong_app::Envelope::system(), name, *role, zones)
+            .await
+            .map_err(|e| anyhow::anyhow!("issuing the first tokens: {e}"))?;
         // Shown once; only the hash is kept.
         println!("{} token ({name}): {}", role.code(), token.token);
     }

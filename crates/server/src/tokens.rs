@@ -1,23 +1,22 @@
 //! `fangkong token`: issue, list and revoke API tokens from the command
-//! line, through the same commands as the admin routes (so every change is
+//! line, through the application, as the admin routes are (so every change is
 //! an event, and a running server on the same store sees it).
 
 use std::process::ExitCode;
 
-use fangkong_api::routes::tokens::{issue, parse_role, revoke};
-use fangkong_api::Commands;
+use fangkong_app::tokens::parse_role;
+use fangkong_app::{AppError, Application, Envelope};
 use fangkong_projections::TokenRegistry;
 use fangkong_store::LogFilter;
 
 use crate::{open, TokenAction};
 
-fn commands(store: &fangkong_store::EventStore) -> Commands {
-    Commands::new(store.clone(), Default::default(), Default::default())
+fn commands(store: &fangkong_store::EventStore) -> Application {
+    Application::new(store.clone(), Default::default())
 }
 
-fn refused(e: fangkong_api::problem::ApiError) -> anyhow::Error {
-    let problem = e.problem();
-    anyhow::anyhow!("{} ({})", problem.detail, problem.code)
+fn refused(e: AppError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
 }
 
 pub async fn run(action: TokenAction) -> anyhow::Result<ExitCode> {
@@ -31,15 +30,10 @@ pub async fn run(action: TokenAction) -> anyhow::Result<ExitCode> {
             let store = open(&store).await?;
             let role = parse_role(&role).map_err(refused);
             let outcome = match role {
-                Ok(role) => issue(
-                    &commands(&store),
-                    &fangkong_api::extract::WriteHeaders::system(),
-                    &name,
-                    role,
-                    &zones,
-                )
-                .await
-                .map_err(refused),
+                Ok(role) => commands(&store)
+                    .issue_token(&Envelope::system(), &name, role, &zones)
+                    .await
+                    .map_err(refused),
                 Err(e) => Err(e),
             };
             store.close().await;
@@ -83,13 +77,10 @@ pub async fn run(action: TokenAction) -> anyhow::Result<ExitCode> {
         }
         TokenAction::Revoke { store, token_id } => {
             let store = open(&store).await?;
-            let outcome = revoke(
-                &commands(&store),
-                &fangkong_api::extract::WriteHeaders::system(),
-                token_id,
-            )
-            .await
-            .map_err(refused);
+            let outcome = commands(&store)
+                .revoke_token(&Envelope::system(), token_id)
+                .await
+                .map_err(refused);
             store.close().await;
             outcome?;
             eprintln!("revoked {token_id}");

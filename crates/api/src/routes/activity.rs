@@ -15,8 +15,9 @@ use super::{field, path_id, run_on, schemas, written, WriteErrors};
 use crate::access::{Authorized, Field};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
-use crate::write::{Target, Written};
+use crate::write::Written;
 use crate::AppState;
+use fangkong_app::Target;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(disperse_gathering)

@@ -121,7 +121,7 @@ pub(crate) async fn report(
 ) -> Result<Written, ApiError> {
     let b = body.value;
     super::zones::check_place(state, headers, b.zone_id, b.village_id).await?;
-    let id = BanquetId::from_uuid(b.banquet_id.unwrap_or_else(Uuid::now_v7));
+    let id = BanquetId::from_uuid(headers.new_entity_id(b.banquet_id, "banquet.report"));
     let command = BanquetCommand::Report {
         banquet_id: id,
         zone_id: ZoneId::from_uuid(b.zone_id),

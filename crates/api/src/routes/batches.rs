@@ -111,7 +111,7 @@ pub async fn run_commands<B: Policy>(
         let outcome = dispatch(state, request_headers, command).await;
         results.push(match outcome {
             Ok((written, created)) => BatchResult {
-                status: if created && written.version as usize == written.events.len() {
+                status: if created && written.created() {
                     201
                 } else {
                     200

@@ -96,7 +96,8 @@ pub(crate) async fn establish(
 ) -> Result<Written, ApiError> {
     let b = body.value;
     super::zones::check_place(state, headers, b.zone_id, b.village_id).await?;
-    let id = CheckpointId::from_uuid(b.checkpoint_id.unwrap_or_else(Uuid::now_v7));
+    let id =
+        CheckpointId::from_uuid(headers.new_entity_id(b.checkpoint_id, "checkpoint.establish"));
     let command = CheckpointCommand::Establish {
         checkpoint_id: id,
         zone_id: ZoneId::from_uuid(b.zone_id),

@@ -22,101 +22,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::WriteHeaders;
 use crate::problem::ApiError;
-use crate::write::{Target, Written};
+use crate::write::Written;
 use crate::AppState;
-
-/// A command and the aggregate that decides it.
-pub(crate) trait Decides: Sized {
-    type By: fangkong_domain::Aggregate<Command = Self> + Send + Sync + 'static;
-    /// The zone the command works in: the entity's (from its state), or
-    /// the one a creating command names. `None` for township-wide work.
-    fn zone(&self, state: &Self::By) -> Option<uuid::Uuid>;
-}
-
-mod zone_of {
-    use fangkong_domain::{activity, banquet, checkpoint, report, returnee, venue, zone};
-    use uuid::Uuid;
-
-    use super::Decides;
-
-    impl Decides for zone::ZoneCommand {
-        type By = zone::Zone;
-        fn zone(&self, state: &zone::Zone) -> Option<Uuid> {
-            match self {
-                zone::ZoneCommand::Establish { zone_id, .. } => Some(zone_id.as_uuid()),
-                _ => state.id.map(|z| z.as_uuid()),
-            }
-        }
-    }
-
-    impl Decides for returnee::ReturneeCommand {
-        type By = returnee::Returnee;
-        fn zone(&self, state: &returnee::Returnee) -> Option<Uuid> {
-            match self {
-                returnee::ReturneeCommand::Register(r) => Some(r.zone_id.as_uuid()),
-                _ => state.registration.as_ref().map(|r| r.zone_id.as_uuid()),
-            }
-        }
-    }
-
-    impl Decides for checkpoint::CheckpointCommand {
-        type By = checkpoint::Checkpoint;
-        fn zone(&self, state: &checkpoint::Checkpoint) -> Option<Uuid> {
-            match self {
-                checkpoint::CheckpointCommand::Establish { zone_id, .. } => Some(zone_id.as_uuid()),
-                _ => state.established.as_ref().map(|e| e.zone_id.as_uuid()),
-            }
-        }
-    }
-
-    impl Decides for venue::VenueCommand {
-        type By = venue::Venue;
-        fn zone(&self, state: &venue::Venue) -> Option<Uuid> {
-            match self {
-                venue::VenueCommand::Register { zone_id, .. } => Some(zone_id.as_uuid()),
-                _ => state.registration.as_ref().map(|r| r.zone_id.as_uuid()),
-            }
-        }
-    }
-
-    impl Decides for banquet::BanquetCommand {
-        type By = banquet::Banquet;
-        fn zone(&self, state: &banquet::Banquet) -> Option<Uuid> {
-            match self {
-                banquet::BanquetCommand::Report { zone_id, .. } => Some(zone_id.as_uuid()),
-                _ => state.report.as_ref().map(|r| r.zone_id.as_uuid()),
-            }
-        }
-    }
-
-    impl Decides for activity::ActivityCommand {
-        type By = activity::ZoneActivity;
-        fn zone(&self, _: &activity::ZoneActivity) -> Option<Uuid> {
-            Some(self.zone_id.as_uuid())
-        }
-    }
-
-    impl Decides for activity::RecordStaffHealthCheck {
-        type By = activity::StaffChecks;
-        fn zone(&self, _: &activity::StaffChecks) -> Option<Uuid> {
-            None
-        }
-    }
-
-    impl Decides for report::SubmitDailyReport {
-        type By = report::DailyReport;
-        fn zone(&self, _: &report::DailyReport) -> Option<Uuid> {
-            Some(self.zone_id.as_uuid())
-        }
-    }
-
-    impl Decides for fangkong_domain::access::TokenCommand {
-        type By = fangkong_domain::access::ApiToken;
-        fn zone(&self, _: &fangkong_domain::access::ApiToken) -> Option<Uuid> {
-            None
-        }
-    }
-}
+use fangkong_app::{Command, Target};
 
 /// An entity id that names its own stream.
 pub(crate) trait Entity {
@@ -142,7 +50,7 @@ entity_ids!(
 );
 
 /// Runs a command against the stream of entity `id`.
-pub(crate) async fn run<C: Decides, P>(
+pub(crate) async fn run<C: Command, P: crate::access::Policy>(
     state: &AppState,
     headers: &WriteHeaders<P>,
     id: impl Entity,
@@ -151,16 +59,12 @@ pub(crate) async fn run<C: Decides, P>(
     occurred_at: Option<chrono::DateTime<chrono::Utc>>,
     command: C,
 ) -> Result<Written, ApiError> {
-    let target = Target {
-        stream_id: id.stream_id(),
-        entity_id: id.uuid(),
-        operation,
-    };
+    let target = Target::new(id.stream_id(), id.uuid(), operation);
     run_on(state, headers, &target, body_hash, occurred_at, command).await
 }
 
-/// Runs a command against any target stream.
-pub(crate) async fn run_on<C: Decides, P>(
+/// Runs a command against any target stream, through the application.
+pub(crate) async fn run_on<C: Command, P: crate::access::Policy>(
     state: &AppState,
     headers: &WriteHeaders<P>,
     target: &Target,
@@ -168,13 +72,12 @@ pub(crate) async fn run_on<C: Decides, P>(
     occurred_at: Option<chrono::DateTime<chrono::Utc>>,
     command: C,
 ) -> Result<Written, ApiError> {
-    let caller = headers.caller.caller();
-    state
+    let envelope = headers.envelope(body_hash, occurred_at);
+    Ok(state
         .commands
-        .execute::<C::By, P>(target, headers, body_hash, occurred_at, command, |s, c| {
-            caller.check_zone(c.zone(s), fangkong_store::category_of(&target.stream_id))
-        })
-        .await
+        .execute(&envelope, target, command)
+        .await?
+        .into())
 }
 
 /// Parses one field, naming it on failure.
@@ -194,7 +97,7 @@ pub(crate) fn optional<T, R>(
 /// `201 Created` for a new entity, `200 OK` otherwise; `ETag` is the version.
 pub(crate) fn written(written: Written, created: bool) -> HttpResponse {
     // A replay gets the first answer, status included.
-    let mut response = if created && written.version as usize == written.events.len() {
+    let mut response = if created && written.created() {
         HttpResponse::Created()
     } else {
         HttpResponse::Ok()

@@ -17,8 +17,9 @@ use super::{entity, field, path_id, run_on, written, ReadErrors, WriteErrors};
 use crate::access::{Authorized, Field};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
-use crate::write::{Target, Written};
+use crate::write::Written;
 use crate::AppState;
+use fangkong_app::Target;
 
 /// How long a report waits for the projections to see the latest writes.
 const CATCH_UP: Duration = Duration::from_secs(5);

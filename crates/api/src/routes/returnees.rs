@@ -305,7 +305,8 @@ pub(crate) async fn register(
     if !zone.state.has_grid(village_id, grid_id) {
         return Err(ApiError::field("grid_id", "no such grid in this village"));
     }
-    let returnee_id = ReturneeId::from_uuid(b.returnee_id.unwrap_or_else(Uuid::now_v7));
+    let returnee_id =
+        ReturneeId::from_uuid(headers.new_entity_id(b.returnee_id, "returnee.register"));
     let command = ReturneeCommand::Register(RegisterReturnee {
         returnee_id,
         zone_id,

@@ -53,5 +53,5 @@ async fn metrics(_reader: MetricsReader, state: web::Data<AppState>) -> HttpResp
     let head = state.store().subscribe().borrow().to_owned();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(head))
+        .body(state.metrics.render(head, state.commands.write_counts()))
 }

@@ -1,25 +1,20 @@
 //! API tokens (admin): issue one (shown once), list them, revoke one. Each
 //! change is an event of the token's own stream.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use fangkong_domain::access::{ApiToken, Role, TokenCommand};
-use fangkong_domain::zone::Zone;
-use fangkong_domain::{Name, ZoneId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use super::{field, path_id, ReadErrors, WriteErrors};
-use crate::access::{new_token, NewToken};
+use super::{path_id, ReadErrors, WriteErrors};
 use crate::access::{Admin, Authorized};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
-use crate::write::{Commands, Target, Written};
+use crate::write::Written;
 use crate::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -68,79 +63,6 @@ pub struct TokenList {
     pub items: Vec<TokenView>,
 }
 
-/// Issues a token as an event of its own stream: the one way tokens come
-/// to be, for the API, `fangkong token create` and `serve`'s first start.
-pub async fn issue(
-    commands: &Commands,
-    headers: &WriteHeaders<Admin>,
-    name: &str,
-    role: Role,
-    zones: &[Uuid],
-) -> Result<(NewToken, Written), ApiError> {
-    for zone in zones {
-        let loaded = commands
-            .load::<Zone>(&ZoneId::from_uuid(*zone).stream_id())
-            .await?;
-        if !loaded.state.is_established() {
-            return Err(ApiError::field("zones", format!("no zone with id {zone}")));
-        }
-    }
-    let secret = new_token()?;
-    let command = TokenCommand::Issue {
-        token_id: secret.token_id,
-        name: field("name", Name::parse(name))?,
-        role,
-        zones: zones
-            .iter()
-            .map(|z| ZoneId::from_uuid(*z))
-            .collect::<BTreeSet<_>>(),
-        secret_sha256: secret.sha256.clone(),
-    };
-    let target = Target {
-        stream_id: ApiToken::stream_id(secret.token_id),
-        entity_id: secret.token_id,
-        operation: "token.issue",
-    };
-    // Never idempotent by key: a replay would have to show the secret again.
-    let headers = WriteHeaders {
-        idempotency_key: None,
-        if_match: None,
-        ..headers.clone()
-    };
-    let written = commands
-        .execute::<ApiToken, Admin>(&target, &headers, [0; 32], None, command, |_, _| Ok(()))
-        .await?;
-    Ok((secret, written))
-}
-
-/// Revokes a token; answers the write.
-pub async fn revoke(
-    commands: &Commands,
-    headers: &WriteHeaders<Admin>,
-    token_id: Uuid,
-) -> Result<Written, ApiError> {
-    let target = Target {
-        stream_id: ApiToken::stream_id(token_id),
-        entity_id: token_id,
-        operation: "token.revoke",
-    };
-    commands
-        .execute::<ApiToken, Admin>(
-            &target,
-            headers,
-            [0; 32],
-            None,
-            TokenCommand::Revoke,
-            |_, _| Ok(()),
-        )
-        .await
-}
-
-pub fn parse_role(raw: &str) -> Result<Role, ApiError> {
-    Role::parse(raw)
-        .ok_or_else(|| ApiError::field("role", "must be admin, zone_worker, county or auditor"))
-}
-
 /// Issue a token. The answer holds the bearer token; it is never shown again.
 #[utoipa::path(
     tag = "tokens",
@@ -156,8 +78,11 @@ async fn create_token(
 ) -> Result<HttpResponse, ApiError> {
     let headers = WriteHeaders::parse(&req, caller)?;
     let b = body.value;
-    let role = parse_role(&b.role)?;
-    let (secret, written) = issue(&state.commands, &headers, &b.name, role, &b.zones).await?;
+    let role = fangkong_app::tokens::parse_role(&b.role)?;
+    let (secret, written) = state
+        .commands
+        .issue_token(&headers.envelope([0; 32], None), &b.name, role, &b.zones)
+        .await?;
     // The token works on this instance from the answer on: the registry
     // that authenticates is the projection of the log, so wait for it.
     state
@@ -217,12 +142,12 @@ async fn revoke_token(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let token_id = path_id(&path, "token")?;
-    let written = revoke(
-        &state.commands,
-        &WriteHeaders::parse(&req, caller)?,
-        token_id,
-    )
-    .await?;
+    let envelope = WriteHeaders::parse(&req, caller)?.envelope([0; 32], None);
+    let written: Written = state
+        .commands
+        .revoke_token(&envelope, token_id)
+        .await?
+        .into();
     // The revocation holds in this process before the answer goes out.
     state
         .projector

@@ -128,7 +128,7 @@ pub(crate) async fn register(
 ) -> Result<Written, ApiError> {
     let b = body.value;
     super::zones::check_place(state, headers, b.zone_id, b.village_id).await?;
-    let id = VenueId::from_uuid(b.venue_id.unwrap_or_else(Uuid::now_v7));
+    let id = VenueId::from_uuid(headers.new_entity_id(b.venue_id, "venue.register"));
     let command = VenueCommand::Register {
         venue_id: id,
         zone_id: ZoneId::from_uuid(b.zone_id),

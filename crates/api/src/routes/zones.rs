@@ -139,7 +139,7 @@ pub(crate) async fn check_place(
     headers: &WriteHeaders<Field>,
     zone_id: Uuid,
     village_id: Option<Uuid>,
-) -> Result<crate::write::Loaded<Zone>, ApiError> {
+) -> Result<fangkong_app::Loaded<Zone>, ApiError> {
     // A zone the caller may not work in is, to it, no zone at all.
     if !headers.caller.sees_zone(zone_id) {
         return Err(ApiError::field("zone_id", "no zone with this id"));
@@ -166,7 +166,7 @@ pub(crate) async fn check_place(
 pub(crate) async fn established(
     state: &AppState,
     zone_id: ZoneId,
-) -> Result<crate::write::Loaded<Zone>, ApiError> {
+) -> Result<fangkong_app::Loaded<Zone>, ApiError> {
     let loaded = state.commands.load::<Zone>(&zone_id.stream_id()).await?;
     if !loaded.state.is_established() {
         return Err(super::not_found("zone"));
@@ -180,7 +180,7 @@ pub(crate) async fn establish(
     body: Json<EstablishZone>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
-    let zone_id = ZoneId::from_uuid(b.zone_id.unwrap_or_else(Uuid::now_v7));
+    let zone_id = ZoneId::from_uuid(headers.new_entity_id(b.zone_id, "zone.establish"));
     let command = ZoneCommand::Establish {
         zone_id,
         name: field("name", Name::parse(&b.name))?,

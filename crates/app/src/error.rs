@@ -1,0 +1,45 @@
+//! Why a command was not recorded, in the application's words; the API
+//! maps each to its answer in one place.
+
+use fangkong_domain::DomainError;
+use fangkong_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A rule of the domain forbids it on the stream as it stands.
+    #[error(transparent)]
+    Rule(#[from] DomainError),
+    /// No such entity, or one outside the sender's zones: the two answers
+    /// must not be told apart.
+    #[error("no such {what}")]
+    NotFound { what: String },
+    /// The sender required another version (`If-Match`).
+    #[error("the entity is at version {actual}; If-Match asked for {expected}")]
+    VersionMismatch { expected: u64, actual: u64 },
+    #[error("Idempotency-Key {key:?} was already used with a different request")]
+    KeyReused { key: String },
+    /// A field the command names cannot be used.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// Other instances kept writing to the stream for the whole retry
+    /// budget: nothing was recorded, and the command may be sent again.
+    #[error("the entity kept changing while this command was decided ({attempts} attempts); send it again")]
+    Contended { attempts: u32 },
+    /// A stored event no longer decodes: the log needs an administrator.
+    #[error("the event at position {position} of the log cannot be read")]
+    Corrupt { position: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The machine could not give randomness for a secret.
+    #[error("no randomness available")]
+    NoRandomness,
+}
+
+impl AppError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

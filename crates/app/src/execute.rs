@@ -1,0 +1,536 @@
+//! The one way a command is recorded: load the stream's state, decide,
+//! append, answer.
+//!
+//! Concurrency follows what the decision depends on. An `Independent`
+//! command (a crossing, a leaflet count) is appended wherever the stream
+//! stands, so writers never wait on each other. An `Ordered` one takes its
+//! stream's turn in this process (so two workers here never collide) and
+//! appends only if the stream is still at the version it decided on; when
+//! another instance got there first it is decided again on the fresh
+//! state, in a bounded, jittered loop, and refused only for a rule broken
+//! on that state or the sender's `If-Match`.
+//!
+//! Idempotency keys become event ids derived from the key, the operation
+//! and the stream, so a retry finds the first attempt in the log itself,
+//! whichever instance served it and across restarts, and a key can never
+//! find another entity's write.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use fangkong_domain::metadata::EventMetadata;
+use fangkong_domain::{Aggregate, Concurrency, Context, EventCodec, Township};
+use fangkong_store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+use uuid::Uuid;
+
+use crate::command::{Command, Target};
+use crate::envelope::{key_event_id, Envelope};
+use crate::error::AppError;
+
+/// Streams whose state is kept in memory before the cache starts over.
+const MAX_CACHED: usize = 100_000;
+/// How far in the future a client's clock may be before `occurred_at` is refused.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+/// Turns for ordered commands: streams share one when their ids hash alike.
+const TURNS: usize = 1024;
+/// An ordered command beaten by other instances is decided again at least
+/// this many times, and for at least `RETRY_FOR`.
+const MIN_ATTEMPTS: u32 = 5;
+const RETRY_FOR: Duration = Duration::from_secs(1);
+/// The longest pause between two attempts (before jitter).
+const MAX_BACKOFF: Duration = Duration::from_millis(64);
+
+/// One event of a command's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedChange {
+    pub position: u64,
+    pub event_type: String,
+    pub schema_version: u32,
+    /// The event's data as stored (the API masks what a reader may not see).
+    pub data: serde_json::Value,
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The entity written to.
+    pub entity_id: Uuid,
+    /// Its stream version after the write.
+    pub version: u64,
+    /// The global position of the write's last event.
+    pub position: u64,
+    /// The events recorded (none when the command changed nothing).
+    pub events: Vec<RecordedChange>,
+    /// The stored outcome of an earlier command with the same key.
+    pub replayed: bool,
+}
+
+impl Outcome {
+    /// Whether this outcome created its entity (its events are the stream's
+    /// first), as the first try's answer said, replays included.
+    pub fn created(&self) -> bool {
+        !self.events.is_empty() && self.version as usize == self.events.len()
+    }
+}
+
+/// An entity's state as of its stream's version.
+#[derive(Debug, Clone)]
+pub struct Loaded<A> {
+    pub version: u64,
+    pub position: u64,
+    pub state: A,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    version: u64,
+    position: u64,
+    state: Arc<dyn Any + Send + Sync>,
+}
+
+/// Runs commands against the event store.
+#[derive(Debug, Clone)]
+pub struct Application {
+    store: EventStore,
+    township: Township,
+    cache: Arc<Mutex<HashMap<String, Cached>>>,
+    turns: Arc<[tokio::sync::Mutex<()>]>,
+    writes: Arc<AtomicU64>,
+    appended: Arc<AtomicU64>,
+    /// The position of a stored event found undecodable (0: none yet).
+    corrupt_at: Arc<AtomicU64>,
+}
+
+impl Application {
+    pub fn new(store: EventStore, township: Township) -> Self {
+        Application {
+            store,
+            township,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+            turns: (0..TURNS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            writes: Arc::new(AtomicU64::new(0)),
+            appended: Arc::new(AtomicU64::new(0)),
+            corrupt_at: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    pub fn township(&self) -> Township {
+        self.township
+    }
+
+    /// Commands this process recorded, and the events they appended.
+    pub fn write_counts(&self) -> (u64, u64) {
+        (
+            self.writes.load(Ordering::Relaxed),
+            self.appended.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The position of an event this process found it cannot decode.
+    pub fn corrupt_at(&self) -> Option<u64> {
+        match self.corrupt_at.load(Ordering::Relaxed) {
+            0 => None,
+            position => Some(position),
+        }
+    }
+
+    /// The context of a command that happened at `occurred_at`.
+    pub fn context(&self, occurred_at: Option<DateTime<Utc>>) -> Result<Context, AppError> {
+        let now = Utc::now();
+        let occurred_at = occurred_at.unwrap_or(now);
+        if occurred_at > now + CLOCK_SKEW {
+            return Err(AppError::invalid(
+                "occurred_at",
+                "lies in the future: record what has happened (check the device clock)",
+            ));
+        }
+        Ok(Context {
+            today: self.township.local_date(now),
+            occurred_on: self.township.local_date(occurred_at),
+        })
+    }
+
+    /// The state this process last saw for the stream, if it kept one.
+    fn cached<A>(&self, stream_id: &str) -> Option<Loaded<A>>
+    where
+        A: Aggregate + Send + Sync + 'static,
+    {
+        let cache = self.cache.lock().ok()?;
+        let c = cache.get(stream_id)?;
+        Some(Loaded {
+            version: c.version,
+            position: c.position,
+            state: c.state.downcast_ref::<A>()?.clone(),
+        })
+    }
+
+    /// The entity's current state: the cached state plus any events after it.
+    pub async fn load<A>(&self, stream_id: &str) -> Result<Loaded<A>, AppError>
+    where
+        A: Aggregate + Send + Sync + 'static,
+    {
+        let mut loaded = self.cached::<A>(stream_id).unwrap_or(Loaded {
+            version: 0,
+            position: 0,
+            state: A::default(),
+        });
+        let start = loaded.version;
+        loop {
+            let page = self
+                .store
+                .read_stream(stream_id, loaded.version + 1, 1_000)
+                .await?;
+            let full = page.len() == 1_000;
+            for recorded in page {
+                let event = decode::<A>(&recorded).inspect_err(|_| {
+                    self.corrupt_at.store(recorded.position, Ordering::Relaxed);
+                })?;
+                loaded.state = loaded.state.apply(&event);
+                loaded.version = recorded.stream_version;
+                loaded.position = recorded.position;
+            }
+            if !full {
+                break;
+            }
+        }
+        if loaded.version != start {
+            self.remember(stream_id, &loaded);
+        }
+        Ok(loaded)
+    }
+
+    fn remember<A: Clone + Send + Sync + 'static>(&self, stream_id: &str, loaded: &Loaded<A>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+            let newer = cache
+                .get(stream_id)
+                .is_none_or(|c| c.version <= loaded.version);
+            if newer {
+                cache.insert(
+                    stream_id.to_owned(),
+                    Cached {
+                        version: loaded.version,
+                        position: loaded.position,
+                        state: Arc::new(loaded.state.clone()),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The turn ordered commands on this stream take in this process.
+    fn turn(&self, stream_id: &str) -> &tokio::sync::Mutex<()> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        stream_id.hash(&mut h);
+        &self.turns[(h.finish() % TURNS as u64) as usize]
+    }
+
+    /// Decides `command` on its target's state and records the events.
+    pub async fn execute<C: Command>(
+        &self,
+        envelope: &Envelope,
+        target: &Target,
+        command: C,
+    ) -> Result<Outcome, AppError> {
+        // A sender's If-Match asks for the exact version, whatever the command.
+        let independent = <C::Aggregate as Aggregate>::concurrency(&command)
+            == Concurrency::Independent
+            && envelope.if_match.is_none();
+        let _turn = match independent {
+            true => None,
+            false => Some(self.turn(&target.stream_id).lock().await),
+        };
+        let request_hash = request_hash(target, &envelope.fingerprint);
+        if let Some(replay) = self
+            .replay(envelope, target, &request_hash, &command)
+            .await?
+        {
+            return Ok(replay);
+        }
+        let ctx = self.context(envelope.occurred_at)?;
+        let metadata = EventMetadata {
+            occurred_at: Some(envelope.occurred_at.unwrap_or_else(Utc::now)),
+            request_id: Some(envelope.request_id.clone()),
+            correlation_id: envelope.correlation_id.clone(),
+            causation_id: envelope.causation_id.clone(),
+            idempotency_key: envelope.idempotency_key.clone(),
+            request_hash: Some(hex::encode(request_hash)),
+            actor: Some(envelope.actor.record()),
+        }
+        .to_value();
+
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        // First from this process's cache, without a query: the append's
+        // expected version catches a write by another process, and any
+        // refusal is decided again on fresh state before it is answered.
+        let mut fresh = false;
+        loop {
+            attempts += 1;
+            let loaded = match (fresh, self.cached::<C::Aggregate>(&target.stream_id)) {
+                (false, Some(cached)) => cached,
+                _ => {
+                    fresh = true;
+                    self.load::<C::Aggregate>(&target.stream_id).await?
+                }
+            };
+            let events = match decide(envelope, target, &loaded, &command, &ctx) {
+                Ok(events) => events,
+                Err(_) if !fresh => {
+                    fresh = true;
+                    continue;
+                }
+                Err(refused) => {
+                    // Another instance may have recorded this very command.
+                    if let Some(replay) = self
+                        .replay(envelope, target, &request_hash, &command)
+                        .await?
+                    {
+                        return Ok(replay);
+                    }
+                    return Err(refused);
+                }
+            };
+            if events.is_empty() {
+                return Ok(Outcome {
+                    entity_id: target.entity_id,
+                    version: loaded.version,
+                    position: loaded.position,
+                    events: vec![],
+                    replayed: false,
+                });
+            }
+            let new_events: Vec<NewEvent> = events
+                .iter()
+                .enumerate()
+                .map(|(i, event)| {
+                    let event_id = match &envelope.idempotency_key {
+                        Some(key) => key_event_id(key, target.operation, &target.stream_id, i),
+                        None => Uuid::now_v7(),
+                    };
+                    NewEvent::new(event.event_type(), event.to_payload())
+                        .with_id(event_id)
+                        .with_schema_version(event.schema_version())
+                        .with_metadata(metadata.clone())
+                })
+                .collect();
+            let expected = match (independent, loaded.version) {
+                (true, _) => ExpectedVersion::Any,
+                (false, 0) => ExpectedVersion::NoStream,
+                (false, version) => ExpectedVersion::Exact(version),
+            };
+            match self
+                .store
+                .append(&target.stream_id, expected, new_events)
+                .await
+            {
+                Ok(outcome) if outcome.duplicate => {
+                    // A concurrent try with the same key got there first.
+                    match self
+                        .replay(envelope, target, &request_hash, &command)
+                        .await?
+                    {
+                        Some(replay) => return Ok(replay),
+                        None => fresh = true,
+                    }
+                }
+                Ok(outcome) => {
+                    self.writes.fetch_add(1, Ordering::Relaxed);
+                    self.appended
+                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                    // Only a stream no one else wrote in between can be
+                    // folded forward here; otherwise the next load reads on.
+                    if outcome.stream_version == loaded.version + events.len() as u64 {
+                        let state = events.iter().fold(loaded.state, |s, e| s.apply(e));
+                        self.remember(
+                            &target.stream_id,
+                            &Loaded {
+                                version: outcome.stream_version,
+                                position: outcome.position,
+                                state,
+                            },
+                        );
+                    }
+                    return Ok(Outcome {
+                        entity_id: target.entity_id,
+                        version: outcome.stream_version,
+                        position: outcome.position,
+                        events: events
+                            .iter()
+                            .enumerate()
+                            .map(|(i, e)| RecordedChange {
+                                position: outcome.first_position + i as u64,
+                                event_type: e.event_type().to_owned(),
+                                schema_version: e.schema_version(),
+                                data: e.to_payload(),
+                            })
+                            .collect(),
+                        replayed: false,
+                    });
+                }
+                Err(StoreError::WrongExpectedVersion { actual, .. }) => {
+                    if let Some(expected) = envelope.if_match {
+                        return Err(AppError::VersionMismatch { expected, actual });
+                    }
+                    if attempts >= MIN_ATTEMPTS && started.elapsed() >= RETRY_FOR {
+                        tracing::warn!(
+                            stream = %target.stream_id,
+                            attempts,
+                            "a command lost every attempt to other writers"
+                        );
+                        return Err(AppError::Contended { attempts });
+                    }
+                    // The first loss after a decision on cached state is
+                    // retried at once; later ones back off, with jitter, so
+                    // instances stop colliding.
+                    if fresh {
+                        tokio::time::sleep(backoff(attempts)).await;
+                    }
+                    fresh = true;
+                    if let Some(replay) = self
+                        .replay(envelope, target, &request_hash, &command)
+                        .await?
+                    {
+                        return Ok(replay);
+                    }
+                }
+                Err(StoreError::EventIdReused { .. }) => {
+                    return Err(AppError::KeyReused {
+                        key: envelope.idempotency_key.clone().unwrap_or_default(),
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The stored outcome of the same command sent earlier with the same
+    /// key, authorised as this sender: the key is scoped to the operation
+    /// and the stream, so what is found is always this target's.
+    async fn replay<C: Command>(
+        &self,
+        envelope: &Envelope,
+        target: &Target,
+        request_hash: &[u8; 32],
+        command: &C,
+    ) -> Result<Option<Outcome>, AppError> {
+        let Some(key) = &envelope.idempotency_key else {
+            return Ok(None);
+        };
+        let first_id = key_event_id(key, target.operation, &target.stream_id, 0);
+        let Some(first) = self.store.read_event(first_id).await? else {
+            return Ok(None);
+        };
+        let reused = || AppError::KeyReused { key: key.clone() };
+        if first.stream_id != target.stream_id {
+            return Err(reused());
+        }
+        let hash = hex::encode(request_hash);
+        if EventMetadata::read(&first.metadata).request_hash.as_deref() != Some(hash.as_str()) {
+            return Err(reused());
+        }
+        let loaded = self.load::<C::Aggregate>(&target.stream_id).await?;
+        if !envelope.actor.scope.admits(command.zone(&loaded.state)) {
+            return Err(AppError::NotFound {
+                what: target.category().to_owned(),
+            });
+        }
+        let recorded = self
+            .store
+            .read_stream(&target.stream_id, first.stream_version, 1_000)
+            .await?;
+        let events: Vec<RecordedEvent> = recorded
+            .into_iter()
+            .enumerate()
+            .take_while(|(i, e)| {
+                e.event_id == key_event_id(key, target.operation, &target.stream_id, *i)
+            })
+            .map(|(_, e)| e)
+            .collect();
+        let last = events.last().unwrap_or(&first);
+        Ok(Some(Outcome {
+            entity_id: target.entity_id,
+            version: last.stream_version,
+            position: last.position,
+            replayed: true,
+            events: events
+                .iter()
+                .map(|e| RecordedChange {
+                    position: e.position,
+                    event_type: e.event_type.clone(),
+                    schema_version: e.schema_version,
+                    data: e.payload.clone(),
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// The decision: the sender's scope, their `If-Match`, then the domain.
+fn decide<C: Command>(
+    envelope: &Envelope,
+    target: &Target,
+    loaded: &Loaded<C::Aggregate>,
+    command: &C,
+    ctx: &Context,
+) -> Result<Vec<<C::Aggregate as Aggregate>::Event>, AppError> {
+    if !envelope.actor.scope.admits(command.zone(&loaded.state)) {
+        return Err(AppError::NotFound {
+            what: target.category().to_owned(),
+        });
+    }
+    if let Some(expected) = envelope.if_match {
+        if expected != loaded.version {
+            return Err(AppError::VersionMismatch {
+                expected,
+                actual: loaded.version,
+            });
+        }
+    }
+    Ok(loaded.state.handle(command, ctx)?)
+}
+
+/// Reads a stored event as the aggregate's event type.
+pub fn decode<A: Aggregate>(recorded: &RecordedEvent) -> Result<A::Event, AppError> {
+    A::Event::from_stored(
+        &recorded.event_type,
+        recorded.schema_version,
+        recorded.payload.clone(),
+    )
+    .map_err(|error| {
+        tracing::error!(position = recorded.position, %error, "a stored event cannot be decoded");
+        AppError::Corrupt {
+            position: recorded.position,
+        }
+    })
+}
+
+/// What a retry must repeat: the operation, the stream and what was asked.
+fn request_hash(target: &Target, fingerprint: &[u8; 32]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(target.operation.as_bytes());
+    h.update([0]);
+    h.update(target.stream_id.as_bytes());
+    h.update([0]);
+    h.update(fingerprint);
+    h.finalize().into()
+}
+
+/// A random pause, growing with the attempts.
+fn backoff(attempts: u32) -> Duration {
+    let ceiling = Duration::from_millis(2u64 << attempts.min(8)).min(MAX_BACKOFF);
+    let random = Uuid::new_v4().as_u128() as u64;
+    Duration::from_micros(random % (ceiling.as_micros() as u64).max(1))
+}
