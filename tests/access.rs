@@ -653,7 +653,7 @@ async fn a_token_over_its_rate_or_a_request_over_time_is_told_when_to_retry(db: 
     s.get("/v1/zones").await.ok();
 }
 
-each_backend!(
+fangkong_store::each_backend!(
     every_route_admits_exactly_the_roles_it_was_designed_for,
     a_zone_worker_sees_and_works_in_its_zones_only,
     tokens_are_issued_listed_and_revoked_through_the_api_and_the_cli,

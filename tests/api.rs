@@ -37,36 +37,11 @@ async fn geography(s: &Server) -> (String, String, String) {
 fn registration(zone: &str, village: &str, grid: &str) -> serde_json::Value {
     json!({
         "zone_id": zone, "village_id": village, "grid_id": grid,
-        "arrival_date": chrono_today(),
+        "arrival_date": support::days_ago(7),
         "origin": {"region": "湖北省武汉市", "risk": "high"},
         "personal": {"name": "张三", "resident_id": "11010519491231002X",
                      "phone": "13812345678", "address": "桥头村三组12号"}
     })
-}
-
-fn chrono_today() -> String {
-    // The server's day is Asia/Shanghai; an arrival a week ago is safe on either side of midnight.
-    let week_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7 * 86_400);
-    let secs = week_ago
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64;
-    let days = secs / 86_400;
-    civil_from_days(days)
-}
-
-/// Days since 1970-01-01 to YYYY-MM-DD (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> String {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    format!("{:04}-{:02}-{:02}", if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 async fn a_returnee_goes_through_home_quarantine(s: &Server) {
@@ -751,7 +726,7 @@ async fn an_auditor_follows_verifies_and_proves_the_log(s: &Server) {
 
 async fn a_zero_report_is_refused_when_the_zone_recorded_work(s: &Server) {
     let (zone, village, grid) = geography(s).await;
-    let today = days_ago(0);
+    let today = support::days_ago(0);
     let report = format!("/v1/zones/{zone}/daily-reports/{today}");
     // Setting up the map is not field work: a zero report stands.
     s.put(
@@ -836,31 +811,13 @@ async fn the_contract_and_its_browser_are_served(s: &Server) {
     assert_eq!(appended, Some(1), "one zone established: {text}");
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let server = super::Server::start(super::TestDb::sqlite(), &[]);
-                    super::$name(&server).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = super::TestDb::postgres().await else { return };
-                    let server = super::Server::start(db, &[]);
-                    super::$name(&server).await;
-                }
-            )*
-        }
-    };
+/// The server every API test runs against.
+async fn start_server(db: std::sync::Arc<TestDb>) -> Server {
+    Server::start_on(db, &[])
 }
 
-on_both_backends!(
+fangkong_store::each_backend!(threads = 2; [fixture = start_server];
+
     a_returnee_goes_through_home_quarantine,
     bad_inputs_get_precise_problems_and_change_nothing,
     an_idempotent_retry_returns_the_first_answer_and_appends_nothing,
@@ -1061,7 +1018,7 @@ async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
         .get(&format!(
             "/v1/zones/{}/daily-reports/{}",
             zone_ids[3],
-            days_ago(21)
+            support::days_ago(21)
         ))
         .await
         .ok();
@@ -1077,7 +1034,7 @@ async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
         .get(&format!(
             "/v1/zones/{}/daily-reports/{}",
             zone_ids[2],
-            days_ago(11)
+            support::days_ago(11)
         ))
         .await
         .ok();
@@ -1104,8 +1061,8 @@ async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
     let pull = s
         .get(&format!(
             "/v1/reports/daily?from={}&to={}&min_position={head}",
-            days_ago(21),
-            days_ago(2)
+            support::days_ago(21),
+            support::days_ago(2)
         ))
         .await
         .ok();
@@ -1123,7 +1080,7 @@ async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
     assert_eq!(sum("late"), 1);
     assert_eq!(sum("zero_reports"), 1);
     let dashboard = s
-        .get(&format!("/v1/dashboard?date={}", days_ago(8)))
+        .get(&format!("/v1/dashboard?date={}", support::days_ago(8)))
         .await
         .ok();
     assert!(dashboard["to_date"]["returnees_registered"].as_u64() > Some(100));
@@ -1136,8 +1093,8 @@ async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
     let set = s
         .get(&format!(
             "/v1/reports/daily?from={}&to={}&format=dhis2",
-            days_ago(21),
-            days_ago(2)
+            support::days_ago(21),
+            support::days_ago(2)
         ))
         .await
         .ok();
@@ -1159,17 +1116,6 @@ async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
         .expect("fangkong demo runs");
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds events"));
-}
-
-/// The township-local date `n` days before today, as the demo counts.
-fn days_ago(n: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64;
-    // Asia/Shanghai has been UTC+8 without daylight saving since 1991.
-    let local_days = (now + 8 * 3600).div_euclid(86_400);
-    civil_from_days(local_days - n as i64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

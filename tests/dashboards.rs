@@ -431,7 +431,7 @@ async fn read_models_survive_a_restart_equal_to_a_rebuild(db: Arc<TestDb>) {
     );
 }
 
-each_backend!(
+fangkong_store::each_backend!(
     dashboards_read_their_own_writes_and_sum_to_the_township,
     the_county_pulls_daily_aggregates_as_json_csv_and_dhis2,
     as_of_reads_show_the_dashboards_as_they_stood,

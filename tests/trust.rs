@@ -824,7 +824,7 @@ async fn metrics_beyond_loopback_need_a_token(db: Arc<TestDb>) {
     );
 }
 
-each_backend!(
+fangkong_store::each_backend!(
     no_encoding_of_a_path_gets_more_than_the_path_itself,
     forged_saved_state_has_no_effect_after_a_restart,
     revocation_and_lifetime_end_live_feeds,

@@ -328,40 +328,19 @@ pub async fn place(
     (zone, village, grid)
 }
 
+/// The township-local date `n` days before today (Asia/Shanghai has been
+/// UTC+8 without daylight saving since 1991), as YYYY-MM-DD.
+pub fn days_ago(n: u64) -> String {
+    let local = chrono::Utc::now() + chrono::Duration::hours(8);
+    (local - chrono::Duration::days(n as i64))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
 /// The server's day, township time (from the dashboard it serves).
 pub async fn today(s: &Server) -> String {
     s.get("/v1/dashboard").await.ok()["today"]
         .as_str()
         .expect("today")
         .to_owned()
-}
-
-/// Runs each `async fn name(db: Arc<TestDb>)` once on SQLite and once on
-/// PostgreSQL (skipped without FANGKONG_TEST_POSTGRES, failing under CI).
-#[macro_export]
-macro_rules! each_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(std::sync::Arc::new(
-                        fangkong_store::testing::TestDb::sqlite(),
-                    ))
-                    .await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = fangkong_store::testing::TestDb::postgres().await else {
-                        return;
-                    };
-                    super::$name(std::sync::Arc::new(db)).await;
-                }
-            )*
-        }
-    };
 }

@@ -290,15 +290,11 @@ async fn run_backend(backend: &str, args: &Args) -> anyhow::Result<()> {
         ..Settings::default()
     };
     let state = web::Data::new(AppState::new(store.clone(), Township::default(), settings));
-    let (token, _) = fangkong_api::routes::tokens::issue(
-        &state.commands,
-        &fangkong_api::extract::WriteHeaders::system(),
-        "load",
-        Role::Admin,
-        &[],
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
+    let (token, _) = state
+        .commands
+        .issue_token(&fangkong_app::Envelope::system(), "load", Role::Admin, &[])
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let token = token.token;
     let app_state = state.clone();
     let served = serve!(args.workers, move || {

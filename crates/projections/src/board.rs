@@ -581,10 +581,6 @@ fn entity_id(stream_id: &str) -> Option<Uuid> {
 
 /// Field time, as the client reported it; the recording time if absent.
 pub(crate) fn occurred_at(event: &RecordedEvent) -> DateTime<Utc> {
-    event
-        .metadata
-        .get("occurred_at")
-        .and_then(|t| t.as_str())
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map_or(event.recorded_at, |t| t.with_timezone(&Utc))
+    fangkong_domain::metadata::EventMetadata::occurred_at_of(&event.metadata)
+        .unwrap_or(event.recorded_at)
 }

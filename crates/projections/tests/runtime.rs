@@ -158,31 +158,8 @@ async fn as_of_reads_reproduce_the_dashboards_as_they_stood(db: &TestDb) {
     store.close().await;
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&fangkong_store::testing::TestDb::sqlite()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = fangkong_store::testing::TestDb::postgres().await else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                }
-            )*
-        }
-    };
-}
+fangkong_store::each_backend!(threads = 2; [by_ref];
 
-on_both_backends!(
     a_resumed_projector_continues_from_its_saved_state_and_equals_a_rebuild,
     a_saved_state_from_another_log_is_not_resumed,
     as_of_reads_reproduce_the_dashboards_as_they_stood,

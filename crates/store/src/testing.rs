@@ -223,3 +223,51 @@ mod tests {
         assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
     }
 }
+
+/// Runs each test once on SQLite and once on PostgreSQL: the one way every
+/// suite of the workspace does it. Without `FANGKONG_TEST_POSTGRES` the
+/// PostgreSQL half says so and returns; under CI it fails instead.
+///
+/// - `each_backend!(a, b)`: each `async fn a(db: Arc<TestDb>)`;
+/// - `each_backend!(threads = 4; [by_ref]; a, b)`: each `async fn a(db: &TestDb)`;
+/// - `each_backend!(threads = 2; [fixture = start]; a, b)`: each
+///   `async fn a(f: &F)`, where `async fn start(db: Arc<TestDb>) -> F`.
+#[macro_export]
+macro_rules! each_backend {
+    (threads = $t:literal; $how:tt; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = $t)]
+                async fn $name() {
+                    let db = std::sync::Arc::new($crate::testing::TestDb::sqlite());
+                    $crate::each_backend!(@call $how; $name, db);
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = $t)]
+                async fn $name() {
+                    let Some(db) = $crate::testing::TestDb::postgres().await else {
+                        return;
+                    };
+                    let db = std::sync::Arc::new(db);
+                    $crate::each_backend!(@call $how; $name, db);
+                }
+            )*
+        }
+    };
+    (@call [owned]; $name:ident, $db:ident) => {
+        super::$name($db).await
+    };
+    (@call [by_ref]; $name:ident, $db:ident) => {
+        super::$name(&$db).await
+    };
+    (@call [fixture = $setup:ident]; $name:ident, $db:ident) => {{
+        let fixture = super::$setup($db).await;
+        super::$name(&fixture).await
+    }};
+    ($($name:ident),* $(,)?) => {
+        $crate::each_backend!(threads = 2; [owned]; $($name),*);
+    };
+}

@@ -770,32 +770,8 @@ async fn the_log_as_it_stood_at_an_instant_is_a_prefix(db: &TestDb) {
     store.close().await;
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let db = fangkong_store::testing::TestDb::sqlite();
-                    super::$name(&db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(db) = fangkong_store::testing::TestDb::postgres().await else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                }
-            )*
-        }
-    };
-}
+fangkong_store::each_backend!(threads = 4; [by_ref];
 
-contract!(
     two_writers_expecting_the_same_version_exactly_one_wins,
     a_version_conflict_names_the_actual_version,
     a_retried_append_returns_the_first_result_and_appends_nothing,
