@@ -272,6 +272,9 @@ pub struct Returnee {
     pub status: ReturneeStatus,
     pub screenings: u32,
     pub last_screened_on: Option<LocalDate>,
+    /// Days a temperature was taken at a screening: one on a day of the
+    /// quarantine counts as that day's visit.
+    pub screened_days: BTreeSet<LocalDate>,
     pub team: Vec<TeamMember>,
     pub quarantine: Option<Quarantine>,
     pub quarantines_ended: u32,
@@ -559,6 +562,10 @@ impl Aggregate for Returnee {
             ReturneeEvent::ReturneeScreened(e) => {
                 self.screenings += 1;
                 self.last_screened_on = Some(e.screened_on);
+                self.screened_days.insert(e.screened_on);
+                if let Some(q) = &mut self.quarantine {
+                    q.visits.insert(e.screened_on);
+                }
             }
             ReturneeEvent::ResponsibilityTeamAssigned(e) => {
                 self.team = e.members.clone();
@@ -570,7 +577,9 @@ impl Aggregate for Returnee {
                         count_start: e.start_date,
                         planned_days: e.planned_days,
                     },
-                    visits: BTreeSet::new(),
+                    // A temperature taken at a screening on a day of the
+                    // quarantine is that day's visit.
+                    visits: self.screened_days.range(e.start_date..).copied().collect(),
                     last_temperature: None,
                 });
                 self.status = ReturneeStatus::InQuarantine;

@@ -385,7 +385,14 @@ impl Board {
                 zone.add(day, Figure::ReturneesRegistered, 1, at);
                 zone.add(day, Figure::registered_with_risk(e.origin.risk), 1, at);
             }
-            ReturneeEvent::ReturneeScreened(_) => zone.add(day, Figure::ReturneesScreened, 1, at),
+            ReturneeEvent::ReturneeScreened(e) => {
+                zone.add(day, Figure::ReturneesScreened, 1, at);
+                // The temperature taken is the day's visit, on a day of a
+                // quarantine (now, or one that starts that day).
+                if person.visits.insert(e.screened_on) && owes_on(person, e.screened_on) {
+                    zone.add(e.screened_on, Figure::HealthVisitsMade, 1, at);
+                }
+            }
             ReturneeEvent::ResponsibilityTeamAssigned(_) => {
                 zone.add(day, Figure::ResponsibilityTeamsAssigned, 1, at)
             }
@@ -408,11 +415,7 @@ impl Board {
             }
             ReturneeEvent::HealthCheckRecorded(e) => {
                 zone.add(day, Figure::HealthVisitsRecorded, 1, at);
-                let first_for_day = person.visits.insert(e.date);
-                let owed = person.observation.as_ref().is_some_and(|o| {
-                    e.date >= o.started_on && o.owed_until.is_some_and(|last| e.date <= last)
-                });
-                if first_for_day && owed {
+                if person.visits.insert(e.date) && owes_on(person, e.date) {
                     zone.add(e.date, Figure::HealthVisitsMade, 1, at);
                 }
             }
@@ -559,6 +562,14 @@ fn owe_visits(zone: &mut ZoneBoard, person: &mut Person, last: Option<NaiveDate>
         }
     }
     o.owed_until = new;
+}
+
+/// Whether the person's quarantine counts `day` as owing a visit.
+fn owes_on(person: &Person, day: NaiveDate) -> bool {
+    person
+        .observation
+        .as_ref()
+        .is_some_and(|o| day >= o.started_on && o.owed_until.is_some_and(|last| day <= last))
 }
 
 fn next(day: NaiveDate) -> NaiveDate {

@@ -19,6 +19,9 @@ pub struct Placement {
     pub grid_id: Uuid,
     pub risk: RiskLevel,
     pub name: String,
+    /// Days a temperature was taken at a screening.
+    #[serde(default)]
+    pub screened_days: BTreeSet<NaiveDate>,
 }
 
 /// One person under home quarantine.
@@ -69,6 +72,7 @@ impl QuarantineRoster {
                         grid_id: e.grid_id.as_uuid(),
                         risk: e.origin.risk,
                         name: e.personal.name.to_string(),
+                        screened_days: BTreeSet::new(),
                     },
                 );
             }
@@ -84,7 +88,13 @@ impl QuarantineRoster {
                                 count_start: e.start_date,
                                 planned_days: e.planned_days,
                             },
-                            visits: BTreeSet::new(),
+                            // A screening's temperature on a day of the
+                            // quarantine is that day's visit.
+                            visits: placement
+                                .screened_days
+                                .range(e.start_date..)
+                                .copied()
+                                .collect(),
                             last_temperature: None,
                             abnormal_pending: false,
                         },
@@ -120,7 +130,15 @@ impl QuarantineRoster {
             ReturneeEvent::QuarantineEnded(_) => {
                 self.active.remove(&id);
             }
-            ReturneeEvent::ReturneeScreened(_) | ReturneeEvent::ResponsibilityTeamAssigned(_) => {}
+            ReturneeEvent::ReturneeScreened(e) => {
+                if let Some(placement) = self.placements.get_mut(&id) {
+                    placement.screened_days.insert(e.screened_on);
+                }
+                if let Some(entry) = self.active.get_mut(&id) {
+                    entry.visits.insert(e.screened_on);
+                }
+            }
+            ReturneeEvent::ResponsibilityTeamAssigned(_) => {}
         }
     }
 }

@@ -8,7 +8,8 @@ mod support;
 use chrono::{DateTime, NaiveDate, Utc};
 use fangkong_domain::report::{DailyReportSubmitted, ReportEvent};
 use fangkong_domain::returnee::{
-    HealthCheckRecorded, QuarantineEnded, QuarantinePeriodChanged, QuarantineStarted, ReturneeEvent,
+    HealthCheckRecorded, QuarantineEnded, QuarantinePeriodChanged, QuarantineStarted,
+    ReturneeEvent, ReturneeScreened,
 };
 use fangkong_domain::venue::{
     EnforcementAction, EnforcementActionRecorded, VenueClosed, VenueEvent, VenueRegistered,
@@ -197,6 +198,65 @@ fn an_owed_visit_is_missed_once_its_day_is_over_and_pending_on_the_day() {
     assert_eq!(d.to_date.get(Figure::HealthVisitsMissed), 1);
     assert_eq!(d.to_date.get(Figure::ReturneesRegistered), 2);
     assert_eq!(d.to_date.get(Figure::ReturneesRegisteredHighRisk), 2);
+}
+
+fn screened(log: &mut Log, person: Uuid, on: &str) {
+    log.at(
+        format!("returnee-{person}"),
+        ReturneeEvent::from(ReturneeScreened {
+            screened_on: day(on),
+            temperature: Temperature::parse(36.6).expect("t"),
+            identity_checked: true,
+            came_from: Name::parse("武汉").expect("name"),
+            going_to: None,
+            symptoms: vec![],
+            screened_by: Name::parse("卡口").expect("name"),
+        }),
+        &format!("{on}T01:30:00Z"),
+    );
+}
+
+#[test]
+fn a_temperature_taken_at_a_screening_is_that_days_visit() {
+    let mut log = Log::default();
+    let z = zone(&mut log, "一片");
+    // Screened at the door, then put in quarantine the same day (the
+    // screening comes first in the log), and never visited that day.
+    let a = quarantined(&mut log, z, "2020-01-25");
+    let mut events = std::mem::take(&mut log.events);
+    let start = events.pop().expect("the quarantine's start");
+    log.events = events;
+    screened(&mut log, a, "2020-01-25");
+    log.events.push(RecordedEvent {
+        position: log.events.len() as u64 + 1,
+        ..start
+    });
+    // Screened again on day 2 of another quarantine: that day's visit too.
+    let b = quarantined(&mut log, z, "2020-01-25");
+    visit(&mut log, b, "2020-01-25", "2020-01-25T03:00:00Z");
+    screened(&mut log, b, "2020-01-26");
+    let models = log.fold();
+    let township = Township::default();
+    let on_27th = reading(&township, "2020-01-27T08:00:00Z");
+    for (date, made) in [("2020-01-25", 2), ("2020-01-26", 1)] {
+        let d = on_27th
+            .zone_dashboard(&models.board, z, day(date))
+            .expect("zone");
+        assert_eq!(d.day.get(Figure::HealthVisitsDue), 2, "{date}");
+        assert_eq!(d.day.get(Figure::HealthVisitsMade), made, "{date}");
+        assert_eq!(d.day.get(Figure::HealthVisitsMissed), 2 - made, "{date}");
+    }
+    let roster: Vec<_> = models.roster.entries().collect();
+    let of = |id: Uuid| {
+        roster
+            .iter()
+            .find(|e| e.returnee_id == id)
+            .expect("in quarantine")
+            .visits
+            .clone()
+    };
+    assert_eq!(of(a), [day("2020-01-25")].into());
+    assert_eq!(of(b), [day("2020-01-25"), day("2020-01-26")].into());
 }
 
 #[test]

@@ -463,3 +463,52 @@ proptest! {
         let _ = Returnee::fold(&events);
     }
 }
+
+#[test]
+fn a_screening_temperature_on_a_quarantine_day_is_that_days_visit() {
+    let screened_on = |date: &str| -> ReturneeEvent {
+        ReturneeScreened {
+            screened_on: day(date),
+            temperature: temp(36.6),
+            identity_checked: true,
+            came_from: name("武汉"),
+            going_to: None,
+            symptoms: vec![],
+            screened_by: name("卡口"),
+        }
+        .into()
+    };
+    // Screened and quarantined the same day, no separate visit: not missed.
+    let state = Returnee::fold(&[
+        registered("2020-01-25"),
+        screened_on("2020-01-25"),
+        started("2020-01-25"),
+    ]);
+    let q = state.quarantine.as_ref().expect("under way");
+    assert!(q
+        .schedule
+        .missed_days(&q.visits, day("2020-01-26"))
+        .is_empty());
+    // A screening the day before the quarantine is not a visit of it.
+    let state = Returnee::fold(&[
+        registered("2020-01-24"),
+        screened_on("2020-01-24"),
+        started("2020-01-25"),
+    ]);
+    let q = state.quarantine.as_ref().expect("under way");
+    assert_eq!(
+        q.schedule.missed_days(&q.visits, day("2020-01-26")),
+        vec![day("2020-01-25")]
+    );
+    // A screening during the quarantine is that day's visit.
+    let state = Returnee::fold(&[
+        registered("2020-01-25"),
+        started("2020-01-25"),
+        screened_on("2020-01-25"),
+    ]);
+    let q = state.quarantine.as_ref().expect("under way");
+    assert!(q
+        .schedule
+        .missed_days(&q.visits, day("2020-01-26"))
+        .is_empty());
+}
