@@ -827,6 +827,7 @@ fangkong_store::each_backend!(threads = 2; [fixture = start_server];
     a_zero_report_is_refused_when_the_zone_recorded_work,
     two_concurrent_writes_to_one_entity_both_land,
     an_auditor_follows_verifies_and_proves_the_log,
+    lists_filter_page_and_read_their_own_writes,
 );
 
 #[test]
@@ -1128,4 +1129,146 @@ async fn postgres_the_demo_township_is_believable_and_added_once() {
     if let Some(db) = TestDb::postgres().await {
         the_demo_township_is_believable_and_added_once(db).await;
     }
+}
+
+async fn lists_filter_page_and_read_their_own_writes(s: &Server) {
+    let (zone_a, village_a, grid_a) = geography(s).await;
+    let (zone_b, village_b, grid_b) = support::place(s, None, "二片区").await;
+    let mut last_position = 0;
+    let mut in_a = vec![];
+    for i in 0..5 {
+        let (zone, village, grid) = if i % 2 == 0 {
+            (&zone_a, &village_a, &grid_a)
+        } else {
+            (&zone_b, &village_b, &grid_b)
+        };
+        let written = s
+            .post("/v1/returnees", registration(zone, village, grid))
+            .await
+            .ok();
+        last_position = written["position"].as_u64().expect("position");
+        if zone == &zone_a {
+            in_a.push(id(&written));
+        }
+    }
+    // Quarantine the first of zone A: the status filter sees it at once
+    // when the write's position is passed.
+    let started = s
+        .post(&format!("/v1/returnees/{}/quarantine", in_a[0]), json!({}))
+        .await
+        .ok();
+    let position = started["position"].as_u64().expect("position");
+    assert!(position > last_position);
+    let quarantined = s
+        .get(&format!(
+            "/v1/returnees?status=in_quarantine&zone_id={zone_a}&min_position={position}"
+        ))
+        .await;
+    let reflected: u64 = quarantined.headers["x-projection-position"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("a position");
+    assert!(reflected >= position);
+    let quarantined = quarantined.ok();
+    let ids: Vec<&str> = quarantined["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|r| r["returnee_id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![in_a[0].as_str()]);
+
+    // Zone A in pages of two, in registration order, by the zone's index.
+    let mut seen = vec![];
+    let mut cursor = String::new();
+    loop {
+        let page = s
+            .get(&format!("/v1/returnees?zone_id={zone_a}&limit=2{cursor}"))
+            .await
+            .ok();
+        let items = page["items"].as_array().expect("items");
+        assert!(items.len() <= 2);
+        seen.extend(
+            items
+                .iter()
+                .map(|r| r["returnee_id"].as_str().expect("id").to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, in_a, "every one of zone A's, once, in order");
+
+    // A zone B worker lists only zone B, whatever the filter asks.
+    let worker_b = s
+        .create_token("zone_worker", &[&zone_b], "二片区 网格员")
+        .await;
+    let listed = s
+        .send_raw(
+            s.client
+                .get(s.url(&format!("/v1/returnees?min_position={position}")))
+                .bearer_auth(&worker_b),
+        )
+        .await
+        .ok();
+    let zones: std::collections::BTreeSet<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|r| r["zone_id"].as_str())
+        .collect();
+    assert_eq!(zones, [zone_b.as_str()].into());
+    let asked_for_a = s
+        .send_raw(
+            s.client
+                .get(s.url(&format!("/v1/returnees?zone_id={zone_a}")))
+                .bearer_auth(&worker_b),
+        )
+        .await
+        .ok();
+    assert_eq!(asked_for_a["items"], json!([]));
+
+    // Unknown filter values are refused, naming what is allowed.
+    for (path, field, allowed) in [
+        (
+            "/v1/returnees?status=quarantined",
+            "status",
+            "in_quarantine",
+        ),
+        ("/v1/returnees?risk=extreme", "risk", "medium"),
+        ("/v1/venues?kind=casino", "kind", "mahjong_parlour"),
+        ("/v1/venues?status=shut", "status", "dismantled"),
+        ("/v1/banquets?status=off", "status", "postponed"),
+    ] {
+        let problem = s.get(path).await.problem(422, "invalid_fields");
+        assert_eq!(problem["errors"][0]["field"], field, "{path}: {problem}");
+        let message = problem["errors"][0]["message"].as_str().expect("a message");
+        assert!(message.contains(allowed), "{path}: {message}");
+    }
+    // Checkpoints and zones list from the directory too.
+    let checkpoint = s
+        .post(
+            "/v1/checkpoints",
+            json!({"zone_id": zone_b, "name": "河口", "kind": "village_entrance"}),
+        )
+        .await
+        .ok();
+    let p = checkpoint["position"].as_u64().expect("position");
+    let listed = s
+        .get(&format!(
+            "/v1/checkpoints?zone_id={zone_b}&min_position={p}"
+        ))
+        .await
+        .ok();
+    assert_eq!(listed["items"][0]["checkpoint_id"], checkpoint["id"]);
+    let zones = s.get(&format!("/v1/zones?min_position={p}")).await.ok();
+    let names: Vec<&str> = zones["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|z| z["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["一片区", "二片区"]);
 }

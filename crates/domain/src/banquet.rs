@@ -90,7 +90,7 @@ pub enum BanquetStatus {
     ScaledDown,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Banquet {
     pub report: Option<BanquetReported>,
     pub status: BanquetStatus,

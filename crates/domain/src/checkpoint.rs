@@ -67,7 +67,7 @@ pub enum CheckpointCommand {
     RecordCrossing(RecordCrossing),
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub established: Option<CheckpointEstablished>,
     pub crossings: u64,

@@ -258,7 +258,7 @@ impl ReturneeStatus {
 }
 
 /// The quarantine under way.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quarantine {
     pub started_on: LocalDate,
     pub schedule: Schedule,
@@ -266,7 +266,7 @@ pub struct Quarantine {
     pub last_temperature: Option<Temperature>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Returnee {
     pub registration: Option<ReturneeRegistered>,
     pub status: ReturneeStatus,

@@ -116,7 +116,7 @@ pub enum VenueStatus {
     Dismantled,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Venue {
     pub registration: Option<VenueRegistered>,
     pub status: VenueStatus,

@@ -5,12 +5,15 @@
 //!   stands now (quarantines, closed venues), and each day's report.
 //! - [`QuarantineRoster`]: who is in home quarantine and how their visits
 //!   stand.
+//! - [`Directory`]: every zone, returnee, checkpoint, venue and banquet as
+//!   its aggregate folds it, in creation order, indexed by zone: the lists.
 //! - [`views`]: dashboards, report states and the county's daily aggregates,
 //!   read from the board at a clock.
 //! - [`Projector`]: tails the log, saves and resumes, waits for positions,
 //!   rebuilds the models as of any earlier position.
 
 pub mod board;
+pub mod directory;
 pub mod figures;
 pub mod roster;
 pub mod runtime;
@@ -20,6 +23,7 @@ pub mod untrusted;
 pub mod views;
 
 pub use board::Board;
+pub use directory::{Directory, Entry, Listing};
 pub use figures::{Figure, Figures};
 pub use roster::{QuarantineRoster, RosterEntry};
 pub use runtime::{Projector, ProjectorError, ProjectorOptions, ReadModels, Unapplicable};

@@ -175,6 +175,10 @@ pub struct BanquetQuery {
     pub status: Option<String>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
+    /// Wait (up to 2 s) until the list reflects this log position: pass a
+    /// write's `position` to read your own write.
+    #[serde(default, deserialize_with = "crate::extract::within_i64")]
+    pub min_position: Option<u64>,
 }
 
 /// Reported banquets, filtered by zone and status.
@@ -190,25 +194,26 @@ async fn list_banquets(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: BanquetQuery = query(&req)?;
+    let status =
+        super::filter::<fangkong_domain::banquet::BanquetStatus>("status", q.status.as_deref())?;
     let page = Page {
         limit: q.limit,
         cursor: q.cursor,
     };
-    let listed = super::list::<Banquet, BanquetView>(
+    super::listed(
         &state,
-        "banquet",
-        "BanquetReported",
         &page,
-        |b, version| {
-            view(b, version).filter(|v| {
-                caller.sees_zone(v.zone_id)
-                    && q.zone_id.is_none_or(|z| v.zone_id == z)
-                    && q.status.as_deref().is_none_or(|s| v.status == s)
-            })
+        q.min_position,
+        q.zone_id,
+        |m| &m.directory.banquets,
+        |e| {
+            let report = e.state.report.as_ref()?;
+            let keep = caller.sees_zone(report.zone_id.as_uuid())
+                && status.is_none_or(|s| e.state.status == s);
+            keep.then(|| view(&e.state, e.version)).flatten()
         },
     )
-    .await?;
-    Ok(HttpResponse::Ok().json(listed))
+    .await
 }
 
 /// One banquet. `ETag` is its version.

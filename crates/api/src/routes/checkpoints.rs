@@ -144,6 +144,10 @@ pub struct CheckpointQuery {
     pub zone_id: Option<Uuid>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
+    /// Wait (up to 2 s) until the list reflects this log position: pass a
+    /// write's `position` to read your own write.
+    #[serde(default, deserialize_with = "crate::extract::within_i64")]
+    pub min_position: Option<u64>,
 }
 
 /// Checkpoints, filtered by zone.
@@ -163,18 +167,15 @@ async fn list_checkpoints(
         limit: q.limit,
         cursor: q.cursor,
     };
-    let listed = super::list::<Checkpoint, CheckpointView>(
+    super::listed(
         &state,
-        "checkpoint",
-        "CheckpointEstablished",
         &page,
-        |c, version| {
-            view(c, version)
-                .filter(|v| caller.sees_zone(v.zone_id) && q.zone_id.is_none_or(|z| v.zone_id == z))
-        },
+        q.min_position,
+        q.zone_id,
+        |m| &m.directory.checkpoints,
+        |e| view(&e.state, e.version).filter(|v| caller.sees_zone(v.zone_id)),
     )
-    .await?;
-    Ok(HttpResponse::Ok().json(listed))
+    .await
 }
 
 /// One checkpoint with its counts. `ETag` is its version.

@@ -168,7 +168,7 @@ pub struct DashboardQuery {
     pub min_position: Option<u64>,
 }
 
-fn with_freshness<T: serde::Serialize>(freshness: Freshness, body: &T) -> HttpResponse {
+pub(crate) fn with_freshness<T: serde::Serialize>(freshness: Freshness, body: &T) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     freshness.headers(&mut response);
     response.json(body)

@@ -161,7 +161,7 @@ impl Page {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Paged<T> {
     pub items: Vec<T>,
-    /// Pass as `cursor` for the next page; absent on the last one.
+    /// Pass as `cursor` for the next page; absent when there is no more.
     pub next_cursor: Option<String>,
 }
 
@@ -180,50 +180,55 @@ pub(crate) fn code_of<T: Serialize>(value: T) -> String {
     }
 }
 
-/// Lists a category's entities in creation order: the creation events of
-/// the log give the order and the cursor; each entity's state gives the item
-/// (or `None` when a filter leaves it out).
-pub(crate) async fn list<A, V>(
-    state: &crate::AppState,
-    category: &str,
-    creation_type: &str,
+/// A page of one kind of entity from the projection's directory, in
+/// creation order (the cursor is the creation position), read after
+/// waiting, bounded, for `min_position`: no query per entity. `item` turns
+/// an entry into the answer's item, or `None` when a filter leaves it out.
+pub(crate) async fn listed<A, V>(
+    state: &AppState,
     page: &Page,
-    mut item: impl FnMut(&A, u64) -> Option<V>,
-) -> Result<Paged<V>, ApiError>
+    min_position: Option<u64>,
+    zone: Option<uuid::Uuid>,
+    listing: fn(&fangkong_projections::ReadModels) -> &fangkong_projections::Listing<A>,
+    mut item: impl FnMut(&fangkong_projections::Entry<A>) -> Option<V>,
+) -> Result<HttpResponse, ApiError>
 where
-    A: fangkong_domain::Aggregate + Send + Sync + 'static,
+    A: fangkong_projections::directory::Listed,
+    V: Serialize,
 {
     let limit = page.limit()?;
-    let mut after = page.after()?;
-    let filter = fangkong_store::LogFilter {
-        category: Some(category.to_owned()),
-        event_types: vec![creation_type.to_owned()],
-        ..Default::default()
-    };
-    let mut items = Vec::new();
-    loop {
-        let created = state.store().read_all(after, 500, &filter).await?;
-        let exhausted = created.len() < 500;
-        for event in created {
-            after = event.position;
-            let loaded = state.commands.load::<A>(&event.stream_id).await?;
-            if let Some(v) = item(&loaded.state, loaded.version) {
-                items.push(v);
+    let after = page.after()?;
+    let (paged, freshness) = dashboards::read_models(state, None, min_position, |m, _| {
+        let mut items = Vec::with_capacity(limit);
+        let mut last = after;
+        let mut next_cursor = None;
+        for entry in listing(m).after(after, zone) {
+            if let Some(v) = item(entry) {
                 if items.len() == limit {
-                    return Ok(Paged {
-                        items,
-                        next_cursor: Some(after.to_string()),
-                    });
+                    next_cursor = Some(last.to_string());
+                    break;
                 }
+                items.push(v);
+                last = entry.created;
             }
         }
-        if exhausted {
-            return Ok(Paged {
-                items,
-                next_cursor: None,
-            });
-        }
-    }
+        Paged { items, next_cursor }
+    })
+    .await?;
+    Ok(dashboards::with_freshness(freshness, &paged))
+}
+
+/// A filter's value as the domain code it names; an unknown one is refused
+/// naming the values allowed.
+pub(crate) fn filter<T: serde::de::DeserializeOwned>(
+    name: &str,
+    raw: Option<&str>,
+) -> Result<Option<T>, ApiError> {
+    raw.map(|r| {
+        serde_json::from_value::<T>(serde_json::Value::String(r.to_owned()))
+            .map_err(|e| ApiError::field(name, e.to_string()))
+    })
+    .transpose()
 }
 
 /// The errors any write can answer with.

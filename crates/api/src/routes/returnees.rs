@@ -370,6 +370,10 @@ pub struct ReturneeQuery {
     pub risk: Option<String>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
+    /// Wait (up to 2 s) until the list reflects this log position: pass a
+    /// write's `position` to read your own write.
+    #[serde(default, deserialize_with = "crate::extract::within_i64")]
+    pub min_position: Option<u64>,
 }
 
 /// Returnees in registration order, filtered by zone, status and origin risk.
@@ -385,35 +389,29 @@ async fn list_returnees(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: ReturneeQuery = query(&req)?;
-    let risk = q
-        .risk
-        .as_deref()
-        .map(|r| {
-            serde_json::from_value::<RiskLevel>(serde_json::Value::String(r.to_owned()))
-                .map_err(|_| ApiError::field("risk", "must be high, medium or low"))
-        })
-        .transpose()?;
+    let status =
+        super::filter::<fangkong_domain::returnee::ReturneeStatus>("status", q.status.as_deref())?;
+    let risk = super::filter::<RiskLevel>("risk", q.risk.as_deref())?;
     let today = state.commands.context(None)?.today;
     let page = Page {
         limit: q.limit,
         cursor: q.cursor,
     };
-    let listed = super::list::<Returnee, ReturneeView>(
+    super::listed(
         &state,
-        "returnee",
-        "ReturneeRegistered",
         &page,
-        |r, version| {
-            let reg = r.registration.as_ref()?;
+        q.min_position,
+        q.zone_id,
+        |m| &m.directory.returnees,
+        |e| {
+            let (r, reg) = (&e.state, e.state.registration.as_ref()?);
             let keep = caller.sees_zone(reg.zone_id.as_uuid())
-                && q.zone_id.is_none_or(|z| reg.zone_id.as_uuid() == z)
-                && q.status.as_deref().is_none_or(|s| r.status.code() == s)
+                && status.is_none_or(|s| r.status == s)
                 && risk.is_none_or(|k| reg.origin.risk == k);
-            keep.then(|| view(r, version, today)).flatten()
+            keep.then(|| view(r, e.version, today)).flatten()
         },
     )
-    .await?;
-    Ok(HttpResponse::Ok().json(listed))
+    .await
 }
 
 fn zone_of(returnee: &Returnee) -> Option<Uuid> {

@@ -179,6 +179,10 @@ pub struct VenueQuery {
     pub status: Option<String>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
+    /// Wait (up to 2 s) until the list reflects this log position: pass a
+    /// write's `position` to read your own write.
+    #[serde(default, deserialize_with = "crate::extract::within_i64")]
+    pub min_position: Option<u64>,
 }
 
 /// Venues filtered by zone, kind and status.
@@ -194,21 +198,28 @@ async fn list_venues(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: VenueQuery = query(&req)?;
+    let kind = super::filter::<VenueKind>("kind", q.kind.as_deref())?;
+    let status =
+        super::filter::<fangkong_domain::venue::VenueStatus>("status", q.status.as_deref())?;
     let page = Page {
         limit: q.limit,
         cursor: q.cursor,
     };
-    let listed =
-        super::list::<Venue, VenueView>(&state, "venue", "VenueRegistered", &page, |v, version| {
-            view(v, version).filter(|v| {
-                caller.sees_zone(v.zone_id)
-                    && q.zone_id.is_none_or(|z| v.zone_id == z)
-                    && q.kind.as_deref().is_none_or(|k| v.kind == k)
-                    && q.status.as_deref().is_none_or(|s| v.status == s)
-            })
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(listed))
+    super::listed(
+        &state,
+        &page,
+        q.min_position,
+        q.zone_id,
+        |m| &m.directory.venues,
+        |e| {
+            let reg = e.state.registration.as_ref()?;
+            let keep = caller.sees_zone(reg.zone_id.as_uuid())
+                && kind.is_none_or(|k| reg.kind == k)
+                && status.is_none_or(|s| e.state.status == s);
+            keep.then(|| view(&e.state, e.version)).flatten()
+        },
+    )
+    .await
 }
 
 /// One venue. `ETag` is its version.

@@ -219,10 +219,22 @@ async fn establish_zone(
     ))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneQuery {
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+    /// Wait (up to 2 s) until the list reflects this log position: pass a
+    /// write's `position` to read your own write.
+    #[serde(default, deserialize_with = "crate::extract::within_i64")]
+    pub min_position: Option<u64>,
+}
+
 /// All zones, in the order they were established.
 #[utoipa::path(
     tag = "zones",
-    params(Page),
+    params(ZoneQuery),
     responses(
         (status = 200, description = "A page of zones", body = Paged<ZoneView>),
         ReadErrors,
@@ -234,15 +246,24 @@ async fn list_zones(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let page: Page = query(&req)?;
-    let listed =
-        super::list::<Zone, ZoneView>(&state, "zone", "ZoneEstablished", &page, |zone, version| {
-            view(zone, version)
+    let q: ZoneQuery = query(&req)?;
+    let page = Page {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    super::listed(
+        &state,
+        &page,
+        q.min_position,
+        None,
+        |m| &m.directory.zones,
+        |e| {
+            view(&e.state, e.version)
                 .filter(|v| caller.sees_zone(v.zone_id))
                 .map(|v| shown_to(v, &caller))
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(listed))
+        },
+    )
+    .await
 }
 
 /// One zone with its villages and grids. `ETag` is its version.
