@@ -348,11 +348,11 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn any_banquet_history_folds_to_the_state_reached_step_by_step(
+        fn any_banquet_history_rebuilds_from_the_log_as_decided(
             commands in proptest::collection::vec(banquet_command(), 0..20)
         ) {
             let commands: Vec<_> = commands.into_iter().map(|c| (c, ctx())).collect();
-            crate::testing::assert_history_folds::<Banquet>(&commands)?;
+            crate::testing::assert_stored_history_rebuilds_the_state::<Banquet>(&commands)?;
         }
     }
 }

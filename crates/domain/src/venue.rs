@@ -408,14 +408,14 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn any_venue_history_folds_to_the_state_reached_step_by_step(
+        fn any_venue_history_rebuilds_from_the_log_as_decided(
             commands in proptest::collection::vec((venue_command(), 0u64..20), 0..30)
         ) {
             let commands: Vec<_> = commands
                 .into_iter()
                 .map(|(c, d)| (c, Context::on(day("2020-01-20") + chrono::Days::new(d))))
                 .collect();
-            crate::testing::assert_history_folds::<Venue>(&commands)?;
+            crate::testing::assert_stored_history_rebuilds_the_state::<Venue>(&commands)?;
         }
     }
 }
