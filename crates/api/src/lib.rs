@@ -3,7 +3,6 @@
 //! OpenAPI contract generated from the same registrations that route.
 
 pub mod access;
-pub mod demo;
 pub mod export;
 pub mod extract;
 pub mod http;

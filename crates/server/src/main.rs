@@ -165,7 +165,7 @@ impl ReadingArgs {
             .map_err(|e| anyhow::anyhow!("--report-deadline: {e}"))?;
         let dhis2 = match &self.dhis2_mapping {
             Some(path) => Some(fangkong_api::export::Dhis2Mapping::load(path)?),
-            None if demo => Some(fangkong_api::demo::dhis2_mapping()),
+            None if demo => Some(fangkong_demo::dhis2_mapping()),
             None => None,
         };
         Ok(fangkong_api::Settings {
@@ -390,7 +390,7 @@ fn loopback_only(bind: &str) -> bool {
 /// One token per role for the demo township; the zone worker's for its
 /// first zone.
 fn demo_tokens() -> Vec<(Role, String, Vec<uuid::Uuid>)> {
-    let first_zone = fangkong_api::demo::zone_ids().first().copied();
+    let first_zone = fangkong_demo::zone_ids().first().copied();
     vec![
         (Role::Admin, "demo admin".into(), vec![]),
         (
@@ -406,7 +406,7 @@ fn demo_tokens() -> Vec<(Role, String, Vec<uuid::Uuid>)> {
 async fn fill_demo(store: &EventStore, township: fangkong_domain::Township) -> anyhow::Result<()> {
     let state = fangkong_api::AppState::new(store.clone(), township, Default::default());
     let started = std::time::Instant::now();
-    let events = fangkong_api::demo::fill(&state)
+    let events = fangkong_demo::fill(&state)
         .await
         .map_err(|e| anyhow::anyhow!("building the demo township: {e}"))?;
     if events == 0 {

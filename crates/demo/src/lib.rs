@@ -1,6 +1,8 @@
 //! The demo township: a believable three weeks of control work built from
-//! the seed document, generated deterministically (seeded) and recorded
-//! through the same command path as real requests.
+//! the seed document, generated deterministically (seeded), and sent as a
+//! field app sends its offline queue: batch items through the API's
+//! batch path, each held to its route's rules and recorded by the
+//! application layer like any real request.
 //!
 //! The story ends yesterday, so quarantines are under way today, some visits
 //! are overdue and the roster has something to show. It fills an empty store
@@ -10,9 +12,10 @@ use chrono::{Days, NaiveDate, NaiveTime, TimeZone, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::extract::WriteHeaders;
-use crate::routes::batches::{run_commands, BatchCommand};
-use crate::AppState;
+use fangkong_api::extract::WriteHeaders;
+use fangkong_api::problem::ApiError;
+use fangkong_api::routes::batches::{run_commands, BatchCommand};
+use fangkong_api::AppState;
 
 /// Days of history the demo covers.
 pub const DAYS: u64 = 21;
@@ -168,14 +171,14 @@ pub async fn fill(state: &AppState) -> Result<u64, DemoError> {
         .store()
         .head()
         .await
-        .map_err(crate::problem::ApiError::from)?;
+        .map_err(ApiError::from)?;
     if head.position > 0 {
         return Ok(0);
     }
     let township = state.commands.township();
     let today = township.local_date(Utc::now());
     let script = build(township, today - Days::new(DAYS));
-    let headers = WriteHeaders::<crate::access::Admin> {
+    let headers = WriteHeaders::<fangkong_api::access::Admin> {
         request_id: "demo".into(),
         ..WriteHeaders::system()
     };
@@ -195,7 +198,7 @@ pub async fn fill(state: &AppState) -> Result<u64, DemoError> {
         .store()
         .head()
         .await
-        .map_err(crate::problem::ApiError::from)?
+        .map_err(ApiError::from)?
         .position)
 }
 
@@ -208,8 +211,8 @@ pub struct DemoError {
     pub problem: String,
 }
 
-impl From<crate::problem::ApiError> for DemoError {
-    fn from(e: crate::problem::ApiError) -> Self {
+impl From<ApiError> for DemoError {
+    fn from(e: ApiError) -> Self {
         let problem = e.problem();
         DemoError {
             path: String::new(),
@@ -603,9 +606,9 @@ pub fn zone_ids() -> Vec<Uuid> {
 /// The demo township in a county DHIS2: every figure a data element and
 /// every zone an org unit, with ids in DHIS2's shape (a letter, then ten
 /// letters or digits).
-pub fn dhis2_mapping() -> crate::export::Dhis2Mapping {
+pub fn dhis2_mapping() -> fangkong_api::export::Dhis2Mapping {
     let zones = zone_ids().into_iter();
-    crate::export::Dhis2Mapping {
+    fangkong_api::export::Dhis2Mapping {
         data_set: "FkDailyRep1".into(),
         data_elements: fangkong_projections::Figure::ALL
             .iter()
