@@ -10,6 +10,16 @@ pub trait Command: std::fmt::Debug + Send + Sync + Sized + 'static {
     /// The zone the command works in: the entity's (from its state), or
     /// the one a creating command names. `None` for township-wide work.
     fn zone(&self, state: &Self::Aggregate) -> Option<Uuid>;
+
+    /// The zone of the entity as it stands, whatever the command says: a
+    /// creating command aimed at an existing entity of another zone must
+    /// find nothing there.
+    fn owner(state: &Self::Aggregate) -> Option<Uuid>;
+
+    /// Whether `scope` may send this command to this entity.
+    fn admitted(&self, state: &Self::Aggregate, scope: &crate::Scope) -> bool {
+        scope.admits(Self::owner(state)) && scope.admits(self.zone(state))
+    }
 }
 
 /// What a command is about: the stream it is decided on, and the operation
@@ -39,6 +49,9 @@ impl Target {
 
 impl Command for zone::ZoneCommand {
     type Aggregate = zone::Zone;
+    fn owner(state: &zone::Zone) -> Option<Uuid> {
+        state.id.map(|z| z.as_uuid())
+    }
     fn zone(&self, state: &zone::Zone) -> Option<Uuid> {
         match self {
             zone::ZoneCommand::Establish { zone_id, .. } => Some(zone_id.as_uuid()),
@@ -49,6 +62,9 @@ impl Command for zone::ZoneCommand {
 
 impl Command for returnee::ReturneeCommand {
     type Aggregate = returnee::Returnee;
+    fn owner(state: &returnee::Returnee) -> Option<Uuid> {
+        state.registration.as_ref().map(|r| r.zone_id.as_uuid())
+    }
     fn zone(&self, state: &returnee::Returnee) -> Option<Uuid> {
         match self {
             returnee::ReturneeCommand::Register(r) => Some(r.zone_id.as_uuid()),
@@ -59,6 +75,9 @@ impl Command for returnee::ReturneeCommand {
 
 impl Command for checkpoint::CheckpointCommand {
     type Aggregate = checkpoint::Checkpoint;
+    fn owner(state: &checkpoint::Checkpoint) -> Option<Uuid> {
+        state.established.as_ref().map(|e| e.zone_id.as_uuid())
+    }
     fn zone(&self, state: &checkpoint::Checkpoint) -> Option<Uuid> {
         match self {
             checkpoint::CheckpointCommand::Establish { zone_id, .. } => Some(zone_id.as_uuid()),
@@ -69,6 +88,9 @@ impl Command for checkpoint::CheckpointCommand {
 
 impl Command for venue::VenueCommand {
     type Aggregate = venue::Venue;
+    fn owner(state: &venue::Venue) -> Option<Uuid> {
+        state.registration.as_ref().map(|r| r.zone_id.as_uuid())
+    }
     fn zone(&self, state: &venue::Venue) -> Option<Uuid> {
         match self {
             venue::VenueCommand::Register { zone_id, .. } => Some(zone_id.as_uuid()),
@@ -79,6 +101,9 @@ impl Command for venue::VenueCommand {
 
 impl Command for banquet::BanquetCommand {
     type Aggregate = banquet::Banquet;
+    fn owner(state: &banquet::Banquet) -> Option<Uuid> {
+        state.report.as_ref().map(|r| r.zone_id.as_uuid())
+    }
     fn zone(&self, state: &banquet::Banquet) -> Option<Uuid> {
         match self {
             banquet::BanquetCommand::Report { zone_id, .. } => Some(zone_id.as_uuid()),
@@ -89,6 +114,9 @@ impl Command for banquet::BanquetCommand {
 
 impl Command for activity::ActivityCommand {
     type Aggregate = activity::ZoneActivity;
+    fn owner(state: &activity::ZoneActivity) -> Option<Uuid> {
+        state.zone_id.map(|z| z.as_uuid())
+    }
     fn zone(&self, _: &activity::ZoneActivity) -> Option<Uuid> {
         Some(self.zone_id.as_uuid())
     }
@@ -96,6 +124,9 @@ impl Command for activity::ActivityCommand {
 
 impl Command for activity::RecordStaffHealthCheck {
     type Aggregate = activity::StaffChecks;
+    fn owner(_: &activity::StaffChecks) -> Option<Uuid> {
+        None
+    }
     fn zone(&self, _: &activity::StaffChecks) -> Option<Uuid> {
         None
     }
@@ -103,6 +134,9 @@ impl Command for activity::RecordStaffHealthCheck {
 
 impl Command for report::SubmitDailyReport {
     type Aggregate = report::DailyReport;
+    fn owner(state: &report::DailyReport) -> Option<Uuid> {
+        state.last.as_ref().map(|r| r.zone_id.as_uuid())
+    }
     fn zone(&self, _: &report::DailyReport) -> Option<Uuid> {
         Some(self.zone_id.as_uuid())
     }
@@ -110,6 +144,9 @@ impl Command for report::SubmitDailyReport {
 
 impl Command for access::TokenCommand {
     type Aggregate = access::ApiToken;
+    fn owner(_: &access::ApiToken) -> Option<Uuid> {
+        None
+    }
     fn zone(&self, _: &access::ApiToken) -> Option<Uuid> {
         None
     }

@@ -436,15 +436,17 @@ impl Application {
         if first.stream_id != target.stream_id {
             return Err(reused());
         }
-        let hash = hex::encode(request_hash);
-        if EventMetadata::read(&first.metadata).request_hash.as_deref() != Some(hash.as_str()) {
-            return Err(reused());
-        }
+        // Authorised as this sender, on the entity as it stands, before
+        // anything about the earlier request is said.
         let loaded = self.load::<C::Aggregate>(&target.stream_id).await?;
-        if !envelope.actor.scope.admits(command.zone(&loaded.state)) {
+        if !command.admitted(&loaded.state, &envelope.actor.scope) {
             return Err(AppError::NotFound {
                 what: target.category().to_owned(),
             });
+        }
+        let hash = hex::encode(request_hash);
+        if EventMetadata::read(&first.metadata).request_hash.as_deref() != Some(hash.as_str()) {
+            return Err(reused());
         }
         let recorded = self
             .store
@@ -485,7 +487,7 @@ fn decide<C: Command>(
     command: &C,
     ctx: &Context,
 ) -> Result<Vec<<C::Aggregate as Aggregate>::Event>, AppError> {
-    if !envelope.actor.scope.admits(command.zone(&loaded.state)) {
+    if !command.admitted(&loaded.state, &envelope.actor.scope) {
         return Err(AppError::NotFound {
             what: target.category().to_owned(),
         });

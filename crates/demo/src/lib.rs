@@ -167,11 +167,7 @@ impl Script {
 /// Fills an empty store with the demo township. Returns the number of events
 /// added (0 when the store already held events).
 pub async fn fill(state: &AppState) -> Result<u64, DemoError> {
-    let head = state
-        .store()
-        .head()
-        .await
-        .map_err(ApiError::from)?;
+    let head = state.store().head().await.map_err(ApiError::from)?;
     if head.position > 0 {
         return Ok(0);
     }
@@ -194,12 +190,7 @@ pub async fn fill(state: &AppState) -> Result<u64, DemoError> {
             });
         }
     }
-    Ok(state
-        .store()
-        .head()
-        .await
-        .map_err(ApiError::from)?
-        .position)
+    Ok(state.store().head().await.map_err(ApiError::from)?.position)
 }
 
 /// A demo command the service refused.
