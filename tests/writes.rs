@@ -344,6 +344,120 @@ async fn one_key_used_by_two_zones_workers_records_both_writes(s: &Server) {
         "{body}"
     );
     assert_eq!(body["detail"], "no such returnee");
+
+    // Another zone's zone, returnee or report reads exactly as one that
+    // does not exist, whatever else the request gets wrong.
+    let unknown = uuid::Uuid::now_v7();
+    let yesterday = support::days_ago(1);
+    for (method, other_zones, nobodys) in [
+        (
+            "POST",
+            format!("/v1/zones/{zone_1}/publicity"),
+            format!("/v1/zones/{unknown}/publicity"),
+        ),
+        (
+            "POST",
+            format!("/v1/zones/{zone_1}/patrols"),
+            format!("/v1/zones/{unknown}/patrols"),
+        ),
+        (
+            "PUT",
+            format!("/v1/zones/{zone_1}/daily-reports/2999-01-01"),
+            format!("/v1/zones/{unknown}/daily-reports/2999-01-01"),
+        ),
+        (
+            "PUT",
+            format!("/v1/zones/{zone_1}/daily-reports/{yesterday}"),
+            format!("/v1/zones/{unknown}/daily-reports/{yesterday}"),
+        ),
+        (
+            "GET",
+            format!("/v1/returnees/{}/events?limit=0", returnees[0]),
+            format!("/v1/returnees/{unknown}/events?limit=0"),
+        ),
+    ] {
+        let mut answers = vec![];
+        for path in [&other_zones, &nobodys] {
+            let request = match method {
+                "GET" => s.client.get(s.url(path)),
+                "PUT" => s.client.put(s.url(path)).json(
+                    &json!({"zero_report": true, "figures": {"nonsense": 1}, "submitted_by": ""}),
+                ),
+                _ if path.ends_with("patrols") => s
+                    .client
+                    .post(s.url(path))
+                    .json(&json!({"patrol_group": "巡逻组", "persuaded": 1})),
+                _ => s
+                    .client
+                    .post(s.url(path))
+                    .json(&json!({"channel": "leaflet", "quantity": 1})),
+            };
+            let reply = s.send_raw(request.bearer_auth(&worker_2)).await;
+            answers.push((
+                reply.status,
+                reply.body["code"].clone(),
+                reply.body["detail"].clone(),
+            ));
+        }
+        assert_eq!(answers[0], answers[1], "{method} {other_zones}");
+        // A bad query is refused alike for both, before any lookup.
+        let expected = if method == "GET" { 422 } else { 404 };
+        assert_eq!(
+            answers[0].0, expected,
+            "{method} {other_zones}: {:?}",
+            answers[0]
+        );
+    }
+
+    // Nor does registering "into" zone 1's returnee id from zone 2 tell
+    // them it exists: the entity's own zone is checked, not the body's.
+    let mut body = registration(&zone_2, &village_2, &grid_2, "李四");
+    body["returnee_id"] = json!(returnees[0]);
+    let (status, body) = post_as(s, &worker_2, "/v1/returnees", None, body).await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (404, Some("no such returnee")),
+        "{body}"
+    );
+}
+
+async fn two_devices_numbering_their_requests_alike_both_record(s: &Server) {
+    let (zone, _, _) = place(s, None, "一片区").await;
+    let checkpoint = id(&s
+        .post(
+            "/v1/checkpoints",
+            json!({"zone_id": zone, "name": "桥头村路口", "kind": "village_entrance"}),
+        )
+        .await
+        .ok());
+    let phone_a = s.create_token("zone_worker", &[&zone], "值守员甲").await;
+    let phone_b = s.create_token("zone_worker", &[&zone], "值守员乙").await;
+    let path = format!("/v1/checkpoints/{checkpoint}/crossings");
+    let body = json!({"subject": "person", "temperature": 36.5, "outcome": "admitted"});
+    for phone in [&phone_a, &phone_b, &phone_a] {
+        let (status, answer) = post_as(s, phone, &path, Some("17"), body.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let read = s.get(&format!("/v1/checkpoints/{checkpoint}")).await.ok();
+    assert_eq!(
+        read["crossings"], 2,
+        "one per phone; the third was phone A's retry"
+    );
+
+    // A key on the batch itself would promise what it does not give.
+    let batch = json!({"commands": [{"method": "POST", "path": path, "idempotency_key": "18", "body": body}]});
+    let reply = s
+        .send(
+            s.client
+                .post(s.url("/v1/batches"))
+                .header("Idempotency-Key", "batch-1")
+                .json(&batch),
+        )
+        .await
+        .problem(422, "invalid_fields");
+    assert_eq!(reply["errors"][0]["field"], "Idempotency-Key");
+    let read = s.get(&format!("/v1/checkpoints/{checkpoint}")).await.ok();
+    assert_eq!(read["crossings"], 2, "the refused batch changed nothing");
 }
 
 async fn a_key_replays_only_the_same_request_on_the_same_entity(s: &Server) {
@@ -496,5 +610,6 @@ fangkong_store::each_backend!(threads = 2; [fixture = start];
     concurrent_visits_to_one_returnee_are_all_recorded_in_turn,
     one_key_used_by_two_zones_workers_records_both_writes,
     a_key_replays_only_the_same_request_on_the_same_entity,
+    two_devices_numbering_their_requests_alike_both_record,
     fifty_identical_retries_at_once_write_once_and_replay_the_rest,
 );

@@ -76,8 +76,8 @@ impl Scope {
 #[derive(Debug, Clone)]
 pub struct Envelope {
     pub actor: Actor,
-    /// Makes the command safe to send again: scoped to the operation and
-    /// the stream it addresses.
+    /// Makes the command safe to send again: scoped to the sender, the
+    /// operation and the stream it addresses.
     pub idempotency_key: Option<String>,
     /// The stream version the sender requires (`If-Match`).
     pub if_match: Option<u64>,
@@ -130,13 +130,21 @@ impl Envelope {
     }
 }
 
-/// The id of the `index`th event written under an idempotency key for one
-/// operation on one stream: the same key on another stream or operation
-/// names other events, so it can never find another entity's write.
-pub(crate) fn key_event_id(key: &str, operation: &str, stream_id: &str, index: usize) -> Uuid {
+/// The id of the `index`th event written under an idempotency key by one
+/// sender for one operation on one stream: the same key on another stream
+/// or operation, or from another device (two field apps numbering their
+/// requests alike at one post), names other events, so it can never find
+/// someone else's write and drop this one as a replay.
+pub(crate) fn key_event_id(
+    key: &str,
+    sender: Uuid,
+    operation: &str,
+    stream_id: &str,
+    index: usize,
+) -> Uuid {
     Uuid::new_v5(
         &KEY_NAMESPACE,
-        format!("{operation}\u{0}{stream_id}\u{0}{key}\u{0}{index}").as_bytes(),
+        format!("{sender}\u{0}{operation}\u{0}{stream_id}\u{0}{key}\u{0}{index}").as_bytes(),
     )
 }
 
@@ -145,24 +153,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_key_names_other_events_on_another_stream_or_operation() {
-        let a = key_event_id("phone-3:003caa", "returnee.health_check", "returnee-1", 0);
-        assert_ne!(
-            a,
-            key_event_id("phone-3:003caa", "returnee.health_check", "returnee-2", 0)
-        );
-        assert_ne!(
-            a,
-            key_event_id("phone-3:003caa", "returnee.abnormal", "returnee-1", 0)
-        );
-        assert_ne!(
-            a,
-            key_event_id("phone-3:003caa", "returnee.health_check", "returnee-1", 1)
-        );
-        assert_eq!(
-            a,
-            key_event_id("phone-3:003caa", "returnee.health_check", "returnee-1", 0)
-        );
+    fn a_key_names_other_events_on_another_stream_operation_or_sender() {
+        let (me, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let id = |sender, op, stream, i| key_event_id("phone-3:003caa", sender, op, stream, i);
+        let a = id(me, "returnee.health_check", "returnee-1", 0);
+        assert_ne!(a, id(me, "returnee.health_check", "returnee-2", 0));
+        assert_ne!(a, id(me, "returnee.abnormal", "returnee-1", 0));
+        assert_ne!(a, id(me, "returnee.health_check", "returnee-1", 1));
+        assert_ne!(a, id(other, "returnee.health_check", "returnee-1", 0));
+        assert_eq!(a, id(me, "returnee.health_check", "returnee-1", 0));
     }
 
     #[test]

@@ -10,10 +10,10 @@
 //! state, in a bounded, jittered loop, and refused only for a rule broken
 //! on that state or the sender's `If-Match`.
 //!
-//! Idempotency keys become event ids derived from the key, the operation
-//! and the stream, so a retry finds the first attempt in the log itself,
-//! whichever instance served it and across restarts, and a key can never
-//! find another entity's write.
+//! Idempotency keys become event ids derived from the key, the sender's
+//! token, the operation and the stream, so a retry finds the first attempt
+//! in the log itself, whichever instance served it and across restarts,
+//! and a key can never find another entity's write, nor another device's.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -143,8 +143,14 @@ impl Application {
         }
     }
 
-    /// The context of a command that happened at `occurred_at`.
-    pub fn context(&self, occurred_at: Option<DateTime<Utc>>) -> Result<Context, AppError> {
+    /// When a command happened: the client's `occurred_at`, refused when
+    /// it lies further ahead than a device clock may run fast, and taken
+    /// as now when it lies within that allowance (so a clock a minute fast
+    /// at midnight does not date a visit tomorrow).
+    pub fn occurred_at(
+        &self,
+        occurred_at: Option<DateTime<Utc>>,
+    ) -> Result<DateTime<Utc>, AppError> {
         let now = Utc::now();
         let occurred_at = occurred_at.unwrap_or(now);
         if occurred_at > now + CLOCK_SKEW {
@@ -153,8 +159,14 @@ impl Application {
                 "lies in the future: record what has happened (check the device clock)",
             ));
         }
+        Ok(occurred_at.min(now))
+    }
+
+    /// The context of a command that happened at `occurred_at`.
+    pub fn context(&self, occurred_at: Option<DateTime<Utc>>) -> Result<Context, AppError> {
+        let occurred_at = self.occurred_at(occurred_at)?;
         Ok(Context {
-            today: self.township.local_date(now),
+            today: self.township.local_date(Utc::now().max(occurred_at)),
             occurred_on: self.township.local_date(occurred_at),
         })
     }
@@ -258,9 +270,10 @@ impl Application {
         {
             return Ok(replay);
         }
-        let ctx = self.context(envelope.occurred_at)?;
+        let occurred_at = self.occurred_at(envelope.occurred_at)?;
+        let ctx = self.context(Some(occurred_at))?;
         let metadata = EventMetadata {
-            occurred_at: Some(envelope.occurred_at.unwrap_or_else(Utc::now)),
+            occurred_at: Some(occurred_at),
             request_id: Some(envelope.request_id.clone()),
             correlation_id: envelope.correlation_id.clone(),
             causation_id: envelope.causation_id.clone(),
@@ -303,6 +316,12 @@ impl Application {
                 }
             };
             if events.is_empty() {
+                // "Nothing to change" is only true of the stream as it
+                // stands, not as this process last saw it.
+                if !fresh {
+                    fresh = true;
+                    continue;
+                }
                 return Ok(Outcome {
                     entity_id: target.entity_id,
                     version: loaded.version,
@@ -316,7 +335,13 @@ impl Application {
                 .enumerate()
                 .map(|(i, event)| {
                     let event_id = match &envelope.idempotency_key {
-                        Some(key) => key_event_id(key, target.operation, &target.stream_id, i),
+                        Some(key) => key_event_id(
+                            key,
+                            envelope.actor.token_id,
+                            target.operation,
+                            &target.stream_id,
+                            i,
+                        ),
                         None => Uuid::now_v7(),
                     };
                     NewEvent::new(event.event_type(), event.to_payload())
@@ -428,7 +453,13 @@ impl Application {
         let Some(key) = &envelope.idempotency_key else {
             return Ok(None);
         };
-        let first_id = key_event_id(key, target.operation, &target.stream_id, 0);
+        let first_id = key_event_id(
+            key,
+            envelope.actor.token_id,
+            target.operation,
+            &target.stream_id,
+            0,
+        );
         let Some(first) = self.store.read_event(first_id).await? else {
             return Ok(None);
         };
@@ -456,7 +487,14 @@ impl Application {
             .into_iter()
             .enumerate()
             .take_while(|(i, e)| {
-                e.event_id == key_event_id(key, target.operation, &target.stream_id, *i)
+                e.event_id
+                    == key_event_id(
+                        key,
+                        envelope.actor.token_id,
+                        target.operation,
+                        &target.stream_id,
+                        *i,
+                    )
             })
             .map(|(_, e)| e)
             .collect();

@@ -4,6 +4,7 @@
 //! no query per entity.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound::{Excluded, Unbounded};
 
 use fangkong_domain::banquet::Banquet;
 use fangkong_domain::checkpoint::Checkpoint;
@@ -108,12 +109,12 @@ impl<A: Listed> Listing<A> {
                 self.by_zone
                     .get(&zone)
                     .into_iter()
-                    .flat_map(move |positions| positions.range(after + 1..))
+                    .flat_map(move |positions| positions.range((Excluded(after), Unbounded)))
                     .filter_map(lookup),
             ),
             None => Box::new(
                 self.order
-                    .range(after + 1..)
+                    .range((Excluded(after), Unbounded))
                     .filter_map(move |(_, id)| self.entries.get(id)),
             ),
         }

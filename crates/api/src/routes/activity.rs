@@ -78,6 +78,9 @@ async fn zone_activity(
     activity: Activity,
 ) -> Result<Written, ApiError> {
     let zone_id = ZoneId::from_uuid(path_id(raw_zone, "zone")?);
+    // Out of the caller's zones reads as no zone at all, before anything
+    // else is looked at.
+    headers.caller.check_zone(Some(zone_id.as_uuid()), "zone")?;
     super::zones::established(state, zone_id).await?;
     let target = Target {
         stream_id: ZoneActivity::stream_id(zone_id),

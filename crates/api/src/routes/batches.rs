@@ -93,6 +93,19 @@ async fn run_batch(
         ));
     }
     let request_headers = WriteHeaders::parse(&req, caller)?;
+    // Each item carries its own key and version; one on the batch itself
+    // would promise a safety it does not give.
+    for (header, given) in [
+        ("Idempotency-Key", request_headers.idempotency_key.is_some()),
+        ("If-Match", req.headers().contains_key("If-Match")),
+    ] {
+        if given {
+            return Err(ApiError::field(
+                header,
+                "a batch takes no such header: give each command its own `idempotency_key` and `if_match`",
+            ));
+        }
+    }
     let results = run_commands(&state, &request_headers, &commands).await;
     Ok(
         HttpResponse::build(actix_web::http::StatusCode::MULTI_STATUS)

@@ -151,8 +151,10 @@ impl Page {
         match &self.cursor {
             None => Ok(0),
             Some(c) => c
-                .parse()
-                .map_err(|_| ApiError::field("cursor", "not a cursor this API gave out")),
+                .parse::<u64>()
+                .ok()
+                .filter(|position| *position <= i64::MAX as u64)
+                .ok_or_else(|| ApiError::field("cursor", "not a cursor this API gave out")),
         }
     }
 }

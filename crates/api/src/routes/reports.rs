@@ -124,8 +124,11 @@ pub(crate) async fn submit(
     body: Json<ReportBody>,
 ) -> Result<Written, ApiError> {
     let zone_id = ZoneId::from_uuid(path_id(raw_zone, "zone")?);
-    let date = date(raw_date)?;
+    // Out of the caller's zones reads as no zone at all, before anything
+    // else is looked at (the date, the body, the figures).
+    headers.caller.check_zone(Some(zone_id.as_uuid()), "zone")?;
     super::zones::established(state, zone_id).await?;
+    let date = date(raw_date)?;
     let b = body.value;
     known_figures(&b.figures)?;
     let submitted_by = field("submitted_by", Name::parse(&b.submitted_by))?;

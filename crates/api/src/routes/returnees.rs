@@ -464,13 +464,14 @@ async fn returnee_events(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = returnee_id(&path)?;
-    let owner = state.commands.load::<Returnee>(&id.stream_id()).await?;
-    caller.check_zone(zone_of(&owner.state), "returnee")?;
+    // The query first: a bad one is refused alike for every id.
     let q: StreamQuery = query(&req)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::field("limit", "must be 1 to 1000"));
     }
+    let owner = state.commands.load::<Returnee>(&id.stream_id()).await?;
+    caller.check_zone(zone_of(&owner.state), "returnee")?;
     let events = state
         .store()
         .read_stream(&id.stream_id(), q.from_version.unwrap_or(1).max(1), limit)

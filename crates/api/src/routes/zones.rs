@@ -146,7 +146,11 @@ pub(crate) async fn check_place(
     }
     let zone = established(state, ZoneId::from_uuid(zone_id))
         .await
-        .map_err(|_| ApiError::field("zone_id", "no zone with this id"))?;
+        .map_err(|e| match e {
+            ApiError::NotFound(_) => ApiError::field("zone_id", "no zone with this id"),
+            // A store that cannot answer is not a bad field: 503, retry.
+            other => other,
+        })?;
     if let Some(village) = village_id {
         if !zone
             .state
