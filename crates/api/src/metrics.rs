@@ -42,7 +42,7 @@ impl Metrics {
     }
 
     /// The text exposition format.
-    pub fn render(&self, head_position: u64, (writes, events_appended): (u64, u64)) -> String {
+    pub fn render(&self, head_position: u64, counts: fangkong_app::WriteCounts) -> String {
         let mut out = String::new();
         let Ok(m) = self.inner.lock() else {
             return out;
@@ -92,13 +92,19 @@ impl Metrics {
             "# HELP fangkong_writes_total Writes that recorded events."
         );
         let _ = writeln!(out, "# TYPE fangkong_writes_total counter");
-        let _ = writeln!(out, "fangkong_writes_total {}", writes);
+        let _ = writeln!(out, "fangkong_writes_total {}", counts.writes);
         let _ = writeln!(
             out,
             "# HELP fangkong_events_appended_total Events appended by this instance."
         );
         let _ = writeln!(out, "# TYPE fangkong_events_appended_total counter");
-        let _ = writeln!(out, "fangkong_events_appended_total {}", events_appended);
+        let _ = writeln!(out, "fangkong_events_appended_total {}", counts.events);
+        let _ = writeln!(
+            out,
+            "# HELP fangkong_write_conflicts_total Appends another writer beat, each decided again on the fresh state."
+        );
+        let _ = writeln!(out, "# TYPE fangkong_write_conflicts_total counter");
+        let _ = writeln!(out, "fangkong_write_conflicts_total {}", counts.conflicts);
         let _ = writeln!(
             out,
             "# HELP fangkong_store_head_position The last position of the event log."

@@ -78,6 +78,17 @@ impl Outcome {
     }
 }
 
+/// Counts of what commands did in this process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteCounts {
+    /// Commands that recorded events.
+    pub writes: u64,
+    /// Events they appended.
+    pub events: u64,
+    /// Appends another writer beat (each decided again).
+    pub conflicts: u64,
+}
+
 /// An entity's state as of its stream's version.
 #[derive(Debug, Clone)]
 pub struct Loaded<A> {
@@ -102,6 +113,7 @@ pub struct Application {
     turns: Arc<[tokio::sync::Mutex<()>]>,
     writes: Arc<AtomicU64>,
     appended: Arc<AtomicU64>,
+    conflicts: Arc<AtomicU64>,
     /// The position of a stored event found undecodable (0: none yet).
     corrupt_at: Arc<AtomicU64>,
 }
@@ -115,6 +127,7 @@ impl Application {
             turns: (0..TURNS).map(|_| tokio::sync::Mutex::new(())).collect(),
             writes: Arc::new(AtomicU64::new(0)),
             appended: Arc::new(AtomicU64::new(0)),
+            conflicts: Arc::new(AtomicU64::new(0)),
             corrupt_at: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -127,12 +140,13 @@ impl Application {
         self.township
     }
 
-    /// Commands this process recorded, and the events they appended.
-    pub fn write_counts(&self) -> (u64, u64) {
-        (
-            self.writes.load(Ordering::Relaxed),
-            self.appended.load(Ordering::Relaxed),
-        )
+    /// What this process's commands did so far.
+    pub fn write_counts(&self) -> WriteCounts {
+        WriteCounts {
+            writes: self.writes.load(Ordering::Relaxed),
+            events: self.appended.load(Ordering::Relaxed),
+            conflicts: self.conflicts.load(Ordering::Relaxed),
+        }
     }
 
     /// The position of an event this process found it cannot decode.
@@ -405,6 +419,7 @@ impl Application {
                     });
                 }
                 Err(StoreError::WrongExpectedVersion { actual, .. }) => {
+                    self.conflicts.fetch_add(1, Ordering::Relaxed);
                     if let Some(expected) = envelope.if_match {
                         return Err(AppError::VersionMismatch { expected, actual });
                     }

@@ -14,4 +14,4 @@ pub mod tokens;
 pub use command::{Command, Target};
 pub use envelope::{Actor, Envelope, Scope};
 pub use error::AppError;
-pub use execute::{decode, Application, Loaded, Outcome, RecordedChange};
+pub use execute::{decode, Application, Loaded, Outcome, RecordedChange, WriteCounts};

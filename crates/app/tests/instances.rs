@@ -1,0 +1,280 @@
+//! Two application instances on one store, as two servers on one database
+//! are: each with its own cache and its own turns, so what one records the
+//! other learns only from the store. Crossings never collide; ordered
+//! commands beaten by the other instance are decided again and land; a
+//! no-op is judged on the stream as it stands; identical keyed retries
+//! spread over both write once.
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use fangkong_app::{Application, Envelope, Outcome, Target};
+use fangkong_domain::checkpoint::{CheckpointCommand, RecordCrossing};
+use fangkong_domain::returnee::{PersonalData, RegisterReturnee, ReturneeCommand, TeamMember};
+use fangkong_domain::*;
+use fangkong_store::testing::TestDb;
+use fangkong_store::EventStore;
+use futures::future::join_all;
+
+async fn two_instances(db: &TestDb) -> (EventStore, [Application; 2]) {
+    let store = EventStore::open(db.url()).await.expect("the store opens");
+    let township = Township::default();
+    let apps = [
+        Application::new(store.clone(), township),
+        Application::new(store.clone(), township),
+    ];
+    (store, apps)
+}
+
+fn name(s: &str) -> Name {
+    Name::parse(s).expect("a name")
+}
+
+fn crossing() -> CheckpointCommand {
+    CheckpointCommand::RecordCrossing(RecordCrossing {
+        subject: CrossingSubject::Person,
+        people: Count::parse(1).expect("count"),
+        plate: None,
+        temperature: Some(Temperature::parse(36.5).expect("t")),
+        origin: None,
+        destination: None,
+        outcome: CrossingOutcome::Admitted,
+    })
+}
+
+async fn checkpoint(app: &Application) -> Target {
+    let id = CheckpointId::new();
+    let target = Target::new(id.stream_id(), id.as_uuid(), "checkpoint.establish");
+    let establish = CheckpointCommand::Establish {
+        checkpoint_id: id,
+        zone_id: ZoneId::new(),
+        village_id: None,
+        name: name("桥头村路口"),
+        kind: CheckpointKind::VillageEntrance,
+    };
+    app.execute(&Envelope::system(), &target, establish)
+        .await
+        .expect("established");
+    Target::new(id.stream_id(), id.as_uuid(), "checkpoint.crossing")
+}
+
+fn team(doctor: &str) -> Vec<TeamMember> {
+    TeamRole::ALL
+        .iter()
+        .map(|role| TeamMember {
+            role: *role,
+            name: name(if *role == TeamRole::VillageDoctor {
+                doctor
+            } else {
+                role.code()
+            }),
+            phone: None,
+        })
+        .collect()
+}
+
+/// A returnee in home quarantine since yesterday.
+async fn quarantined(app: &Application) -> ReturneeId {
+    let id = ReturneeId::new();
+    let yesterday = Utc::now() - Duration::days(1);
+    let register = ReturneeCommand::Register(RegisterReturnee {
+        returnee_id: id,
+        zone_id: ZoneId::new(),
+        village_id: VillageId::new(),
+        grid_id: GridId::new(),
+        arrival_date: app.township().local_date(yesterday),
+        origin: Origin {
+            region: name("湖北省武汉市"),
+            risk: RiskLevel::High,
+        },
+        personal: PersonalData {
+            name: name("张三"),
+            resident_id: ResidentIdNumber::parse("11010519491231002X").expect("id"),
+            phone: PhoneNumber::parse("13812345678").expect("phone"),
+            address: Text::parse("桥头村三组12号").expect("address"),
+        },
+    });
+    let mut envelope = Envelope::system();
+    envelope.occurred_at = Some(yesterday);
+    for (operation, command) in [
+        ("returnee.register", register),
+        (
+            "returnee.quarantine",
+            ReturneeCommand::StartQuarantine { planned_days: None },
+        ),
+    ] {
+        app.execute(
+            &envelope,
+            &Target::new(id.stream_id(), id.as_uuid(), operation),
+            command,
+        )
+        .await
+        .expect("recorded");
+    }
+    id
+}
+
+async fn crossings_from_two_instances_never_collide(db: &TestDb) {
+    let (store, [a, b]) = two_instances(db).await;
+    let target = Arc::new(checkpoint(&a).await);
+    let sends = (0..64).map(|w| {
+        let (app, target) = (
+            if w % 2 == 0 { a.clone() } else { b.clone() },
+            target.clone(),
+        );
+        async move {
+            let mut answers = vec![];
+            for _ in 0..5 {
+                answers.push(app.execute(&Envelope::system(), &target, crossing()).await);
+            }
+            answers
+        }
+    });
+    let answers: Vec<_> = join_all(sends).await.into_iter().flatten().collect();
+    let refused: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    assert!(
+        refused.is_empty(),
+        "{} refused: {:?}",
+        refused.len(),
+        refused.first()
+    );
+    assert_eq!(
+        store
+            .stream_version(&target.stream_id)
+            .await
+            .expect("version"),
+        321
+    );
+    let conflicts = a.write_counts().conflicts + b.write_counts().conflicts;
+    assert_eq!(
+        conflicts, 0,
+        "a crossing never waits on, nor loses to, another writer"
+    );
+    store.close().await;
+}
+
+async fn ordered_commands_beaten_by_the_other_instance_land_on_fresh_state(db: &TestDb) {
+    let (store, [a, b]) = two_instances(db).await;
+    let id = quarantined(&a).await;
+    let target = Arc::new(Target::new(
+        id.stream_id(),
+        id.as_uuid(),
+        "returnee.health_check",
+    ));
+    let sends = (0..16).map(|w| {
+        let (app, target) = (
+            if w % 2 == 0 { a.clone() } else { b.clone() },
+            target.clone(),
+        );
+        async move {
+            let mut answers = vec![];
+            for i in 0..5 {
+                let visit = ReturneeCommand::RecordHealthCheck {
+                    temperature: Temperature::parse(36.0 + f64::from(i) / 10.0).expect("t"),
+                    symptoms: vec![],
+                    visited_by: None,
+                };
+                answers.push(app.execute(&Envelope::system(), &target, visit).await);
+            }
+            answers
+        }
+    });
+    let answers: Vec<Result<Outcome, _>> = join_all(sends).await.into_iter().flatten().collect();
+    let mut versions: Vec<u64> = answers
+        .iter()
+        .map(|a| a.as_ref().map(|o| o.version).expect("every visit lands"))
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        (3..83).collect::<Vec<_>>(),
+        "each on the state the last one left"
+    );
+    let conflicts = a.write_counts().conflicts + b.write_counts().conflicts;
+    assert!(
+        conflicts > 0,
+        "the other instance's writes were met, and decided again"
+    );
+    store.close().await;
+}
+
+async fn a_no_op_is_judged_on_the_stream_as_it_stands(db: &TestDb) {
+    let (store, [a, b]) = two_instances(db).await;
+    let id = quarantined(&a).await;
+    let target = Target::new(id.stream_id(), id.as_uuid(), "returnee.team");
+    let assign = |doctor: &str| ReturneeCommand::AssignTeam {
+        members: team(doctor),
+    };
+    a.execute(&Envelope::system(), &target, assign("王医生"))
+        .await
+        .expect("assigned");
+    // The other instance changes the team; this one still holds the first.
+    b.execute(&Envelope::system(), &target, assign("李医生"))
+        .await
+        .expect("changed");
+    let back = a
+        .execute(&Envelope::system(), &target, assign("王医生"))
+        .await
+        .expect("assigned again");
+    assert_eq!(back.events.len(), 1, "not a no-op: the team had changed");
+    let state = a
+        .load::<fangkong_domain::returnee::Returnee>(&target.stream_id)
+        .await
+        .expect("loads");
+    assert_eq!(state.state.team, team("王医生"));
+    store.close().await;
+}
+
+async fn identical_keyed_crossings_over_two_instances_write_once(db: &TestDb) {
+    let (store, [a, b]) = two_instances(db).await;
+    let target = Arc::new(checkpoint(&a).await);
+    let mut envelope = Envelope::system();
+    envelope.idempotency_key = Some("post-7:0042".into());
+    envelope.fingerprint = [7; 32];
+    let envelope = Arc::new(envelope);
+    let answers = join_all((0..50).map(|i| {
+        let (app, target, envelope) = (
+            if i % 2 == 0 { a.clone() } else { b.clone() },
+            target.clone(),
+            envelope.clone(),
+        );
+        async move { app.execute(&envelope, &target, crossing()).await }
+    }))
+    .await;
+    let outcomes: Vec<&Outcome> = answers
+        .iter()
+        .map(|a| a.as_ref().expect("never refused"))
+        .collect();
+    assert_eq!(outcomes.iter().filter(|o| !o.replayed).count(), 1);
+    assert!(outcomes.iter().all(|o| o.position == outcomes[0].position));
+    assert_eq!(
+        store
+            .stream_version(&target.stream_id)
+            .await
+            .expect("version"),
+        2
+    );
+    // The same key with something else asked is refused, and records nothing.
+    let mut other = (*envelope).clone();
+    other.fingerprint = [8; 32];
+    let refused = a.execute(&other, &target, crossing()).await;
+    assert!(
+        matches!(refused, Err(fangkong_app::AppError::KeyReused { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store
+            .stream_version(&target.stream_id)
+            .await
+            .expect("version"),
+        2
+    );
+    store.close().await;
+}
+
+fangkong_store::each_backend!(threads = 2; [by_ref];
+    crossings_from_two_instances_never_collide,
+    ordered_commands_beaten_by_the_other_instance_land_on_fresh_state,
+    a_no_op_is_judged_on_the_stream_as_it_stands,
+    identical_keyed_crossings_over_two_instances_write_once,
+);
