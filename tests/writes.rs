@@ -409,6 +409,40 @@ async fn one_key_used_by_two_zones_workers_records_both_writes(s: &Server) {
         );
     }
 
+    // Nor does a version asked for: If-Match on another zone's returnee and
+    // on no returnee at all, alone and in a batch.
+    let mut answers = vec![];
+    for returnee in [returnees[0].clone(), unknown.to_string()] {
+        let path = format!("/v1/returnees/{returnee}/health-checks");
+        let reply = s
+            .send_raw(
+                s.client
+                    .post(s.url(&path))
+                    .header("If-Match", "\"1\"")
+                    .json(&json!({"temperature": 36.5}))
+                    .bearer_auth(&worker_2),
+            )
+            .await;
+        let batch = s
+            .send_raw(
+                s.client
+                    .post(s.url("/v1/batches"))
+                    .json(
+                        &json!({"commands": [{"method": "POST", "path": path, "if_match": 1,
+                                                "body": {"temperature": 36.5}}]}),
+                    )
+                    .bearer_auth(&worker_2),
+            )
+            .await;
+        answers.push((
+            reply.status,
+            reply.body["detail"].clone(),
+            batch.body["results"][0]["problem"]["detail"].clone(),
+        ));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0, 404, "{:?}", answers[0]);
+
     // Nor does registering "into" zone 1's returnee id from zone 2 tell
     // them it exists: the entity's own zone is checked, not the body's.
     let mut body = registration(&zone_2, &village_2, &grid_2, "李四");

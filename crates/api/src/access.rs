@@ -279,6 +279,14 @@ pub fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiEr
 }
 
 fn check_token(state: &AppState, header: Option<&str>) -> Result<Caller, ApiError> {
+    // Tokens are known from the log through the projection: stopped at an
+    // event it cannot apply, it would miss any revocation after it. Fail
+    // closed until an administrator repairs the log.
+    if let Some(stalled) = state.projector.stalled() {
+        return Err(ApiError::ProjectionStalled {
+            position: stalled.position,
+        });
+    }
     let token = header
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)

@@ -336,6 +336,14 @@ impl Application {
                     fresh = true;
                     continue;
                 }
+                // The same command, recorded meanwhile by another instance,
+                // is answered as the first try was.
+                if let Some(replay) = self
+                    .replay(envelope, target, &request_hash, &command)
+                    .await?
+                {
+                    return Ok(replay);
+                }
                 return Ok(Outcome {
                     entity_id: target.entity_id,
                     version: loaded.version,
@@ -455,6 +463,20 @@ impl Application {
         }
     }
 
+    /// The stored outcome of `command` if this sender already recorded it
+    /// under the envelope's key on `target` (none without a key): for a
+    /// route whose stream depends on the day, to find a retry's first try
+    /// on the day before.
+    pub async fn recorded<C: Command>(
+        &self,
+        envelope: &Envelope,
+        target: &Target,
+        command: &C,
+    ) -> Result<Option<Outcome>, AppError> {
+        let request_hash = request_hash(target, &envelope.fingerprint);
+        self.replay(envelope, target, &request_hash, command).await
+    }
+
     /// The stored outcome of the same command sent earlier with the same
     /// key, authorised as this sender: the key is scoped to the operation
     /// and the stream, so what is found is always this target's.
@@ -547,6 +569,12 @@ fn decide<C: Command>(
     }
     if let Some(expected) = envelope.if_match {
         if expected != loaded.version {
+            if loaded.version == 0 {
+                // Nothing there: a command that needs the entity says so in
+                // the words an unknown or out-of-zone one gets, never with
+                // a version that tells them apart.
+                loaded.state.handle(command, ctx)?;
+            }
             return Err(AppError::VersionMismatch {
                 expected,
                 actual: loaded.version,

@@ -178,7 +178,25 @@ pub async fn fill(state: &AppState) -> Result<u64, DemoError> {
         request_id: "demo".into(),
         ..WriteHeaders::system()
     };
-    let results = run_commands(state, &headers, &script.commands).await;
+    let mut results = run_commands(state, &headers, &script.commands).await;
+    // A command answered 503 (the store or the figures busy on a loaded
+    // machine) is sent again, as a field app would: its key makes that safe.
+    for _ in 0..5 {
+        let busy: Vec<usize> = (0..results.len())
+            .filter(|i| results[*i].status == 503)
+            .collect();
+        if busy.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        for i in busy {
+            let again =
+                run_commands(state, &headers, std::slice::from_ref(&script.commands[i])).await;
+            if let Some(answer) = again.into_iter().next() {
+                results[i] = answer;
+            }
+        }
+    }
     // Every demo command must pass the same rules as a real one; a refusal
     // is a bug of the script, and a storage failure stops the fill.
     for (command, result) in script.commands.iter().zip(&results) {

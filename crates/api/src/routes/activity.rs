@@ -240,6 +240,24 @@ pub(crate) async fn staff_check(
         temperature: field("temperature", Temperature::parse(b.temperature))?,
         symptoms: b.symptoms,
     };
+    // The day's stream is chosen by the clock: a keyed retry that crosses
+    // midnight finds its first try on the day before.
+    if headers.idempotency_key.is_some() {
+        if let Some(yesterday) = ctx.occurred_on.pred_opt() {
+            let earlier = Target {
+                stream_id: StaffChecks::stream_id(yesterday),
+                ..target.clone()
+            };
+            let envelope = headers.envelope(body.canonical_hash, b.occurred_at);
+            if let Some(first) = state
+                .commands
+                .recorded(&envelope, &earlier, &command)
+                .await?
+            {
+                return Ok(first.into());
+            }
+        }
+    }
     run_on(
         state,
         headers,
