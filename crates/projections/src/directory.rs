@@ -121,17 +121,20 @@ impl<A: Listed> Listing<A> {
     }
 
     fn apply(&mut self, id: Uuid, event: &RecordedEvent, decoded: &A::Event) {
-        let entry = self.entries.entry(id).or_insert_with(|| Entry {
-            id,
-            created: event.position,
-            version: 0,
-            state: A::default(),
+        let entry = self.entries.entry(id).or_insert_with(|| {
+            // A stream's first event creates its entity: its place in the list.
+            self.order.insert(event.position, id);
+            Entry {
+                id,
+                created: event.position,
+                version: 0,
+                state: A::default(),
+            }
         });
         let zone_before = entry.state.zone();
         entry.state = std::mem::take(&mut entry.state).apply(decoded);
         entry.version = event.stream_version;
         let (created, zone_after) = (entry.created, entry.state.zone());
-        self.order.insert(created, id);
         if zone_before != zone_after {
             if let Some(before) = zone_before {
                 if let Some(positions) = self.by_zone.get_mut(&before) {

@@ -63,6 +63,10 @@ pub struct ReadModels {
     pub board: Board,
     pub roster: QuarantineRoster,
     pub directory: crate::Directory,
+    /// Rebuilt as of an earlier position, for figures only: the lists are
+    /// read live, so an as-of rebuild does not fold them.
+    #[serde(skip)]
+    pub figures_only: bool,
     #[serde(skip)]
     pub tokens: crate::TokenRegistry,
 }
@@ -98,7 +102,7 @@ impl ReadModels {
             }
         } else {
             let category = fangkong_store::category_of(&event.stream_id);
-            if !crate::Directory::lists(category) {
+            if self.figures_only || !crate::Directory::lists(category) {
                 fangkong_domain::check_decodes(
                     category,
                     &event.event_type,
@@ -111,9 +115,11 @@ impl ReadModels {
         };
         // The directory decodes what it lists, and refuses before anything
         // changes.
-        self.directory
-            .apply(event, returnee.as_ref())
-            .map_err(|e| refused(e.to_string()))?;
+        if !self.figures_only {
+            self.directory
+                .apply(event, returnee.as_ref())
+                .map_err(|e| refused(e.to_string()))?;
+        }
         if let Some((id, decoded)) = &returnee {
             self.roster.apply_returnee(*id, decoded);
         }
@@ -526,7 +532,13 @@ impl Projector {
                 .max_by_key(|m| m.position())
                 .cloned()
         };
-        let mut models = start.map_or_else(ReadModels::default, |m| (*m).clone());
+        let mut models = start.map_or_else(
+            || ReadModels {
+                figures_only: true,
+                ..ReadModels::default()
+            },
+            |m| (*m).clone(),
+        );
         models
             .replay_until(&self.store, &self.township, position)
             .await?;
