@@ -941,8 +941,7 @@ async fn listed(s: &Server, path: &str) -> u64 {
     }
 }
 
-async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
-    let db = std::sync::Arc::new(db);
+async fn the_demo_township_is_believable_and_added_once(db: std::sync::Arc<TestDb>) {
     let s = Server::start_fresh(db.clone(), &["--demo"]);
     // A new demo store prints one token per role, once.
     assert_eq!(s.printed_tokens.len(), 4, "{:?}", s.printed_tokens);
@@ -1165,15 +1164,11 @@ async fn the_demo_township_is_believable_and_added_once(db: TestDb) {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds events"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_the_demo_township_is_believable_and_added_once() {
-    the_demo_township_is_believable_and_added_once(TestDb::sqlite()).await;
-}
+mod demo {
+    fangkong_store::each_backend!(the_demo_township_is_believable_and_added_once);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_the_demo_township_is_believable_and_added_once() {
-    if let Some(db) = TestDb::postgres().await {
-        the_demo_township_is_believable_and_added_once(db).await;
+    async fn the_demo_township_is_believable_and_added_once(db: std::sync::Arc<super::TestDb>) {
+        super::the_demo_township_is_believable_and_added_once(db).await;
     }
 }
 

@@ -62,17 +62,7 @@ async fn verify_and_head_tell_an_auditor_the_truth(db: &TestDb) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_verify_and_head_tell_an_auditor_the_truth() {
-    verify_and_head_tell_an_auditor_the_truth(&TestDb::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_verify_and_head_tell_an_auditor_the_truth() {
-    if let Some(db) = TestDb::postgres().await {
-        verify_and_head_tell_an_auditor_the_truth(&db).await;
-    }
-}
+fangkong_store::each_backend!(threads = 2; [by_ref]; verify_and_head_tell_an_auditor_the_truth);
 
 #[test]
 fn an_unsupported_database_url_is_a_clear_error() {

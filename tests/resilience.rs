@@ -340,17 +340,7 @@ async fn postgres_going_away_is_a_503_and_coming_back_needs_no_restart(db: Arc<T
     assert_eq!(s.get("/v1/audit/verify").await.ok()["intact"], true);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_a_killed_server_loses_no_acknowledged_write() {
-    a_killed_server_loses_no_acknowledged_write(Arc::new(TestDb::sqlite())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_a_killed_server_loses_no_acknowledged_write() {
-    if let Some(db) = TestDb::postgres().await {
-        a_killed_server_loses_no_acknowledged_write(Arc::new(db)).await;
-    }
-}
+fangkong_store::each_backend!(threads = 4; [owned]; a_killed_server_loses_no_acknowledged_write);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_going_away_is_a_503_and_coming_back_needs_no_restart_test() {
