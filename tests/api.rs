@@ -795,6 +795,13 @@ async fn the_contract_and_its_browser_are_served(s: &Server) {
             .is_some_and(|html| html.contains("swagger")),
         "Swagger UI page"
     );
+    // The page loads our contract and never asks swagger.io to validate it.
+    let init = s
+        .send(s.client.get(s.url("/docs/swagger-initializer.js")))
+        .await;
+    let init = init.body.as_str().expect("javascript").to_owned();
+    assert!(init.contains("/openapi.json"), "{init}");
+    assert!(init.contains("\"validatorUrl\": \"none\""), "{init}");
     let metrics = s.get("/metrics").await;
     let text = metrics.body.as_str().expect("text").to_owned();
     assert!(
@@ -828,6 +835,7 @@ fangkong_store::each_backend!(threads = 2; [fixture = start_server];
     two_concurrent_writes_to_one_entity_both_land,
     an_auditor_follows_verifies_and_proves_the_log,
     lists_filter_page_and_read_their_own_writes,
+    a_creation_answers_201_with_the_location_of_what_it_made,
 );
 
 #[test]
@@ -1312,4 +1320,40 @@ async fn lists_filter_page_and_read_their_own_writes(s: &Server) {
         .filter_map(|z| z["name"].as_str())
         .collect();
     assert_eq!(names, vec!["一片区", "二片区"]);
+}
+
+async fn a_creation_answers_201_with_the_location_of_what_it_made(s: &Server) {
+    let (zone, village, grid) = geography(s).await;
+    for (collection, body) in [
+        ("/v1/returnees", registration(&zone, &village, &grid)),
+        (
+            "/v1/checkpoints",
+            json!({"zone_id": zone, "name": "村口", "kind": "village_entrance"}),
+        ),
+        (
+            "/v1/venues",
+            json!({"zone_id": zone, "kind": "mahjong_parlour", "name": "桥头棋牌室"}),
+        ),
+    ] {
+        let reply = s.post(collection, body).await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        let location = reply.headers["location"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let made = id(&reply.body);
+        assert_eq!(location, format!("{collection}/{made}"));
+        let read = s.get(&location).await;
+        assert_eq!(read.status, 200, "{location} reads back");
+        assert_eq!(read.etag(), reply.etag());
+    }
+    // Not a creation: no Location.
+    let reply = s
+        .post(
+            &format!("/v1/zones/{zone}/publicity"),
+            json!({"channel": "leaflet", "quantity": 10}),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.headers.get("location").is_none());
 }

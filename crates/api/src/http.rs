@@ -51,7 +51,13 @@ pub fn app(
             }
         }),
     )
-    .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
+    .service(
+        SwaggerUi::new("/docs/{_:.*}")
+            .url("/openapi.json", api)
+            // Never sends the contract's address to swagger.io to be
+            // validated: the service may sit on an intranet.
+            .config(utoipa_swagger_ui::Config::default().validator_url("none")),
+    )
     .route(
         "/docs",
         web::get().to(|| async {

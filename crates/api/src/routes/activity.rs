@@ -131,7 +131,7 @@ async fn disperse_gathering(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         gathering(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -175,7 +175,7 @@ async fn record_publicity(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         publicity(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -219,7 +219,7 @@ async fn complete_patrol(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         patrol(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -285,6 +285,6 @@ async fn record_staff_check(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         staff_check(&state, &WriteHeaders::parse(&req, caller)?, body).await?,
-        false,
+        None,
     ))
 }

@@ -33,6 +33,7 @@ pub struct EventsQuery {
     #[param(rename = "type")]
     pub event_type: Option<String>,
     /// Items per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page (a log position).
     pub cursor: Option<String>,

@@ -39,7 +39,7 @@ pub struct HostBody {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"zone_id": "0190f5a2-0000-7000-8000-000000000001", "kind": "wedding",
     "planned_date": "2020-02-02", "expected_guests": 200, "host": {"name": "刘家"}}))]
-pub struct ReportBody {
+pub struct ReportBanquetBody {
     pub banquet_id: Option<Uuid>,
     pub zone_id: Uuid,
     pub village_id: Option<Uuid>,
@@ -117,7 +117,7 @@ fn banquet_id(raw: &str) -> Result<BanquetId, ApiError> {
 pub(crate) async fn report(
     state: &AppState,
     headers: &WriteHeaders<Field>,
-    body: Json<ReportBody>,
+    body: Json<ReportBanquetBody>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
     super::zones::check_place(state, headers, b.zone_id, b.village_id).await?;
@@ -150,19 +150,19 @@ pub(crate) async fn report(
 #[utoipa::path(
     tag = "banquets",
     params(("Idempotency-Key" = Option<String>, Header)),
-    request_body = ReportBody,
-    responses((status = 201, description = "Reported", body = Written), WriteErrors)
+    request_body = ReportBanquetBody,
+    responses((status = 201, description = "Reported", body = Written, headers(("Location" = String, description = "The new entity: GET it here"), ("ETag" = String, description = "Its stream version, quoted"))), WriteErrors)
 )]
 #[post("/banquets")]
 async fn report_banquet(
     caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: Json<ReportBody>,
+    body: Json<ReportBanquetBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         report(&state, &WriteHeaders::parse(&req, caller)?, body).await?,
-        true,
+        Some("/v1/banquets"),
     ))
 }
 
@@ -173,6 +173,7 @@ pub struct BanquetQuery {
     pub zone_id: Option<Uuid>,
     /// planned, postponed, cancelled, scaled_down
     pub status: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
     /// Wait (up to 2 s) until the list reflects this log position: pass a
@@ -274,7 +275,7 @@ async fn postpone(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         postponement(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -317,7 +318,7 @@ async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         cancellation(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -360,6 +361,6 @@ async fn scale_down(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         scale(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }

@@ -122,7 +122,7 @@ pub(crate) async fn establish(
     tag = "checkpoints",
     params(("Idempotency-Key" = Option<String>, Header)),
     request_body = EstablishBody,
-    responses((status = 201, description = "Established", body = Written), WriteErrors)
+    responses((status = 201, description = "Established", body = Written, headers(("Location" = String, description = "The new entity: GET it here"), ("ETag" = String, description = "Its stream version, quoted"))), WriteErrors)
 )]
 #[post("/checkpoints")]
 async fn establish_checkpoint(
@@ -133,7 +133,7 @@ async fn establish_checkpoint(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         establish(&state, &WriteHeaders::parse(&req, caller)?, body).await?,
-        true,
+        Some("/v1/checkpoints"),
     ))
 }
 
@@ -142,6 +142,7 @@ async fn establish_checkpoint(
 #[serde(deny_unknown_fields)]
 pub struct CheckpointQuery {
     pub zone_id: Option<Uuid>,
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
     /// Wait (up to 2 s) until the list reflects this log position: pass a
@@ -260,6 +261,6 @@ async fn record_crossing(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         crossing(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }

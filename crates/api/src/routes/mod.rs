@@ -94,13 +94,17 @@ pub(crate) fn optional<T, R>(
     raw.map(|r| field(name, parse(r))).transpose()
 }
 
-/// `201 Created` for a new entity, `200 OK` otherwise; `ETag` is the version.
-pub(crate) fn written(written: Written, created: bool) -> HttpResponse {
+/// `201 Created` with its `Location` for a new entity of `collection`,
+/// `200 OK` otherwise; `ETag` is the version.
+pub(crate) fn written(written: Written, collection: Option<&str>) -> HttpResponse {
     // A replay gets the first answer, status included.
-    let mut response = if created && written.created() {
-        HttpResponse::Created()
-    } else {
-        HttpResponse::Ok()
+    let mut response = match collection {
+        Some(collection) if written.created() => {
+            let mut created = HttpResponse::Created();
+            created.insert_header((header::LOCATION, format!("{collection}/{}", written.id)));
+            created
+        }
+        _ => HttpResponse::Ok(),
     };
     response
         .insert_header((header::ETAG, format!("\"{}\"", written.version)))
@@ -132,6 +136,7 @@ pub(crate) fn not_found(what: &str) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct Page {
     /// Items per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

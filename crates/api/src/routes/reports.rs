@@ -31,8 +31,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
 /// The zone leader's attestation of a day.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"zero_report": false, "figures": {"returnees_registered": 3, "health_visits": 41}, "submitted_by": "李明"}))]
-pub struct ReportBody {
+#[schema(example = json!({"zero_report": false, "figures": {"returnees_registered": 3, "health_visits_made": 41}, "submitted_by": "李明"}))]
+pub struct DailyReportBody {
     /// Nothing happened in the zone that day (零报告): refused if anything was recorded.
     pub zero_report: bool,
     /// The figures attested, by figure code (see the dashboard's `day`).
@@ -121,7 +121,7 @@ pub(crate) async fn submit(
     headers: &WriteHeaders<Field>,
     raw_zone: &str,
     raw_date: &str,
-    body: Json<ReportBody>,
+    body: Json<DailyReportBody>,
 ) -> Result<Written, ApiError> {
     let zone_id = ZoneId::from_uuid(path_id(raw_zone, "zone")?);
     // Out of the caller's zones reads as no zone at all, before anything
@@ -168,7 +168,7 @@ pub(crate) async fn submit(
 #[utoipa::path(
     tag = "reports",
     params(("zone_id" = Uuid, Path), ("date" = NaiveDate, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
-    request_body = ReportBody,
+    request_body = DailyReportBody,
     responses((status = 200, description = "Submitted", body = Written), WriteErrors)
 )]
 #[put("/zones/{zone_id}/daily-reports/{date}")]
@@ -177,7 +177,7 @@ async fn submit_report(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    body: Json<ReportBody>,
+    body: Json<DailyReportBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (zone, day) = path.into_inner();
     Ok(written(
@@ -189,7 +189,7 @@ async fn submit_report(
             body,
         )
         .await?,
-        false,
+        None,
     ))
 }
 

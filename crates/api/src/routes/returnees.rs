@@ -75,7 +75,7 @@ pub struct PersonalBody {
     "origin": {"region": "湖北省武汉市", "risk": "high"},
     "personal": {"name": "张三", "resident_id": "11010519491231002X", "phone": "13812345678", "address": "桥头村三组12号"}
 }))]
-pub struct RegisterBody {
+pub struct RegisterReturneeBody {
     pub returnee_id: Option<Uuid>,
     pub zone_id: Uuid,
     pub village_id: Uuid,
@@ -293,7 +293,7 @@ fn returnee_id(raw: &str) -> Result<ReturneeId, ApiError> {
 pub(crate) async fn register(
     state: &AppState,
     headers: &WriteHeaders<Field>,
-    body: Json<RegisterBody>,
+    body: Json<RegisterReturneeBody>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
     let zone_id = ZoneId::from_uuid(b.zone_id);
@@ -343,19 +343,19 @@ pub(crate) async fn register(
 #[utoipa::path(
     tag = "returnees",
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry")),
-    request_body = RegisterBody,
-    responses((status = 201, description = "Registered", body = Written), WriteErrors)
+    request_body = RegisterReturneeBody,
+    responses((status = 201, description = "Registered", body = Written, headers(("Location" = String, description = "The new entity: GET it here"), ("ETag" = String, description = "Its stream version, quoted"))), WriteErrors)
 )]
 #[post("/returnees")]
 async fn register_returnee(
     caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: Json<RegisterBody>,
+    body: Json<RegisterReturneeBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         register(&state, &WriteHeaders::parse(&req, caller)?, body).await?,
-        true,
+        Some("/v1/returnees"),
     ))
 }
 
@@ -368,6 +368,7 @@ pub struct ReturneeQuery {
     pub status: Option<String>,
     /// high, medium, low
     pub risk: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
     /// Wait (up to 2 s) until the list reflects this log position: pass a
@@ -447,6 +448,7 @@ pub struct StreamQuery {
     #[serde(default, deserialize_with = "crate::extract::within_i64")]
     pub from_version: Option<u64>,
     /// At most this many events (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -528,7 +530,7 @@ async fn screen(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         screening(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -579,7 +581,7 @@ async fn assign_team(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         team(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -622,7 +624,7 @@ async fn start_quarantine(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         quarantine(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -668,7 +670,7 @@ async fn record_health_check(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         health_check(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -713,7 +715,7 @@ async fn report_abnormal_condition(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         abnormal(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -756,7 +758,7 @@ async fn refer(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         referral(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -800,7 +802,7 @@ async fn change_period(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         extension(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -843,7 +845,7 @@ async fn record_exposure(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         exposure(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -885,6 +887,6 @@ async fn end_quarantine(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         end(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }

@@ -32,7 +32,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"zone_id": "0190f5a2-0000-7000-8000-000000000001", "kind": "mahjong_parlour", "name": "老王麻将馆"}))]
-pub struct RegisterBody {
+pub struct RegisterVenueBody {
     pub venue_id: Option<Uuid>,
     pub zone_id: Uuid,
     pub village_id: Option<Uuid>,
@@ -124,7 +124,7 @@ fn venue_id(raw: &str) -> Result<VenueId, ApiError> {
 pub(crate) async fn register(
     state: &AppState,
     headers: &WriteHeaders<Field>,
-    body: Json<RegisterBody>,
+    body: Json<RegisterVenueBody>,
 ) -> Result<Written, ApiError> {
     let b = body.value;
     super::zones::check_place(state, headers, b.zone_id, b.village_id).await?;
@@ -152,19 +152,19 @@ pub(crate) async fn register(
 #[utoipa::path(
     tag = "venues",
     params(("Idempotency-Key" = Option<String>, Header)),
-    request_body = RegisterBody,
-    responses((status = 201, description = "Registered", body = Written), WriteErrors)
+    request_body = RegisterVenueBody,
+    responses((status = 201, description = "Registered", body = Written, headers(("Location" = String, description = "The new entity: GET it here"), ("ETag" = String, description = "Its stream version, quoted"))), WriteErrors)
 )]
 #[post("/venues")]
 async fn register_venue(
     caller: Authorized<Field>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: Json<RegisterBody>,
+    body: Json<RegisterVenueBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         register(&state, &WriteHeaders::parse(&req, caller)?, body).await?,
-        true,
+        Some("/v1/venues"),
     ))
 }
 
@@ -177,6 +177,7 @@ pub struct VenueQuery {
     pub kind: Option<String>,
     /// open, closed, dismantled
     pub status: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
     /// Wait (up to 2 s) until the list reflects this log position: pass a
@@ -280,7 +281,7 @@ async fn sign_commitment(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         commitment(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -323,7 +324,7 @@ async fn close_venue(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         closure(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -363,7 +364,7 @@ async fn reopen_venue(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         reopening(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -418,6 +419,6 @@ async fn record_enforcement(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         enforcement(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }

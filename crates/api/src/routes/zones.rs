@@ -206,7 +206,7 @@ pub(crate) async fn establish(
     request_body = EstablishZone,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry")),
     responses(
-        (status = 201, description = "Established", body = Written),
+        (status = 201, description = "Established", body = Written, headers(("Location" = String, description = "The new entity: GET it here"), ("ETag" = String, description = "Its stream version, quoted"))),
         WriteErrors,
     )
 )]
@@ -219,7 +219,7 @@ async fn establish_zone(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         establish(&state, &WriteHeaders::parse(&req, caller)?, body).await?,
-        true,
+        Some("/v1/zones"),
     ))
 }
 
@@ -227,6 +227,7 @@ async fn establish_zone(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneQuery {
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
     /// Wait (up to 2 s) until the list reflects this log position: pass a
@@ -336,7 +337,7 @@ async fn assign_leader(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         leader(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -384,7 +385,7 @@ async fn add_village(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         village(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }
 
@@ -434,6 +435,6 @@ async fn add_grid(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         grid(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
-        false,
+        None,
     ))
 }

@@ -1,0 +1,78 @@
+//! utoipa keeps one schema per name and drops the others without a word:
+//! two request bodies named alike made the contract describe a venue where
+//! a returnee is registered. Every type that derives `ToSchema` anywhere in
+//! the workspace must have a name of its own.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+/// The name of each type deriving `ToSchema`, with the files that define one.
+fn schema_types(crates: &Path) -> BTreeMap<String, Vec<PathBuf>> {
+    let mut files = Vec::new();
+    rust_files(crates, &mut files);
+    let mut names: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let mut deriving = false;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with("#[derive(") && line.contains("ToSchema") {
+                deriving = true;
+                continue;
+            }
+            if deriving {
+                let declared = ["pub struct ", "pub enum ", "struct ", "enum "]
+                    .iter()
+                    .find_map(|p| line.strip_prefix(p));
+                if let Some(rest) = declared {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    names.entry(name).or_default().push(file.clone());
+                    deriving = false;
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_schema_in_the_contract_has_a_name_of_its_own() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let names = schema_types(&crates);
+    assert!(
+        names.len() > 50,
+        "the scan finds the API's schemas: {}",
+        names.len()
+    );
+    let twice: Vec<_> = names.iter().filter(|(_, files)| files.len() > 1).collect();
+    assert!(twice.is_empty(), "schemas defined twice: {twice:#?}");
+    // Each request body the contract names is one of them.
+    let contract = serde_json::to_value(fangkong_api::openapi()).expect("the contract renders");
+    for (name, _) in contract["components"]["schemas"]
+        .as_object()
+        .expect("schemas")
+    {
+        let base = name.split('_').next().unwrap_or(name);
+        assert!(
+            names.contains_key(name) || names.contains_key(base),
+            "{name} in the contract has no type of that name"
+        );
+    }
+}
