@@ -156,7 +156,12 @@ impl utoipa::Modify for BearerTokens {
             `Authorization: Bearer <token>`; roles: `admin`, `zone_worker` (its zones), \
             `county` (figures only), `auditor` (the log, verification, as-of reads; personal \
             data masked). 401 without a valid token, 403 outside the role, 404 outside the zone.",
-        license(name = "Apache-2.0")
+        license(name = "Apache-2.0", url = "https://www.apache.org/licenses/LICENSE-2.0"),
+        contact(name = "fangkong maintainers", url = "https://fangkong.invalid/")
+    ),
+    servers(
+        (url = "/", description = "The server that serves this contract"),
+        (url = "http://127.0.0.1:8080", description = "A local `fangkong serve`")
     ),
     tags(
         (name = "zones", description = "Zones, their leaders, villages and grids"),

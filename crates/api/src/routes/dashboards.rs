@@ -262,8 +262,13 @@ pub struct DailyQuery {
     pub to: Option<NaiveDate>,
     /// `json` (default), `csv` (a row per zone and day), or `dhis2`
     /// (dataValueSets with completeDataSetRegistrations).
+    /// (Without it, `Accept: text/csv` asks for the CSV form.)
     #[param(inline)]
     pub format: Option<ExportFormat>,
+    /// The CSV starts with a UTF-8 byte-order mark (default true), so
+    /// Excel on a Chinese-locale Windows reads the zone names as written;
+    /// `false` omits it.
+    pub bom: Option<bool>,
     /// Only this zone's rows.
     pub zone_id: Option<Uuid>,
     /// A log position or RFC 3339 instant: the aggregates as they stood then.
@@ -342,7 +347,20 @@ async fn daily_reports(
     let aggregates = aggregates?;
     let mut response = HttpResponse::Ok();
     freshness.headers(&mut response);
-    match q.format.unwrap_or_default() {
+    response.insert_header((header::VARY, "Accept"));
+    let format = q.format.unwrap_or_else(|| {
+        let wants_csv = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/csv")));
+        if wants_csv {
+            ExportFormat::Csv
+        } else {
+            ExportFormat::Json
+        }
+    });
+    match format {
         ExportFormat::Json => Ok(response.json(&aggregates)),
         ExportFormat::Csv => Ok(response
             .content_type("text/csv; charset=utf-8")
@@ -353,7 +371,11 @@ async fn daily_reports(
                     aggregates.from, aggregates.to
                 ),
             ))
-            .body(export::csv(&aggregates))),
+            .body(if q.bom.unwrap_or(true) {
+                format!("\u{feff}{}", export::csv(&aggregates))
+            } else {
+                export::csv(&aggregates)
+            })),
         ExportFormat::Dhis2 => {
             let mapping = state
                 .settings
