@@ -775,6 +775,25 @@ async fn the_contract_and_its_browser_are_served(s: &Server) {
     s.post("/v1/zones", json!({"name": "一片区"})).await.ok();
     let spec = s.get("/openapi.json").await.ok();
     assert_eq!(spec["openapi"], "3.1.0");
+    // Figure maps are typed: the contract names every code a dashboard
+    // answers, and no other.
+    let documented: std::collections::BTreeSet<&str> = spec["components"]["schemas"]["Figures"]
+        ["properties"]
+        .as_object()
+        .expect("a Figures schema")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let board = s.get("/v1/dashboard").await.ok();
+    for map in ["day", "to_date"] {
+        let answered: std::collections::BTreeSet<&str> = board[map]
+            .as_object()
+            .expect("figures")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(answered, documented, "{map}");
+    }
     let paths = spec["paths"].as_object().expect("paths");
     for route in [
         "/v1/returnees/{returnee_id}/health-checks",

@@ -20,7 +20,8 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// The name of each type deriving `ToSchema`, with the files that define one.
+/// The name of each type deriving (or implementing) `ToSchema`, with the
+/// files that define one.
 fn schema_types(crates: &Path) -> BTreeMap<String, Vec<PathBuf>> {
     let mut files = Vec::new();
     rust_files(crates, &mut files);
@@ -30,6 +31,18 @@ fn schema_types(crates: &Path) -> BTreeMap<String, Vec<PathBuf>> {
         let mut deriving = false;
         for line in text.lines() {
             let line = line.trim();
+            // A schema written by hand.
+            if let Some(rest) = ["impl utoipa::ToSchema for ", "impl ToSchema for "]
+                .iter()
+                .find_map(|p| line.strip_prefix(p))
+            {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                names.entry(name).or_default().push(file.clone());
+                continue;
+            }
             if line.starts_with("#[derive(") && line.contains("ToSchema") {
                 deriving = true;
                 continue;

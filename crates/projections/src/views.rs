@@ -194,10 +194,8 @@ pub struct ZoneDashboard {
     /// Now, at that position.
     pub standing: Standing,
     /// The day's figures, by figure code.
-    #[schema(value_type = BTreeMap<String, u64>)]
     pub day: Figures,
     /// Every day up to and including `date`, summed.
-    #[schema(value_type = BTreeMap<String, u64>)]
     pub to_date: Figures,
     pub report: Option<ReportStatus>,
 }
@@ -225,7 +223,6 @@ pub struct ZoneLine {
     pub zone_id: Uuid,
     pub name: String,
     pub report: Option<ReportState>,
-    #[schema(value_type = BTreeMap<String, u64>)]
     pub day: Figures,
 }
 
@@ -238,9 +235,7 @@ pub struct TownshipDashboard {
     pub standing: Standing,
     /// The zones' day figures summed, plus the township office's own
     /// (staff morning checks belong to no zone).
-    #[schema(value_type = BTreeMap<String, u64>)]
     pub day: Figures,
-    #[schema(value_type = BTreeMap<String, u64>)]
     pub to_date: Figures,
     pub completeness: Completeness,
     pub zones: Vec<ZoneLine>,
@@ -254,7 +249,6 @@ pub struct DailyRow {
     pub date: NaiveDate,
     /// `None` for days before the zone was established.
     pub report: Option<ReportStatus>,
-    #[schema(value_type = BTreeMap<String, u64>)]
     pub figures: Figures,
 }
 
@@ -262,7 +256,6 @@ pub struct DailyRow {
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DailyTotal {
     pub date: NaiveDate,
-    #[schema(value_type = BTreeMap<String, u64>)]
     pub figures: Figures,
     pub completeness: Completeness,
 }
