@@ -359,6 +359,36 @@ pub fn venue_kind_index(kind: VenueKind) -> usize {
     VenueKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
 }
 
+/// In the contract, every figure code is a property of its own (a count),
+/// so a generated client knows each one by name.
+impl utoipa::PartialSchema for Figures {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let count = || {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Int64,
+                )))
+                .minimum(Some(0))
+                .build()
+        };
+        let mut object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "A count for every figure of DOMAIN.md, by figure code (all present).",
+            ));
+        for figure in Figure::ALL {
+            object = object
+                .property(figure.code(), count())
+                .required(figure.code());
+        }
+        object.build().into()
+    }
+}
+
+impl utoipa::ToSchema for Figures {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,33 +440,3 @@ mod tests {
         );
     }
 }
-
-/// In the contract, every figure code is a property of its own (a count),
-/// so a generated client knows each one by name.
-impl utoipa::PartialSchema for Figures {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
-        let count = || {
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                    utoipa::openapi::KnownFormat::Int64,
-                )))
-                .minimum(Some(0))
-                .build()
-        };
-        let mut object = ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .description(Some(
-                "A count for every figure of DOMAIN.md, by figure code (all present).",
-            ));
-        for figure in Figure::ALL {
-            object = object
-                .property(figure.code(), count())
-                .required(figure.code());
-        }
-        object.build().into()
-    }
-}
-
-impl utoipa::ToSchema for Figures {}
