@@ -1305,6 +1305,11 @@ async fn lists_filter_page_and_read_their_own_writes(s: &Server) {
             "status",
             "in_quarantine",
         ),
+        (
+            "/v1/returnees?status=unregistered",
+            "status",
+            "lost_to_follow_up",
+        ),
         ("/v1/returnees?risk=extreme", "risk", "medium"),
         ("/v1/venues?kind=casino", "kind", "mahjong_parlour"),
         ("/v1/venues?status=shut", "status", "dismantled"),

@@ -83,10 +83,12 @@ pub struct BanquetView {
     pub banquet_id: Uuid,
     pub zone_id: Uuid,
     pub village_id: Option<Uuid>,
+    #[schema(schema_with = schemas::banquet_kind)]
     pub kind: String,
     pub planned_date: Option<NaiveDate>,
     pub guests: u32,
     /// planned, postponed, cancelled, scaled_down
+    #[schema(schema_with = schemas::banquet_status)]
     pub status: String,
     pub host: HostBody,
     pub version: u64,
@@ -172,6 +174,7 @@ async fn report_banquet(
 pub struct BanquetQuery {
     pub zone_id: Option<Uuid>,
     /// planned, postponed, cancelled, scaled_down
+    #[param(schema_with = schemas::banquet_status)]
     pub status: Option<String>,
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,

@@ -69,6 +69,7 @@ pub struct CheckpointView {
     pub zone_id: Uuid,
     pub village_id: Option<Uuid>,
     pub name: String,
+    #[schema(schema_with = schemas::checkpoint_kind)]
     pub kind: String,
     pub crossings: u64,
     pub turned_back: u64,

@@ -354,6 +354,25 @@ pub(crate) mod schemas {
     pub fn checkpoint_kind() -> Object {
         codes(CheckpointKind::ALL.iter().map(|s| s.code()))
     }
+    pub fn returnee_status() -> Object {
+        codes([
+            "registered",
+            "in_quarantine",
+            "released",
+            "under_treatment",
+            "transferred",
+            "lost_to_follow_up",
+        ])
+    }
+    pub fn venue_status() -> Object {
+        codes(["open", "closed", "dismantled"])
+    }
+    pub fn banquet_status() -> Object {
+        codes(["planned", "postponed", "cancelled", "scaled_down"])
+    }
+    pub fn role() -> Object {
+        codes(access::Role::ALL.iter().map(|r| r.code()))
+    }
 }
 
 /// An event of an entity's own stream.

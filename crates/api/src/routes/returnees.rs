@@ -219,6 +219,7 @@ pub struct ReturneeView {
     pub origin: OriginBody,
     pub personal: PersonalBody,
     /// unregistered, registered, in_quarantine, released, under_treatment, transferred, lost_to_follow_up
+    #[schema(schema_with = schemas::returnee_status)]
     pub status: String,
     pub screenings: u32,
     pub last_screened_on: Option<NaiveDate>,
@@ -365,8 +366,10 @@ async fn register_returnee(
 pub struct ReturneeQuery {
     pub zone_id: Option<Uuid>,
     /// registered, in_quarantine, released, under_treatment, transferred, lost_to_follow_up
+    #[param(schema_with = schemas::returnee_status)]
     pub status: Option<String>,
     /// high, medium, low
+    #[param(schema_with = schemas::risk)]
     pub risk: Option<String>,
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
@@ -392,6 +395,13 @@ async fn list_returnees(
     let q: ReturneeQuery = query(&req)?;
     let status =
         super::filter::<fangkong_domain::returnee::ReturneeStatus>("status", q.status.as_deref())?;
+    // No returnee listed is unregistered: a filter for it asks for nothing.
+    if status == Some(fangkong_domain::returnee::ReturneeStatus::Unregistered) {
+        return Err(ApiError::field(
+            "status",
+            "must be registered, in_quarantine, released, under_treatment, transferred or lost_to_follow_up",
+        ));
+    }
     let risk = super::filter::<RiskLevel>("risk", q.risk.as_deref())?;
     let today = state.commands.context(None)?.today;
     let page = Page {

@@ -30,7 +30,7 @@ pub struct IssueToken {
     /// Who or what holds it (a person, a front end, a county system).
     pub name: String,
     /// `admin`, `zone_worker`, `county` or `auditor`.
-    #[schema(value_type = String)]
+    #[schema(schema_with = super::schemas::role)]
     pub role: String,
     /// A zone worker's zones (at least one); none for the other roles.
     #[serde(default)]
@@ -43,6 +43,7 @@ pub struct IssuedToken {
     /// The bearer token. Shown this once: only its SHA-256 is kept.
     pub token: String,
     pub name: String,
+    #[schema(schema_with = super::schemas::role)]
     pub role: String,
     pub zones: Vec<Uuid>,
     pub position: u64,
@@ -52,6 +53,7 @@ pub struct IssuedToken {
 pub struct TokenView {
     pub token_id: Uuid,
     pub name: String,
+    #[schema(schema_with = super::schemas::role)]
     pub role: String,
     pub zones: Vec<Uuid>,
     pub issued_at: DateTime<Utc>,

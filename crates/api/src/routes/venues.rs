@@ -91,9 +91,11 @@ pub struct VenueView {
     pub venue_id: Uuid,
     pub zone_id: Uuid,
     pub village_id: Option<Uuid>,
+    #[schema(schema_with = schemas::venue_kind)]
     pub kind: String,
     pub name: String,
     /// open, closed, dismantled
+    #[schema(schema_with = schemas::venue_status)]
     pub status: String,
     pub closed_since: Option<NaiveDate>,
     pub commitment_signed_on: Option<NaiveDate>,
@@ -174,8 +176,10 @@ async fn register_venue(
 pub struct VenueQuery {
     pub zone_id: Option<Uuid>,
     /// A venue kind code, e.g. mahjong_parlour.
+    #[param(schema_with = schemas::venue_kind)]
     pub kind: Option<String>,
     /// open, closed, dismantled
+    #[param(schema_with = schemas::venue_status)]
     pub status: Option<String>,
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
