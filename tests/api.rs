@@ -784,7 +784,20 @@ async fn the_contract_and_its_browser_are_served(s: &Server) {
         .keys()
         .map(String::as_str)
         .collect();
-    let board = s.get("/v1/dashboard").await.ok();
+    let board = s.get("/v1/dashboard").await;
+    // An authenticated answer says where its token stands against the
+    // rate limit (the default: bursts of 200).
+    let header =
+        |name: &str| -> Option<u64> { board.headers.get(name)?.to_str().ok()?.parse().ok() };
+    assert_eq!(header("ratelimit-limit"), Some(200));
+    assert!(header("ratelimit-remaining").is_some_and(|n| n < 200));
+    assert!(header("ratelimit-reset").is_some_and(|n| n >= 1));
+    let health = s.send_raw(s.client.get(s.url("/healthz"))).await;
+    assert!(
+        health.headers.get("ratelimit-limit").is_none(),
+        "no token, no quota"
+    );
+    let board = board.ok();
     for map in ["day", "to_date"] {
         let answered: std::collections::BTreeSet<&str> = board[map]
             .as_object()

@@ -180,8 +180,12 @@ fn authorize_request<P: Policy>(req: &HttpRequest) -> Result<Authorized<P>, ApiE
         .ok_or(ApiError::Internal)?;
     let caller = authenticate(state, req)?;
     let authorized = caller.authorize::<P>()?;
-    if let Err(retry_after) = state.rate_limit.take(caller.token_id) {
-        return Err(ApiError::RateLimited { retry_after });
+    match state.rate_limit.take(caller.token_id) {
+        Err(retry_after) => return Err(ApiError::RateLimited { retry_after }),
+        Ok(Some(quota)) => {
+            req.extensions_mut().insert(quota);
+        }
+        Ok(None) => {}
     }
     req.extensions_mut().insert(caller);
     Ok(authorized)
@@ -392,12 +396,14 @@ impl RateLimit {
         }
     }
 
-    pub fn take(&self, token: Uuid) -> Result<(), u64> {
+    /// Takes one request from the token's bucket: what is left (none
+    /// when the limit is off), or the seconds to wait.
+    pub fn take(&self, token: Uuid) -> Result<Option<Quota>, u64> {
         if self.per_second <= 0.0 {
-            return Ok(());
+            return Ok(None);
         }
         let Ok(mut buckets) = self.buckets.lock() else {
-            return Ok(());
+            return Ok(None);
         };
         let now = Instant::now();
         let (level, since) = buckets.entry(token).or_insert((self.burst, now));
@@ -406,11 +412,27 @@ impl RateLimit {
         *since = now;
         if *level >= 1.0 {
             *level -= 1.0;
-            Ok(())
+            Ok(Some(Quota {
+                limit: self.burst as u64,
+                remaining: level.floor() as u64,
+                reset: ((self.burst - *level) / self.per_second).ceil() as u64,
+            }))
         } else {
             Err(((1.0 - *level) / self.per_second).ceil().max(1.0) as u64)
         }
     }
+}
+
+/// A token's standing against its rate limit, sent back as the
+/// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Requests the bucket holds when full.
+    pub limit: u64,
+    /// Requests left now.
+    pub remaining: u64,
+    /// Seconds until the bucket is full again.
+    pub reset: u64,
 }
 
 /// An event's payload as a caller may see it: the fields its type declares
@@ -506,12 +528,14 @@ mod tests {
     fn a_token_gets_its_burst_then_waits_for_the_refill() {
         let limit = RateLimit::new(1, 3);
         let token = Uuid::now_v7();
-        for _ in 0..3 {
-            assert_eq!(limit.take(token), Ok(()));
+        for left in [2, 1, 0] {
+            let quota = limit.take(token).expect("within the burst").expect("on");
+            assert_eq!((quota.limit, quota.remaining), (3, left));
+            assert!(quota.reset >= 3 - left, "{quota:?}");
         }
         assert_eq!(limit.take(token), Err(1));
-        assert_eq!(limit.take(Uuid::now_v7()), Ok(()), "buckets are per token");
-        assert_eq!(RateLimit::new(0, 1).take(token), Ok(()), "0 turns it off");
+        assert!(limit.take(Uuid::now_v7()).is_ok(), "buckets are per token");
+        assert_eq!(RateLimit::new(0, 1).take(token), Ok(None), "0 turns it off");
     }
 
     #[test]

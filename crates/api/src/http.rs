@@ -264,6 +264,21 @@ async fn observe(
             .headers_mut()
             .insert(HeaderName::from_static("x-request-id"), value);
     }
+    let quota = response
+        .request()
+        .extensions()
+        .get::<crate::access::Quota>()
+        .copied();
+    if let Some(quota) = quota {
+        let headers = response.headers_mut();
+        for (name, value) in [
+            ("ratelimit-limit", quota.limit),
+            ("ratelimit-remaining", quota.remaining),
+            ("ratelimit-reset", quota.reset),
+        ] {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+        }
+    }
     Ok(response)
 }
 

@@ -262,9 +262,13 @@ impl ResponseError for ApiError {
             ApiError::Unavailable => {
                 response.insert_header((header::RETRY_AFTER, "2"));
             }
-            ApiError::TooManyFailedAttempts { retry_after }
-            | ApiError::RateLimited { retry_after } => {
+            ApiError::TooManyFailedAttempts { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            ApiError::RateLimited { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+                response.insert_header(("RateLimit-Remaining", "0"));
+                response.insert_header(("RateLimit-Reset", retry_after.to_string()));
             }
             ApiError::TimedOut { .. } | ApiError::Contended(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
