@@ -575,6 +575,34 @@ async fn the_live_feed_follows_the_log_resumes_and_ends_at_shutdown(db: Arc<Test
     assert!(!text.contains(&format!("id: {}\n", head + 3)), "{text}");
     assert!(text.contains(&format!("id: {}\n", head + 4)), "{text}");
 
+    // For a browser: a reconnection delay, and unnamed events its
+    // `onmessage` receives, each carrying its type in `data`.
+    assert!(text.starts_with("retry: "), "{text}");
+    let unnamed = s
+        .client
+        .get(s.url("/v1/events/live?heartbeat_seconds=1&named=false"))
+        .bearer_auth(&auditor)
+        .header("Last-Event-ID", (head + 3).to_string())
+        .send()
+        .await
+        .expect("the feed reopens");
+    let mut plain = unnamed.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\"type\":\"ReturneeRegistered\"") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), plain.next())
+            .await
+            .expect("the rest arrives")
+            .expect("open")
+            .expect("bytes");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!text.contains("event: "), "{text}");
+    assert!(
+        text.contains(&format!("id: {}\ndata: ", head + 4)),
+        "{text}"
+    );
+    drop(plain);
+
     // A shutdown ends the feed instead of waiting on it.
     let started = std::time::Instant::now();
     let stopping = std::thread::spawn(move || s.stop());

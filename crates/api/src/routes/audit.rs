@@ -151,6 +151,10 @@ pub struct LiveQuery {
     pub category: Option<String>,
     /// Seconds between heartbeat comments while nothing happens (1-60, default 15).
     pub heartbeat_seconds: Option<u64>,
+    /// `true` (default): each event is named by its type (`event:
+    /// QuarantineStarted`). `false`: unnamed, so a browser's
+    /// `EventSource.onmessage` receives every one (the type is in `data`).
+    pub named: Option<bool>,
 }
 
 /// The log as it grows, as Server-Sent Events: `id` is the position (so
@@ -201,9 +205,12 @@ async fn live_events(
             category: checked_name("category", q.category)?,
             ..Default::default()
         },
+        // `retry:` tells a browser how soon to reconnect (it resumes with
+        // Last-Event-ID).
         pending: std::collections::VecDeque::from([web::Bytes::from(format!(
-            ": from position {after}\n\n"
+            "retry: {RECONNECT_MS}\n: from position {after}\n\n"
         ))]),
+        named: q.named.unwrap_or(true),
         heartbeat: std::time::Duration::from_secs(heartbeat),
     };
     Ok(HttpResponse::Ok()
@@ -228,7 +235,12 @@ struct Live {
     filter: fangkong_store::LogFilter,
     pending: std::collections::VecDeque<web::Bytes>,
     heartbeat: std::time::Duration,
+    /// Each event named by its type (or all unnamed `message` events).
+    named: bool,
 }
+
+/// How soon a browser reconnects to an ended feed, in milliseconds.
+const RECONNECT_MS: u64 = 2_000;
 
 /// How often an open feed looks at its token: a revocation ends it within this.
 const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
@@ -261,9 +273,12 @@ impl Live {
                         let (position, kind) = (event.position, event.event_type.clone());
                         let data = serde_json::to_string(&LogEvent::shown(event, self.mask))
                             .unwrap_or_else(|_| "{}".into());
-                        self.pending.push_back(web::Bytes::from(format!(
-                            "id: {position}\nevent: {kind}\ndata: {data}\n\n"
-                        )));
+                        let frame = if self.named {
+                            format!("id: {position}\nevent: {kind}\ndata: {data}\n\n")
+                        } else {
+                            format!("id: {position}\ndata: {data}\n\n")
+                        };
+                        self.pending.push_back(web::Bytes::from(frame));
                     }
                     continue;
                 }
