@@ -29,8 +29,21 @@ fn schema_types(crates: &Path) -> BTreeMap<String, Vec<PathBuf>> {
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         let mut deriving = false;
+        let mut pages = false;
         for line in text.lines() {
             let line = line.trim();
+            // Page schemas made by the `pages!` macro: `ReturneePage => ...`.
+            if line.starts_with("pages!(") {
+                pages = true;
+                continue;
+            }
+            if pages {
+                match line.split_once(" => ") {
+                    Some((name, _)) => names.entry(name.to_owned()).or_default().push(file.clone()),
+                    None => pages = false,
+                }
+                continue;
+            }
             // A schema written by hand.
             if let Some(rest) = ["impl utoipa::ToSchema for ", "impl ToSchema for "]
                 .iter()

@@ -64,7 +64,7 @@ pub struct LogEvent {
 #[utoipa::path(
     tag = "audit",
     params(EventsQuery),
-    responses((status = 200, description = "A page of the log", body = Paged<LogEvent>), ReadErrors)
+    responses((status = 200, description = "A page of the log", body = super::LogEventPage), ReadErrors)
 )]
 #[get("/events")]
 async fn list_events(

@@ -10,8 +10,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::{
-    entity, field, optional, path_id, query, run, schemas, written, Page, Paged, ReadErrors,
-    WriteErrors,
+    entity, field, optional, path_id, query, run, schemas, written, Page, ReadErrors, WriteErrors,
 };
 use crate::access::{Authorized, Field};
 use crate::extract::{Json, WriteHeaders};
@@ -189,7 +188,7 @@ pub struct BanquetQuery {
 #[utoipa::path(
     tag = "banquets",
     params(BanquetQuery),
-    responses((status = 200, description = "A page of banquets", body = Paged<BanquetView>), ReadErrors)
+    responses((status = 200, description = "A page of banquets", body = super::BanquetPage), ReadErrors)
 )]
 #[get("/banquets")]
 async fn list_banquets(

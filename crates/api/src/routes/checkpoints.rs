@@ -14,8 +14,7 @@ use uuid::Uuid;
 
 use super::returnees::OriginBody;
 use super::{
-    entity, field, optional, path_id, query, run, schemas, written, Page, Paged, ReadErrors,
-    WriteErrors,
+    entity, field, optional, path_id, query, run, schemas, written, Page, ReadErrors, WriteErrors,
 };
 use crate::access::{Authorized, Field};
 use crate::extract::{Json, WriteHeaders};
@@ -156,7 +155,7 @@ pub struct CheckpointQuery {
 #[utoipa::path(
     tag = "checkpoints",
     params(CheckpointQuery),
-    responses((status = 200, description = "A page of checkpoints", body = Paged<CheckpointView>), ReadErrors)
+    responses((status = 200, description = "A page of checkpoints", body = super::CheckpointPage), ReadErrors)
 )]
 #[get("/checkpoints")]
 async fn list_checkpoints(

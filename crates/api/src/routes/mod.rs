@@ -164,13 +164,40 @@ impl Page {
     }
 }
 
-/// A page of a list.
-#[derive(Debug, Serialize, ToSchema)]
+/// A page of a list (in the contract, one named page per kind of item).
+#[derive(Debug, Serialize)]
 pub struct Paged<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` for the next page; absent when there is no more.
     pub next_cursor: Option<String>,
 }
+
+/// The contract's name for each kind of page: the same shape as [`Paged`],
+/// with its items referenced by their own schema (a generic would inline
+/// them in every page).
+macro_rules! pages {
+    ($($page:ident => $item:ty),* $(,)?) => {
+        $(
+            #[doc = concat!("A page of `", stringify!($item), "` items.")]
+            #[derive(Debug, ToSchema)]
+            #[allow(dead_code, reason = "describes a page for the OpenAPI document only")]
+            pub struct $page {
+                pub items: Vec<$item>,
+                /// Pass as `cursor` for the next page; absent when there is no more.
+                pub next_cursor: Option<String>,
+            }
+        )*
+    };
+}
+
+pages!(
+    LogEventPage => audit::LogEvent,
+    ReturneePage => returnees::ReturneeView,
+    CheckpointPage => checkpoints::CheckpointView,
+    BanquetPage => banquets::BanquetView,
+    ZonePage => zones::ZoneView,
+    VenuePage => venues::VenueView,
+);
 
 /// Query strings are parsed by hand so that a bad one gets problem+json.
 pub(crate) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {

@@ -18,8 +18,8 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::{
-    entity, field, optional, path_id, query, run, schemas, written, Page, Paged, ReadErrors,
-    StreamEvent, WriteErrors,
+    entity, field, optional, path_id, query, run, schemas, written, Page, ReadErrors, StreamEvent,
+    WriteErrors,
 };
 use crate::access::{Authorized, Field};
 use crate::extract::{Json, WriteHeaders};
@@ -384,7 +384,7 @@ pub struct ReturneeQuery {
 #[utoipa::path(
     tag = "returnees",
     params(ReturneeQuery),
-    responses((status = 200, description = "A page of returnees", body = Paged<ReturneeView>), ReadErrors)
+    responses((status = 200, description = "A page of returnees", body = super::ReturneePage), ReadErrors)
 )]
 #[get("/returnees")]
 async fn list_returnees(

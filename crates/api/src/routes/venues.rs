@@ -10,9 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use super::{
-    entity, field, path_id, query, run, schemas, written, Page, Paged, ReadErrors, WriteErrors,
-};
+use super::{entity, field, path_id, query, run, schemas, written, Page, ReadErrors, WriteErrors};
 use crate::access::{Authorized, Field};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
@@ -194,7 +192,7 @@ pub struct VenueQuery {
 #[utoipa::path(
     tag = "venues",
     params(VenueQuery),
-    responses((status = 200, description = "A page of venues", body = Paged<VenueView>), ReadErrors)
+    responses((status = 200, description = "A page of venues", body = super::VenuePage), ReadErrors)
 )]
 #[get("/venues")]
 async fn list_venues(

@@ -9,9 +9,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use super::{
-    entity, field, optional, path_id, query, run, written, Page, Paged, ReadErrors, WriteErrors,
-};
+use super::{entity, field, optional, path_id, query, run, written, Page, ReadErrors, WriteErrors};
 use crate::access::{Admin, Authorized, Caller, Field, Figures};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
@@ -241,7 +239,7 @@ pub struct ZoneQuery {
     tag = "zones",
     params(ZoneQuery),
     responses(
-        (status = 200, description = "A page of zones", body = Paged<ZoneView>),
+        (status = 200, description = "A page of zones", body = super::ZonePage),
         ReadErrors,
     )
 )]
