@@ -109,6 +109,7 @@ pub struct DataValueSet {
 pub fn dhis2(
     aggregates: &DailyAggregates,
     mapping: &Dhis2Mapping,
+    township: &fangkong_domain::Township,
 ) -> Result<DataValueSet, MappingError> {
     let mut data_values = Vec::new();
     let mut complete = Vec::new();
@@ -136,7 +137,9 @@ pub fn dhis2(
                 period,
                 organisation_unit: org_unit.clone(),
                 attribute_option_combo: mapping.attribute_option_combo.clone(),
-                date: first.format("%Y-%m-%d").to_string(),
+                // The township's day: a report sent at 07:30 there is
+                // not yesterday's in UTC.
+                date: township.local_date(first).format("%Y-%m-%d").to_string(),
                 completed: true,
             });
         }
@@ -237,6 +240,49 @@ mod tests {
                 "{figure} is not in the example"
             );
         }
+    }
+
+    #[test]
+    fn a_completion_is_dated_on_the_townships_day() {
+        use fangkong_projections::views::{DailyRow, ReportState, ReportStatus};
+        let zone = uuid::Uuid::now_v7();
+        let at = |t: &str| -> chrono::DateTime<chrono::Utc> { t.parse().expect("an instant") };
+        let date = chrono::NaiveDate::from_ymd_opt(2020, 2, 1).expect("a date");
+        let aggregates = DailyAggregates {
+            from: date,
+            to: date,
+            position: 1,
+            rows: vec![DailyRow {
+                zone_id: zone,
+                zone_name: "一片区".into(),
+                date,
+                report: Some(ReportStatus {
+                    state: ReportState::Submitted,
+                    deadline: at("2020-02-02T02:00:00Z"),
+                    submitted: true,
+                    zero_report: false,
+                    late: false,
+                    amended: false,
+                    revision: 1,
+                    // 07:30 on 2 February in the township; 1 February in UTC.
+                    first_submitted_at: Some(at("2020-02-01T23:30:00Z")),
+                    first_recorded_at: Some(at("2020-02-01T23:30:00Z")),
+                    submitted_at: Some(at("2020-02-01T23:30:00Z")),
+                    attested: Default::default(),
+                    amendments: 0,
+                    changes: vec![],
+                }),
+                figures: Default::default(),
+            }],
+            totals: vec![],
+        };
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../config/dhis2-mapping.example.json");
+        let mut mapping = Dhis2Mapping::load(&path).expect("the example loads");
+        mapping.org_units.insert(zone, "FkZone00001".into());
+        let set =
+            dhis2(&aggregates, &mapping, &fangkong_domain::Township::default()).expect("mapped");
+        assert_eq!(set.complete_data_set_registrations[0].date, "2020-02-02");
     }
 
     #[test]

@@ -386,10 +386,13 @@ async fn daily_reports(
                     detail: "this server has no DHIS2 mapping (start it with --dhis2-mapping FILE)"
                         .into(),
                 })?;
-            let set = export::dhis2(&aggregates, mapping).map_err(|e| ApiError::Unmet {
-                code: "dhis2_zone_unmapped",
-                detail: e.to_string(),
-            })?;
+            let set =
+                export::dhis2(&aggregates, mapping, state.projector.township()).map_err(|e| {
+                    ApiError::Unmet {
+                        code: "dhis2_zone_unmapped",
+                        detail: e.to_string(),
+                    }
+                })?;
             Ok(response.json(&set))
         }
     }
