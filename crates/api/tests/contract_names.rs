@@ -102,3 +102,24 @@ fn every_schema_in_the_contract_has_a_name_of_its_own() {
         );
     }
 }
+
+#[test]
+fn every_operation_has_a_summary_that_fits_one_line() {
+    let contract = serde_json::to_value(fangkong_api::openapi()).expect("the contract renders");
+    let mut long = vec![];
+    for (path, item) in contract["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("an item") {
+            let Some(summary) = operation.get("summary").and_then(|s| s.as_str()) else {
+                long.push(format!("{method} {path}: no summary"));
+                continue;
+            };
+            if summary.chars().count() > 120 {
+                long.push(format!(
+                    "{method} {path}: {} characters",
+                    summary.chars().count()
+                ));
+            }
+        }
+    }
+    assert!(long.is_empty(), "summaries over 120 characters: {long:#?}");
+}

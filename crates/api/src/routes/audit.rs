@@ -157,10 +157,12 @@ pub struct LiveQuery {
     pub named: Option<bool>,
 }
 
-/// The log as it grows, as Server-Sent Events: `id` is the position (so
-/// `Last-Event-ID` resumes exactly), `event` the type, `data` the event as
-/// `/v1/events` shows it. Heartbeat comments keep idle connections open;
-/// the stream ends when the server shuts down, and the client resumes.
+/// The log as it grows, as Server-Sent Events.
+///
+/// `id` is the position (so `Last-Event-ID` resumes exactly), `event` the type,
+/// `data` the event as `/v1/events` shows it. Heartbeat comments keep idle
+/// connections open; the stream ends when the server shuts down, and the client
+/// resumes.
 #[utoipa::path(
     tag = "audit",
     params(LiveQuery, ("Last-Event-ID" = Option<u64>, Header, description = "The last position received")),
@@ -419,9 +421,10 @@ pub struct ProofView {
     pub first_break: Option<BreakView>,
 }
 
-/// Prove that today's log extends a head kept earlier: the kept hash is
-/// still the one at its position, and the chain from there to the head
-/// verifies.
+/// Prove that today's log extends a head kept earlier.
+///
+/// The kept hash is still the one at its position, and the chain from there to
+/// the head verifies.
 #[utoipa::path(
     tag = "audit",
     params(ProofQuery),

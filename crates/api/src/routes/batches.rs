@@ -70,9 +70,10 @@ pub struct BatchAnswer {
     pub results: Vec<BatchResult>,
 }
 
-/// Run many commands, in order, each on its own: answered 207 with one
-/// result per command. Each command is held to the policy of the route it
-/// names, exactly as if it had been sent alone.
+/// Run many commands, in order, each on its own.
+///
+/// Answered 207 with one result per command. Each command is held to the policy
+/// of the route it names, exactly as if it had been sent alone.
 #[utoipa::path(
     tag = "batches",
     request_body = BatchBody,

@@ -242,9 +242,10 @@ pub(crate) async fn crossing(
     .await
 }
 
-/// Record a person or vehicle at the post: admitted, turned back (劝返), or
-/// referred to quarantine. A person from a high-risk area or with a fever
-/// cannot be simply admitted.
+/// Record a person or vehicle at the post.
+///
+/// Admitted, turned back (劝返), or referred to quarantine. A person from a
+/// high-risk area or with a fever cannot be simply admitted.
 #[utoipa::path(
     tag = "checkpoints",
     params(("checkpoint_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),

@@ -174,11 +174,12 @@ pub(crate) fn with_freshness<T: serde::Serialize>(freshness: Freshness, body: &T
     response.json(body)
 }
 
-/// A zone's dashboard: what stands now (people under quarantine, people
-/// awaiting referral, venues closed by kind), the day's figures, the
-/// figures to date, and the day's report state. `X-Projection-Position`
-/// names the log position it reflects; `X-Projection-Wanted` appears when
-/// `min_position` was not reached in time.
+/// A zone's dashboard.
+///
+/// What stands now (people under quarantine, people awaiting referral, venues
+/// closed by kind), the day's figures, the figures to date, and the day's
+/// report state. `X-Projection-Position` names the log position it reflects;
+/// `X-Projection-Wanted` appears when `min_position` was not reached in time.
 #[utoipa::path(
     tag = "dashboards",
     params(("zone_id" = Uuid, Path), DashboardQuery),
@@ -214,9 +215,11 @@ async fn zone_dashboard(
     }
 }
 
-/// The township's dashboard: the zones' figures summed (plus the township
-/// office's staff checks), what stands now, reporting completeness for the
-/// day, and each zone's day and report state.
+/// The township's dashboard.
+///
+/// The zones' figures summed (plus the township office's staff checks), what
+/// stands now, reporting completeness for the day, and each zone's day and
+/// report state.
 #[utoipa::path(
     tag = "dashboards",
     params(DashboardQuery),
@@ -306,12 +309,14 @@ impl DailyQuery {
     }
 }
 
-/// The county pull: per zone and day the figures and the report state,
-/// the township's total per day, and reporting completeness (zones
-/// expected, submitted, on time; the reporting rate). `format=csv` gives
-/// one row per zone and day under a header of stable column names;
-/// `format=dhis2` gives DHIS2 data values (period `yyyyMMdd`) through the
-/// server's mapping file, with a complete registration per submitted report.
+/// The county pull.
+///
+/// Per zone and day the figures and the report state, the township's total per
+/// day, and reporting completeness (zones expected, submitted, on time; the
+/// reporting rate). `format=csv` gives one row per zone and day under a header
+/// of stable column names; `format=dhis2` gives DHIS2 data values (period
+/// `yyyyMMdd`) through the server's mapping file, with a complete registration
+/// per submitted report.
 #[utoipa::path(
     tag = "dashboards",
     params(DailyQuery),

@@ -162,9 +162,10 @@ pub(crate) async fn submit(
     .await
 }
 
-/// Submit (attest) the zone's report for a day; a resubmission is the next
-/// revision. A zero report is refused when the zone recorded anything that
-/// day, and no day can be reported before it has come.
+/// Submit (attest) the zone's report for a day.
+///
+/// A resubmission is the next revision. A zero report is refused when the zone
+/// recorded anything that day, and no day can be reported before it has come.
 #[utoipa::path(
     tag = "reports",
     params(("zone_id" = Uuid, Path), ("date" = NaiveDate, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),

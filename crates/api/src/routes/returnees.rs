@@ -522,8 +522,10 @@ pub(crate) async fn screening(
     .await
 }
 
-/// Record a screening: one test, two checks, three questions (一测二查三询).
-/// A fever or a symptom also records an abnormal finding.
+/// Record a screening.
+///
+/// One test, two checks, three questions (一测二查三询). A fever or a symptom also
+/// records an abnormal finding.
 #[utoipa::path(
     tag = "returnees",
     params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),

@@ -64,9 +64,10 @@ pub struct Roster {
     pub items: Vec<RosterItem>,
 }
 
-/// Everyone in home quarantine, most overdue first. `X-Projection-Position`
-/// says which log position the answer reflects; when `min_position` was not
-/// reached in time the answer is what there is, with
+/// Everyone in home quarantine, most overdue first.
+///
+/// `X-Projection-Position` says which log position the answer reflects; when
+/// `min_position` was not reached in time the answer is what there is, with
 /// `X-Projection-Wanted` naming the position asked for.
 #[utoipa::path(
     tag = "returnees",

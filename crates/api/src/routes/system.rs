@@ -25,8 +25,10 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
-/// Readiness: the log's head can be read (from the very file opened, for
-/// SQLite), and the figures are not stopped at an event they cannot apply.
+/// Readiness.
+///
+/// The log's head can be read (from the very file opened, for SQLite), and the
+/// figures are not stopped at an event they cannot apply.
 #[utoipa::path(
     tag = "system",
     security(()),

@@ -402,9 +402,10 @@ pub(crate) async fn enforcement(
     .await
 }
 
-/// Record an enforcement action against a mahjong parlour or card room:
-/// dismantled (捣毁), tables confiscated (收缴), people detained (行政拘留),
-/// owners or players admonished (训诫).
+/// Record an enforcement action against a mahjong parlour or card room.
+///
+/// Dismantled (捣毁), tables confiscated (收缴), people detained (行政拘留), owners or
+/// players admonished (训诫).
 #[utoipa::path(
     tag = "venues",
     params(("venue_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),

@@ -199,6 +199,10 @@ pub(crate) async fn establish(
     .await
 }
 
+/// Establish a zone (片区) of the township.
+///
+/// Admin only. Its leader, villages and grids are added to it afterwards;
+/// a zone worker's token names the zones it works in.
 #[utoipa::path(
     tag = "zones",
     request_body = EstablishZone,
