@@ -17,7 +17,22 @@ async fn start(db: Arc<TestDb>) -> Server {
     Server::start_on(db, &["--rate-limit", "0"])
 }
 
-/// A POST as a given worker, with an optional Idempotency-Key.
+/// A write as a given worker, with an optional Idempotency-Key.
+async fn write_as(
+    s: &Server,
+    request: reqwest::RequestBuilder,
+    token: &str,
+    key: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut request = request.bearer_auth(token).json(&body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let reply = s.send_raw(request).await;
+    (reply.status, reply.body)
+}
+
 async fn post_as(
     s: &Server,
     token: &str,
@@ -25,12 +40,7 @@ async fn post_as(
     key: Option<&str>,
     body: Value,
 ) -> (u16, Value) {
-    let mut request = s.client.post(s.url(path)).bearer_auth(token).json(&body);
-    if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
-    }
-    let reply = s.send_raw(request).await;
-    (reply.status, reply.body)
+    write_as(s, s.client.post(s.url(path)), token, key, body).await
 }
 
 async fn put_as(
@@ -40,12 +50,24 @@ async fn put_as(
     key: Option<&str>,
     body: Value,
 ) -> (u16, Value) {
-    let mut request = s.client.put(s.url(path)).bearer_auth(token).json(&body);
-    if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
-    }
-    let reply = s.send_raw(request).await;
-    (reply.status, reply.body)
+    write_as(s, s.client.put(s.url(path)), token, key, body).await
+}
+
+/// A returnee of a new zone, in home quarantine: ((zone, village, grid), returnee).
+async fn in_quarantine(
+    s: &Server,
+    zone_name: &str,
+    name: &str,
+) -> ((String, String, String), String) {
+    let (zone, village, grid) = place(s, None, zone_name).await;
+    let returnee = id(&s
+        .post("/v1/returnees", registration(&zone, &village, &grid, name))
+        .await
+        .ok());
+    s.post(&format!("/v1/returnees/{returnee}/quarantine"), json!({}))
+        .await
+        .ok();
+    ((zone, village, grid), returnee)
 }
 
 fn registration(zone: &str, village: &str, grid: &str, name: &str) -> Value {
@@ -200,17 +222,7 @@ async fn sixty_four_workers_on_one_zones_publicity_all_record_their_counts(s: &S
 }
 
 async fn concurrent_visits_to_one_returnee_are_all_recorded_in_turn(s: &Server) {
-    let (zone, village, grid) = place(s, None, "三片区").await;
-    let returnee = id(&s
-        .post(
-            "/v1/returnees",
-            registration(&zone, &village, &grid, "张三"),
-        )
-        .await
-        .ok());
-    s.post(&format!("/v1/returnees/{returnee}/quarantine"), json!({}))
-        .await
-        .ok();
+    let (_, returnee) = in_quarantine(s, "三片区", "张三").await;
     let path = format!("/v1/returnees/{returnee}/health-checks");
     let answers = join_all((0..16).map(|i| {
         post_as(
@@ -495,17 +507,7 @@ async fn two_devices_numbering_their_requests_alike_both_record(s: &Server) {
 }
 
 async fn a_key_replays_only_the_same_request_on_the_same_entity(s: &Server) {
-    let (zone, village, grid) = place(s, None, "一片区").await;
-    let returnee = id(&s
-        .post(
-            "/v1/returnees",
-            registration(&zone, &village, &grid, "王五"),
-        )
-        .await
-        .ok());
-    s.post(&format!("/v1/returnees/{returnee}/quarantine"), json!({}))
-        .await
-        .ok();
+    let ((zone, village, grid), returnee) = in_quarantine(s, "一片区", "王五").await;
     let visits = format!("/v1/returnees/{returnee}/health-checks");
     let first = post_as(
         s,

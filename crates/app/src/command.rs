@@ -7,18 +7,19 @@ use uuid::Uuid;
 pub trait Command: std::fmt::Debug + Send + Sync + Sized + 'static {
     type Aggregate: fangkong_domain::Aggregate<Command = Self> + Send + Sync + 'static;
 
-    /// The zone the command works in: the entity's (from its state), or
-    /// the one a creating command names. `None` for township-wide work.
-    fn zone(&self, state: &Self::Aggregate) -> Option<Uuid>;
+    /// The zone a creating command names (none for the others: they work
+    /// in the entity's own zone).
+    fn names_zone(&self) -> Option<Uuid> {
+        None
+    }
 
-    /// The zone of the entity as it stands, whatever the command says: a
-    /// creating command aimed at an existing entity of another zone must
-    /// find nothing there.
-    fn owner(state: &Self::Aggregate) -> Option<Uuid>;
-
-    /// Whether `scope` may send this command to this entity.
+    /// Whether `scope` may send this command to this entity: the entity's
+    /// zone as it stands, whatever the command says (a creating command
+    /// aimed at another zone's entity finds nothing there), and the zone a
+    /// creating command names.
     fn admitted(&self, state: &Self::Aggregate, scope: &crate::Scope) -> bool {
-        scope.admits(Self::owner(state)) && scope.admits(self.zone(state))
+        use fangkong_domain::Aggregate;
+        scope.admits(state.zone().map(|z| z.as_uuid())) && scope.admits(self.names_zone())
     }
 }
 
@@ -49,105 +50,72 @@ impl Target {
 
 impl Command for zone::ZoneCommand {
     type Aggregate = zone::Zone;
-    fn owner(state: &zone::Zone) -> Option<Uuid> {
-        state.id.map(|z| z.as_uuid())
-    }
-    fn zone(&self, state: &zone::Zone) -> Option<Uuid> {
+    fn names_zone(&self) -> Option<Uuid> {
         match self {
             zone::ZoneCommand::Establish { zone_id, .. } => Some(zone_id.as_uuid()),
-            _ => state.id.map(|z| z.as_uuid()),
+            _ => None,
         }
     }
 }
 
 impl Command for returnee::ReturneeCommand {
     type Aggregate = returnee::Returnee;
-    fn owner(state: &returnee::Returnee) -> Option<Uuid> {
-        state.registration.as_ref().map(|r| r.zone_id.as_uuid())
-    }
-    fn zone(&self, state: &returnee::Returnee) -> Option<Uuid> {
+    fn names_zone(&self) -> Option<Uuid> {
         match self {
             returnee::ReturneeCommand::Register(r) => Some(r.zone_id.as_uuid()),
-            _ => state.registration.as_ref().map(|r| r.zone_id.as_uuid()),
+            _ => None,
         }
     }
 }
 
 impl Command for checkpoint::CheckpointCommand {
     type Aggregate = checkpoint::Checkpoint;
-    fn owner(state: &checkpoint::Checkpoint) -> Option<Uuid> {
-        state.established.as_ref().map(|e| e.zone_id.as_uuid())
-    }
-    fn zone(&self, state: &checkpoint::Checkpoint) -> Option<Uuid> {
+    fn names_zone(&self) -> Option<Uuid> {
         match self {
             checkpoint::CheckpointCommand::Establish { zone_id, .. } => Some(zone_id.as_uuid()),
-            _ => state.established.as_ref().map(|e| e.zone_id.as_uuid()),
+            _ => None,
         }
     }
 }
 
 impl Command for venue::VenueCommand {
     type Aggregate = venue::Venue;
-    fn owner(state: &venue::Venue) -> Option<Uuid> {
-        state.registration.as_ref().map(|r| r.zone_id.as_uuid())
-    }
-    fn zone(&self, state: &venue::Venue) -> Option<Uuid> {
+    fn names_zone(&self) -> Option<Uuid> {
         match self {
             venue::VenueCommand::Register { zone_id, .. } => Some(zone_id.as_uuid()),
-            _ => state.registration.as_ref().map(|r| r.zone_id.as_uuid()),
+            _ => None,
         }
     }
 }
 
 impl Command for banquet::BanquetCommand {
     type Aggregate = banquet::Banquet;
-    fn owner(state: &banquet::Banquet) -> Option<Uuid> {
-        state.report.as_ref().map(|r| r.zone_id.as_uuid())
-    }
-    fn zone(&self, state: &banquet::Banquet) -> Option<Uuid> {
+    fn names_zone(&self) -> Option<Uuid> {
         match self {
             banquet::BanquetCommand::Report { zone_id, .. } => Some(zone_id.as_uuid()),
-            _ => state.report.as_ref().map(|r| r.zone_id.as_uuid()),
+            _ => None,
         }
     }
 }
 
 impl Command for activity::ActivityCommand {
     type Aggregate = activity::ZoneActivity;
-    fn owner(state: &activity::ZoneActivity) -> Option<Uuid> {
-        state.zone_id.map(|z| z.as_uuid())
-    }
-    fn zone(&self, _: &activity::ZoneActivity) -> Option<Uuid> {
+    fn names_zone(&self) -> Option<Uuid> {
         Some(self.zone_id.as_uuid())
     }
 }
 
 impl Command for activity::RecordStaffHealthCheck {
     type Aggregate = activity::StaffChecks;
-    fn owner(_: &activity::StaffChecks) -> Option<Uuid> {
-        None
-    }
-    fn zone(&self, _: &activity::StaffChecks) -> Option<Uuid> {
-        None
-    }
 }
 
 impl Command for report::SubmitDailyReport {
     type Aggregate = report::DailyReport;
-    fn owner(state: &report::DailyReport) -> Option<Uuid> {
-        state.last.as_ref().map(|r| r.zone_id.as_uuid())
-    }
-    fn zone(&self, _: &report::DailyReport) -> Option<Uuid> {
+    fn names_zone(&self) -> Option<Uuid> {
         Some(self.zone_id.as_uuid())
     }
 }
 
 impl Command for access::TokenCommand {
     type Aggregate = access::ApiToken;
-    fn owner(_: &access::ApiToken) -> Option<Uuid> {
-        None
-    }
-    fn zone(&self, _: &access::ApiToken) -> Option<Uuid> {
-        None
-    }
 }

@@ -70,14 +70,6 @@ pub struct Outcome {
     pub replayed: bool,
 }
 
-impl Outcome {
-    /// Whether this outcome created its entity (its events are the stream's
-    /// first), as the first try's answer said, replays included.
-    pub fn created(&self) -> bool {
-        !self.events.is_empty() && self.version as usize == self.events.len()
-    }
-}
-
 /// Counts of what commands did in this process.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteCounts {
@@ -178,11 +170,15 @@ impl Application {
 
     /// The context of a command that happened at `occurred_at`.
     pub fn context(&self, occurred_at: Option<DateTime<Utc>>) -> Result<Context, AppError> {
-        let occurred_at = self.occurred_at(occurred_at)?;
-        Ok(Context {
-            today: self.township.local_date(Utc::now().max(occurred_at)),
+        Ok(self.context_at(self.occurred_at(occurred_at)?))
+    }
+
+    /// The context of a command whose `occurred_at` was already checked.
+    fn context_at(&self, occurred_at: DateTime<Utc>) -> Context {
+        Context {
+            today: self.township.local_date(Utc::now()),
             occurred_on: self.township.local_date(occurred_at),
-        })
+        }
     }
 
     /// The state this process last saw for the stream, if it kept one.
@@ -285,7 +281,7 @@ impl Application {
             return Ok(replay);
         }
         let occurred_at = self.occurred_at(envelope.occurred_at)?;
-        let ctx = self.context(Some(occurred_at))?;
+        let ctx = self.context_at(occurred_at);
         let metadata = EventMetadata {
             occurred_at: Some(occurred_at),
             request_id: Some(envelope.request_id.clone()),

@@ -86,6 +86,10 @@ impl Aggregate for ZoneActivity {
     type Event = ActivityEvent;
     const CATEGORY: &'static str = "activity";
 
+    fn zone(&self) -> Option<crate::ZoneId> {
+        self.zone_id
+    }
+
     /// Counted work: its decision reads nothing of the stream.
     fn concurrency(_: &Self::Command) -> crate::Concurrency {
         crate::Concurrency::Independent

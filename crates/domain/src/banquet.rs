@@ -103,6 +103,10 @@ impl Aggregate for Banquet {
     type Event = BanquetEvent;
     const CATEGORY: &'static str = "banquet";
 
+    fn zone(&self) -> Option<crate::ZoneId> {
+        self.report.as_ref().map(|r| r.zone_id)
+    }
+
     fn handle(
         &self,
         command: &BanquetCommand,

@@ -79,6 +79,10 @@ impl Aggregate for Checkpoint {
     type Event = CheckpointEvent;
     const CATEGORY: &'static str = "checkpoint";
 
+    fn zone(&self) -> Option<crate::ZoneId> {
+        self.established.as_ref().map(|e| e.zone_id)
+    }
+
     /// A crossing needs only an established checkpoint, and nothing
     /// disestablishes one: two workers at one post never wait on each other.
     fn concurrency(command: &CheckpointCommand) -> crate::Concurrency {

@@ -86,6 +86,13 @@ pub trait Aggregate: Default + Clone + PartialEq + std::fmt::Debug {
         Concurrency::Ordered
     }
 
+    /// The zone the entity belongs to, once it exists (`None` for
+    /// township-wide streams): what a zone worker's scope is checked
+    /// against and what lists are indexed by.
+    fn zone(&self) -> Option<ZoneId> {
+        None
+    }
+
     /// Evolves the state by one recorded event. Total: never fails.
     fn apply(self, event: &Self::Event) -> Self;
 

@@ -56,6 +56,10 @@ impl Aggregate for DailyReport {
     type Event = ReportEvent;
     const CATEGORY: &'static str = "report";
 
+    fn zone(&self) -> Option<crate::ZoneId> {
+        self.last.as_ref().map(|r| r.zone_id)
+    }
+
     fn handle(
         &self,
         command: &SubmitDailyReport,

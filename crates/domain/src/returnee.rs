@@ -347,6 +347,10 @@ impl Aggregate for Returnee {
     type Event = ReturneeEvent;
     const CATEGORY: &'static str = "returnee";
 
+    fn zone(&self) -> Option<crate::ZoneId> {
+        self.registration.as_ref().map(|r| r.zone_id)
+    }
+
     fn handle(
         &self,
         command: &ReturneeCommand,

@@ -130,6 +130,10 @@ impl Aggregate for Venue {
     type Event = VenueEvent;
     const CATEGORY: &'static str = "venue";
 
+    fn zone(&self) -> Option<crate::ZoneId> {
+        self.registration.as_ref().map(|r| r.zone_id)
+    }
+
     fn handle(
         &self,
         command: &VenueCommand,

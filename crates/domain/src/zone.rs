@@ -110,6 +110,10 @@ impl Aggregate for Zone {
     type Event = ZoneEvent;
     const CATEGORY: &'static str = "zone";
 
+    fn zone(&self) -> Option<crate::ZoneId> {
+        self.id
+    }
+
     fn handle(&self, command: &ZoneCommand, _: &Context) -> Result<Vec<ZoneEvent>, DomainError> {
         let established = |zone: &Zone| zone.id.ok_or(DomainError::ZoneNotEstablished);
         match command {

@@ -343,57 +343,27 @@ async fn run_backend(backend: &str, args: &Args) -> anyhow::Result<()> {
 
     // Hot streams: every connection on one stream, as when a township's
     // workers all record at one post or count one zone's leaflets.
-    let hot_checkpoint = crossings[0].clone();
-    report(
-        "hot: crossings, all on one checkpoint",
-        drive(
-            &client,
-            &token,
-            args,
-            Arc::new(move |_, _| {
-                (
-                    reqwest::Method::POST,
-                    hot_checkpoint.clone(),
-                    Some(json!({"subject": "person", "temperature": 36.5, "outcome": "admitted"})),
-                )
-            }),
-        )
-        .await,
-    );
-    let hot_publicity = format!("{base}/v1/zones/{}/publicity", setup.zones[0]);
-    report(
-        "hot: publicity, all on one zone",
-        drive(
-            &client,
-            &token,
-            args,
-            Arc::new(move |_, _| {
-                (
-                    reqwest::Method::POST,
-                    hot_publicity.clone(),
-                    Some(json!({"channel": "leaflet", "quantity": 10})),
-                )
-            }),
-        )
-        .await,
-    );
-    let hot_returnee = format!("{base}/v1/returnees/{}/health-checks", setup.returnees[0]);
-    report(
-        "hot: visits, all on one returnee (ordered)",
-        drive(
-            &client,
-            &token,
-            args,
-            Arc::new(move |_, _| {
-                (
-                    reqwest::Method::POST,
-                    hot_returnee.clone(),
-                    Some(json!({"temperature": 36.6, "visited_by": "村医"})),
-                )
-            }),
-        )
-        .await,
-    );
+    for (label, url, body) in [
+        (
+            "hot: crossings, all on one checkpoint",
+            crossings[0].clone(),
+            json!({"subject": "person", "temperature": 36.5, "outcome": "admitted"}),
+        ),
+        (
+            "hot: publicity, all on one zone",
+            format!("{base}/v1/zones/{}/publicity", setup.zones[0]),
+            json!({"channel": "leaflet", "quantity": 10}),
+        ),
+        (
+            "hot: visits, all on one returnee (ordered)",
+            format!("{base}/v1/returnees/{}/health-checks", setup.returnees[0]),
+            json!({"temperature": 36.6, "visited_by": "村医"}),
+        ),
+    ] {
+        let make: Make =
+            Arc::new(move |_, _| (reqwest::Method::POST, url.clone(), Some(body.clone())));
+        report(label, drive(&client, &token, args, make).await);
+    }
 
     let dashboards: Vec<String> = setup
         .zones

@@ -17,37 +17,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// An aggregate the directory lists.
-pub trait Listed: Aggregate + Serialize + DeserializeOwned {
-    /// The zone the entity belongs to (a zone: itself).
-    fn zone(&self) -> Option<Uuid>;
-}
+/// An aggregate the directory lists (indexed by its `Aggregate::zone`).
+pub trait Listed: Aggregate + Serialize + DeserializeOwned {}
 
-impl Listed for Zone {
-    fn zone(&self) -> Option<Uuid> {
-        self.id.map(|z| z.as_uuid())
-    }
-}
-impl Listed for Returnee {
-    fn zone(&self) -> Option<Uuid> {
-        self.registration.as_ref().map(|r| r.zone_id.as_uuid())
-    }
-}
-impl Listed for Checkpoint {
-    fn zone(&self) -> Option<Uuid> {
-        self.established.as_ref().map(|e| e.zone_id.as_uuid())
-    }
-}
-impl Listed for Venue {
-    fn zone(&self) -> Option<Uuid> {
-        self.registration.as_ref().map(|r| r.zone_id.as_uuid())
-    }
-}
-impl Listed for Banquet {
-    fn zone(&self) -> Option<Uuid> {
-        self.report.as_ref().map(|r| r.zone_id.as_uuid())
-    }
-}
+impl Listed for Zone {}
+impl Listed for Returnee {}
+impl Listed for Checkpoint {}
+impl Listed for Venue {}
+impl Listed for Banquet {}
 
 /// One entity as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,14 +64,6 @@ impl<A: Listed> Listing<A> {
         self.entries.get(&id)
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Entities created after position `after`, in creation order; of one
     /// zone only, when given (from its index, not by scanning).
     pub fn after(
@@ -131,10 +100,10 @@ impl<A: Listed> Listing<A> {
                 state: A::default(),
             }
         });
-        let zone_before = entry.state.zone();
+        let zone_before = entry.state.zone().map(|z| z.as_uuid());
         entry.state = std::mem::take(&mut entry.state).apply(decoded);
         entry.version = event.stream_version;
-        let (created, zone_after) = (entry.created, entry.state.zone());
+        let (created, zone_after) = (entry.created, entry.state.zone().map(|z| z.as_uuid()));
         if zone_before != zone_after {
             if let Some(before) = zone_before {
                 if let Some(positions) = self.by_zone.get_mut(&before) {
