@@ -129,7 +129,7 @@ async fn a_returnee_goes_through_home_quarantine(s: &Server) {
     assert_eq!(item["last_temperature"], 38.1);
 
     let read = s.get(&format!("/v1/returnees/{returnee}")).await;
-    assert_eq!(read.etag().as_deref(), Some("\"7\""));
+    assert_eq!(read.version(), Some(7));
     let body = read.ok();
     assert_eq!(body["status"], "in_quarantine");
     assert_eq!(body["quarantine"]["day_of_period"], 1);
@@ -290,7 +290,7 @@ async fn bad_inputs_get_precise_problems_and_change_nothing(s: &Server) {
 
     // Of all the above, only the write with the matching If-Match landed.
     let read = s.get(&format!("/v1/returnees/{returnee}")).await;
-    assert_eq!(read.etag().as_deref(), Some("\"3\""));
+    assert_eq!(read.version(), Some(3));
     let listed = s.get(&format!("/v1/returnees?zone_id={zone}")).await.ok();
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
 }
@@ -533,8 +533,8 @@ async fn an_offline_queue_syncs_through_a_batch_and_replays_harmlessly(s: &Serve
     }
     let read = s.get(&format!("/v1/returnees/{returnee}")).await;
     assert_eq!(
-        read.etag().as_deref(),
-        Some("\"3\""),
+        read.version(),
+        Some(3),
         "registered, quarantined, one visit"
     );
 
@@ -570,7 +570,7 @@ async fn two_concurrent_writes_to_one_entity_both_land(s: &Server) {
         assert_eq!(versions, [Some(base), Some(base + 1)], "round {round}");
     }
     let read = s.get(&format!("/v1/returnees/{returnee}")).await;
-    assert_eq!(read.etag().as_deref(), Some("\"12\""));
+    assert_eq!(read.version(), Some(12));
 }
 
 async fn an_auditor_follows_verifies_and_proves_the_log(s: &Server) {
@@ -868,6 +868,7 @@ fangkong_store::each_backend!(threads = 2; [fixture = start_server];
     an_auditor_follows_verifies_and_proves_the_log,
     lists_filter_page_and_read_their_own_writes,
     a_creation_answers_201_with_the_location_of_what_it_made,
+    an_unchanged_read_is_answered_304_and_a_changed_one_in_full,
 );
 
 #[test]
@@ -1359,6 +1360,80 @@ async fn lists_filter_page_and_read_their_own_writes(s: &Server) {
     assert_eq!(names, vec!["一片区", "二片区"]);
 }
 
+async fn an_unchanged_read_is_answered_304_and_a_changed_one_in_full(s: &Server) {
+    let (zone, village, grid) = geography(s).await;
+    let made = s
+        .post("/v1/returnees", registration(&zone, &village, &grid))
+        .await
+        .ok();
+    let returnee = id(&made);
+    let path = format!("/v1/returnees/{returnee}");
+    let first = s.get(&path).await;
+    assert_eq!(first.status, 200);
+    let tag = first.etag().expect("an entity read carries an ETag");
+    assert_eq!(first.version(), Some(1), "the version leads the tag: {tag}");
+    assert_eq!(first.headers["cache-control"], "private, no-cache");
+
+    let again = s
+        .send(s.client.get(s.url(&path)).header("If-None-Match", &tag))
+        .await;
+    assert_eq!(again.status, 304);
+    assert_eq!(again.body, serde_json::Value::String(String::new()), "no body");
+    assert_eq!(again.etag().as_deref(), Some(tag.as_str()));
+    // A list of tags, weak or not, and `*` match as RFC 9110 says.
+    let listed = s
+        .send(
+            s.client
+                .get(s.url(&path))
+                .header("If-None-Match", format!("\"other\", W/{tag}")),
+        )
+        .await;
+    assert_eq!(listed.status, 304);
+
+    // The read's tag is good for If-Match: the version before the dot.
+    let quarantined = s
+        .send(
+            s.client
+                .post(s.url(&format!("{path}/screenings")))
+                .header("If-Match", &tag)
+                .json(&json!({"temperature": 36.6, "identity_checked": true, "came_from": "武汉", "screened_by": "王医生"})),
+        )
+        .await
+        .ok();
+    assert_eq!(quarantined["version"], 2);
+    let changed = s
+        .send(s.client.get(s.url(&path)).header("If-None-Match", &tag))
+        .await;
+    assert_eq!(changed.status, 200, "a write changes the answer");
+    assert_ne!(changed.etag().as_deref(), Some(tag.as_str()));
+    assert_eq!(changed.version(), Some(2));
+
+    // Projection reads: a dashboard and a list.
+    for read in [
+        format!("/v1/zones/{zone}/dashboard?min_position={}", quarantined["position"]),
+        format!("/v1/returnees?zone_id={zone}&min_position={}", quarantined["position"]),
+    ] {
+        let first = s.get(&read).await;
+        assert_eq!(first.status, 200, "{read}: {}", first.body);
+        let tag = first.etag().expect("a projection read carries an ETag");
+        let again = s
+            .send(s.client.get(s.url(&read)).header("If-None-Match", &tag))
+            .await;
+        assert_eq!(again.status, 304, "{read}");
+        assert!(again.headers.contains_key("x-projection-position"));
+    }
+    // A write is not a read: If-None-Match does not turn it into a 304.
+    let visit = s
+        .send(
+            s.client
+                .post(s.url(&format!("/v1/zones/{zone}/publicity")))
+                .header("If-None-Match", "*")
+                .json(&json!({"channel": "leaflet", "quantity": 20})),
+        )
+        .await;
+    assert_ne!(visit.status, 304, "{}", visit.body);
+}
+
 async fn a_creation_answers_201_with_the_location_of_what_it_made(s: &Server) {
     let (zone, village, grid) = geography(s).await;
     for (collection, body) in [
@@ -1382,7 +1457,7 @@ async fn a_creation_answers_201_with_the_location_of_what_it_made(s: &Server) {
         assert_eq!(location, format!("{collection}/{made}"));
         let read = s.get(&location).await;
         assert_eq!(read.status, 200, "{location} reads back");
-        assert_eq!(read.etag(), reply.etag());
+        assert_eq!(read.version(), reply.version());
     }
     // Not a creation: no Location.
     let reply = s

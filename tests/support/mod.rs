@@ -287,6 +287,13 @@ impl Reply {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     }
+
+    /// The entity version an `ETag` names: a write's `"7"` or a read's
+    /// `"7.<digest>"`.
+    pub fn version(&self) -> Option<u64> {
+        let tag = self.etag()?;
+        tag.trim_matches('"').split('.').next()?.parse().ok()
+    }
 }
 
 pub fn id(v: &Value) -> String {

@@ -136,9 +136,14 @@ impl<P: Policy> WriteHeaders<P> {
             // "*" asks only that the entity exists, which every command checks.
             None => None,
             Some(v) if v == "*" => None,
+            // A read's tag is `"<version>.<digest of its bytes>"`; a write
+            // answers `"<version>"`. Either names the version.
             Some(v) => Some(
                 v.trim_start_matches("W/")
                     .trim_matches('"')
+                    .split('.')
+                    .next()
+                    .unwrap_or_default()
                     .parse::<u64>()
                     .map_err(|_| ApiError::BadIfMatch)?,
             ),

@@ -70,6 +70,7 @@ pub fn app(
         let methods = methods.clone();
         async move { unrouted(&req, &methods) }
     }))
+    .wrap(from_fn(conditional))
     .wrap(from_fn(time_limit))
     .wrap(cors(&state.settings.cors_origins))
     .wrap(from_fn(observe))
@@ -135,6 +136,81 @@ fn unrouted(
     response
 }
 
+/// Validators for every read: a `200` to `GET` or `HEAD` gets a strong
+/// `ETag` over its bytes (after the entity's version where the handler gave
+/// one, `"7.3f2a…"`, so `If-Match` still reads the version before the dot),
+/// and a request whose `If-None-Match` names it is answered `304` with no
+/// body. The bytes decide, not the version alone: a returnee's view also
+/// depends on the day and on what the caller's role may see, and a list or a
+/// dashboard on the projection's position and the query. A field app on a
+/// poor network pays for the answer once.
+async fn conditional(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    use actix_web::http::{header, Method, StatusCode};
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+    let wanted = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let response = next.call(req).await?;
+    let streamed = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+    if !reads || response.status() != StatusCode::OK || streamed {
+        return Ok(response.map_into_boxed_body());
+    }
+    let (request, response) = response.into_parts();
+    let (mut head, body) = response.into_parts();
+    // Bodies here are whole JSON or CSV documents already in memory.
+    let bytes = match actix_web::body::to_bytes(body).await {
+        Ok(bytes) => bytes,
+        Err(_) => return Err(ApiError::Internal.into()),
+    };
+    let version = head
+        .headers()
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim_matches('"').to_owned());
+    let digest = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)[..12]);
+    let tag = match version {
+        Some(version) => format!("\"{version}.{digest}\""),
+        None => format!("\"{digest}\""),
+    };
+    let headers = head.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&tag) {
+        headers.insert(header::ETAG, value);
+    }
+    // Revalidated each time, kept by the caller only: what it holds
+    // depends on its token.
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        );
+    }
+    headers.append(header::VARY, HeaderValue::from_static("Authorization"));
+    if wanted.as_deref().is_some_and(|w| none_match(w, &tag)) {
+        headers.remove(header::CONTENT_TYPE);
+        headers.remove(header::CONTENT_LENGTH);
+        *head.status_mut() = StatusCode::NOT_MODIFIED;
+        let response = head.set_body(BoxBody::new(()));
+        return Ok(ServiceResponse::new(request, response));
+    }
+    let response = head.set_body(BoxBody::new(bytes));
+    Ok(ServiceResponse::new(request, response))
+}
+
+/// Whether `If-None-Match` names `tag` (RFC 9110 13.1.2: `*`, or a list
+/// compared weakly).
+fn none_match(header: &str, tag: &str) -> bool {
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    header.trim() == "*" || header.split(',').any(|t| bare(t) == bare(tag))
+}
+
 /// Abandons a request that takes longer than the configured limit, with a
 /// 503 the client may retry (the live feed, which never ends, is exempt).
 async fn time_limit(
@@ -166,6 +242,7 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
             "Authorization",
             "Content-Type",
             "If-Match",
+            "If-None-Match",
             "Idempotency-Key",
             "X-Correlation-Id",
             "X-Request-Id",
@@ -173,6 +250,10 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
         ])
         .expose_headers([
             "ETag",
+            "Location",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
             "X-Request-Id",
             "X-Projection-Position",
             "X-Projection-Wanted",

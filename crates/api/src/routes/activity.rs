@@ -115,6 +115,10 @@ pub(crate) async fn gathering(
 }
 
 /// A card or mahjong gathering was dispersed (劝停聚众打牌).
+///
+/// Counts the people sent home, and where, in the zone's figures for the day it happened.
+/// Admin, or a zone worker for its own zone; another zone answers 404. `Idempotency-Key` makes
+/// a retry safe. Refused with 409 when the rule it breaks is `nothing_to_record` (no people).
 #[utoipa::path(
     tag = "activity",
     params(("zone_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
@@ -159,6 +163,11 @@ pub(crate) async fn publicity(
 }
 
 /// Publicity work by channel and quantity (leaflets, WeChat messages, loudspeakers...).
+///
+/// Adds `quantity` to the zone's figure for the channel on the day it happened: leaflets handed
+/// out, messages sent, loudspeakers opened, banners put up, market days cancelled and the like.
+/// Admin, or a zone worker for its own zone; another zone answers 404. `Idempotency-Key` makes
+/// a retry safe. Refused with 409 when the rule it breaks is `nothing_to_record` (quantity 0).
 #[utoipa::path(
     tag = "activity",
     params(("zone_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
@@ -203,6 +212,11 @@ pub(crate) async fn patrol(
 }
 
 /// A patrol between villages was completed.
+///
+/// Counts one round by a patrol group (巡逻组) in the zone's figures for the day it happened,
+/// with the villagers it persuaded to go home or wear a mask. Admin, or a zone worker for its own
+/// zone; another zone answers 404. `Idempotency-Key` makes a retry safe. No domain rule refuses
+/// it with 409.
 #[utoipa::path(
     tag = "activity",
     params(("zone_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
@@ -270,6 +284,11 @@ pub(crate) async fn staff_check(
 }
 
 /// A township employee's morning check (晨检).
+///
+/// Records one employee's temperature and symptoms for the day; a fever or a symptom counts the
+/// check as abnormal in the township's figures. The checks belong to the township office, not to
+/// a zone, so admin and every zone worker may record them. `Idempotency-Key` makes a retry safe,
+/// even one that crosses midnight. No domain rule refuses it with 409.
 #[utoipa::path(
     tag = "activity",
     params(("Idempotency-Key" = Option<String>, Header)),

@@ -61,6 +61,12 @@ pub struct LogEvent {
 }
 
 /// The global log in position order.
+///
+/// Every recorded event with its stream, version, type, payload, metadata and chain hash,
+/// filtered by stream `category`, event `type` and recording time (`since`, `until`), paged by
+/// position with `limit` and `cursor`. Admin and auditor only. Personal data is masked for the
+/// auditor (names to the family name, ID and phone numbers to their ends, addresses hidden), and
+/// secrets are removed for everyone.
 #[utoipa::path(
     tag = "audit",
     params(EventsQuery),
@@ -318,6 +324,10 @@ pub struct HeadView {
 }
 
 /// The last position of the log and its hash.
+///
+/// Keep the pair: `/v1/audit/proof` later shows whether the log only grew from it. The answer
+/// also says when the head event was recorded and when the head was read; an empty log answers
+/// position 0 and 64 zeros. Admin and auditor only.
 #[utoipa::path(
     tag = "audit",
     responses((status = 200, description = "The head", body = HeadView), ReadErrors)
@@ -374,6 +384,10 @@ pub struct VerifyView {
 }
 
 /// Recompute the chain over a range and report the first broken position.
+///
+/// Checks positions `from` (default 1) to `to` (default the head), each event's hash against
+/// its content and the hash before it. A broken chain is still a 200 answer: `intact` is false
+/// and `first_break` names the position and why. Admin and auditor only.
 #[utoipa::path(
     tag = "audit",
     params(VerifyQuery),

@@ -148,6 +148,12 @@ pub(crate) async fn report(
 }
 
 /// Report a planned banquet: a wedding, funeral, birthday...
+///
+/// Records a family's planned banquet (kind, date, expected guests) so it can be dissuaded; the
+/// host's name and phone are personal data. Admin, or a zone worker for its own zones; a zone
+/// or village that does not exist or lies outside the caller's zones is an invalid field (422).
+/// `Idempotency-Key` makes a retry safe, and a client may name `banquet_id`. Refused with 409
+/// when the rule it breaks is `banquet_already_reported`.
 #[utoipa::path(
     tag = "banquets",
     params(("Idempotency-Key" = Option<String>, Header)),
@@ -185,6 +191,11 @@ pub struct BanquetQuery {
 }
 
 /// Reported banquets, filtered by zone and status.
+///
+/// In the order reported, each with the date now planned, the guests now expected, its status
+/// and its host. Cursor-paged with `limit` and `cursor`; `min_position` waits up to 2 s for a
+/// write of yours to show. Admin sees every zone, a zone worker only its own zones; the host is
+/// shown in full, since only those entitled to it may call.
 #[utoipa::path(
     tag = "banquets",
     params(BanquetQuery),
@@ -219,7 +230,11 @@ async fn list_banquets(
     .await
 }
 
-/// One banquet. `ETag` is its version.
+/// One banquet. `ETag` leads with its version.
+///
+/// Holds its kind, the date now planned, the guests now expected, its status (planned,
+/// postponed, cancelled, scaled_down) and the host in full. Admin, or a zone worker in the
+/// banquet's zone; another zone's banquet answers 404.
 #[utoipa::path(
     tag = "banquets",
     params(("banquet_id" = Uuid, Path)),
@@ -261,6 +276,12 @@ pub(crate) async fn postponement(
 }
 
 /// The family agreed to postpone: the new date must be later.
+///
+/// Records the persuasion on the day it happened and moves the planned date to `new_date`.
+/// Admin, or a zone worker in the banquet's zone; another zone's banquet answers 404.
+/// `Idempotency-Key` makes a retry safe; `If-Match` with the banquet's version makes it
+/// conditional (412). Refused with 409 when the rule it breaks is one of: `banquet_cancelled`,
+/// `postponement_not_later`.
 #[utoipa::path(
     tag = "banquets",
     params(("banquet_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
@@ -304,6 +325,12 @@ pub(crate) async fn cancellation(
 }
 
 /// The family agreed to cancel.
+///
+/// Records the persuasion on the day it happened, with an optional reason; a cancelled banquet
+/// can no longer be postponed or scaled down. Admin, or a zone worker in the banquet's zone;
+/// another zone's banquet answers 404. `Idempotency-Key` makes a retry safe; `If-Match` with the
+/// banquet's version makes it conditional (412). Refused with 409 when the rule it breaks is
+/// `banquet_cancelled` (already cancelled).
 #[utoipa::path(
     tag = "banquets",
     params(("banquet_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
@@ -347,6 +374,12 @@ pub(crate) async fn scale(
 }
 
 /// The family agreed to scale down (丧事简办 for funerals).
+///
+/// Records the persuasion on the day it happened and the smaller number of guests now expected.
+/// Admin, or a zone worker in the banquet's zone; another zone's banquet answers 404.
+/// `Idempotency-Key` makes a retry safe; `If-Match` with the banquet's version makes it
+/// conditional (412). Refused with 409 when the rule it breaks is one of: `banquet_cancelled`,
+/// `scale_down_not_smaller`.
 #[utoipa::path(
     tag = "banquets",
     params(("banquet_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),

@@ -118,6 +118,12 @@ pub(crate) async fn establish(
 }
 
 /// Establish a duty post at a village entrance, a road, or the compound gate.
+///
+/// Sets up a checkpoint (值守点) in a zone, optionally at one village, where the people and
+/// vehicles crossing are then recorded. Admin, or a zone worker for its own zones; a zone or
+/// village that does not exist or lies outside the caller's zones is an invalid field (422).
+/// `Idempotency-Key` makes a retry safe, and a client may name `checkpoint_id`. Refused with 409
+/// when the rule it breaks is `checkpoint_already_established`.
 #[utoipa::path(
     tag = "checkpoints",
     params(("Idempotency-Key" = Option<String>, Header)),
@@ -152,6 +158,10 @@ pub struct CheckpointQuery {
 }
 
 /// Checkpoints, filtered by zone.
+///
+/// In the order established, each with its kind, the crossings recorded and how many of them
+/// were turned back (劝返). Cursor-paged with `limit` and `cursor`; `min_position` waits up to
+/// 2 s for a write of yours to show. Admin sees every zone, a zone worker only its own zones.
 #[utoipa::path(
     tag = "checkpoints",
     params(CheckpointQuery),
@@ -179,7 +189,11 @@ async fn list_checkpoints(
     .await
 }
 
-/// One checkpoint with its counts. `ETag` is its version.
+/// One checkpoint with its counts. `ETag` leads with its version.
+///
+/// Holds its zone, village, name and kind, the crossings recorded and how many of them were
+/// turned back (劝返). Admin, or a zone worker in the checkpoint's zone; another zone's
+/// checkpoint answers 404.
 #[utoipa::path(
     tag = "checkpoints",
     params(("checkpoint_id" = Uuid, Path)),

@@ -196,6 +196,11 @@ async fn submit_report(
 
 /// The zone's report for a day: what was attested (if anything yet) and how
 /// much the zone has recorded that day.
+///
+/// Holds the last submission (zero report or not, the figures attested, by whom, its revision),
+/// the field events the zone recorded that day, and the report's status: submitted, zero, late,
+/// missing, pending or amended. It waits up to 5 s for the figures to catch up with every write
+/// (503 when they do not). Admin, or a zone worker in the zone; another zone answers 404.
 #[utoipa::path(
     tag = "reports",
     params(("zone_id" = Uuid, Path), ("date" = NaiveDate, Path)),

@@ -341,6 +341,12 @@ pub(crate) async fn register(
 }
 
 /// Register a returnee. The zone, village and grid must exist.
+///
+/// Enters a person who arrived from elsewhere in the register (登记造册): arrival date, origin
+/// and its risk, and personal data. Admin, or a zone worker for one of its own zones; a zone,
+/// village or grid that does not exist or lies outside the caller's zones is an invalid field
+/// (422). `Idempotency-Key` makes a retry safe, and a client capturing offline may name
+/// `returnee_id`. Refused with 409 when the rule it breaks is `returnee_already_registered`.
 #[utoipa::path(
     tag = "returnees",
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry")),
@@ -381,6 +387,11 @@ pub struct ReturneeQuery {
 }
 
 /// Returnees in registration order, filtered by zone, status and origin risk.
+///
+/// Each item holds the registration, status, five-for-one team and quarantine schedule as of
+/// today. Cursor-paged with `limit` and `cursor`; `min_position` waits up to 2 s for a write of
+/// yours to show. Admin sees every zone, a zone worker only its own zones; personal data is shown
+/// in full, since only those entitled to it may call.
 #[utoipa::path(
     tag = "returnees",
     params(ReturneeQuery),
@@ -429,7 +440,12 @@ fn zone_of(returnee: &Returnee) -> Option<Uuid> {
     returnee.registration.as_ref().map(|r| r.zone_id.as_uuid())
 }
 
-/// One returnee, with the quarantine schedule as of today. `ETag` is its version.
+/// One returnee, with the quarantine schedule as of today. `ETag` leads with its version.
+///
+/// Holds the registration, status, screenings, abnormal findings and referrals, the
+/// five-for-one team, and the quarantine: day n of the period, visits done, whether a visit is
+/// due today, and the days missed. Admin, or a zone worker in the returnee's zone; another
+/// zone's returnee answers 404. Personal data is shown in full to these callers.
 #[utoipa::path(
     tag = "returnees",
     params(("returnee_id" = Uuid, Path)),
@@ -463,6 +479,10 @@ pub struct StreamQuery {
 }
 
 /// The returnee's own stream of events, oldest first.
+///
+/// Each event with its stream version, log position, payload and metadata, from `from_version`
+/// (default 1), at most `limit` (default 100, at most 1000). Admin, or a zone worker in the
+/// returnee's zone; another zone's returnee answers 404. Personal data is shown in full.
 #[utoipa::path(
     tag = "returnees",
     params(("returnee_id" = Uuid, Path), StreamQuery),
@@ -577,6 +597,12 @@ pub(crate) async fn team(
 }
 
 /// Assign the five-for-one responsibility team (五包一).
+///
+/// Names the five people answerable for the returnee, one in each role: village-stationed
+/// cadre, village cadre, villager group leader, village doctor and auxiliary police. Admin, or a
+/// zone worker in the returnee's zone; another zone's returnee answers 404. `Idempotency-Key`
+/// makes a retry safe; `If-Match` with the returnee's version makes it conditional (412).
+/// Refused with 409 when the rule it breaks is `team_incomplete`.
 #[utoipa::path(
     tag = "returnees",
     params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
@@ -620,6 +646,12 @@ pub(crate) async fn quarantine(
 }
 
 /// Start home quarantine observation (居家隔离观察), 14 days unless said otherwise.
+///
+/// Day 1 is the day it starts, and a temperature visit is due at the door on every day of the
+/// planned period (1 to 60 days). Admin, or a zone worker in the returnee's zone; another zone's
+/// returnee answers 404. `Idempotency-Key` makes a retry safe; `If-Match` with the returnee's
+/// version makes it conditional (412). Refused with 409 when the rule it breaks is one of:
+/// `quarantine_already_active`, `quarantine_before_arrival`, `quarantine_period_out_of_range`.
 #[utoipa::path(
     tag = "returnees",
     params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
@@ -666,6 +698,12 @@ pub(crate) async fn health_check(
 
 /// Record the daily temperature visit at the door. A fever (37.3 °C and up)
 /// or a symptom also records an abnormal finding.
+///
+/// A health worker or village doctor took the temperature on a day of the home quarantine, so
+/// that day no longer counts as a missed visit. Admin, or a zone worker in the returnee's zone;
+/// another zone's returnee answers 404. `Idempotency-Key` makes a retry safe; `If-Match` with the
+/// returnee's version makes it conditional (412). Refused with 409 when the rule it breaks is
+/// one of: `no_active_quarantine`, `health_check_before_quarantine`.
 #[utoipa::path(
     tag = "returnees",
     params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
@@ -711,6 +749,12 @@ pub(crate) async fn abnormal(
 }
 
 /// Report an abnormal condition (fever, symptoms).
+///
+/// Records a fever or symptoms found outside a screening or visit, with notes; the person then
+/// awaits referral for medical care. No quarantine needs to be under way. Admin, or a zone worker
+/// in the returnee's zone; another zone's returnee answers 404. `Idempotency-Key` makes a retry
+/// safe; `If-Match` with the returnee's version makes it conditional (412). No domain rule
+/// refuses it with 409.
 #[utoipa::path(
     tag = "returnees",
     params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
@@ -754,6 +798,12 @@ pub(crate) async fn referral(
 }
 
 /// Refer the person for medical care; needs an abnormal finding not yet referred.
+///
+/// Records the facility the person was sent to, so they no longer count as awaiting referral; a
+/// quarantine under way goes on until it is ended (reason `referred_for_treatment`). Admin, or a
+/// zone worker in the returnee's zone; another zone's returnee answers 404. `Idempotency-Key`
+/// makes a retry safe; `If-Match` with the returnee's version makes it conditional (412).
+/// Refused with 409 when the rule it breaks is `referral_without_abnormal_condition`.
 #[utoipa::path(
     tag = "returnees",
     params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
@@ -798,6 +848,13 @@ pub(crate) async fn extension(
 }
 
 /// Extend or shorten the planned quarantine period, with a reason.
+///
+/// Sets the planned length to `planned_days` (1 to 60), counted from the current count's start,
+/// which moves the planned end; the reason stays in the log. Admin, or a zone worker in the
+/// returnee's zone; another zone's returnee answers 404. `Idempotency-Key` makes a retry safe;
+/// `If-Match` with the returnee's version makes it conditional (412). Refused with 409 when the
+/// rule it breaks is one of: `no_active_quarantine`, `quarantine_period_out_of_range`,
+/// `quarantine_period_unchanged`.
 #[utoipa::path(
     tag = "returnees",
     params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
@@ -841,6 +898,12 @@ pub(crate) async fn exposure(
 }
 
 /// Record a new exposure: the quarantine count restarts from its date.
+///
+/// Day 1 of the count becomes the day of the exposure and the planned length is kept, so the
+/// planned end moves later. Admin, or a zone worker in the returnee's zone; another zone's
+/// returnee answers 404. `Idempotency-Key` makes a retry safe; `If-Match` with the returnee's
+/// version makes it conditional (412). Refused with 409 when the rule it breaks is one of:
+/// `no_active_quarantine`, `exposure_before_quarantine`.
 #[utoipa::path(
     tag = "returnees",
     params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
@@ -883,6 +946,13 @@ pub(crate) async fn end(
 
 /// End the quarantine: completed (not before the planned end), referred for
 /// treatment, transferred, or lost to follow-up.
+///
+/// Closes the home quarantine and sets the returnee's status to released, under treatment,
+/// transferred or lost to follow-up; no more visits are due. Admin, or a zone worker in the
+/// returnee's zone; another zone's returnee answers 404. `Idempotency-Key` makes a retry safe;
+/// `If-Match` with the returnee's version makes it conditional (412). Refused with 409 when the
+/// rule it breaks is one of: `no_active_quarantine`, `quarantine_ends_before_start`,
+/// `released_before_planned_end`.
 #[utoipa::path(
     tag = "returnees",
     params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),

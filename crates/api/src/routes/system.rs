@@ -19,6 +19,9 @@ pub struct Health {
 }
 
 /// Liveness: the process answers.
+///
+/// Needs no token and looks at nothing but the process itself, so it says nothing about the
+/// store; ask `/readyz` whether the service can serve.
 #[utoipa::path(tag = "system", security(()), responses((status = 200, body = Health)))]
 #[get("/healthz")]
 async fn healthz() -> HttpResponse {
@@ -49,6 +52,10 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 /// Prometheus metrics: open on a loopback bind or with `--metrics-public`;
 /// otherwise an admin or auditor token.
+///
+/// In the Prometheus text format: requests answered by route and status, request latency,
+/// writes and events appended by this instance, appends lost to another writer, and the log's
+/// last position.
 #[utoipa::path(tag = "system", security((), ("bearer" = [])), responses((status = 200, content_type = "text/plain", body = String), crate::routes::ReadErrors))]
 #[get("/metrics")]
 async fn metrics(_reader: MetricsReader, state: web::Data<AppState>) -> HttpResponse {

@@ -66,6 +66,12 @@ pub struct TokenList {
 }
 
 /// Issue a token. The answer holds the bearer token; it is never shown again.
+///
+/// Mints a token for a person, a front end or a county system with one role: `admin`,
+/// `zone_worker` (for the zones listed, which must exist), `county` or `auditor`. Admin only.
+/// Only the token's SHA-256 is kept, so issuing is never idempotent: `Idempotency-Key` and
+/// `If-Match` are ignored and a retry issues another token. Refused with 409 when the rule it
+/// breaks is `token_zones_mismatch`.
 #[utoipa::path(
     tag = "tokens",
     request_body = IssueToken,
@@ -103,6 +109,10 @@ async fn create_token(
 }
 
 /// Every token issued, revoked ones included; never their secrets.
+///
+/// Each token's id, holder, role, zones, and when it was issued and revoked; neither the token
+/// nor its hash is shown. Admin only. Not paged; it waits up to 2 s so that a token just issued
+/// or revoked shows.
 #[utoipa::path(
     tag = "tokens",
     responses((status = 200, description = "The tokens", body = TokenList), ReadErrors)
@@ -131,6 +141,11 @@ async fn list_tokens(
 }
 
 /// Revoke a token: from the answer on, this service refuses it.
+///
+/// The revocation is an event of the token's stream: requests with the token are answered 401,
+/// and a live event feed it opened ends. Admin only; an unknown token answers 404.
+/// `Idempotency-Key` makes a retry safe; `If-Match` with the token's version makes it
+/// conditional (412). Refused with 409 when the rule it breaks is `token_already_revoked`.
 #[utoipa::path(
     tag = "tokens",
     params(("token_id" = Uuid, Path)),

@@ -149,6 +149,12 @@ pub(crate) async fn register(
 }
 
 /// Register a venue: a shop, hotel, enterprise, mahjong parlour, card room...
+///
+/// Lists premises of a zone (and optionally of one village) for screening and control; mahjong
+/// parlours and card rooms are the ones closed and raided. Admin, or a zone worker for its own
+/// zones; a zone or village that does not exist or lies outside the caller's zones is an
+/// invalid field (422). `Idempotency-Key` makes a retry safe, and a client may name `venue_id`.
+/// Refused with 409 when the rule it breaks is `venue_already_registered`.
 #[utoipa::path(
     tag = "venues",
     params(("Idempotency-Key" = Option<String>, Header)),
@@ -189,6 +195,11 @@ pub struct VenueQuery {
 }
 
 /// Venues filtered by zone, kind and status.
+///
+/// In registration order, each with its status, the day it closed, the day it signed its
+/// commitment letter and its count of enforcement actions. Cursor-paged with `limit` and
+/// `cursor`; `min_position` waits up to 2 s for a write of yours to show. Admin sees every
+/// zone, a zone worker only its own zones.
 #[utoipa::path(
     tag = "venues",
     params(VenueQuery),
@@ -225,7 +236,11 @@ async fn list_venues(
     .await
 }
 
-/// One venue. `ETag` is its version.
+/// One venue. `ETag` leads with its version.
+///
+/// Holds its kind, status (open, closed, dismantled), the day it closed, the day it signed its
+/// commitment letter and how many enforcement actions were recorded. Admin, or a zone worker in
+/// the venue's zone; another zone's venue answers 404.
 #[utoipa::path(
     tag = "venues",
     params(("venue_id" = Uuid, Path)),
@@ -267,6 +282,12 @@ pub(crate) async fn commitment(
 }
 
 /// Record the venue's signed commitment letter (承诺书).
+///
+/// The owner or manager pledged to follow the epidemic-control rules; the day and the signer are
+/// kept, and the letter counts in the zone's figures. Admin, or a zone worker in the venue's
+/// zone; another zone's venue answers 404. `Idempotency-Key` makes a retry safe; `If-Match` with
+/// the venue's version makes it conditional (412). Refused with 409 when the rule it breaks is
+/// `commitment_already_signed`.
 #[utoipa::path(
     tag = "venues",
     params(("venue_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
@@ -310,6 +331,12 @@ pub(crate) async fn closure(
 }
 
 /// Close the venue (关停), with or without a posted notice.
+///
+/// The venue is closed from the day it happened; `notice_posted` says whether a closure notice
+/// (停业通告) went up at the door. Admin, or a zone worker in the venue's zone; another zone's
+/// venue answers 404. `Idempotency-Key` makes a retry safe; `If-Match` with the venue's version
+/// makes it conditional (412). Refused with 409 when the rule it breaks is
+/// `venue_already_closed` (a dismantled venue included).
 #[utoipa::path(
     tag = "venues",
     params(("venue_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
@@ -350,6 +377,12 @@ pub(crate) async fn reopening(
 }
 
 /// Reopen a closed venue.
+///
+/// The venue may trade again from the day it happened; one that was dismantled never reopens.
+/// Admin, or a zone worker in the venue's zone; another zone's venue answers 404.
+/// `Idempotency-Key` makes a retry safe; `If-Match` with the venue's version makes it
+/// conditional (412). Refused with 409 when the rule it breaks is one of: `venue_not_closed`,
+/// `venue_dismantled`.
 #[utoipa::path(
     tag = "venues",
     params(("venue_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),

@@ -239,6 +239,11 @@ pub struct ZoneQuery {
 }
 
 /// All zones, in the order they were established.
+///
+/// Each zone with its leader, villages and grids. Cursor-paged with `limit` and `cursor`;
+/// `min_position` waits up to 2 s for a write of yours to show. Every role may read it, a zone
+/// worker sees only its own zones, and the leader's phone is masked (first three and last four
+/// digits) for county and auditor tokens.
 #[utoipa::path(
     tag = "zones",
     params(ZoneQuery),
@@ -273,7 +278,11 @@ async fn list_zones(
     .await
 }
 
-/// One zone with its villages and grids. `ETag` is its version.
+/// One zone with its villages and grids. `ETag` leads with its version.
+///
+/// Holds the zone's name, its leader, and each village's grids with their households. Every role
+/// may read it; a zone worker asking for another zone gets 404. The leader's phone is masked
+/// (first three and last four digits) for county and auditor tokens.
 #[utoipa::path(
     tag = "zones",
     params(("zone_id" = Uuid, Path)),
@@ -320,6 +329,11 @@ pub(crate) async fn leader(
 }
 
 /// Assign the zone leader (片长).
+///
+/// Names the member of the township leadership in charge of the zone, with an optional phone
+/// (personal data); a later assignment replaces the leader, and the same one again records
+/// nothing. Admin only. `Idempotency-Key` makes a retry safe; `If-Match` with the zone's version
+/// makes it conditional (412). No domain rule refuses it with 409; an unknown zone answers 404.
 #[utoipa::path(
     tag = "zones",
     params(("zone_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"3\"")),
@@ -368,6 +382,11 @@ pub(crate) async fn village(
 }
 
 /// Add a village or community to the zone.
+///
+/// Adds a village (村) or community (社区) by name; give `village_id` to choose its id. Admin,
+/// or a zone worker for its own zone; another zone answers 404. `Idempotency-Key` makes a retry
+/// safe; `If-Match` with the zone's version makes it conditional (412). Refused with 409 when
+/// the rule it breaks is one of: `village_already_added`, `village_name_taken`.
 #[utoipa::path(
     tag = "zones",
     params(("zone_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
@@ -418,6 +437,12 @@ pub(crate) async fn grid(
 }
 
 /// Add a grid (网格) to one of the zone's villages.
+///
+/// The grid is the smallest cell of the map, with its households if known; returnees are
+/// registered to one. Admin, or a zone worker for its own zone; another zone answers 404.
+/// `Idempotency-Key` makes a retry safe; `If-Match` with the zone's version makes it conditional
+/// (412). Refused with 409 when the rule it breaks is one of: `village_not_in_zone`,
+/// `grid_already_added`, `grid_name_taken`.
 #[utoipa::path(
     tag = "zones",
     params(("zone_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
