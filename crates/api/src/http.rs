@@ -37,6 +37,8 @@ pub fn app(
         .app_data(limit)
         .configure(crate::configure)
         .split_for_parts();
+    let mut api = api;
+    crate::contract::declare_conventions(&mut api);
     let methods = std::sync::Arc::new(methods_by_route(&api));
     // Rendered once per worker, served as is.
     let spec = web::Bytes::from(api.to_json().unwrap_or_default());

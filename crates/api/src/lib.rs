@@ -3,6 +3,7 @@
 //! OpenAPI contract generated from the same registrations that route.
 
 pub mod access;
+mod contract;
 pub mod export;
 pub mod extract;
 pub mod http;
@@ -205,11 +206,12 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 
 /// The OpenAPI document, without starting anything.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, api) = actix_web::App::new()
+    let (_, mut api) = actix_web::App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(configure)
         .split_for_parts();
+    contract::declare_conventions(&mut api);
     api
 }
 

@@ -123,3 +123,61 @@ fn every_operation_has_a_summary_that_fits_one_line() {
     }
     assert!(long.is_empty(), "summaries over 120 characters: {long:#?}");
 }
+
+#[test]
+fn every_operation_has_a_description_beyond_its_summary() {
+    let contract = serde_json::to_value(fangkong_api::openapi()).expect("the contract renders");
+    let mut bare = vec![];
+    for (path, item) in contract["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("an item") {
+            let described = operation
+                .get("description")
+                .and_then(|d| d.as_str())
+                .is_some_and(|d| d.trim().len() > 20);
+            if !described {
+                bare.push(format!("{method} {path}"));
+            }
+        }
+    }
+    assert!(bare.is_empty(), "operations without a description: {bare:#?}");
+}
+
+/// The headers the middleware sends are the headers the contract declares:
+/// a generated client reads `ETag`, `Location` and the rate limit only if
+/// they are declared on the operation.
+#[test]
+fn every_operation_declares_the_headers_it_sends() {
+    let contract = serde_json::to_value(fangkong_api::openapi()).expect("the contract renders");
+    let mut missing = vec![];
+    for (path, item) in contract["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("an item") {
+            let responses = operation["responses"].as_object().expect("responses");
+            let mut want = |status: &str, header: &str| {
+                let declared = responses
+                    .get(status)
+                    .and_then(|r| r["headers"].get(header))
+                    .is_some();
+                if !declared {
+                    missing.push(format!("{method} {path} {status}: {header}"));
+                }
+            };
+            for status in responses.keys() {
+                want(status, "X-Request-Id");
+                if status.starts_with('2') && path.starts_with("/v1/") {
+                    want(status, "RateLimit-Remaining");
+                }
+                if status == "201" {
+                    want(status, "Location");
+                }
+                if status == "429" || status == "503" {
+                    want(status, "Retry-After");
+                }
+            }
+            if method == "get" && path != "/v1/events/live" {
+                want("200", "ETag");
+                want("304", "ETag");
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undeclared headers: {missing:#?}");
+}

@@ -75,7 +75,7 @@ pub struct TokenList {
 #[utoipa::path(
     tag = "tokens",
     request_body = IssueToken,
-    responses((status = 201, description = "Issued", body = IssuedToken), WriteErrors)
+    responses((status = 201, description = "Issued", body = IssuedToken, headers(("Location" = String, description = "Where the token is revoked"))), WriteErrors)
 )]
 #[post("/tokens")]
 async fn create_token(
@@ -98,7 +98,13 @@ async fn create_token(
         .wait_for(written.position, Duration::from_secs(5))
         .await
         .map_err(|_| ApiError::Unavailable)?;
-    Ok(HttpResponse::Created().json(IssuedToken {
+    Ok(HttpResponse::Created()
+        // Where it is revoked (`DELETE`); a token is never read back.
+        .insert_header((
+            actix_web::http::header::LOCATION,
+            format!("/v1/tokens/{}", secret.token_id),
+        ))
+        .json(IssuedToken {
         token_id: secret.token_id,
         token: secret.token,
         name: b.name,
@@ -171,5 +177,5 @@ async fn revoke_token(
         .wait_for(written.position, Duration::from_secs(5))
         .await
         .map_err(|_| ApiError::Unavailable)?;
-    Ok(HttpResponse::Ok().json(written))
+    Ok(super::written(written, None))
 }

@@ -1,0 +1,146 @@
+//! What the contract says about every operation at once: the headers each
+//! answer carries and the conditional reads, declared from the same rules
+//! the middleware follows (`http::observe`, `http::conditional`), so a
+//! generated client sees `ETag`, `X-Request-Id` and the rate limit on every
+//! operation that sends them.
+
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{
+    HttpMethod, Object, OpenApi, RefOr, Required, ResponseBuilder, Schema, Type,
+};
+
+/// Declares the headers and the `304` answers on every operation.
+pub(crate) fn declare_conventions(api: &mut OpenApi) {
+    for (path, item) in api.paths.paths.iter_mut() {
+        for method in [
+            HttpMethod::Get,
+            HttpMethod::Post,
+            HttpMethod::Put,
+            HttpMethod::Delete,
+        ] {
+            let operation = match method {
+                HttpMethod::Get => item.get.as_mut(),
+                HttpMethod::Post => item.post.as_mut(),
+                HttpMethod::Put => item.put.as_mut(),
+                HttpMethod::Delete => item.delete.as_mut(),
+                _ => None,
+            };
+            if let Some(operation) = operation {
+                declare(path, &method, operation);
+            }
+        }
+    }
+}
+
+fn text() -> RefOr<Schema> {
+    RefOr::T(Schema::Object(Object::with_type(Type::String)))
+}
+
+fn integer() -> RefOr<Schema> {
+    RefOr::T(Schema::Object(Object::with_type(Type::Integer)))
+}
+
+fn header(schema: RefOr<Schema>, description: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(schema)
+        .description(Some(description))
+        .build()
+}
+
+fn declare(path: &str, method: &HttpMethod, operation: &mut Operation) {
+    let authenticated = path.starts_with("/v1/");
+    let endless = path == "/v1/events/live";
+    let read = matches!(method, HttpMethod::Get);
+    let projected = operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| p.name == "min_position");
+    let conditional = read && !endless;
+    for (status, response) in operation.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        let headers = &mut response.headers;
+        headers.insert(
+            "X-Request-Id".into(),
+            header(text(), "The request's id: the client's when it sent a sane one"),
+        );
+        let success = status.starts_with('2');
+        if authenticated && success {
+            for (name, description) in [
+                ("RateLimit-Limit", "Requests the token may make per window"),
+                ("RateLimit-Remaining", "Requests left in this window"),
+                ("RateLimit-Reset", "Seconds until the window refills"),
+            ] {
+                headers.insert(name.into(), header(integer(), description));
+            }
+        }
+        if matches!(status.as_str(), "429" | "503") {
+            headers.insert(
+                "Retry-After".into(),
+                header(integer(), "Seconds to wait before trying again"),
+            );
+        }
+        if conditional && status == "200" {
+            headers.insert(
+                "ETag".into(),
+                header(
+                    text(),
+                    "A strong tag over the answer's bytes; for an entity, its version \
+                     then a dot (`\"7.3f2a…\"`), and `If-Match` reads the version",
+                ),
+            );
+            headers.insert(
+                "Cache-Control".into(),
+                header(text(), "`private, no-cache`: revalidate with If-None-Match"),
+            );
+        }
+        let written = response.content.values().any(|c| {
+            matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Written"))
+        });
+        if !read && success && written {
+            headers.insert(
+                "ETag".into(),
+                header(text(), "The entity's stream version after the write, quoted"),
+            );
+        }
+        if projected && success {
+            headers.insert(
+                "X-Projection-Position".into(),
+                header(integer(), "The log position the answer reflects"),
+            );
+            headers.insert(
+                "X-Projection-Wanted".into(),
+                header(
+                    integer(),
+                    "The `min_position` asked for, when it was not reached in time",
+                ),
+            );
+        }
+    }
+    if conditional {
+        operation.responses.responses.insert(
+            "304".into(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description("Not modified: `If-None-Match` named the current `ETag`")
+                    .header("ETag", header(text(), "The current tag"))
+                    .header("X-Request-Id", header(text(), "The request's id"))
+                    .build(),
+            ),
+        );
+        operation.parameters.get_or_insert_with(Vec::new).push(
+            ParameterBuilder::new()
+                .name("If-None-Match")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "An `ETag` from an earlier answer: `304` with no body when it is current",
+                ))
+                .schema(Some(text()))
+                .build(),
+        );
+    }
+}
