@@ -603,6 +603,77 @@ async fn the_live_feed_follows_the_log_resumes_and_ends_at_shutdown(db: Arc<Test
     );
     drop(plain);
 
+    // A browser's EventSource sends no Authorization: it opens the feed
+    // with a ticket, once.
+    let issued = s
+        .send_raw(
+            s.client
+                .post(s.url("/v1/events/live/tickets"))
+                .bearer_auth(&auditor),
+        )
+        .await;
+    assert_eq!(issued.status, 201, "{}", issued.body);
+    let url = issued.body["url"].as_str().expect("a url").to_owned();
+    assert_eq!(issued.headers["location"], url.as_str());
+    let ticket = issued.body["ticket"].as_str().expect("a ticket").to_owned();
+    assert!(!ticket.contains(&auditor), "a ticket is not the token");
+    let by_ticket = s
+        .client
+        .get(s.url(&format!("{url}&heartbeat_seconds=1&named=false")))
+        .header("Last-Event-ID", (head + 3).to_string())
+        .send()
+        .await
+        .expect("the feed opens");
+    assert_eq!(by_ticket.status(), 200);
+    let mut ticketed = by_ticket.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\"type\":\"ReturneeRegistered\"") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), ticketed.next())
+            .await
+            .expect("the rest arrives")
+            .expect("open")
+            .expect("bytes");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!text.contains("张三"), "the auditor's masking holds: {text}");
+    drop(ticketed);
+    // Used once: a second connection, or a made-up ticket, is refused.
+    for url in [url.clone(), "/v1/events/live?ticket=fkt_00".into()] {
+        s.send_raw(s.client.get(s.url(&url)))
+            .await
+            .problem(401, "unauthenticated");
+    }
+    // A ticket is for the roles the feed admits, and dies with its token.
+    let worker = s.create_token("county", &[], "县").await;
+    s.send_raw(
+        s.client
+            .post(s.url("/v1/events/live/tickets"))
+            .bearer_auth(&worker),
+    )
+    .await
+    .problem(403, "forbidden");
+    let other = s.create_token("auditor", &[], "审计二").await;
+    let pending = s
+        .send_raw(
+            s.client
+                .post(s.url("/v1/events/live/tickets"))
+                .bearer_auth(&other),
+        )
+        .await
+        .ok();
+    let other_id = other
+        .strip_prefix("fk_")
+        .and_then(|t| t.split('_').next())
+        .expect("a token id")
+        .to_owned();
+    let other_id = uuid::Uuid::parse_str(&other_id).expect("a uuid");
+    s.send(s.client.delete(s.url(&format!("/v1/tokens/{other_id}"))))
+        .await
+        .ok();
+    s.send_raw(s.client.get(s.url(pending["url"].as_str().expect("url"))))
+        .await
+        .problem(401, "unauthenticated");
+
     // A shutdown ends the feed instead of waiting on it.
     let started = std::time::Instant::now();
     let stopping = std::thread::spawn(move || s.stop());

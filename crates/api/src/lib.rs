@@ -75,6 +75,8 @@ pub struct AppState {
     pub projector: fangkong_projections::Projector,
     pub settings: Settings,
     pub failed_auth: access::FailedAuth,
+    /// Tickets that open the live feed from a browser.
+    pub tickets: access::LiveTickets,
     pub rate_limit: access::RateLimit,
     /// Flipped when the server begins to shut down: live feeds end.
     pub shutdown: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
@@ -92,6 +94,7 @@ impl AppState {
             ),
             commands: fangkong_app::Application::new(store, township),
             metrics,
+            tickets: access::LiveTickets::default(),
             rate_limit: access::RateLimit::new(settings.rate_per_second, settings.rate_burst),
             failed_auth: access::FailedAuth::new(
                 settings.failed_auth_limit,

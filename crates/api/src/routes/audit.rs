@@ -2,14 +2,14 @@
 //! keep, verification, and the proof that today's log extends a head kept
 //! earlier.
 
-use actix_web::{get, web, HttpRequest, HttpResponse};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{query, Paged, ReadErrors};
-use crate::access::{Audit, Authorized};
+use crate::access::{Audit, Authorized, FeedCaller, LiveTickets};
 use crate::problem::ApiError;
 use crate::AppState;
 use fangkong_domain::access::Role;
@@ -17,6 +17,7 @@ use fangkong_domain::access::Role;
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list_events)
         .service(live_events)
+        .service(live_ticket)
         .service(audit_head)
         .service(verify)
         .service(proof);
@@ -145,6 +146,50 @@ impl LogEvent {
     }
 }
 
+/// A ticket that opens the live feed once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LiveTicket {
+    /// Pass as `?ticket=`; single use.
+    pub ticket: String,
+    /// The feed it opens, ticket included: `new EventSource(url)`.
+    pub url: String,
+    /// It must be used before then.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A ticket for a browser's EventSource, which cannot send `Authorization`.
+///
+/// Answers a random ticket that stands for the calling token for one connection to
+/// `/v1/events/live`, used within a minute: the browser opens `new EventSource(url)` with the
+/// ticket in the query instead of a bearer token in the URL, where it would stay in histories and
+/// proxy logs. The feed checks the token behind the ticket as it checks a bearer token (revoked,
+/// role, rate limit), and a revocation still ends an open feed. Admin and auditor, as the feed.
+/// Tickets live in the instance that issued them: open the feed on the same one.
+#[utoipa::path(
+    tag = "audit",
+    responses(
+        (status = 201, description = "Issued", body = LiveTicket, headers(("Location" = String, description = "The feed the ticket opens"))),
+        ReadErrors
+    )
+)]
+#[post("/events/live/tickets")]
+async fn live_ticket(
+    caller: Authorized<Audit>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let ticket = state.tickets.issue(caller.token_id)?;
+    let url = format!("/v1/events/live?ticket={ticket}");
+    let lifetime = chrono::Duration::from_std(LiveTickets::LIFETIME).unwrap_or_default();
+    Ok(HttpResponse::Created()
+        .insert_header((actix_web::http::header::LOCATION, url.clone()))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(LiveTicket {
+            ticket,
+            url,
+            expires_at: Utc::now() + lifetime,
+        }))
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -157,6 +202,10 @@ pub struct LiveQuery {
     pub category: Option<String>,
     /// Seconds between heartbeat comments while nothing happens (1-60, default 15).
     pub heartbeat_seconds: Option<u64>,
+    /// A ticket from `POST /v1/events/live/tickets`, for a client that cannot
+    /// send `Authorization` (a browser's `EventSource`): single use, one
+    /// minute.
+    pub ticket: Option<String>,
     /// `true` (default): each event is named by its type (`event:
     /// QuarantineStarted`). `false`: unnamed, so a browser's
     /// `EventSource.onmessage` receives every one (the type is in `data`).
@@ -176,7 +225,7 @@ pub struct LiveQuery {
 )]
 #[get("/events/live")]
 async fn live_events(
-    caller: Authorized<Audit>,
+    FeedCaller(caller): FeedCaller<Audit>,
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
