@@ -635,7 +635,10 @@ async fn the_live_feed_follows_the_log_resumes_and_ends_at_shutdown(db: Arc<Test
             .expect("bytes");
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
-    assert!(!text.contains("张三"), "the auditor's masking holds: {text}");
+    assert!(
+        !text.contains("张三"),
+        "the auditor's masking holds: {text}"
+    );
     drop(ticketed);
     // Used once: a second connection, or a made-up ticket, is refused.
     for url in [url.clone(), "/v1/events/live?ticket=fkt_00".into()] {

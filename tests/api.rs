@@ -1172,18 +1172,22 @@ async fn the_demo_township_is_believable_and_added_once(db: std::sync::Arc<TestD
     assert!(dashboard["to_date"]["banquets_postponed"].as_u64() > Some(0));
     assert!(dashboard["to_date"]["staff_health_checks"].as_u64() > Some(0));
     assert!(dashboard["standing"]["under_quarantine"].as_u64() > Some(20));
-    // The demo's DHIS2 mapping exports every submitted report.
+    // The demo's zones carry their DHIS2 org units (linked through the API):
+    // every submitted report goes to DHIS2, with every figure it attests.
+    let span = format!("from={}&to={}", support::days_ago(21), support::days_ago(2));
     let set = s
+        .get(&format!("/v1/reports/daily?{span}&format=dhis2"))
+        .await
+        .ok();
+    let completions = s
         .get(&format!(
-            "/v1/reports/daily?from={}&to={}&format=dhis2",
-            support::days_ago(21),
-            support::days_ago(2)
+            "/v1/reports/daily?{span}&format=dhis2-completions"
         ))
         .await
         .ok();
     let figures = today_board["day"].as_object().map_or(0, |f| f.len()) as u64;
     assert_eq!(
-        set["completeDataSetRegistrations"]
+        completions["completeDataSetRegistrations"]
             .as_array()
             .map(|r| r.len() as u64),
         Some(sum("submitted")),
@@ -1191,8 +1195,19 @@ async fn the_demo_township_is_believable_and_added_once(db: std::sync::Arc<TestD
     );
     assert_eq!(
         set["dataValues"].as_array().map(|v| v.len() as u64),
+        Some(sum("submitted") * figures),
+        "every figure of every reported zone and day"
+    );
+    let all = s
+        .get(&format!(
+            "/v1/reports/daily?{span}&format=dhis2&include_unattested=true"
+        ))
+        .await
+        .ok();
+    assert_eq!(
+        all["dataValues"].as_array().map(|v| v.len() as u64),
         Some(sum("expected") * figures),
-        "every figure of every zone and day"
+        "asked for, the days no one attested as well"
     );
 
     // Added once: a second fill leaves the store alone.
@@ -1378,7 +1393,11 @@ async fn an_unchanged_read_is_answered_304_and_a_changed_one_in_full(s: &Server)
         .send(s.client.get(s.url(&path)).header("If-None-Match", &tag))
         .await;
     assert_eq!(again.status, 304);
-    assert_eq!(again.body, serde_json::Value::String(String::new()), "no body");
+    assert_eq!(
+        again.body,
+        serde_json::Value::String(String::new()),
+        "no body"
+    );
     assert_eq!(again.etag().as_deref(), Some(tag.as_str()));
     // A list of tags, weak or not, and `*` match as RFC 9110 says.
     let listed = s
@@ -1410,8 +1429,14 @@ async fn an_unchanged_read_is_answered_304_and_a_changed_one_in_full(s: &Server)
 
     // Projection reads: a dashboard and a list.
     for read in [
-        format!("/v1/zones/{zone}/dashboard?min_position={}", quarantined["position"]),
-        format!("/v1/returnees?zone_id={zone}&min_position={}", quarantined["position"]),
+        format!(
+            "/v1/zones/{zone}/dashboard?min_position={}",
+            quarantined["position"]
+        ),
+        format!(
+            "/v1/returnees?zone_id={zone}&min_position={}",
+            quarantined["position"]
+        ),
     ] {
         let first = s.get(&read).await;
         assert_eq!(first.status, 200, "{read}: {}", first.body);

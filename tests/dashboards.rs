@@ -307,7 +307,8 @@ async fn the_county_pulls_daily_aggregates_as_json_csv_and_dhis2(db: Arc<TestDb>
         "the same rows, no mark"
     );
 
-    // DHIS2: the unmapped zone is refused by name; zone A alone exports.
+    // DHIS2: the zone with no org unit is refused by name; zone A alone exports,
+    // as one data set report for DHIS2's POST /api/dataValueSets.
     s.get(&format!("/v1/reports/daily?date={day}&format=dhis2"))
         .await
         .problem(409, "dhis2_zone_unmapped");
@@ -320,15 +321,84 @@ async fn the_county_pulls_daily_aggregates_as_json_csv_and_dhis2(db: Arc<TestDb>
         .ok();
     let period = day.replace('-', "");
     assert_eq!(set["dataSet"], "QX4ZTUbOt3a");
+    assert_eq!(set["period"], period);
+    assert_eq!(set["orgUnit"], "OuA1b2C3d4E");
+    assert_eq!(
+        set["completeDate"], day,
+        "submitted today, on the township's day"
+    );
+    assert!(
+        set.get("completeDataSetRegistrations").is_none(),
+        "its own document"
+    );
     let values = set["dataValues"].as_array().expect("values");
     assert_eq!(values.len(), 2, "only the mapped figures");
-    assert!(values.contains(&json!({"dataElement": "ReUjXyzT1aB", "period": period, "orgUnit": "OuA1b2C3d4E", "value": "2"})));
-    let complete = set["completeDataSetRegistrations"]
+    // What the leader attested (1), not the 2 recorded since: the late
+    // registration amends the day, and DHIS2 gets it once it is attested again.
+    assert!(values.contains(&json!({"dataElement": "ReUjXyzT1aB", "period": period, "orgUnit": "OuA1b2C3d4E", "value": "1"})));
+
+    // Zone B gets its org unit through the API (admin only, a DHIS2 uid).
+    let link = format!("/v1/zones/{}/dhis2-org-unit", b.0);
+    s.put(&link, json!({"org_unit": "not a uid"}))
+        .await
+        .problem(422, "invalid_fields");
+    let worker = s.create_token("zone_worker", &[&b.0], "二片区网格员").await;
+    s.send_raw(
+        s.client
+            .put(s.url(&link))
+            .bearer_auth(&worker)
+            .json(&json!({"org_unit": "OuB9z8Y7x6W"})),
+    )
+    .await
+    .problem(403, "forbidden");
+    let linked = s.put(&link, json!({"org_unit": "OuB9z8Y7x6W"})).await.ok();
+    assert_eq!(linked["events"][0]["type"], "Dhis2OrgUnitLinked");
+    let zone_b = s.get(&format!("/v1/zones/{}", b.0)).await.ok();
+    assert_eq!(zone_b["dhis2_org_unit"], "OuB9z8Y7x6W");
+    let at = linked["position"].as_u64().expect("position");
+
+    // Both zones: B did not report, so DHIS2 gets nothing of it unless asked.
+    let both = s
+        .get(&format!(
+            "/v1/reports/daily?date={day}&format=dhis2&min_position={at}"
+        ))
+        .await
+        .ok();
+    let units = |set: &serde_json::Value| -> Vec<String> {
+        let mut units: Vec<String> = set["dataValues"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .filter_map(|v| v["orgUnit"].as_str().map(str::to_owned))
+            .collect();
+        units.dedup();
+        units
+    };
+    assert_eq!(units(&both), vec!["OuA1b2C3d4E"]);
+    assert!(both.get("period").is_none(), "several zones: on each value");
+    let all = s
+        .get(&format!(
+            "/v1/reports/daily?date={day}&format=dhis2&include_unattested=true"
+        ))
+        .await
+        .ok();
+    assert_eq!(units(&all), vec!["OuA1b2C3d4E", "OuB9z8Y7x6W"]);
+
+    // Completions: DHIS2's POST /api/completeDataSetRegistrations, one per report.
+    let completions = s
+        .get(&format!(
+            "/v1/reports/daily?date={day}&format=dhis2-completions"
+        ))
+        .await
+        .ok();
+    let complete = completions["completeDataSetRegistrations"]
         .as_array()
         .expect("registrations");
     assert_eq!(complete.len(), 1);
+    assert_eq!(complete[0]["dataSet"], "QX4ZTUbOt3a");
     assert_eq!(complete[0]["organisationUnit"], "OuA1b2C3d4E");
     assert_eq!(complete[0]["period"], period);
+    assert_eq!(complete[0]["date"], day);
     assert_eq!(complete[0]["completed"], true);
 
     // An attested figure must be a figure.

@@ -344,7 +344,10 @@ impl LiveTickets {
         let now = Instant::now();
         issued.retain(|_, (_, at)| now.duration_since(*at) < Self::LIFETIME);
         if issued.len() >= Self::MOST {
-            let oldest = issued.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k);
+            let oldest = issued
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| *k);
             if let Some(oldest) = oldest {
                 issued.remove(&oldest);
             }

@@ -65,7 +65,10 @@ fn declare(path: &str, method: &HttpMethod, operation: &mut Operation) {
         let headers = &mut response.headers;
         headers.insert(
             "X-Request-Id".into(),
-            header(text(), "The request's id: the client's when it sent a sane one"),
+            header(
+                text(),
+                "The request's id: the client's when it sent a sane one",
+            ),
         );
         let success = status.starts_with('2');
         if authenticated && success {
@@ -97,13 +100,16 @@ fn declare(path: &str, method: &HttpMethod, operation: &mut Operation) {
                 header(text(), "`private, no-cache`: revalidate with If-None-Match"),
             );
         }
-        let written = response.content.values().any(|c| {
-            matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Written"))
-        });
+        let written = response.content.values().any(
+            |c| matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Written")),
+        );
         if !read && success && written {
             headers.insert(
                 "ETag".into(),
-                header(text(), "The entity's stream version after the write, quoted"),
+                header(
+                    text(),
+                    "The entity's stream version after the write, quoted",
+                ),
             );
         }
         if projected && success {

@@ -34,8 +34,10 @@ pub enum MappingError {
     Unreadable { path: String, reason: String },
     #[error("the DHIS2 mapping names unknown figure codes: {0}")]
     UnknownFigures(String),
-    #[error("zone {0} has no DHIS2 org unit in the mapping")]
+    #[error("zone {0} has no DHIS2 org unit: link one with PUT /v1/zones/{0}/dhis2-org-unit")]
     ZoneUnmapped(Uuid),
+    #[error("two zones are filed under the DHIS2 org unit {org_unit}: link each zone to its own")]
+    OrgUnitShared { org_unit: String },
 }
 
 impl Dhis2Mapping {
@@ -67,10 +69,12 @@ impl Dhis2Mapping {
     }
 }
 
+/// One value of a data element, for an org unit and a day.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct DataValue {
+pub struct Dhis2DataValue {
     pub data_element: String,
+    /// `yyyyMMdd`.
     pub period: String,
     pub org_unit: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,58 +85,113 @@ pub struct DataValue {
     pub value: String,
 }
 
+/// One zone's report of one day, for DHIS2's
+/// `POST /api/completeDataSetRegistrations`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct CompleteRegistration {
+pub struct Dhis2CompleteRegistration {
     pub data_set: String,
+    /// `yyyyMMdd`.
     pub period: String,
     pub organisation_unit: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attribute_option_combo: Option<String>,
-    /// When the zone submitted (first revision), `yyyy-MM-dd`.
+    /// When the zone submitted (first revision), on the township's day: `yyyy-MM-dd`.
     pub date: String,
     pub completed: bool,
 }
 
-/// `POST` `dataValues` to `/api/dataValueSets` and
-/// `completeDataSetRegistrations` to `/api/completeDataSetRegistrations`.
+/// A document DHIS2's `POST /api/dataValueSets` imports as it stands. A pull
+/// of one zone and one day is one data set report (`period`, `orgUnit` and,
+/// when the zone submitted, `completeDate` at the top); a wider pull names
+/// the period and org unit on each value and leaves completion to
+/// `format=dhis2-completions`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct DataValueSet {
+pub struct Dhis2DataValueSet {
     pub data_set: String,
-    pub data_values: Vec<DataValue>,
-    pub complete_data_set_registrations: Vec<CompleteRegistration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_unit: Option<String>,
+    /// `yyyy-MM-dd`, on the township's day.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub complete_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribute_option_combo: Option<String>,
+    pub data_values: Vec<Dhis2DataValue>,
 }
 
-/// The aggregates as DHIS2 data values: one per mapped figure, zone and day
-/// (period `yyyyMMdd`), and a complete registration per submitted report.
+/// A document DHIS2's `POST /api/completeDataSetRegistrations` imports as it
+/// stands: one registration per zone and day it submitted a report.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Dhis2CompleteRegistrations {
+    pub complete_data_set_registrations: Vec<Dhis2CompleteRegistration>,
+}
+
+/// What goes to DHIS2 from one pull.
+#[derive(Debug)]
+pub struct Dhis2Export {
+    pub values: Dhis2DataValueSet,
+    pub completions: Dhis2CompleteRegistrations,
+}
+
+/// The aggregates as DHIS2 documents: per zone and day (period `yyyyMMdd`)
+/// the figures its leader attested in the day's report (one a report does
+/// not name, as zero), one value per mapped figure; a zone that did not
+/// report sends nothing, since what it recorded is not what it vouched
+/// for, unless `include_unattested` asks for the recorded figures of those
+/// days. Each zone is filed under the org unit linked to it through the
+/// API (`org_units`), or the mapping file's for a zone never linked.
 pub fn dhis2(
     aggregates: &DailyAggregates,
     mapping: &Dhis2Mapping,
     township: &fangkong_domain::Township,
-) -> Result<DataValueSet, MappingError> {
+    org_units: &BTreeMap<Uuid, String>,
+    include_unattested: bool,
+) -> Result<Dhis2Export, MappingError> {
     let mut data_values = Vec::new();
     let mut complete = Vec::new();
+    let mut filed: BTreeMap<&str, Uuid> = BTreeMap::new();
     for row in &aggregates.rows {
-        let org_unit = mapping
-            .org_units
+        let org_unit = org_units
             .get(&row.zone_id)
+            .or_else(|| mapping.org_units.get(&row.zone_id))
             .ok_or(MappingError::ZoneUnmapped(row.zone_id))?;
-        let period = row.date.format("%Y%m%d").to_string();
-        for (figure, value) in row.figures.iter() {
-            if let Some(element) = mapping.data_elements.get(figure.code()) {
-                data_values.push(DataValue {
-                    data_element: element.clone(),
-                    period: period.clone(),
+        // Two zones under one org unit would add up in DHIS2 unseen.
+        if let Some(other) = filed.insert(org_unit, row.zone_id) {
+            if other != row.zone_id {
+                return Err(MappingError::OrgUnitShared {
                     org_unit: org_unit.clone(),
-                    category_option_combo: mapping.category_option_combo.clone(),
-                    attribute_option_combo: mapping.attribute_option_combo.clone(),
-                    value: value.to_string(),
                 });
             }
         }
-        if let Some(first) = row.report.as_ref().and_then(|r| r.first_submitted_at) {
-            complete.push(CompleteRegistration {
+        let period = row.date.format("%Y%m%d").to_string();
+        let report = row.report.as_ref().filter(|r| r.submitted);
+        for (figure, recorded) in row.figures.iter() {
+            let Some(element) = mapping.data_elements.get(figure.code()) else {
+                continue;
+            };
+            // A submitted report vouches for the whole day: a figure it
+            // does not name it attests as zero (a zero report names none).
+            let attested = report.map(|r| r.attested.get(figure.code()).copied().unwrap_or(0));
+            let value = match attested {
+                Some(value) => value,
+                None if include_unattested => recorded,
+                None => continue,
+            };
+            data_values.push(Dhis2DataValue {
+                data_element: element.clone(),
+                period: period.clone(),
+                org_unit: org_unit.clone(),
+                category_option_combo: mapping.category_option_combo.clone(),
+                attribute_option_combo: mapping.attribute_option_combo.clone(),
+                value: value.to_string(),
+            });
+        }
+        if let Some(first) = report.and_then(|r| r.first_submitted_at) {
+            complete.push(Dhis2CompleteRegistration {
                 data_set: mapping.data_set.clone(),
                 period,
                 organisation_unit: org_unit.clone(),
@@ -144,10 +203,30 @@ pub fn dhis2(
             });
         }
     }
-    Ok(DataValueSet {
+    let single = match aggregates.rows.as_slice() {
+        [row] => Some(row),
+        _ => None,
+    };
+    let header =
+        |f: fn(&Dhis2CompleteRegistration) -> String| single.and_then(|_| complete.first().map(f));
+    let values = Dhis2DataValueSet {
         data_set: mapping.data_set.clone(),
+        period: single.map(|r| r.date.format("%Y%m%d").to_string()),
+        org_unit: single.and_then(|r| {
+            org_units
+                .get(&r.zone_id)
+                .or_else(|| mapping.org_units.get(&r.zone_id))
+                .cloned()
+        }),
+        complete_date: header(|c| c.date.clone()),
+        attribute_option_combo: single.and(mapping.attribute_option_combo.clone()),
         data_values,
-        complete_data_set_registrations: complete,
+    };
+    Ok(Dhis2Export {
+        values,
+        completions: Dhis2CompleteRegistrations {
+            complete_data_set_registrations: complete,
+        },
     })
 }
 
@@ -242,47 +321,195 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_completion_is_dated_on_the_townships_day() {
+    fn at(t: &str) -> chrono::DateTime<chrono::Utc> {
+        t.parse().expect("an instant")
+    }
+
+    /// A zone's day: recorded figures, and a report attesting `attested`
+    /// submitted at `submitted` (none: the zone did not report).
+    fn row(
+        zone: Uuid,
+        attested: &[(Figure, u64)],
+        recorded: &[(Figure, u64)],
+        submitted: Option<&str>,
+    ) -> fangkong_projections::views::DailyRow {
         use fangkong_projections::views::{DailyRow, ReportState, ReportStatus};
-        let zone = uuid::Uuid::now_v7();
-        let at = |t: &str| -> chrono::DateTime<chrono::Utc> { t.parse().expect("an instant") };
         let date = chrono::NaiveDate::from_ymd_opt(2020, 2, 1).expect("a date");
-        let aggregates = DailyAggregates {
+        let mut figures = fangkong_projections::Figures::default();
+        for (figure, value) in recorded {
+            figures.add(*figure, *value);
+        }
+        DailyRow {
+            zone_id: zone,
+            zone_name: "一片区".into(),
+            date,
+            report: Some(ReportStatus {
+                state: if submitted.is_some() {
+                    ReportState::Submitted
+                } else {
+                    ReportState::Missing
+                },
+                deadline: at("2020-02-02T02:00:00Z"),
+                submitted: submitted.is_some(),
+                zero_report: false,
+                late: false,
+                amended: false,
+                revision: u32::from(submitted.is_some()),
+                first_submitted_at: submitted.map(at),
+                first_recorded_at: submitted.map(at),
+                submitted_at: submitted.map(at),
+                attested: attested
+                    .iter()
+                    .map(|(f, v)| (f.code().to_owned(), *v))
+                    .collect(),
+                amendments: 0,
+                changes: vec![],
+            }),
+            figures,
+        }
+    }
+
+    fn aggregates(rows: Vec<fangkong_projections::views::DailyRow>) -> DailyAggregates {
+        let date = chrono::NaiveDate::from_ymd_opt(2020, 2, 1).expect("a date");
+        DailyAggregates {
             from: date,
             to: date,
             position: 1,
-            rows: vec![DailyRow {
-                zone_id: zone,
-                zone_name: "一片区".into(),
-                date,
-                report: Some(ReportStatus {
-                    state: ReportState::Submitted,
-                    deadline: at("2020-02-02T02:00:00Z"),
-                    submitted: true,
-                    zero_report: false,
-                    late: false,
-                    amended: false,
-                    revision: 1,
-                    // 07:30 on 2 February in the township; 1 February in UTC.
-                    first_submitted_at: Some(at("2020-02-01T23:30:00Z")),
-                    first_recorded_at: Some(at("2020-02-01T23:30:00Z")),
-                    submitted_at: Some(at("2020-02-01T23:30:00Z")),
-                    attested: Default::default(),
-                    amendments: 0,
-                    changes: vec![],
-                }),
-                figures: Default::default(),
-            }],
+            rows,
             totals: vec![],
-        };
+        }
+    }
+
+    fn example_mapping() -> Dhis2Mapping {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../config/dhis2-mapping.example.json");
-        let mut mapping = Dhis2Mapping::load(&path).expect("the example loads");
-        mapping.org_units.insert(zone, "FkZone00001".into());
-        let set =
-            dhis2(&aggregates, &mapping, &fangkong_domain::Township::default()).expect("mapped");
-        assert_eq!(set.complete_data_set_registrations[0].date, "2020-02-02");
+        Dhis2Mapping::load(&path).expect("the example loads")
+    }
+
+    fn township() -> fangkong_domain::Township {
+        fangkong_domain::Township::default()
+    }
+
+    #[test]
+    fn a_single_zone_day_is_one_data_set_report_dated_on_the_townships_day() {
+        let zone = Uuid::now_v7();
+        let linked = BTreeMap::from([(zone, "FkZone00001".to_owned())]);
+        let (a, b) = (Figure::ALL[0], Figure::ALL[1]);
+        // 07:30 on 2 February in the township; 1 February in UTC.
+        let day = aggregates(vec![row(
+            zone,
+            &[(a, 3)],
+            &[(a, 5), (b, 2)],
+            Some("2020-02-01T23:30:00Z"),
+        )]);
+        let out = dhis2(&day, &example_mapping(), &township(), &linked, false).expect("mapped");
+        let registrations = &out.completions.complete_data_set_registrations;
+        assert_eq!(registrations.len(), 1);
+        assert_eq!(registrations[0].date, "2020-02-02");
+        assert_eq!(registrations[0].organisation_unit, "FkZone00001");
+        let set = serde_json::to_value(&out.values).expect("renders");
+        assert_eq!(set["period"], "20200201");
+        assert_eq!(set["orgUnit"], "FkZone00001");
+        assert_eq!(set["completeDate"], "2020-02-02");
+        // What the leader attested, not what was recorded: b was recorded
+        // as 2 but the report left it out, so it is attested as zero.
+        let values = set["dataValues"].as_array().expect("values");
+        assert_eq!(values.len(), Figure::ALL.len());
+        let mapping = example_mapping();
+        let value_of = |f: Figure| {
+            values
+                .iter()
+                .find(|v| v["dataElement"] == mapping.data_elements[f.code()].as_str())
+                .map(|v| v["value"].clone())
+        };
+        assert_eq!(value_of(a), Some(serde_json::json!("3")));
+        assert_eq!(value_of(b), Some(serde_json::json!("0")));
+        assert!(set.get("completeDataSetRegistrations").is_none());
+    }
+
+    #[test]
+    fn a_zone_that_did_not_report_sends_nothing_unless_unattested_figures_are_asked_for() {
+        let (reported, silent) = (Uuid::now_v7(), Uuid::now_v7());
+        let linked = BTreeMap::from([
+            (reported, "FkZone00001".to_owned()),
+            (silent, "FkZone00002".to_owned()),
+        ]);
+        let (a, b) = (Figure::ALL[0], Figure::ALL[1]);
+        let day = aggregates(vec![
+            row(
+                reported,
+                &[(a, 3)],
+                &[(a, 5), (b, 2)],
+                Some("2020-02-01T10:00:00Z"),
+            ),
+            row(silent, &[], &[(a, 4)], None),
+        ]);
+        let mapping = example_mapping();
+        let strict = dhis2(&day, &mapping, &township(), &linked, false).expect("mapped");
+        let values = &strict.values.data_values;
+        assert_eq!(
+            values.len(),
+            Figure::ALL.len(),
+            "the reported zone's day only"
+        );
+        assert_eq!(values[0].org_unit, "FkZone00001");
+        assert_eq!(values[0].period, "20200201");
+        // Several zones: the period and org unit are on each value.
+        assert!(strict.values.period.is_none() && strict.values.org_unit.is_none());
+        assert_eq!(strict.completions.complete_data_set_registrations.len(), 1);
+
+        let all = dhis2(&day, &mapping, &township(), &linked, true).expect("mapped");
+        let silent_values: Vec<_> = all
+            .values
+            .data_values
+            .iter()
+            .filter(|v| v.org_unit == "FkZone00002")
+            .collect();
+        assert_eq!(
+            silent_values.len(),
+            Figure::ALL.len(),
+            "every recorded figure"
+        );
+        let reported_a = all
+            .values
+            .data_values
+            .iter()
+            .find(|v| {
+                v.org_unit == "FkZone00001" && v.data_element == mapping.data_elements[a.code()]
+            })
+            .expect("a");
+        assert_eq!(reported_a.value, "3", "attested wins over recorded");
+        assert_eq!(all.completions.complete_data_set_registrations.len(), 1);
+    }
+
+    #[test]
+    fn an_org_unit_linked_through_the_api_wins_and_two_zones_may_not_share_one() {
+        let (one, two) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut mapping = example_mapping();
+        mapping.org_units.insert(one, "FileUnit001".into());
+        let linked = BTreeMap::from([(one, "ApiUnit0001".to_owned())]);
+        let a = Figure::ALL[0];
+        let day = aggregates(vec![row(one, &[(a, 1)], &[], Some("2020-02-01T10:00:00Z"))]);
+        let out = dhis2(&day, &mapping, &township(), &linked, false).expect("mapped");
+        assert_eq!(out.values.org_unit.as_deref(), Some("ApiUnit0001"));
+
+        let unlinked = aggregates(vec![row(two, &[(a, 1)], &[], None)]);
+        assert_eq!(
+            dhis2(&unlinked, &mapping, &township(), &linked, false).err(),
+            Some(MappingError::ZoneUnmapped(two))
+        );
+        let shared = BTreeMap::from([
+            (one, "SameUnit001".to_owned()),
+            (two, "SameUnit001".to_owned()),
+        ]);
+        let both = aggregates(vec![
+            row(one, &[(a, 1)], &[], None),
+            row(two, &[(a, 1)], &[], None),
+        ]);
+        assert!(matches!(
+            dhis2(&both, &mapping, &township(), &shared, false),
+            Err(MappingError::OrgUnitShared { .. })
+        ));
     }
 
     #[test]

@@ -139,7 +139,10 @@ fn every_operation_has_a_description_beyond_its_summary() {
             }
         }
     }
-    assert!(bare.is_empty(), "operations without a description: {bare:#?}");
+    assert!(
+        bare.is_empty(),
+        "operations without a description: {bare:#?}"
+    );
 }
 
 /// The headers the middleware sends are the headers the contract declares:

@@ -259,6 +259,14 @@ fn build(township: fangkong_domain::Township, first_day: NaiveDate) -> Script {
             0,
             7,
         );
+        // The county links each zone to its DHIS2 org unit through the API.
+        s.push(
+            "PUT",
+            format!("/v1/zones/{zone}/dhis2-org-unit"),
+            json!({"org_unit": org_unit(z)}),
+            0,
+            7,
+        );
         for village_name in &VILLAGES[z * 3..z * 3 + 3] {
             let village = rng.uuid();
             s.push(
@@ -612,11 +620,15 @@ pub fn zone_ids() -> Vec<Uuid> {
         .collect()
 }
 
-/// The demo township in a county DHIS2: every figure a data element and
-/// every zone an org unit, with ids in DHIS2's shape (a letter, then ten
-/// letters or digits).
+/// The DHIS2 org unit of the demo's `z`th zone (linked through the API).
+fn org_unit(z: usize) -> String {
+    format!("FkZone{:05}", z + 1)
+}
+
+/// The demo township in a county DHIS2: every figure a data element, with
+/// ids in DHIS2's shape (a letter, then ten letters or digits). The zones'
+/// org units are not here: the demo links them through the API.
 pub fn dhis2_mapping() -> fangkong_api::export::Dhis2Mapping {
-    let zones = zone_ids().into_iter();
     fangkong_api::export::Dhis2Mapping {
         data_set: "FkDailyRep1".into(),
         data_elements: fangkong_projections::Figure::ALL
@@ -624,10 +636,7 @@ pub fn dhis2_mapping() -> fangkong_api::export::Dhis2Mapping {
             .enumerate()
             .map(|(i, f)| (f.code().to_owned(), format!("FkFig{:06}", i + 1)))
             .collect(),
-        org_units: zones
-            .enumerate()
-            .map(|(i, z)| (z, format!("FkZone{:05}", i + 1)))
-            .collect(),
+        org_units: Default::default(),
         category_option_combo: None,
         attribute_option_combo: None,
     }
@@ -640,7 +649,6 @@ mod tests {
     #[test]
     fn the_demo_mapping_names_every_zone_and_figure() {
         let mapping = dhis2_mapping();
-        assert_eq!(mapping.org_units.len(), ZONES.len());
         assert_eq!(
             mapping.data_elements.len(),
             fangkong_projections::Figure::ALL.len()
@@ -649,7 +657,8 @@ mod tests {
         assert!(mapping
             .data_elements
             .values()
-            .chain(mapping.org_units.values())
+            .cloned()
+            .chain((0..ZONES.len()).map(org_unit))
             .all(|id| id.len() == 11 && id.starts_with(|c: char| c.is_ascii_alphabetic())));
     }
 

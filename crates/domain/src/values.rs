@@ -340,6 +340,32 @@ impl Text {
 
 string_serde!(Text);
 
+/// An object's id in DHIS2 (an organisation unit's, for a zone): eleven
+/// letters and digits, the first a letter, as DHIS2 generates them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dhis2Uid(String);
+
+impl Dhis2Uid {
+    pub fn parse(raw: &str) -> Result<Self, ValueError> {
+        let uid = raw.trim();
+        let well_formed = uid.len() == 11
+            && uid.bytes().all(|b| b.is_ascii_alphanumeric())
+            && uid.bytes().next().is_some_and(|b| b.is_ascii_alphabetic());
+        if !well_formed {
+            return Err(ValueError::new(
+                "must be a DHIS2 uid: 11 letters and digits, the first a letter",
+            ));
+        }
+        Ok(Dhis2Uid(uid.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+string_serde!(Dhis2Uid);
+
 /// A count of things done (leaflets, people, tables): 0 to 1,000,000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
 #[serde(transparent)]

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::event_enum;
-use crate::{Aggregate, Context, Count, DomainError, GridId, Name, PhoneNumber, VillageId, ZoneId};
+use crate::{
+    Aggregate, Context, Count, Dhis2Uid, DomainError, GridId, Name, PhoneNumber, VillageId, ZoneId,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZoneEstablished {
@@ -40,6 +42,14 @@ pub struct GridAdded {
     pub households: Option<Count>,
 }
 
+/// The zone's organisation unit in the county's DHIS2: where the daily
+/// pull files its figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dhis2OrgUnitLinked {
+    pub zone_id: ZoneId,
+    pub org_unit: Dhis2Uid,
+}
+
 event_enum! {
     /// What happens to a zone.
     pub enum ZoneEvent {
@@ -47,6 +57,7 @@ event_enum! {
         ZoneLeaderAssigned: 1,
         VillageAdded: 1,
         GridAdded: 1,
+        Dhis2OrgUnitLinked: 1,
     }
 }
 
@@ -70,6 +81,9 @@ pub enum ZoneCommand {
         name: Name,
         households: Option<Count>,
     },
+    LinkDhis2OrgUnit {
+        org_unit: Dhis2Uid,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +104,8 @@ pub struct Zone {
     pub name: Option<Name>,
     pub leader: Option<(Name, Option<PhoneNumber>)>,
     pub villages: BTreeMap<VillageId, Village>,
+    #[serde(default)]
+    pub dhis2_org_unit: Option<Dhis2Uid>,
 }
 
 impl Zone {
@@ -157,6 +173,17 @@ impl Aggregate for Zone {
                 }
                 .into()])
             }
+            ZoneCommand::LinkDhis2OrgUnit { org_unit } => {
+                let zone_id = established(self)?;
+                if self.dhis2_org_unit.as_ref() == Some(org_unit) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![Dhis2OrgUnitLinked {
+                    zone_id,
+                    org_unit: org_unit.clone(),
+                }
+                .into()])
+            }
             ZoneCommand::AddGrid {
                 village_id,
                 grid_id,
@@ -209,6 +236,9 @@ impl Aggregate for Zone {
                         grids: BTreeMap::new(),
                     },
                 );
+            }
+            ZoneEvent::Dhis2OrgUnitLinked(e) => {
+                self.dhis2_org_unit = Some(e.org_unit.clone());
             }
             ZoneEvent::GridAdded(e) => {
                 if let Some(village) = self.villages.get_mut(&e.village_id) {

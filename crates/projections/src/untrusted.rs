@@ -30,6 +30,7 @@ const TYPES: &[&str] = &[
     "ZoneLeaderAssigned",
     "VillageAdded",
     "GridAdded",
+    "Dhis2OrgUnitLinked",
     "ReturneeRegistered",
     "ReturneeScreened",
     "ResponsibilityTeamAssigned",

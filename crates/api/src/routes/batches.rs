@@ -227,6 +227,7 @@ async fn dispatch<B: Policy>(
     match operation {
         "establish_zone" => created(zones::establish(state, item!(), body(b)?).await?),
         "assign_leader" => done(zones::leader(state, item!(), &z, body(b)?).await?),
+        "link_dhis2_org_unit" => done(zones::org_unit(state, item!(), &z, body(b)?).await?),
         "add_village" => done(zones::village(state, item!(), &z, body(b)?).await?),
         "add_grid" => done(zones::grid(state, item!(), &z, body(b)?).await?),
         "disperse_gathering" => done(activity::gathering(state, item!(), &z, body(b)?).await?),

@@ -11,8 +11,8 @@ use actix_web::{get, web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use chrono::{DateTime, NaiveDate, Utc};
 use fangkong_projections::views::{DailyAggregates, TownshipDashboard, ZoneDashboard};
 use fangkong_projections::{Clock, ProjectorError, ReadModels, Reading};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
@@ -246,12 +246,41 @@ async fn township_dashboard(
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum ExportFormat {
     #[default]
     Json,
     Csv,
+    /// For DHIS2's `POST /api/dataValueSets`.
     Dhis2,
+    /// For DHIS2's `POST /api/completeDataSetRegistrations`.
+    Dhis2Completions,
+}
+
+/// The county pull in JSON: the aggregates, or one of the DHIS2 documents
+/// `format` asks for.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum DailyPull {
+    Aggregates(DailyAggregates),
+    Dhis2DataValueSet(export::Dhis2DataValueSet),
+    Dhis2CompleteRegistrations(export::Dhis2CompleteRegistrations),
+}
+
+/// Each zone's DHIS2 org unit as linked through the API, from the live
+/// directory: a link is where figures are filed today, also for a pull as
+/// of an earlier time.
+fn linked_org_units(state: &AppState) -> std::collections::BTreeMap<Uuid, String> {
+    state.projector.read(|m| {
+        m.directory
+            .zones
+            .after(0, None)
+            .filter_map(|entry| {
+                let unit = entry.state.dhis2_org_unit.as_ref()?;
+                Some((entry.id, unit.to_string()))
+            })
+            .collect()
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -263,15 +292,19 @@ pub struct DailyQuery {
     pub from: Option<NaiveDate>,
     /// Inclusive; at most 366 days after `from`.
     pub to: Option<NaiveDate>,
-    /// `json` (default), `csv` (a row per zone and day), or `dhis2`
-    /// (dataValueSets with completeDataSetRegistrations).
-    /// (Without it, `Accept: text/csv` asks for the CSV form.)
+    /// `json` (default), `csv` (a row per zone and day), `dhis2` (a
+    /// document for DHIS2's `POST /api/dataValueSets`) or
+    /// `dhis2-completions` (one for `POST /api/completeDataSetRegistrations`).
+    /// Without it, `Accept: text/csv` asks for the CSV form.
     #[param(inline)]
     pub format: Option<ExportFormat>,
     /// The CSV starts with a UTF-8 byte-order mark (default true), so
     /// Excel on a Chinese-locale Windows reads the zone names as written;
     /// `false` omits it.
     pub bom: Option<bool>,
+    /// DHIS2 forms: also send the recorded figures of days a zone did not
+    /// report. Default false: DHIS2 gets only what zone leaders attested.
+    pub include_unattested: Option<bool>,
     /// Only this zone's rows.
     pub zone_id: Option<Uuid>,
     /// A log position or RFC 3339 instant: the aggregates as they stood then.
@@ -321,11 +354,12 @@ impl DailyQuery {
     tag = "dashboards",
     params(DailyQuery),
     responses(
-        (status = 200, description = "The daily aggregates (JSON; CSV or DHIS2 by `format`)", body = DailyAggregates,
+        (status = 200, description = "The daily aggregates: JSON (`DailyAggregates`); with `format=csv` or `Accept: text/csv` the CSV; with `format=dhis2` a `Dhis2DataValueSet`, with `format=dhis2-completions` a `Dhis2CompleteRegistrations` (both `application/json`)",
             content(
-                (DailyAggregates = "application/json"),
-                (String = "text/csv"),
-            )),
+                (DailyPull = "application/json"),
+                (String = "text/csv", example = json!("\u{feff}date,zone_id,zone_name,report_state,submitted,zero_report,late,amended,revision,first_submitted_at,returnees_registered\n2020-02-01,0190a3c2-6f1e-7c1a-9d2b-4f5e6a7b8c9d,一片区,submitted,true,false,false,false,1,2020-02-01T10:00:00Z,3\n")),
+            ),
+            headers(("Content-Disposition" = String, description = "For the CSV: `attachment` with a file name naming the days"))),
         (status = 409, description = "`format=dhis2` without a mapping, or a zone without an org unit", body = crate::problem::Problem, content_type = "application/problem+json"),
         ReadErrors
     )
@@ -366,7 +400,7 @@ async fn daily_reports(
         }
     });
     match format {
-        ExportFormat::Json => Ok(response.json(&aggregates)),
+        ExportFormat::Json => Ok(response.json(DailyPull::Aggregates(aggregates))),
         ExportFormat::Csv => Ok(response
             .content_type("text/csv; charset=utf-8")
             .insert_header((
@@ -381,7 +415,7 @@ async fn daily_reports(
             } else {
                 export::csv(&aggregates)
             })),
-        ExportFormat::Dhis2 => {
+        ExportFormat::Dhis2 | ExportFormat::Dhis2Completions => {
             let mapping = state
                 .settings
                 .dhis2
@@ -391,14 +425,22 @@ async fn daily_reports(
                     detail: "this server has no DHIS2 mapping (start it with --dhis2-mapping FILE)"
                         .into(),
                 })?;
-            let set =
-                export::dhis2(&aggregates, mapping, state.projector.township()).map_err(|e| {
-                    ApiError::Unmet {
-                        code: "dhis2_zone_unmapped",
-                        detail: e.to_string(),
-                    }
-                })?;
-            Ok(response.json(&set))
+            let linked = linked_org_units(&state);
+            let out = export::dhis2(
+                &aggregates,
+                mapping,
+                state.projector.township(),
+                &linked,
+                q.include_unattested.unwrap_or(false),
+            )
+            .map_err(|e| ApiError::Unmet {
+                code: "dhis2_zone_unmapped",
+                detail: e.to_string(),
+            })?;
+            Ok(response.json(match format {
+                ExportFormat::Dhis2 => DailyPull::Dhis2DataValueSet(out.values),
+                _ => DailyPull::Dhis2CompleteRegistrations(out.completions),
+            }))
         }
     }
 }

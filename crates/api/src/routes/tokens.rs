@@ -105,13 +105,13 @@ async fn create_token(
             format!("/v1/tokens/{}", secret.token_id),
         ))
         .json(IssuedToken {
-        token_id: secret.token_id,
-        token: secret.token,
-        name: b.name,
-        role: role.code().into(),
-        zones: b.zones,
-        position: written.position,
-    }))
+            token_id: secret.token_id,
+            token: secret.token,
+            name: b.name,
+            role: role.code().into(),
+            zones: b.zones,
+            position: written.position,
+        }))
 }
 
 /// Every token issued, revoked ones included; never their secrets.

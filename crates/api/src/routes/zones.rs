@@ -3,7 +3,7 @@
 use actix_web::{get, post, put, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use fangkong_domain::zone::{Zone, ZoneCommand};
-use fangkong_domain::{Count, GridId, Name, PhoneNumber, VillageId, ZoneId};
+use fangkong_domain::{Count, Dhis2Uid, GridId, Name, PhoneNumber, VillageId, ZoneId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -21,6 +21,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(list_zones)
         .service(get_zone)
         .service(assign_leader)
+        .service(link_dhis2_org_unit)
         .service(add_village)
         .service(add_grid);
 }
@@ -79,12 +80,24 @@ pub struct VillageView {
     pub grids: Vec<GridView>,
 }
 
+/// The zone's organisation unit in the county's DHIS2.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"org_unit": "DiszpKrYNg8"}))]
+pub struct LinkDhis2OrgUnit {
+    /// The org unit's DHIS2 uid (11 letters and digits, the first a letter).
+    pub org_unit: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ZoneView {
     pub zone_id: Uuid,
     pub name: String,
     pub leader: Option<String>,
     pub leader_phone: Option<String>,
+    /// Its organisation unit in the county's DHIS2, once linked.
+    pub dhis2_org_unit: Option<String>,
     pub villages: Vec<VillageView>,
     pub version: u64,
 }
@@ -109,6 +122,7 @@ pub(crate) fn view(zone: &Zone, version: u64) -> Option<ZoneView> {
             .leader
             .as_ref()
             .and_then(|(_, p)| p.as_ref().map(|p| p.to_string())),
+        dhis2_org_unit: zone.dhis2_org_unit.as_ref().map(|u| u.to_string()),
         villages: zone
             .villages
             .iter()
@@ -326,6 +340,60 @@ pub(crate) async fn leader(
         command,
     )
     .await
+}
+
+pub(crate) async fn org_unit(
+    state: &AppState,
+    headers: &WriteHeaders<Admin>,
+    zone: &str,
+    body: Json<LinkDhis2OrgUnit>,
+) -> Result<Written, ApiError> {
+    let zone_id = ZoneId::from_uuid(path_id(zone, "zone")?);
+    let b = body.value;
+    let command = ZoneCommand::LinkDhis2OrgUnit {
+        org_unit: field("org_unit", Dhis2Uid::parse(&b.org_unit))?,
+    };
+    run(
+        state,
+        headers,
+        zone_id,
+        "zone.link_dhis2_org_unit",
+        body.canonical_hash,
+        b.occurred_at,
+        command,
+    )
+    .await
+}
+
+/// Link the zone to its organisation unit in the county's DHIS2.
+///
+/// The daily pull in DHIS2's form (`GET /v1/reports/daily?format=dhis2`) files the zone's figures
+/// under this org unit, so a county links each zone once through the API instead of editing the
+/// server's mapping file (which keeps the data elements; an org unit there is used only for a
+/// zone never linked). Linking another uid replaces it; the same one again records nothing. Admin
+/// only. `Idempotency-Key` makes a retry safe; `If-Match` with the zone's version makes it
+/// conditional (412). No domain rule refuses it with 409; an unknown zone answers 404.
+#[utoipa::path(
+    tag = "zones",
+    params(("zone_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"3\"")),
+    request_body = LinkDhis2OrgUnit,
+    responses(
+        (status = 200, description = "Linked (no events when unchanged)", body = Written),
+        WriteErrors,
+    )
+)]
+#[put("/zones/{zone_id}/dhis2-org-unit")]
+async fn link_dhis2_org_unit(
+    caller: Authorized<Admin>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<LinkDhis2OrgUnit>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(written(
+        org_unit(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
+        None,
+    ))
 }
 
 /// Assign the zone leader (片长).
