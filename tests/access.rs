@@ -77,10 +77,12 @@ fn designed(method: &str, path: &str) -> Option<&'static [&'static str]> {
     Some(match (method, path) {
         ("get", "/healthz" | "/readyz" | "/metrics") => PUBLIC,
         (_, p) if p.starts_with("/v1/tokens") => ADMIN,
-        ("post", "/v1/zones") | ("put", "/v1/zones/{zone_id}/leader") => ADMIN,
+        ("post", "/v1/zones")
+        | ("put", "/v1/zones/{zone_id}/leader" | "/v1/zones/{zone_id}/dhis2-org-unit") => ADMIN,
         ("get", "/v1/zones" | "/v1/zones/{zone_id}") => ALL,
         ("get", "/v1/zones/{zone_id}/dashboard" | "/v1/dashboard" | "/v1/reports/daily") => ALL,
         ("get", p) if p.starts_with("/v1/events") || p.starts_with("/v1/audit/") => AUDIT,
+        ("post", "/v1/events/live/tickets") => AUDIT,
         ("get" | "post" | "put", p)
             if [
                 "/v1/zones/",

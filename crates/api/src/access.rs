@@ -324,9 +324,12 @@ fn check_token(state: &AppState, header: Option<&str>) -> Result<Caller, ApiErro
 /// for the token that asked for it for one minute and one connection; only
 /// its SHA-256 is kept, in this process (a client redeems it on the
 /// instance that issued it, as it opens the feed straight after).
+/// A ticket's SHA-256 → the token it stands for, and when it was issued.
+type IssuedTickets = HashMap<[u8; 32], (Uuid, Instant)>;
+
 #[derive(Debug, Clone, Default)]
 pub struct LiveTickets {
-    issued: Arc<Mutex<HashMap<[u8; 32], (Uuid, Instant)>>>,
+    issued: Arc<Mutex<IssuedTickets>>,
 }
 
 impl LiveTickets {

@@ -10,6 +10,102 @@ use utoipa::openapi::{
     HttpMethod, Object, OpenApi, RefOr, Required, ResponseBuilder, Schema, Type,
 };
 
+/// Types every event where events are returned: each event type's payload
+/// schema comes from the domain type that defines it, and `LogEvent` and
+/// `WrittenEvent` become a `oneOf` of one object per type, told apart by
+/// `type` (a discriminator), so a generated client knows what `data` holds
+/// for `QuarantineStarted`. Answers the names of schemas the domain would
+/// have replaced with another of the same name (none, or the contract is
+/// wrong: a test holds it to none).
+pub(crate) fn declare_event_types(api: &mut OpenApi) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let types = fangkong_domain::event_schemas(&mut payloads);
+    let components = api.components.get_or_insert_with(Default::default);
+    let mut clashes = Vec::new();
+    for (name, schema) in payloads {
+        match components.schemas.get(&name) {
+            Some(kept) if kept != &schema => clashes.push(name),
+            Some(_) => {}
+            None => {
+                components.schemas.insert(name, schema);
+            }
+        }
+    }
+    for (event_type, _) in &types {
+        hide_secrets(event_type, components.schemas.get_mut(*event_type));
+    }
+    for envelope in ["LogEvent", "WrittenEvent", "StreamEvent"] {
+        let Some(RefOr::T(Schema::Object(base))) = components.schemas.get(envelope).cloned() else {
+            continue;
+        };
+        let mut one_of = utoipa::openapi::schema::OneOf::new();
+        let mut discriminator = utoipa::openapi::schema::Discriminator::new("type");
+        for (event_type, version) in &types {
+            let mut variant = base.clone();
+            variant.title = Some(format!("{envelope} {event_type}"));
+            variant.properties.insert(
+                "type".into(),
+                RefOr::T(Schema::Object(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([*event_type]))
+                        .build(),
+                )),
+            );
+            let payload = RefOr::Ref(utoipa::openapi::Ref::from_schema_name(*event_type));
+            let data = if *version > 1 {
+                // Stored events keep the shape they were written in.
+                let mut any = utoipa::openapi::schema::AnyOf::new();
+                any.items.push(payload);
+                any.items.push(RefOr::T(Schema::Object(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(Type::Object)
+                        .description(Some(format!(
+                            "As stored under an earlier `schema_version` (the current one is {version})"
+                        )))
+                        .build(),
+                )));
+                RefOr::T(Schema::AnyOf(any))
+            } else {
+                payload
+            };
+            variant.properties.insert("data".into(), data);
+            let name = format!("{envelope}.{event_type}");
+            discriminator.mapping.insert(
+                (*event_type).to_owned(),
+                format!("#/components/schemas/{name}"),
+            );
+            components
+                .schemas
+                .insert(name.clone(), RefOr::T(Schema::Object(variant)));
+            one_of
+                .items
+                .push(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(name)));
+        }
+        one_of.description = base.description.clone();
+        one_of.discriminator = Some(discriminator);
+        components
+            .schemas
+            .insert(envelope.into(), RefOr::T(Schema::OneOf(one_of)));
+    }
+    clashes
+}
+
+/// Secrets never leave the server (`fangkong_domain::personal`), so the
+/// payload's schema does not name them.
+fn hide_secrets(event_type: &str, schema: Option<&mut RefOr<Schema>>) {
+    use fangkong_domain::personal::{fields_of, PersonalKind};
+    let Some(RefOr::T(Schema::Object(object))) = schema else {
+        return;
+    };
+    for field in fields_of(event_type) {
+        if let (PersonalKind::Secret, [name]) = (field.kind, field.path) {
+            object.properties.remove(*name);
+            object.required.retain(|r| r != name);
+        }
+    }
+}
+
 /// Declares the headers and the `304` answers on every operation.
 pub(crate) fn declare_conventions(api: &mut OpenApi) {
     for (path, item) in api.paths.paths.iter_mut() {

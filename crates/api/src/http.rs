@@ -39,6 +39,7 @@ pub fn app(
         .split_for_parts();
     let mut api = api;
     crate::contract::declare_conventions(&mut api);
+    crate::contract::declare_event_types(&mut api);
     let methods = std::sync::Arc::new(methods_by_route(&api));
     // Rendered once per worker, served as is.
     let spec = web::Bytes::from(api.to_json().unwrap_or_default());

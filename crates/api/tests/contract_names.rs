@@ -30,6 +30,7 @@ fn schema_types(crates: &Path) -> BTreeMap<String, Vec<PathBuf>> {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         let mut deriving = false;
         let mut pages = false;
+        let mut macro_made = false;
         for line in text.lines() {
             let line = line.trim();
             // Page schemas made by the `pages!` macro: `ReturneePage => ...`.
@@ -56,7 +57,28 @@ fn schema_types(crates: &Path) -> BTreeMap<String, Vec<PathBuf>> {
                 names.entry(name).or_default().push(file.clone());
                 continue;
             }
-            if line.starts_with("#[derive(") && line.contains("ToSchema") {
+            // Types the domain's macros declare (ids, code enums), which
+            // derive ToSchema for the contract: the name follows the docs.
+            if line.starts_with("id_type!(") || line.starts_with("code_enum!(") {
+                macro_made = true;
+                continue;
+            }
+            if macro_made {
+                if !line.starts_with("///") {
+                    let name: String = line
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    names.entry(name).or_default().push(file.clone());
+                    macro_made = false;
+                }
+                continue;
+            }
+            // Derived directly, or for the contract only (the domain's
+            // `cfg_attr(feature = "openapi", derive(utoipa::ToSchema))`).
+            if (line.starts_with("#[derive(") || line.starts_with("#[cfg_attr("))
+                && line.contains("ToSchema")
+            {
                 deriving = true;
                 continue;
             }
@@ -69,7 +91,10 @@ fn schema_types(crates: &Path) -> BTreeMap<String, Vec<PathBuf>> {
                         .chars()
                         .take_while(|c| c.is_alphanumeric() || *c == '_')
                         .collect();
-                    names.entry(name).or_default().push(file.clone());
+                    // `$name` inside a macro's definition names nothing yet.
+                    if !name.is_empty() {
+                        names.entry(name).or_default().push(file.clone());
+                    }
                     deriving = false;
                 }
             }
@@ -95,7 +120,9 @@ fn every_schema_in_the_contract_has_a_name_of_its_own() {
         .as_object()
         .expect("schemas")
     {
-        let base = name.split('_').next().unwrap_or(name);
+        // `ReturneePage_…` and `LogEvent.QuarantineStarted` are made from
+        // the type named first.
+        let base = name.split(['_', '.']).next().unwrap_or(name);
         assert!(
             names.contains_key(name) || names.contains_key(base),
             "{name} in the contract has no type of that name"
@@ -183,4 +210,57 @@ fn every_operation_declares_the_headers_it_sends() {
         }
     }
     assert!(missing.is_empty(), "undeclared headers: {missing:#?}");
+}
+
+/// Every event's `data` is typed by the domain type that defines it, and
+/// none of those types lost its name to another schema.
+#[test]
+fn every_event_type_has_its_payload_schema_wherever_events_are_returned() {
+    assert!(
+        fangkong_api::event_schema_clashes().is_empty(),
+        "event payload schemas shadowed: {:?}",
+        fangkong_api::event_schema_clashes()
+    );
+    let contract = serde_json::to_value(fangkong_api::openapi()).expect("the contract renders");
+    let schemas = &contract["components"]["schemas"];
+    let mut payloads = Vec::new();
+    let types = fangkong_domain_event_types(&mut payloads);
+    assert!(types.len() >= 30, "{types:?}");
+    for envelope in ["LogEvent", "WrittenEvent", "StreamEvent"] {
+        let mapping = &schemas[envelope]["discriminator"]["mapping"];
+        assert_eq!(
+            schemas[envelope]["discriminator"]["propertyName"], "type",
+            "{envelope}"
+        );
+        for event_type in &types {
+            let variant = mapping[event_type]
+                .as_str()
+                .unwrap_or_else(|| panic!("{envelope} has no {event_type}"));
+            let name = variant.trim_start_matches("#/components/schemas/");
+            let properties = &schemas[name]["properties"];
+            assert_eq!(properties["type"]["enum"][0], event_type.as_str());
+            let data = properties["data"].to_string();
+            assert!(
+                data.contains(&format!("#/components/schemas/{event_type}\"")),
+                "{name}: {data}"
+            );
+            assert!(schemas[event_type.as_str()].is_object(), "{event_type}");
+        }
+    }
+    // Secrets never leave the server, so no schema names them.
+    assert!(schemas["TokenIssued"]["properties"]
+        .get("secret_sha256")
+        .is_none());
+}
+
+fn fangkong_domain_event_types(
+    out: &mut Vec<(
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    )>,
+) -> Vec<String> {
+    fangkong_domain::event_schemas(out)
+        .into_iter()
+        .map(|(name, _)| name.to_owned())
+        .collect()
 }

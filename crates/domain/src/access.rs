@@ -12,6 +12,7 @@ use crate::{Aggregate, Context, DomainError, Name, ZoneId};
 
 /// What a token may do (API.md, "Auth").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything, personal data in full.
@@ -42,6 +43,7 @@ impl Role {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenIssued {
     pub token_id: Uuid,
     pub name: Name,
@@ -53,6 +55,7 @@ pub struct TokenIssued {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenRevoked {
     pub token_id: Uuid,
 }

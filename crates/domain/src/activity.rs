@@ -12,24 +12,30 @@ use crate::{
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatheringDispersed {
     pub zone_id: ZoneId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
     pub people: Count,
     pub location: Name,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicityRecorded {
     pub zone_id: ZoneId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
     pub channel: PublicityChannel,
     pub quantity: Count,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PatrolCompleted {
     pub zone_id: ZoneId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
     pub patrol_group: Name,
     /// Villagers persuaded to go home or wear a mask on the round.
@@ -158,7 +164,9 @@ impl Aggregate for ZoneActivity {
 
 /// A township employee's morning check (晨检).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StaffHealthCheckRecorded {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
     pub staff: Name,
     pub temperature: Temperature,

@@ -11,6 +11,7 @@ use crate::{
 
 /// The host family: personal data, kept in one object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BanquetHost {
     pub name: Name,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -18,32 +19,41 @@ pub struct BanquetHost {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BanquetReported {
     pub banquet_id: BanquetId,
     pub zone_id: ZoneId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub village_id: Option<VillageId>,
     pub kind: BanquetKind,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub planned_date: LocalDate,
     pub expected_guests: Count,
     pub personal: BanquetHost,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BanquetPostponed {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub persuaded_on: LocalDate,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub new_date: LocalDate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BanquetCancelled {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub persuaded_on: LocalDate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Text>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BanquetScaledDown {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub persuaded_on: LocalDate,
     pub guests: Count,
 }

@@ -10,6 +10,7 @@ use crate::{
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckpointEstablished {
     pub checkpoint_id: CheckpointId,
     pub zone_id: ZoneId,
@@ -20,7 +21,9 @@ pub struct CheckpointEstablished {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CrossingRecorded {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
     pub subject: CrossingSubject,
     /// People crossing: 1 for a person, the occupants for a vehicle.

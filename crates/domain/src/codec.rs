@@ -45,6 +45,19 @@ pub trait EventCodec: Sized {
     fn knows(event_type: &str) -> bool;
 }
 
+/// The payload schema of every event type of one enum, for the contract.
+#[cfg(feature = "openapi")]
+pub trait EventSchemas {
+    /// Pushes each type's schema (named as the type) and those it refers
+    /// to onto `out`; answers each type's name and current schema version.
+    fn event_schemas(
+        out: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) -> Vec<(&'static str, u32)>;
+}
+
 /// Declares an aggregate's event enum, each variant wrapping the struct of
 /// the same name, with its current schema version and, for types whose shape
 /// changed, the function that lifts an older payload to the current one.
@@ -68,6 +81,22 @@ macro_rules! event_enum {
                 }
             }
         )+
+
+        #[cfg(feature = "openapi")]
+        impl $crate::codec::EventSchemas for $name {
+            fn event_schemas(
+                out: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>,
+            ) -> Vec<(&'static str, u32)> {
+                $(
+                    out.push((
+                        stringify!($variant).to_owned(),
+                        <$variant as utoipa::PartialSchema>::schema(),
+                    ));
+                    <$variant as utoipa::ToSchema>::schemas(out);
+                )+
+                vec![$((stringify!($variant), $version)),+]
+            }
+        }
 
         impl $crate::codec::EventCodec for $name {
             fn event_type(&self) -> &'static str {

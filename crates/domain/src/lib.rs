@@ -27,6 +27,31 @@ pub mod zone;
 mod testing;
 
 pub use codec::{DecodeError, EventCodec};
+
+/// Every event type's payload schema, for the contract: pushes each (named
+/// as its type) and the schemas it refers to onto `out`, and answers each
+/// type's name and current schema version.
+#[cfg(feature = "openapi")]
+pub fn event_schemas(
+    out: &mut Vec<(
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    )>,
+) -> Vec<(&'static str, u32)> {
+    use codec::EventSchemas;
+    [
+        zone::ZoneEvent::event_schemas(out),
+        returnee::ReturneeEvent::event_schemas(out),
+        checkpoint::CheckpointEvent::event_schemas(out),
+        venue::VenueEvent::event_schemas(out),
+        banquet::BanquetEvent::event_schemas(out),
+        activity::ActivityEvent::event_schemas(out),
+        activity::StaffEvent::event_schemas(out),
+        report::ReportEvent::event_schemas(out),
+        access::TokenEvent::event_schemas(out),
+    ]
+    .concat()
+}
 pub use error::DomainError;
 pub use values::*;
 

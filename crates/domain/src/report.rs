@@ -9,8 +9,10 @@ use crate::codec::event_enum;
 use crate::{Aggregate, Context, DomainError, LocalDate, Name, ZoneId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DailyReportSubmitted {
     pub zone_id: ZoneId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
     pub zero_report: bool,
     /// The figures as the leader attests them, by figure code.

@@ -22,6 +22,7 @@ pub const MAX_QUARANTINE_DAYS: i64 = 60;
 /// that it can be encrypted per person and erased by destroying the key,
 /// leaving every count intact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PersonalData {
     pub name: Name,
     pub resident_id: ResidentIdNumber,
@@ -30,11 +31,13 @@ pub struct PersonalData {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReturneeRegistered {
     pub returnee_id: ReturneeId,
     pub zone_id: ZoneId,
     pub village_id: VillageId,
     pub grid_id: GridId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub arrival_date: LocalDate,
     pub origin: Origin,
     pub personal: PersonalData,
@@ -42,7 +45,9 @@ pub struct ReturneeRegistered {
 
 /// One test, two checks, three questions (一测二查三询).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReturneeScreened {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub screened_on: LocalDate,
     pub temperature: Temperature,
     pub identity_checked: bool,
@@ -55,6 +60,7 @@ pub struct ReturneeScreened {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TeamMember {
     pub role: TeamRole,
     pub name: Name,
@@ -64,21 +70,27 @@ pub struct TeamMember {
 
 /// Five for one (五包一): one named person in each of the five roles.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResponsibilityTeamAssigned {
     pub members: Vec<TeamMember>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuarantineStarted {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub start_date: LocalDate,
     pub planned_days: u16,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub planned_end: LocalDate,
 }
 
 /// The daily temperature visit at the door. Version 2 added symptoms and the
 /// visitor; version 1 held only `date` and `temperature_celsius`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthCheckRecorded {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
     pub temperature: Temperature,
     #[serde(default)]
@@ -109,6 +121,7 @@ fn health_check_v1_to_v2(
 
 /// Where an abnormal finding was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FindingSource {
     Screening,
@@ -117,7 +130,9 @@ pub enum FindingSource {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AbnormalConditionReported {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<Temperature>,
@@ -129,29 +144,38 @@ pub struct AbnormalConditionReported {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReferredForTreatment {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
     pub facility: Name,
 }
 
 /// The planned period was extended or shortened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuarantinePeriodChanged {
     pub planned_days: u16,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub planned_end: LocalDate,
     pub reason: Text,
 }
 
 /// A new exposure: the count restarts from its date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExposureRecorded {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
     pub description: Text,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub planned_end: LocalDate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuarantineEnded {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
     pub reason: QuarantineEndReason,
 }

@@ -28,6 +28,7 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(transparent)]
         pub struct $name(Uuid);
 
@@ -98,6 +99,7 @@ id_type!(
 ///
 /// Stored as tenths of a degree so that equality and thresholds are exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = f64))]
 pub struct Temperature(u16);
 
 impl Temperature {
@@ -178,6 +180,7 @@ macro_rules! string_serde {
 /// A mainland resident identity number (居民身份证号码), 18 characters, whose
 /// last is the ISO 7064 MOD 11-2 check character of GB 11643.
 #[derive(Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResidentIdNumber(String);
 
 impl ResidentIdNumber {
@@ -237,6 +240,7 @@ string_serde!(ResidentIdNumber);
 /// A mainland mobile number: 11 digits starting 13-19. A `+86`/`86` prefix
 /// and spaces or dashes are accepted and dropped.
 #[derive(Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PhoneNumber(String);
 
 impl PhoneNumber {
@@ -282,6 +286,7 @@ string_serde!(PhoneNumber);
 
 /// A non-empty name or short text, trimmed, at most 100 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Name(String);
 
 impl Name {
@@ -314,6 +319,7 @@ string_serde!(Name);
 /// A longer free text (an address, a reason, notes): non-empty, at most 500
 /// characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Text(String);
 
 impl Text {
@@ -343,6 +349,7 @@ string_serde!(Text);
 /// An object's id in DHIS2 (an organisation unit's, for a zone): eleven
 /// letters and digits, the first a letter, as DHIS2 generates them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Dhis2Uid(String);
 
 impl Dhis2Uid {
@@ -368,6 +375,7 @@ string_serde!(Dhis2Uid);
 
 /// A count of things done (leaflets, people, tables): 0 to 1,000,000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Count(u32);
 
@@ -432,6 +440,7 @@ impl Township {
 /// it at the time (in 2020: Wuhan high, elsewhere in Hubei medium, other
 /// regions low). Data, not code: the region is free text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RiskLevel {
     High,
@@ -441,6 +450,7 @@ pub enum RiskLevel {
 
 /// Where a person came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Origin {
     pub region: Name,
     pub risk: RiskLevel,
@@ -450,6 +460,7 @@ macro_rules! code_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident = $code:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub enum $name {
             $(#[serde(rename = $code)] $variant),+
         }

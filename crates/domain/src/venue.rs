@@ -11,6 +11,7 @@ use crate::{
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VenueRegistered {
     pub venue_id: VenueId,
     pub zone_id: ZoneId,
@@ -21,25 +22,32 @@ pub struct VenueRegistered {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommitmentSigned {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
     pub signed_by: Name,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VenueClosed {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
     /// A closure notice (停业通告) was posted at the door.
     pub notice_posted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VenueReopened {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
 }
 
 /// One enforcement measure against a gaming venue that defied closure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum EnforcementAction {
     /// The venue was dismantled (捣毁): closed for good.
@@ -71,7 +79,9 @@ impl EnforcementAction {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnforcementActionRecorded {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
     #[serde(flatten)]
     pub action: EnforcementAction,

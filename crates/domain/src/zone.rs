@@ -11,12 +11,14 @@ use crate::{
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ZoneEstablished {
     pub zone_id: ZoneId,
     pub name: Name,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ZoneLeaderAssigned {
     pub zone_id: ZoneId,
     /// A member of the township leadership (片长).
@@ -26,6 +28,7 @@ pub struct ZoneLeaderAssigned {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VillageAdded {
     pub zone_id: ZoneId,
     pub village_id: VillageId,
@@ -33,6 +36,7 @@ pub struct VillageAdded {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GridAdded {
     pub zone_id: ZoneId,
     pub village_id: VillageId,
@@ -45,6 +49,7 @@ pub struct GridAdded {
 /// The zone's organisation unit in the county's DHIS2: where the daily
 /// pull files its figures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Dhis2OrgUnitLinked {
     pub zone_id: ZoneId,
     pub org_unit: Dhis2Uid,

@@ -221,7 +221,8 @@ pub struct LiveQuery {
 #[utoipa::path(
     tag = "audit",
     params(LiveQuery, ("Last-Event-ID" = Option<u64>, Header, description = "The last position received")),
-    responses((status = 200, description = "An endless stream of events: each `data` is one event as /v1/events shows it", content_type = "text/event-stream", body = LogEvent), ReadErrors)
+    responses((status = 200, description = "Server-Sent Events (text/event-stream), without end. First `retry: 2000` (how soon a browser reconnects); then per event a frame `id: <position>`, `event: <type>` (left out with `named=false`, so `EventSource.onmessage` gets it) and `data: <one line of JSON>`: a `LogEvent` (see its schema: one object per event type, told apart by `type`), masked as `/v1/events` masks it. Comment lines (`: heartbeat`) keep an idle connection open.", content_type = "text/event-stream", body = String,
+        example = json!("retry: 2000\n: from position 41\n\nid: 42\nevent: QuarantineStarted\ndata: {\"position\":42,\"stream_id\":\"returnee-0190f5a2-7c1e-7d3a-9a51-3f1f2b6c8d10\",\"stream_version\":4,\"event_id\":\"0190f5a2-7c1e-7d3a-9a51-3f1f2b6c8d11\",\"type\":\"QuarantineStarted\",\"schema_version\":1,\"data\":{\"start_date\":\"2020-01-25\",\"planned_days\":14,\"planned_end\":\"2020-02-07\"},\"metadata\":{},\"recorded_at\":\"2020-01-25T08:00:00Z\",\"hash\":\"…\"}\n\n: heartbeat\n\n")), ReadErrors)
 )]
 #[get("/events/live")]
 async fn live_events(

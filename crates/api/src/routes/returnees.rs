@@ -68,6 +68,7 @@ pub struct PersonalBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
+    "returnee_id": "0190f5a2-0000-7000-8000-00000000000a",
     "zone_id": "0190f5a2-0000-7000-8000-000000000001",
     "village_id": "0190f5a2-0000-7000-8000-000000000002",
     "grid_id": "0190f5a2-0000-7000-8000-000000000003",

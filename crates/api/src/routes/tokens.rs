@@ -25,7 +25,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "一片区 村医王五", "role": "zone_worker", "zones": ["0190a8a6-6c1e-7d4e-9b1a-3f2c4d5e6f70"]}))]
+#[schema(example = json!({"name": "一片区 村医王五", "role": "zone_worker", "zones": ["0190f5a2-0000-7000-8000-000000000001"]}))]
 pub struct IssueToken {
     /// Who or what holds it (a person, a front end, a county system).
     pub name: String,

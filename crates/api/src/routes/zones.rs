@@ -29,7 +29,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 /// Establish a zone (片区).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "一片区"}))]
+#[schema(example = json!({"zone_id": "0190f5a2-0000-7000-8000-000000000001", "name": "一片区"}))]
 pub struct EstablishZone {
     /// Supply it to create offline; the server makes one otherwise.
     pub zone_id: Option<Uuid>,
@@ -48,7 +48,7 @@ pub struct AssignLeader {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "桥头村"}))]
+#[schema(example = json!({"village_id": "0190f5a2-0000-7000-8000-000000000002", "name": "桥头村"}))]
 pub struct AddVillage {
     pub village_id: Option<Uuid>,
     pub name: String,
@@ -57,7 +57,7 @@ pub struct AddVillage {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"village_id": "0190f5a2-7c1e-7d3a-9a51-3f1f2b6c8d10", "name": "一组", "households": 46}))]
+#[schema(example = json!({"grid_id": "0190f5a2-0000-7000-8000-000000000003", "village_id": "0190f5a2-0000-7000-8000-000000000002", "name": "一组", "households": 46}))]
 pub struct AddGrid {
     pub grid_id: Option<Uuid>,
     pub village_id: Uuid,
