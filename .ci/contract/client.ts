@@ -144,12 +144,18 @@ async function main(): Promise<void> {
   );
   step("PUT /v1/returnees/{returnee_id}/responsibility-team: 200, five members");
 
-  expect(
+  const quarantined = expect(
     "POST /v1/returnees/{returnee_id}/quarantine",
     await api.POST("/v1/returnees/{returnee_id}/quarantine", { params: { path }, body: {} }),
     200,
   );
-  step("POST /v1/returnees/{returnee_id}/quarantine: 200");
+  // Event data is typed by the event's type: narrowing on `type` gives the
+  // QuarantineStarted payload, so `planned_end` type-checks as a date string.
+  const started = quarantined.events.find((e) => e.type === "QuarantineStarted");
+  check(started !== undefined && started.type === "QuarantineStarted", "the answer holds QuarantineStarted");
+  const plannedEnd: string = started.data.planned_end;
+  check(/^\d{4}-\d{2}-\d{2}$/.test(plannedEnd), `planned_end is a date (got ${plannedEnd})`);
+  step(`POST /v1/returnees/{returnee_id}/quarantine: 200, QuarantineStarted until ${plannedEnd}`);
 
   const visit = expect(
     "POST /v1/returnees/{returnee_id}/health-checks",
