@@ -618,7 +618,10 @@ async fn the_live_feed_follows_the_log_resumes_and_ends_at_shutdown(db: Arc<Test
     let url = issued.body["url"].as_str().expect("a url").to_owned();
     assert_eq!(issued.headers["location"], url.as_str());
     let ticket = issued.body["ticket"].as_str().expect("a ticket").to_owned();
-    assert!(!ticket.contains(&auditor), "a ticket is not the token");
+    // A ticket opens the feed and nothing else: it is no bearer token.
+    s.send_raw(s.client.get(s.url("/v1/events")).bearer_auth(&ticket))
+        .await
+        .problem(401, "unauthenticated");
     let by_ticket = s
         .client
         .get(s.url(&format!("{url}&heartbeat_seconds=1&named=false")))
@@ -641,13 +644,54 @@ async fn the_live_feed_follows_the_log_resumes_and_ends_at_shutdown(db: Arc<Test
         !text.contains("张三"),
         "the auditor's masking holds: {text}"
     );
+    // One connection at a time: while it is open, the ticket opens no other.
+    s.send_raw(
+        s.client
+            .get(s.url(&url))
+            .header("Last-Event-ID", (head + 3).to_string()),
+    )
+    .await
+    .problem(401, "unauthenticated");
     drop(ticketed);
-    // Used once: a second connection, or a made-up ticket, is refused.
+    // Used: it opens no fresh feed, and a made-up ticket opens nothing.
     for url in [url.clone(), "/v1/events/live?ticket=fkt_00".into()] {
         s.send_raw(s.client.get(s.url(&url)))
             .await
             .problem(401, "unauthenticated");
     }
+    // But a browser's EventSource reconnects to the same URL with
+    // Last-Event-ID when a feed ends, and resumes exactly there.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let resumed = loop {
+        let response = s
+            .client
+            .get(s.url(&format!("{url}&heartbeat_seconds=1&named=false")))
+            .header("Last-Event-ID", (head + 3).to_string())
+            .send()
+            .await
+            .expect("an answer");
+        // The server lets go of the ticket once it notices the close.
+        if response.status() == 200 || tokio::time::Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(resumed.status(), 200, "the ticket resumes its feed");
+    let mut again = resumed.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\"type\":\"ReturneeRegistered\"") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), again.next())
+            .await
+            .expect("the rest arrives")
+            .expect("open")
+            .expect("bytes");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        text.contains(&format!("id: {}\ndata: ", head + 4)),
+        "{text}"
+    );
+    drop(again);
     // A ticket is for the roles the feed admits, and dies with its token.
     let worker = s.create_token("county", &[], "县").await;
     s.send_raw(

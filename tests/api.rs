@@ -920,12 +920,34 @@ async fn logs_are_json_lines_with_request_ids_and_no_personal_data() {
     s.post("/v1/returnees", bad)
         .await
         .problem(422, "invalid_fields");
+    // A live-feed ticket, used and unused, is as secret as a token.
+    let ticket = s
+        .send(s.client.post(s.url("/v1/events/live/tickets")))
+        .await
+        .ok()["ticket"]
+        .as_str()
+        .expect("a ticket")
+        .to_owned();
+    s.send_raw(s.client.get(s.url(&format!(
+        "/v1/events/live?ticket={ticket}&heartbeat_seconds=0"
+    ))))
+    .await
+    .problem(422, "invalid_fields");
     let metrics = s.get("/metrics").await.body.to_string();
     let token = s.token.clone();
     let status = s.stop();
     assert!(status.success());
     let text = std::fs::read_to_string(&log).expect("the log");
-    for secret in [token.as_str(), "110105194912310021", "fk_wrong"] {
+    assert!(
+        text.contains("ticket=***"),
+        "the request is logged, its ticket hidden"
+    );
+    for secret in [
+        token.as_str(),
+        "110105194912310021",
+        "fk_wrong",
+        ticket.as_str(),
+    ] {
         assert!(!text.contains(secret), "{secret} reached the log");
     }
     for secret in [
@@ -1193,10 +1215,27 @@ async fn the_demo_township_is_believable_and_added_once(db: std::sync::Arc<TestD
         Some(sum("submitted")),
         "one registration per submitted report"
     );
+    // Every figure each report attests (a zero report: all of them, as 0).
+    let attested: u64 = pull["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r["report"]["submitted"] == true)
+        .map(|r| {
+            if r["report"]["zero_report"] == true {
+                figures
+            } else {
+                r["report"]["attested"]
+                    .as_object()
+                    .map_or(0, |a| a.len() as u64)
+            }
+        })
+        .sum();
+    assert!(attested > sum("submitted"), "reports attest figures");
     assert_eq!(
         set["dataValues"].as_array().map(|v| v.len() as u64),
-        Some(sum("submitted") * figures),
-        "every figure of every reported zone and day"
+        Some(attested),
+        "what each report attests, of every reported zone and day"
     );
     let all = s
         .get(&format!(
@@ -1206,8 +1245,8 @@ async fn the_demo_township_is_believable_and_added_once(db: std::sync::Arc<TestD
         .ok();
     assert_eq!(
         all["dataValues"].as_array().map(|v| v.len() as u64),
-        Some(sum("expected") * figures),
-        "asked for, the days no one attested as well"
+        Some(attested + (sum("expected") - sum("submitted")) * figures),
+        "asked for, the recorded figures of the days no one attested as well"
     );
 
     // Added once: a second fill leaves the store alone.
@@ -1387,7 +1426,8 @@ async fn an_unchanged_read_is_answered_304_and_a_changed_one_in_full(s: &Server)
     assert_eq!(first.status, 200);
     let tag = first.etag().expect("an entity read carries an ETag");
     assert_eq!(first.version(), Some(1), "the version leads the tag: {tag}");
-    assert_eq!(first.headers["cache-control"], "private, no-cache");
+    // Personal data: a browser keeps no copy; the app revalidates its own.
+    assert_eq!(first.headers["cache-control"], "private, no-store");
 
     let again = s
         .send(s.client.get(s.url(&path)).header("If-None-Match", &tag))
@@ -1441,6 +1481,16 @@ async fn an_unchanged_read_is_answered_304_and_a_changed_one_in_full(s: &Server)
         let first = s.get(&read).await;
         assert_eq!(first.status, 200, "{read}: {}", first.body);
         let tag = first.etag().expect("a projection read carries an ETag");
+        let figures = read.contains("/dashboard");
+        assert_eq!(
+            first.headers["cache-control"],
+            if figures {
+                "private, no-cache"
+            } else {
+                "private, no-store"
+            },
+            "{read}"
+        );
         let again = s
             .send(s.client.get(s.url(&read)).header("If-None-Match", &tag))
             .await;

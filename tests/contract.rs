@@ -83,7 +83,34 @@ fn operation_at<'c>(contract: &'c Value, method: &str, path: &str) -> Option<&'c
         .and_then(|(_, item)| item.get(method.to_lowercase()))
 }
 
-/// The rule codes an operation's description names (in backticks).
+/// The headers of ours an answer carries that its operation does not
+/// declare for its status. (`Vary` is left out: the CORS layer adds
+/// `Vary: Origin` to every answer.)
+fn undeclared(operation: &Value, status: u16, headers: &reqwest::header::HeaderMap) -> Vec<String> {
+    const OURS: &[&str] = &[
+        "x-request-id",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "retry-after",
+        "etag",
+        "cache-control",
+        "location",
+        "x-projection-position",
+        "x-projection-wanted",
+    ];
+    let declared: Vec<String> = operation["responses"][status.to_string()]["headers"]
+        .as_object()
+        .map(|h| h.keys().map(|k| k.to_lowercase()).collect())
+        .unwrap_or_default();
+    OURS.iter()
+        .filter(|name| headers.contains_key(**name) && !declared.iter().any(|d| d == *name))
+        .map(|name| format!("{status} {name}"))
+        .collect()
+}
+
+/// The rule codes an operation's description names (in backticks, in
+/// `snake_case`).
 fn named_codes(operation: &Value) -> Vec<String> {
     operation["description"]
         .as_str()
@@ -91,6 +118,9 @@ fn named_codes(operation: &Value) -> Vec<String> {
         .split('`')
         .skip(1)
         .step_by(2)
+        .filter(|word| {
+            !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        })
         .map(str::to_owned)
         .collect()
 }
@@ -138,6 +168,9 @@ async fn every_request_example_is_accepted_or_refused_by_a_documented_rule(db: A
             _ => s.client.post(s.url(&path)),
         };
         let reply = s.send(request.json(&example)).await;
+        for header in undeclared(operation, reply.status, &reply.headers) {
+            failures.push(format!("{method} {template}: undeclared header {header}"));
+        }
         match reply.status {
             200..=299 => {
                 // What it made is what later examples' paths name.
@@ -189,6 +222,52 @@ async fn every_request_example_is_accepted_or_refused_by_a_documented_rule(db: A
         }
     }
     assert!(failures.is_empty(), "examples that fail: {failures:#?}");
+
+    // Every read of the contract, with the ids the examples made, and again
+    // with its ETag: the headers each answer carries are the ones declared.
+    let mut undeclared_headers = vec![];
+    for (template, item) in contract["paths"].as_object().expect("paths") {
+        let Some(operation) = item.get("get") else {
+            continue;
+        };
+        if template == "/v1/events/live" {
+            continue;
+        }
+        let mut path = template.clone();
+        for (name, value) in &ids {
+            path = path.replace(&format!("{{{name}}}"), value);
+        }
+        let first = s.get(&path).await;
+        undeclared_headers.extend(
+            undeclared(operation, first.status, &first.headers)
+                .into_iter()
+                .map(|h| format!("GET {template}: {h}")),
+        );
+        if let Some(tag) = first.etag() {
+            let again = s
+                .send(s.client.get(s.url(&path)).header("If-None-Match", tag))
+                .await;
+            // Unchanged bytes are a 304; an answer that says when it was
+            // read (the head, the metrics counting this very request)
+            // changes and comes whole.
+            if again.status != 304 {
+                let now = s.get(&path).await;
+                assert_ne!(
+                    now.body, first.body,
+                    "GET {template}: the same answer, not a 304"
+                );
+            }
+            undeclared_headers.extend(
+                undeclared(operation, again.status, &again.headers)
+                    .into_iter()
+                    .map(|h| format!("GET {template}: {h}")),
+            );
+        }
+    }
+    assert!(
+        undeclared_headers.is_empty(),
+        "headers sent but not declared: {undeclared_headers:#?}"
+    );
 }
 
 fangkong_store::each_backend!(every_request_example_is_accepted_or_refused_by_a_documented_rule);

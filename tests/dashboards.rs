@@ -307,11 +307,24 @@ async fn the_county_pulls_daily_aggregates_as_json_csv_and_dhis2(db: Arc<TestDb>
         "the same rows, no mark"
     );
 
-    // DHIS2: the zone with no org unit is refused by name; zone A alone exports,
-    // as one data set report for DHIS2's POST /api/dataValueSets.
-    s.get(&format!("/v1/reports/daily?date={day}&format=dhis2"))
+    // DHIS2: zone B has no org unit. It did not report, so it has nothing to
+    // send and the pull goes ahead; asked for its recorded figures, the pull
+    // is refused naming it.
+    s.get(&format!(
+        "/v1/reports/daily?date={day}&format=dhis2&include_unattested=true"
+    ))
+    .await
+    .problem(409, "dhis2_zone_unmapped");
+    let township = s
+        .get(&format!("/v1/reports/daily?date={day}&format=dhis2"))
         .await
-        .problem(409, "dhis2_zone_unmapped");
+        .ok();
+    assert!(township["dataValues"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .all(|v| v["orgUnit"] == "OuA1b2C3d4E"));
+    // Zone A alone: one data set report for DHIS2's POST /api/dataValueSets.
     let set = s
         .get(&format!(
             "/v1/reports/daily?date={day}&format=dhis2&zone_id={}",
@@ -332,7 +345,11 @@ async fn the_county_pulls_daily_aggregates_as_json_csv_and_dhis2(db: Arc<TestDb>
         "its own document"
     );
     let values = set["dataValues"].as_array().expect("values");
-    assert_eq!(values.len(), 2, "only the mapped figures");
+    assert_eq!(
+        values.len(),
+        1,
+        "the mapped figures the report attests: crossings were 0, so not attested"
+    );
     // What the leader attested (1), not the 2 recorded since: the late
     // registration amends the day, and DHIS2 gets it once it is attested again.
     assert!(values.contains(&json!({"dataElement": "ReUjXyzT1aB", "period": period, "orgUnit": "OuA1b2C3d4E", "value": "1"})));
@@ -351,6 +368,10 @@ async fn the_county_pulls_daily_aggregates_as_json_csv_and_dhis2(db: Arc<TestDb>
     )
     .await
     .problem(403, "forbidden");
+    // Not zone A's: DHIS2 would file both zones' days in one place.
+    s.put(&link, json!({"org_unit": "OuA1b2C3d4E"}))
+        .await
+        .problem(409, "dhis2_org_unit_taken");
     let linked = s.put(&link, json!({"org_unit": "OuB9z8Y7x6W"})).await.ok();
     assert_eq!(linked["events"][0]["type"], "Dhis2OrgUnitLinked");
     let zone_b = s.get(&format!("/v1/zones/{}", b.0)).await.ok();

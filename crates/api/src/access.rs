@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::problem::ApiError;
+use crate::tickets::{Claim, TicketGuard};
 use crate::AppState;
 
 /// Who is calling: the token's id, name, role and (for a zone worker) zones.
@@ -272,7 +273,8 @@ pub fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiEr
         return Err(unauthenticated("send Authorization: Bearer <token>"));
     };
     let checked = check_token(state, raw.to_str().ok());
-    if checked.is_err() {
+    // Only a refused token is a guess; a stalled projection is the server's.
+    if matches!(checked, Err(ApiError::Unauthenticated(_))) {
         let ip = client_ip(req, &state.settings.trusted_proxies);
         state.failed_auth.failed(ip);
         if let Some(retry_after) = state.failed_auth.refused(ip) {
@@ -318,63 +320,15 @@ fn check_token(state: &AppState, header: Option<&str>) -> Result<Caller, ApiErro
     })
 }
 
-/// Short-lived, single-use tickets for the live feed: a browser's
-/// `EventSource` cannot send `Authorization`, and a bearer token in a URL
-/// would outlive the request in histories and proxy logs. A ticket stands
-/// for the token that asked for it for one minute and one connection; only
-/// its SHA-256 is kept, in this process (a client redeems it on the
-/// instance that issued it, as it opens the feed straight after).
-/// A ticket's SHA-256 → the token it stands for, and when it was issued.
-type IssuedTickets = HashMap<[u8; 32], (Uuid, Instant)>;
-
-#[derive(Debug, Clone, Default)]
-pub struct LiveTickets {
-    issued: Arc<Mutex<IssuedTickets>>,
-}
-
-impl LiveTickets {
-    /// How long a ticket may wait to be used.
-    pub const LIFETIME: Duration = Duration::from_secs(60);
-    /// Unredeemed tickets kept at most; past it the oldest are dropped.
-    const MOST: usize = 10_000;
-
-    /// A new ticket for `token_id`.
-    pub fn issue(&self, token_id: Uuid) -> Result<String, ApiError> {
-        let mut secret = [0u8; 32];
-        getrandom::getrandom(&mut secret).map_err(|_| ApiError::Internal)?;
-        let ticket = format!("fkt_{}", hex::encode(secret));
-        let mut issued = self.issued.lock().map_err(|_| ApiError::Internal)?;
-        let now = Instant::now();
-        issued.retain(|_, (_, at)| now.duration_since(*at) < Self::LIFETIME);
-        if issued.len() >= Self::MOST {
-            let oldest = issued
-                .iter()
-                .min_by_key(|(_, (_, at))| *at)
-                .map(|(k, _)| *k);
-            if let Some(oldest) = oldest {
-                issued.remove(&oldest);
-            }
-        }
-        issued.insert(Sha256::digest(ticket.as_bytes()).into(), (token_id, now));
-        Ok(ticket)
-    }
-
-    /// The token a ticket stands for, once: redeeming removes it.
-    fn redeem(&self, ticket: &str) -> Option<Uuid> {
-        let key: [u8; 32] = Sha256::digest(ticket.as_bytes()).into();
-        let (token_id, at) = self.issued.lock().ok()?.remove(&key)?;
-        (at.elapsed() < Self::LIFETIME).then_some(token_id)
-    }
-}
-
 /// Authorises a live-feed request by its ticket (`?ticket=`) as a bearer
 /// token would be: the token it stands for must still be live, hold a role
-/// the policy admits, and have quota left. A ticket that is unknown, used
-/// or expired counts as a failed authentication of its address.
-pub fn authorize_ticket<P: Policy>(
+/// the policy admits, and have quota left. A ticket this server never
+/// issued counts as a failed authentication of its address; one it issued,
+/// refused now (used, expired, connected), does not: it is no guess.
+fn authorize_ticket<P: Policy>(
     req: &HttpRequest,
     ticket: &str,
-) -> Result<Authorized<P>, ApiError> {
+) -> Result<(Authorized<P>, TicketGuard), ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or(ApiError::Internal)?;
@@ -383,23 +337,26 @@ pub fn authorize_ticket<P: Policy>(
             position: stalled.position,
         });
     }
-    let entry = state.tickets.redeem(ticket).and_then(|token_id| {
-        state
-            .projector
-            .read(|m| m.tokens.get(token_id).cloned())
-            .filter(|e| e.revoked_at.is_none())
-            .map(|e| (token_id, e))
-    });
-    let Some((token_id, entry)) = entry else {
-        let ip = client_ip(req, &state.settings.trusted_proxies);
-        state.failed_auth.failed(ip);
-        if let Some(retry_after) = state.failed_auth.refused(ip) {
-            return Err(ApiError::TooManyFailedAttempts { retry_after });
+    let resuming = req.headers().contains_key("Last-Event-ID");
+    let (token_id, guard) = match state.tickets.claim(ticket, resuming) {
+        Claim::Granted { token_id, guard } => (token_id, guard),
+        Claim::Refused(why) => return Err(unauthenticated(why)),
+        Claim::Unknown => {
+            let ip = client_ip(req, &state.settings.trusted_proxies);
+            state.failed_auth.failed(ip);
+            if let Some(retry_after) = state.failed_auth.refused(ip) {
+                return Err(ApiError::TooManyFailedAttempts { retry_after });
+            }
+            return Err(unauthenticated(
+                "not a ticket of this server: ask POST /v1/events/live/tickets for one",
+            ));
         }
-        return Err(unauthenticated(
-            "the ticket is unknown, used or expired: ask POST /v1/events/live/tickets for another",
-        ));
     };
+    let entry = state
+        .projector
+        .read(|m| m.tokens.get(token_id).cloned())
+        .filter(|e| e.revoked_at.is_none())
+        .ok_or_else(|| unauthenticated("the token behind the ticket was revoked"))?;
     let caller = Caller {
         token_id,
         name: entry.name,
@@ -415,13 +372,17 @@ pub fn authorize_ticket<P: Policy>(
         Ok(None) => {}
     }
     req.extensions_mut().insert(caller);
-    Ok(authorized)
+    Ok((authorized, guard))
 }
 
 /// The live feed's caller: by `?ticket=` when one is given (a browser's
-/// `EventSource`), by the bearer token otherwise.
+/// `EventSource`), holding the ticket for the connection, or by the bearer
+/// token.
 #[derive(Debug)]
-pub struct FeedCaller<P>(pub Authorized<P>);
+pub struct FeedCaller<P> {
+    pub caller: Authorized<P>,
+    pub ticket: Option<TicketGuard>,
+}
 
 #[derive(serde::Deserialize)]
 struct TicketParam {
@@ -436,13 +397,16 @@ impl<P: Policy> FromRequest for FeedCaller<P> {
         let ticket = web::Query::<TicketParam>::from_query(req.query_string())
             .ok()
             .and_then(|q| q.into_inner().ticket);
-        std::future::ready(
-            match ticket {
-                Some(ticket) => authorize_ticket::<P>(req, &ticket),
-                None => authorize_request::<P>(req),
-            }
-            .map(FeedCaller),
-        )
+        std::future::ready(match ticket {
+            Some(ticket) => authorize_ticket::<P>(req, &ticket).map(|(caller, guard)| FeedCaller {
+                caller,
+                ticket: Some(guard),
+            }),
+            None => authorize_request::<P>(req).map(|caller| FeedCaller {
+                caller,
+                ticket: None,
+            }),
+        })
     }
 }
 

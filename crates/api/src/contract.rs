@@ -106,8 +106,31 @@ fn hide_secrets(event_type: &str, schema: Option<&mut RefOr<Schema>>) {
     }
 }
 
-/// Declares the headers and the `304` answers on every operation.
+/// Declares the headers and the `304` answers on every operation, and the
+/// live feed's second way in (a ticket).
 pub(crate) fn declare_conventions(api: &mut OpenApi) {
+    use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+    api.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "liveTicket",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "ticket",
+                "A ticket from `POST /v1/events/live/tickets`: opens the live feed for a \
+                 browser's EventSource, which cannot send Authorization",
+            ))),
+        );
+    if let Some(feed) = api
+        .paths
+        .paths
+        .get_mut("/v1/events/live")
+        .and_then(|item| item.get.as_mut())
+    {
+        feed.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::new("liveTicket", Vec::<String>::new()),
+        ]);
+    }
     for (path, item) in api.paths.paths.iter_mut() {
         for method in [
             HttpMethod::Get,
@@ -144,8 +167,51 @@ fn header(schema: RefOr<Schema>, description: &str) -> utoipa::openapi::header::
         .build()
 }
 
+fn cache_control() -> utoipa::openapi::header::Header {
+    header(
+        text(),
+        "`private, no-cache` for figures (revalidate with If-None-Match); `private, no-store` \
+         for answers that may hold personal data",
+    )
+}
+
+fn vary() -> utoipa::openapi::header::Header {
+    header(
+        text(),
+        "`Authorization`: what an answer holds depends on the token",
+    )
+}
+
+/// The `304` of a conditional read: the headers of the `200` it stands
+/// for, without the body.
+fn not_modified(authenticated: bool, projected: bool) -> RefOr<utoipa::openapi::Response> {
+    let mut response = ResponseBuilder::new()
+        .description("Not modified: `If-None-Match` named the current `ETag`")
+        .header("ETag", header(text(), "The current tag"))
+        .header("X-Request-Id", header(text(), "The request's id"))
+        .header("Cache-Control", cache_control())
+        .header("Vary", vary());
+    if authenticated {
+        for (name, description) in [
+            ("RateLimit-Limit", "Requests the token may make per window"),
+            ("RateLimit-Remaining", "Requests left in this window"),
+            ("RateLimit-Reset", "Seconds until the window refills"),
+        ] {
+            response = response.header(name, header(integer(), description));
+        }
+    }
+    if projected {
+        response = response.header(
+            "X-Projection-Position",
+            header(integer(), "The log position the answer reflects"),
+        );
+    }
+    RefOr::T(response.build())
+}
+
 fn declare(path: &str, method: &HttpMethod, operation: &mut Operation) {
-    let authenticated = path.starts_with("/v1/");
+    // `/metrics` takes a token unless it is served publicly.
+    let authenticated = path.starts_with("/v1/") || path == "/metrics";
     let endless = path == "/v1/events/live";
     let read = matches!(method, HttpMethod::Get);
     let projected = operation
@@ -167,7 +233,8 @@ fn declare(path: &str, method: &HttpMethod, operation: &mut Operation) {
             ),
         );
         let success = status.starts_with('2');
-        if authenticated && success {
+        // Every answer after the token was admitted carries its bucket.
+        if authenticated && status != "401" && status != "403" {
             for (name, description) in [
                 ("RateLimit-Limit", "Requests the token may make per window"),
                 ("RateLimit-Remaining", "Requests left in this window"),
@@ -191,10 +258,8 @@ fn declare(path: &str, method: &HttpMethod, operation: &mut Operation) {
                      then a dot (`\"7.3f2a…\"`), and `If-Match` reads the version",
                 ),
             );
-            headers.insert(
-                "Cache-Control".into(),
-                header(text(), "`private, no-cache`: revalidate with If-None-Match"),
-            );
+            headers.insert("Cache-Control".into(), cache_control());
+            headers.insert("Vary".into(), vary());
         }
         let written = response.content.values().any(
             |c| matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Written")),
@@ -223,16 +288,10 @@ fn declare(path: &str, method: &HttpMethod, operation: &mut Operation) {
         }
     }
     if conditional {
-        operation.responses.responses.insert(
-            "304".into(),
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description("Not modified: `If-None-Match` named the current `ETag`")
-                    .header("ETag", header(text(), "The current tag"))
-                    .header("X-Request-Id", header(text(), "The request's id"))
-                    .build(),
-            ),
-        );
+        operation
+            .responses
+            .responses
+            .insert("304".into(), not_modified(authenticated, projected));
         operation.parameters.get_or_insert_with(Vec::new).push(
             ParameterBuilder::new()
                 .name("If-None-Match")

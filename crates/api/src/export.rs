@@ -138,49 +138,63 @@ pub struct Dhis2Export {
 }
 
 /// The aggregates as DHIS2 documents: per zone and day (period `yyyyMMdd`)
-/// the figures its leader attested in the day's report (one a report does
-/// not name, as zero), one value per mapped figure; a zone that did not
-/// report sends nothing, since what it recorded is not what it vouched
-/// for, unless `include_unattested` asks for the recorded figures of those
-/// days. Each zone is filed under the org unit linked to it through the
-/// API (`org_units`), or the mapping file's for a zone never linked.
+/// one value per mapped figure its leader attested in the day's report
+/// (a zero report attests every figure as 0); a day with no report sends
+/// nothing, since what a zone recorded is not what it vouched for, unless
+/// `include_unattested` asks for the recorded figures of those days.
+///
+/// `linked` holds the org unit each zone was linked to through the API;
+/// the mapping file's stands in for a zone never linked. Every zone's org
+/// unit is checked, not only those of the rows pulled: two zones under one
+/// org unit would overwrite each other in DHIS2 unseen.
 pub fn dhis2(
     aggregates: &DailyAggregates,
     mapping: &Dhis2Mapping,
     township: &fangkong_domain::Township,
-    org_units: &BTreeMap<Uuid, String>,
+    linked: &BTreeMap<Uuid, String>,
     include_unattested: bool,
 ) -> Result<Dhis2Export, MappingError> {
-    let mut data_values = Vec::new();
-    let mut complete = Vec::new();
+    let org_unit_of = |zone: &Uuid| linked.get(zone).or_else(|| mapping.org_units.get(zone));
     let mut filed: BTreeMap<&str, Uuid> = BTreeMap::new();
-    for row in &aggregates.rows {
-        let org_unit = org_units
-            .get(&row.zone_id)
-            .or_else(|| mapping.org_units.get(&row.zone_id))
-            .ok_or(MappingError::ZoneUnmapped(row.zone_id))?;
-        // Two zones under one org unit would add up in DHIS2 unseen.
-        if let Some(other) = filed.insert(org_unit, row.zone_id) {
-            if other != row.zone_id {
+    let zones = linked.keys().chain(mapping.org_units.keys());
+    for zone in zones {
+        if let Some(unit) = org_unit_of(zone) {
+            if filed
+                .insert(unit, *zone)
+                .is_some_and(|other| other != *zone)
+            {
                 return Err(MappingError::OrgUnitShared {
-                    org_unit: org_unit.clone(),
+                    org_unit: unit.clone(),
                 });
             }
         }
-        let period = row.date.format("%Y%m%d").to_string();
+    }
+    let mut data_values = Vec::new();
+    let mut complete = Vec::new();
+    for row in &aggregates.rows {
         let report = row.report.as_ref().filter(|r| r.submitted);
-        for (figure, recorded) in row.figures.iter() {
-            let Some(element) = mapping.data_elements.get(figure.code()) else {
-                continue;
-            };
-            // A submitted report vouches for the whole day: a figure it
-            // does not name it attests as zero (a zero report names none).
-            let attested = report.map(|r| r.attested.get(figure.code()).copied().unwrap_or(0));
-            let value = match attested {
-                Some(value) => value,
-                None if include_unattested => recorded,
-                None => continue,
-            };
+        let value_of = |figure: fangkong_projections::Figure, recorded: u64| match report {
+            Some(r) if r.zero_report => Some(0),
+            Some(r) => r.attested.get(figure.code()).copied(),
+            None if include_unattested => Some(recorded),
+            None => None,
+        };
+        let values: Vec<(&String, u64)> = row
+            .figures
+            .iter()
+            .filter_map(|(figure, recorded)| {
+                let element = mapping.data_elements.get(figure.code())?;
+                Some((element, value_of(figure, recorded)?))
+            })
+            .collect();
+        let submitted_at = report.and_then(|r| r.first_submitted_at);
+        if values.is_empty() && submitted_at.is_none() {
+            // Nothing of this zone's day goes to DHIS2: no org unit needed.
+            continue;
+        }
+        let org_unit = org_unit_of(&row.zone_id).ok_or(MappingError::ZoneUnmapped(row.zone_id))?;
+        let period = row.date.format("%Y%m%d").to_string();
+        for (element, value) in values {
             data_values.push(Dhis2DataValue {
                 data_element: element.clone(),
                 period: period.clone(),
@@ -190,7 +204,7 @@ pub fn dhis2(
                 value: value.to_string(),
             });
         }
-        if let Some(first) = report.and_then(|r| r.first_submitted_at) {
+        if let Some(first) = submitted_at {
             complete.push(Dhis2CompleteRegistration {
                 data_set: mapping.data_set.clone(),
                 period,
@@ -203,22 +217,17 @@ pub fn dhis2(
             });
         }
     }
+    // One zone's one day is a data set report: its period, org unit and
+    // completion at the top, as DHIS2 keeps a form.
     let single = match aggregates.rows.as_slice() {
-        [row] => Some(row),
+        [row] => org_unit_of(&row.zone_id).map(|unit| (row, unit)),
         _ => None,
     };
-    let header =
-        |f: fn(&Dhis2CompleteRegistration) -> String| single.and_then(|_| complete.first().map(f));
     let values = Dhis2DataValueSet {
         data_set: mapping.data_set.clone(),
-        period: single.map(|r| r.date.format("%Y%m%d").to_string()),
-        org_unit: single.and_then(|r| {
-            org_units
-                .get(&r.zone_id)
-                .or_else(|| mapping.org_units.get(&r.zone_id))
-                .cloned()
-        }),
-        complete_date: header(|c| c.date.clone()),
+        period: single.map(|(r, _)| r.date.format("%Y%m%d").to_string()),
+        org_unit: single.map(|(_, unit)| unit.clone()),
+        complete_date: single.and_then(|_| complete.first().map(|c| c.date.clone())),
         attribute_option_combo: single.and(mapping.attribute_option_combo.clone()),
         data_values,
     };
@@ -411,19 +420,19 @@ mod tests {
         assert_eq!(set["period"], "20200201");
         assert_eq!(set["orgUnit"], "FkZone00001");
         assert_eq!(set["completeDate"], "2020-02-02");
-        // What the leader attested, not what was recorded: b was recorded
-        // as 2 but the report left it out, so it is attested as zero.
+        // What the leader attested (a as 3), not what was recorded (a as
+        // 5, b as 2): b, which the report does not name, is not sent.
         let values = set["dataValues"].as_array().expect("values");
-        assert_eq!(values.len(), Figure::ALL.len());
         let mapping = example_mapping();
-        let value_of = |f: Figure| {
-            values
-                .iter()
-                .find(|v| v["dataElement"] == mapping.data_elements[f.code()].as_str())
-                .map(|v| v["value"].clone())
-        };
-        assert_eq!(value_of(a), Some(serde_json::json!("3")));
-        assert_eq!(value_of(b), Some(serde_json::json!("0")));
+        assert_eq!(values.len(), 1, "{values:?}");
+        assert_eq!(
+            values[0]["dataElement"],
+            mapping.data_elements[a.code()].as_str()
+        );
+        assert_eq!(values[0]["value"], "3");
+        assert!(!values
+            .iter()
+            .any(|v| v["dataElement"] == mapping.data_elements[b.code()].as_str()));
         assert!(set.get("completeDataSetRegistrations").is_none());
     }
 
@@ -447,11 +456,7 @@ mod tests {
         let mapping = example_mapping();
         let strict = dhis2(&day, &mapping, &township(), &linked, false).expect("mapped");
         let values = &strict.values.data_values;
-        assert_eq!(
-            values.len(),
-            Figure::ALL.len(),
-            "the reported zone's day only"
-        );
+        assert_eq!(values.len(), 1, "the one figure the reported zone attested");
         assert_eq!(values[0].org_unit, "FkZone00001");
         assert_eq!(values[0].period, "20200201");
         // Several zones: the period and org unit are on each value.
@@ -489,27 +494,58 @@ mod tests {
         mapping.org_units.insert(one, "FileUnit001".into());
         let linked = BTreeMap::from([(one, "ApiUnit0001".to_owned())]);
         let a = Figure::ALL[0];
-        let day = aggregates(vec![row(one, &[(a, 1)], &[], Some("2020-02-01T10:00:00Z"))]);
+        let reported = "2020-02-01T10:00:00Z";
+        let day = aggregates(vec![row(one, &[(a, 1)], &[], Some(reported))]);
         let out = dhis2(&day, &mapping, &township(), &linked, false).expect("mapped");
         assert_eq!(out.values.org_unit.as_deref(), Some("ApiUnit0001"));
 
-        let unlinked = aggregates(vec![row(two, &[(a, 1)], &[], None)]);
+        // A zone with nothing to send needs no org unit; one that reported does.
+        let silent = aggregates(vec![row(two, &[], &[(a, 4)], None)]);
+        assert!(dhis2(&silent, &mapping, &township(), &linked, false).is_ok());
+        let unlinked = aggregates(vec![row(two, &[(a, 1)], &[], Some(reported))]);
         assert_eq!(
             dhis2(&unlinked, &mapping, &township(), &linked, false).err(),
             Some(MappingError::ZoneUnmapped(two))
         );
-        let shared = BTreeMap::from([
-            (one, "SameUnit001".to_owned()),
-            (two, "SameUnit001".to_owned()),
-        ]);
-        let both = aggregates(vec![
-            row(one, &[(a, 1)], &[], None),
-            row(two, &[(a, 1)], &[], None),
-        ]);
+
+        // Two zones under one org unit: refused whatever the pull holds,
+        // even one zone's rows alone.
+        mapping.org_units.insert(two, "ApiUnit0001".into());
         assert!(matches!(
-            dhis2(&both, &mapping, &township(), &shared, false),
+            dhis2(&day, &mapping, &township(), &linked, false),
             Err(MappingError::OrgUnitShared { .. })
         ));
+    }
+
+    #[test]
+    fn one_zone_over_several_days_is_one_org_unit_and_a_zero_report_sends_zeros() {
+        let zone = Uuid::now_v7();
+        let linked = BTreeMap::from([(zone, "FkZone00001".to_owned())]);
+        let a = Figure::ALL[0];
+        let mut zero = row(zone, &[], &[], Some("2020-02-02T10:00:00Z"));
+        zero.date = zero.date.succ_opt().expect("a day");
+        if let Some(report) = zero.report.as_mut() {
+            report.zero_report = true;
+        }
+        let days = aggregates(vec![
+            row(zone, &[(a, 2)], &[(a, 2)], Some("2020-02-01T10:00:00Z")),
+            zero,
+        ]);
+        let out = dhis2(&days, &example_mapping(), &township(), &linked, false).expect("mapped");
+        let second: Vec<_> = out
+            .values
+            .data_values
+            .iter()
+            .filter(|v| v.period == "20200202")
+            .collect();
+        assert_eq!(
+            second.len(),
+            Figure::ALL.len(),
+            "a zero report attests every figure"
+        );
+        assert!(second.iter().all(|v| v.value == "0"));
+        assert_eq!(out.completions.complete_data_set_registrations.len(), 2);
+        assert!(out.values.period.is_none(), "two days: on each value");
     }
 
     #[test]

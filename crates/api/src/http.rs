@@ -139,7 +139,7 @@ fn unrouted(
     response
 }
 
-/// Validators for every read: a `200` to `GET` or `HEAD` gets a strong
+/// Validators for every read: a `200` to `GET` gets a strong
 /// `ETag` over its bytes (after the entity's version where the handler gave
 /// one, `"7.3f2a…"`, so `If-Match` still reads the version before the dot),
 /// and a request whose `If-None-Match` names it is answered `304` with no
@@ -152,7 +152,11 @@ async fn conditional(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     use actix_web::http::{header, Method, StatusCode};
-    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+    let reads = *req.method() == Method::GET;
+    let figures_only = req
+        .resource_map()
+        .match_pattern(req.match_info().as_str())
+        .is_some_and(|route| FIGURES_ONLY.contains(&route.as_str()));
     let wanted = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -187,12 +191,18 @@ async fn conditional(
     if let Ok(value) = HeaderValue::from_str(&tag) {
         headers.insert(header::ETAG, value);
     }
-    // Revalidated each time, kept by the caller only: what it holds
-    // depends on its token.
+    // Kept by the caller only (what it holds depends on its token) and
+    // revalidated each time. An answer that may hold personal data is not
+    // stored by a browser at all (a shared office PC keeps its cache on
+    // disk); a field app keeps its own copy and still sends If-None-Match.
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(
             header::CACHE_CONTROL,
-            HeaderValue::from_static("private, no-cache"),
+            HeaderValue::from_static(if figures_only {
+                "private, no-cache"
+            } else {
+                "private, no-store"
+            }),
         );
     }
     headers.append(header::VARY, HeaderValue::from_static("Authorization"));
@@ -206,6 +216,20 @@ async fn conditional(
     let response = head.set_body(BoxBody::new(bytes));
     Ok(ServiceResponse::new(request, response))
 }
+
+/// Routes whose answers hold figures and no personal data: a browser may
+/// keep them to revalidate.
+const FIGURES_ONLY: &[&str] = &[
+    "/v1/dashboard",
+    "/v1/zones/{zone_id}/dashboard",
+    "/v1/reports/daily",
+    "/v1/audit/head",
+    "/v1/audit/verify",
+    "/v1/audit/proof",
+    "/openapi.json",
+    "/healthz",
+    "/readyz",
+];
 
 /// Whether `If-None-Match` names `tag` (RFC 9110 13.1.2: `*`, or a list
 /// compared weakly).
@@ -287,7 +311,15 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
         request
             .extensions_mut()
             .insert(RequestId(request_id.clone()));
-        tracing_actix_web::root_span!(request, request.id = %request_id)
+        let span = tracing_actix_web::root_span!(request, request.id = %request_id);
+        // A live-feed ticket stays out of the logs, as a token would.
+        if request.query_string().contains("ticket=") {
+            span.record(
+                "http.target",
+                redacted_target(request.path(), request.query_string()),
+            );
+        }
+        span
     }
 
     fn on_request_end<B: MessageBody>(
@@ -296,6 +328,18 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
     ) {
         tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
     }
+}
+
+/// The request target with every `ticket` parameter's value hidden.
+fn redacted_target(path: &str, query: &str) -> String {
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some(("ticket", _)) => "ticket=***".to_owned(),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
 }
 
 /// Times every request, counts it by matched route and status, logs one

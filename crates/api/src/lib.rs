@@ -10,6 +10,7 @@ pub mod http;
 pub mod metrics;
 pub mod problem;
 pub mod routes;
+pub mod tickets;
 pub mod write;
 
 use fangkong_domain::Township;
@@ -76,7 +77,7 @@ pub struct AppState {
     pub settings: Settings,
     pub failed_auth: access::FailedAuth,
     /// Tickets that open the live feed from a browser.
-    pub tickets: access::LiveTickets,
+    pub tickets: tickets::LiveTickets,
     pub rate_limit: access::RateLimit,
     /// Flipped when the server begins to shut down: live feeds end.
     pub shutdown: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
@@ -94,7 +95,7 @@ impl AppState {
             ),
             commands: fangkong_app::Application::new(store, township),
             metrics,
-            tickets: access::LiveTickets::default(),
+            tickets: tickets::LiveTickets::default(),
             rate_limit: access::RateLimit::new(settings.rate_per_second, settings.rate_burst),
             failed_auth: access::FailedAuth::new(
                 settings.failed_auth_limit,

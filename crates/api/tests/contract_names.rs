@@ -247,7 +247,16 @@ fn every_event_type_has_its_payload_schema_wherever_events_are_returned() {
             assert!(schemas[event_type.as_str()].is_object(), "{event_type}");
         }
     }
-    // Secrets never leave the server, so no schema names them.
+    // Secrets never leave the server, so no schema names them. The
+    // contract removes a secret named at the top of a payload; one declared
+    // deeper would stay in the schema, so none may be.
+    for event_type in &types {
+        for field in fangkong_domain::personal::fields_of(event_type) {
+            if field.kind == fangkong_domain::personal::PersonalKind::Secret {
+                assert_eq!(field.path.len(), 1, "{event_type}: {:?}", field.path);
+            }
+        }
+    }
     assert!(schemas["TokenIssued"]["properties"]
         .get("secret_sha256")
         .is_none());

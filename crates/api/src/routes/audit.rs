@@ -9,8 +9,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{query, Paged, ReadErrors};
-use crate::access::{Audit, Authorized, FeedCaller, LiveTickets};
+use crate::access::{Audit, Authorized, FeedCaller};
 use crate::problem::ApiError;
+use crate::tickets::LiveTickets;
 use crate::AppState;
 use fangkong_domain::access::Role;
 
@@ -226,7 +227,7 @@ pub struct LiveQuery {
 )]
 #[get("/events/live")]
 async fn live_events(
-    FeedCaller(caller): FeedCaller<Audit>,
+    FeedCaller { caller, ticket }: FeedCaller<Audit>,
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -249,7 +250,13 @@ async fn live_events(
         Some(after) => after,
         None => state.store().head().await?.position,
     };
+    let category = checked_name("category", q.category)?;
+    let mut ticket = ticket;
+    if let Some(ticket) = ticket.as_mut() {
+        ticket.streaming();
+    }
     let live = Live {
+        _ticket: ticket,
         projector: state.projector.clone(),
         token_id: caller.token_id,
         ends_at: tokio::time::Instant::now() + state.settings.live_max_lifetime,
@@ -260,7 +267,7 @@ async fn live_events(
         shutdown: state.shutdown.subscribe(),
         mask: caller.role != Role::Admin,
         filter: fangkong_store::LogFilter {
-            category: checked_name("category", q.category)?,
+            category,
             ..Default::default()
         },
         // `retry:` tells a browser how soon to reconnect (it resumes with
@@ -279,6 +286,8 @@ async fn live_events(
 }
 
 struct Live {
+    /// The ticket that opened the feed, held while it is connected.
+    _ticket: Option<crate::tickets::TicketGuard>,
     projector: fangkong_projections::Projector,
     /// The token that opened the feed: its revocation ends it.
     token_id: uuid::Uuid,

@@ -257,6 +257,19 @@ pub enum ExportFormat {
     Dhis2Completions,
 }
 
+/// Each zone's DHIS2 org unit: linked through the API, or, for a zone never
+/// linked, from the mapping file.
+pub(crate) fn effective_org_units(state: &AppState) -> std::collections::BTreeMap<Uuid, String> {
+    let mut units = state
+        .settings
+        .dhis2
+        .as_ref()
+        .map(|m| m.org_units.clone())
+        .unwrap_or_default();
+    units.extend(linked_org_units(state));
+    units
+}
+
 /// The county pull in JSON: the aggregates, or one of the DHIS2 documents
 /// `format` asks for.
 #[derive(Debug, Serialize, ToSchema)]
@@ -268,8 +281,9 @@ pub enum DailyPull {
 }
 
 /// Each zone's DHIS2 org unit as linked through the API, from the live
-/// directory: a link is where figures are filed today, also for a pull as
-/// of an earlier time.
+/// directory: a link says where the county files a zone's figures now, so
+/// a pull as of an earlier time files them there too (its read models hold
+/// figures only).
 fn linked_org_units(state: &AppState) -> std::collections::BTreeMap<Uuid, String> {
     state.projector.read(|m| {
         m.directory
@@ -360,7 +374,7 @@ impl DailyQuery {
                 (String = "text/csv", example = json!("\u{feff}date,zone_id,zone_name,report_state,submitted,zero_report,late,amended,revision,first_submitted_at,returnees_registered\n2020-02-01,0190a3c2-6f1e-7c1a-9d2b-4f5e6a7b8c9d,一片区,submitted,true,false,false,false,1,2020-02-01T10:00:00Z,3\n")),
             ),
             headers(("Content-Disposition" = String, description = "For the CSV: `attachment` with a file name naming the days"))),
-        (status = 409, description = "`format=dhis2` without a mapping, or a zone without an org unit", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A DHIS2 form the server cannot make: `dhis2_not_configured` (no mapping), `dhis2_zone_unmapped` (a zone with something to send has no org unit), `dhis2_org_unit_shared` (two zones under one org unit)", body = crate::problem::Problem, content_type = "application/problem+json"),
         ReadErrors
     )
 )]
@@ -434,7 +448,10 @@ async fn daily_reports(
                 q.include_unattested.unwrap_or(false),
             )
             .map_err(|e| ApiError::Unmet {
-                code: "dhis2_zone_unmapped",
+                code: match e {
+                    export::MappingError::OrgUnitShared { .. } => "dhis2_org_unit_shared",
+                    _ => "dhis2_zone_unmapped",
+                },
                 detail: e.to_string(),
             })?;
             Ok(response.json(match format {

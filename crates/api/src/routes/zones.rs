@@ -86,6 +86,11 @@ pub struct VillageView {
 #[schema(example = json!({"org_unit": "DiszpKrYNg8"}))]
 pub struct LinkDhis2OrgUnit {
     /// The org unit's DHIS2 uid (11 letters and digits, the first a letter).
+    #[schema(
+        pattern = "^[A-Za-z][A-Za-z0-9]{10}$",
+        min_length = 11,
+        max_length = 11
+    )]
     pub org_unit: String,
     pub occurred_at: Option<DateTime<Utc>>,
 }
@@ -350,9 +355,22 @@ pub(crate) async fn org_unit(
 ) -> Result<Written, ApiError> {
     let zone_id = ZoneId::from_uuid(path_id(zone, "zone")?);
     let b = body.value;
-    let command = ZoneCommand::LinkDhis2OrgUnit {
-        org_unit: field("org_unit", Dhis2Uid::parse(&b.org_unit))?,
-    };
+    let org_unit = field("org_unit", Dhis2Uid::parse(&b.org_unit))?;
+    // Two zones under one org unit would overwrite each other in DHIS2.
+    // Checked on the directory as it stands (two links racing can both
+    // pass); the DHIS2 pull checks again on every zone before it sends.
+    let taken_by = crate::routes::dashboards::effective_org_units(state)
+        .into_iter()
+        .find(|(zone, unit)| *zone != zone_id.as_uuid() && unit == org_unit.as_str())
+        .map(|(zone, _)| zone);
+
+    if let Some(other) = taken_by {
+        return Err(ApiError::Unmet {
+            code: "dhis2_org_unit_taken",
+            detail: format!("zone {other} is already linked to the DHIS2 org unit {org_unit}"),
+        });
+    }
+    let command = ZoneCommand::LinkDhis2OrgUnit { org_unit };
     run(
         state,
         headers,
@@ -372,7 +390,8 @@ pub(crate) async fn org_unit(
 /// server's mapping file (which keeps the data elements; an org unit there is used only for a
 /// zone never linked). Linking another uid replaces it; the same one again records nothing. Admin
 /// only. `Idempotency-Key` makes a retry safe; `If-Match` with the zone's version makes it
-/// conditional (412). No domain rule refuses it with 409; an unknown zone answers 404.
+/// conditional (412). Refused with 409 `dhis2_org_unit_taken` when another zone is linked to the
+/// same org unit; an unknown zone answers 404.
 #[utoipa::path(
     tag = "zones",
     params(("zone_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"3\"")),

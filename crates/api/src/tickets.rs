@@ -1,0 +1,245 @@
+//! Tickets that open the live feed from a browser. `EventSource` cannot
+//! send `Authorization`, and a bearer token in a URL outlives the request
+//! in histories and proxy logs. A ticket stands for the token that asked
+//! for it: it must open its feed within a minute, holds one connection at
+//! a time, and reopens that feed only as a browser resumes it (with
+//! `Last-Event-ID`, which `EventSource` sends on its own) within twelve
+//! hours of issue; after that the page asks for a new one. Only its
+//! SHA-256 is kept, in this process: a client opens the feed on the
+//! instance that issued the ticket.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::problem::ApiError;
+
+/// Where a ticket stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Issued, its feed not opened yet.
+    Pending,
+    /// Its feed was opened; `connected` while a connection holds it.
+    Opened { connected: bool },
+}
+
+#[derive(Debug)]
+struct Ticket {
+    token_id: Uuid,
+    issued: Instant,
+    stage: Stage,
+}
+
+type Issued = HashMap<[u8; 32], Ticket>;
+
+#[derive(Debug, Clone, Default)]
+pub struct LiveTickets {
+    issued: Arc<Mutex<Issued>>,
+}
+
+/// What a presented ticket gets.
+#[derive(Debug)]
+pub enum Claim {
+    /// The connection may open; the guard holds the ticket for it.
+    Granted { token_id: Uuid, guard: TicketGuard },
+    /// A ticket this server issued, refused now (and why): not a guess.
+    Refused(&'static str),
+    /// No ticket of this server's: counts as a failed authentication.
+    Unknown,
+}
+
+impl LiveTickets {
+    /// How long a new ticket may wait to open its feed.
+    pub const LIFETIME: Duration = Duration::from_secs(60);
+    /// How long after issue a ticket's feed may be resumed.
+    pub const RESUMABLE: Duration = Duration::from_secs(12 * 3600);
+    /// Tickets kept at most, and unopened ones per token: one caller asking
+    /// for many cannot push out another's.
+    const MOST: usize = 10_000;
+    const PENDING_PER_TOKEN: usize = 16;
+
+    /// A new ticket for `token_id`.
+    pub fn issue(&self, token_id: Uuid) -> Result<String, ApiError> {
+        let mut secret = [0u8; 32];
+        getrandom::getrandom(&mut secret).map_err(|_| ApiError::Internal)?;
+        let ticket = format!("fkt_{}", hex::encode(secret));
+        let mut issued = self.issued.lock().map_err(|_| ApiError::Internal)?;
+        let now = Instant::now();
+        issued.retain(|_, t| match t.stage {
+            Stage::Pending => now.duration_since(t.issued) < Self::LIFETIME,
+            Stage::Opened { connected } => {
+                connected || now.duration_since(t.issued) < Self::RESUMABLE
+            }
+        });
+        let pending = |token: Option<Uuid>| {
+            move |t: &&Ticket| {
+                t.stage == Stage::Pending && token.is_none_or(|token| t.token_id == token)
+            }
+        };
+        if issued.values().filter(pending(Some(token_id))).count() >= Self::PENDING_PER_TOKEN {
+            evict_oldest(&mut issued, |t| {
+                t.stage == Stage::Pending && t.token_id == token_id
+            });
+        }
+        if issued.len() >= Self::MOST {
+            if issued.values().any(|t| pending(None)(&t)) {
+                evict_oldest(&mut issued, |t| t.stage == Stage::Pending);
+            } else {
+                evict_oldest(&mut issued, |t| {
+                    t.stage != Stage::Opened { connected: true }
+                });
+            }
+        }
+        issued.insert(
+            Sha256::digest(ticket.as_bytes()).into(),
+            Ticket {
+                token_id,
+                issued: now,
+                stage: Stage::Pending,
+            },
+        );
+        Ok(ticket)
+    }
+
+    /// Claims `ticket` for one connection; `resuming` when the request
+    /// carries `Last-Event-ID` (a browser reconnecting on its own).
+    pub fn claim(&self, ticket: &str, resuming: bool) -> Claim {
+        let key: [u8; 32] = Sha256::digest(ticket.as_bytes()).into();
+        let Ok(mut issued) = self.issued.lock() else {
+            return Claim::Refused("tickets are unavailable: use the bearer token");
+        };
+        let Some(entry) = issued.get_mut(&key) else {
+            return Claim::Unknown;
+        };
+        let prior = entry.stage;
+        let age = entry.issued.elapsed();
+        let refusal = match prior {
+            Stage::Pending if age >= Self::LIFETIME => {
+                Some("the ticket expired unused: ask POST /v1/events/live/tickets for another")
+            }
+            Stage::Pending => None,
+            Stage::Opened { connected: true } => {
+                Some("the feed this ticket opened is still connected")
+            }
+            Stage::Opened { .. } if !resuming || age >= Self::RESUMABLE => Some(
+                "the ticket was used: it reopens its feed only as a browser resumes it \
+                 (Last-Event-ID) within 12 hours; ask for another and open url&after=<last id>",
+            ),
+            Stage::Opened { .. } => None,
+        };
+        if let Some(refusal) = refusal {
+            return Claim::Refused(refusal);
+        }
+        entry.stage = Stage::Opened { connected: true };
+        Claim::Granted {
+            token_id: entry.token_id,
+            guard: TicketGuard {
+                tickets: self.clone(),
+                key,
+                prior,
+                streamed: false,
+            },
+        }
+    }
+}
+
+fn evict_oldest(issued: &mut Issued, eligible: impl Fn(&Ticket) -> bool) {
+    let oldest = issued
+        .iter()
+        .filter(|(_, t)| eligible(t))
+        .min_by_key(|(_, t)| t.issued)
+        .map(|(k, _)| *k);
+    if let Some(oldest) = oldest {
+        issued.remove(&oldest);
+    }
+}
+
+/// Holds a ticket for one connection. Dropped once the feed streamed, the
+/// ticket may resume it; dropped before (the request refused for another
+/// reason), the ticket is as it was.
+#[derive(Debug)]
+pub struct TicketGuard {
+    tickets: LiveTickets,
+    key: [u8; 32],
+    prior: Stage,
+    streamed: bool,
+}
+
+impl TicketGuard {
+    /// The feed is answered: from now on the ticket was used.
+    pub fn streaming(&mut self) {
+        self.streamed = true;
+    }
+}
+
+impl Drop for TicketGuard {
+    fn drop(&mut self) {
+        let Ok(mut issued) = self.tickets.issued.lock() else {
+            return;
+        };
+        if let Some(entry) = issued.get_mut(&self.key) {
+            entry.stage = if self.streamed {
+                Stage::Opened { connected: false }
+            } else {
+                self.prior
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn granted(claim: Claim) -> TicketGuard {
+        match claim {
+            Claim::Granted { guard, .. } => guard,
+            other => panic!("refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_ticket_opens_one_connection_and_resumes_only_with_last_event_id() {
+        let tickets = LiveTickets::default();
+        let token = Uuid::now_v7();
+        let ticket = tickets.issue(token).expect("issued");
+        let mut first = granted(tickets.claim(&ticket, false));
+        first.streaming();
+        // While connected, no second connection.
+        assert!(matches!(tickets.claim(&ticket, true), Claim::Refused(_)));
+        drop(first);
+        // Reopened as a browser resumes: with Last-Event-ID only.
+        assert!(matches!(tickets.claim(&ticket, false), Claim::Refused(_)));
+        let resumed = tickets.claim(&ticket, true);
+        assert!(matches!(resumed, Claim::Granted { token_id, .. } if token_id == token));
+        assert!(matches!(
+            tickets.claim("fkt_not-issued", true),
+            Claim::Unknown
+        ));
+    }
+
+    #[test]
+    fn a_connection_refused_before_streaming_leaves_the_ticket_unused() {
+        let tickets = LiveTickets::default();
+        let ticket = tickets.issue(Uuid::now_v7()).expect("issued");
+        drop(granted(tickets.claim(&ticket, false)));
+        // Still unused: the first opening needs no Last-Event-ID.
+        granted(tickets.claim(&ticket, false));
+    }
+
+    #[test]
+    fn one_token_asking_for_many_tickets_pushes_out_only_its_own() {
+        let tickets = LiveTickets::default();
+        let other = tickets.issue(Uuid::now_v7()).expect("issued");
+        let greedy = Uuid::now_v7();
+        let first = tickets.issue(greedy).expect("issued");
+        for _ in 0..LiveTickets::PENDING_PER_TOKEN {
+            tickets.issue(greedy).expect("issued");
+        }
+        assert!(matches!(tickets.claim(&first, false), Claim::Unknown));
+        granted(tickets.claim(&other, false));
+    }
+}
