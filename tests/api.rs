@@ -722,6 +722,30 @@ async fn an_auditor_follows_verifies_and_proves_the_log(s: &Server) {
         proof["extends"], false,
         "the log after the kept head was altered"
     );
+
+    // An edit before the kept head leaves the hash stored there alone; the
+    // proof recomputes the chain from position 1 and names it all the same.
+    s.db.execute_raw(&format!(
+        r#"UPDATE events SET metadata = '{{}}' WHERE position = {}"#,
+        base + 1
+    ))
+    .await
+    .expect("tamper with plain SQL");
+    let proof = s
+        .get(&format!(
+            "/v1/audit/proof?position={}&hash={}",
+            base + 3,
+            kept["hash"].as_str().expect("hash")
+        ))
+        .await
+        .ok();
+    assert_eq!(proof["extends"], false, "{proof}");
+    assert_eq!(
+        proof["stored_hash"], kept["hash"],
+        "the stored hash is untouched"
+    );
+    assert_eq!(proof["recomputed_hash"], serde_json::Value::Null);
+    assert_eq!(proof["first_break"]["position"], base + 1);
 }
 
 async fn a_zero_report_is_refused_when_the_zone_recorded_work(s: &Server) {

@@ -255,6 +255,19 @@ enum Command {
         #[command(flatten)]
         store: Store,
     },
+    /// Prove that the log extends a head kept earlier: the chain is
+    /// recomputed from position 1 to the kept position (it must reach the
+    /// kept hash there) and on to today's head. Exits 1 when it does not.
+    Proof {
+        #[command(flatten)]
+        store: Store,
+        /// The kept head's position.
+        #[arg(long)]
+        position: u64,
+        /// The kept head's hash, 64 hex characters.
+        #[arg(long)]
+        hash: String,
+    },
     /// API tokens: create (printed once), list, revoke. Works while a
     /// server runs on the same store.
     Token {
@@ -531,6 +544,45 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Token { action } => tokens::run(action).await,
+        Command::Proof {
+            store,
+            position,
+            hash,
+        } => {
+            let mut kept = [0u8; 32];
+            if hex::decode_to_slice(hash.trim(), &mut kept).is_err() {
+                eprintln!("--hash must be 64 hex characters");
+                return Ok(ExitCode::from(2));
+            }
+            let store = open(&store).await?;
+            let proof = store
+                .prove_extends(fangkong_store::Head {
+                    position,
+                    hash: kept,
+                })
+                .await?;
+            store.close().await;
+            if proof.extends {
+                println!(
+                    "extends: the log reaches {position} with the kept hash and verifies on to {} {}",
+                    proof.head.position,
+                    hex::encode(proof.head.hash)
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            match (&proof.first_break, proof.recomputed_hash) {
+                (Some(broken), _) => println!(
+                    "DOES NOT EXTEND: the chain breaks at position {}: {broken}",
+                    broken.position()
+                ),
+                (None, Some(found)) => println!(
+                    "DOES NOT EXTEND: at position {position} the log holds {}, not the kept hash",
+                    hex::encode(found)
+                ),
+                (None, None) => println!("DOES NOT EXTEND: the log does not reach {position}"),
+            }
+            Ok(ExitCode::from(1))
+        }
         Command::Head { store } => {
             let store = open(&store).await?;
             let head = store.head().await?;

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::chain::{event_hash, ChainedFields};
-use crate::{category_of, AppendOutcome, ExpectedVersion, Head, StoreError};
+use crate::{AppendOutcome, ExpectedVersion, Head, StoreError};
 
 /// An event with its JSON already rendered to the text the log will store,
 /// done on the caller's task so the single writer only writes.
@@ -46,7 +46,6 @@ pub(crate) struct StoredId {
 pub(crate) struct Row<'a> {
     pub position: u64,
     pub stream_id: &'a str,
-    pub category: &'a str,
     pub stream_version: u64,
     pub event: &'a PreparedEvent,
     pub recorded_at_us: i64,
@@ -103,7 +102,6 @@ pub(crate) fn plan<'a>(
             continue;
         }
 
-        let category = category_of(&request.stream_id);
         let first_position = head.position + 1;
         let mut version = actual;
         for event in &request.events {
@@ -134,7 +132,6 @@ pub(crate) fn plan<'a>(
             rows.push(Row {
                 position,
                 stream_id: &request.stream_id,
-                category,
                 stream_version: version,
                 event,
                 recorded_at_us,

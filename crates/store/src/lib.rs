@@ -36,8 +36,8 @@ use chain::{event_hash, ChainedFields};
 
 pub use error::StoreError;
 pub use types::{
-    AppendOutcome, ChainBreak, Checkpoint, ExpectedVersion, Head, LogFilter, NewEvent,
-    RecordedEvent, VerifyReport,
+    AppendOutcome, ChainBreak, Checkpoint, ExpectedVersion, ExtensionProof, Head, LogFilter,
+    NewEvent, RecordedEvent, VerifyReport,
 };
 
 /// Longest stream id accepted: ids are keys, not documents.
@@ -429,6 +429,33 @@ impl EventStore {
             progress(report.verified_head.position);
         }
         Ok(report)
+    }
+
+    /// Proves (or not) that today's log extends `kept`, a head kept
+    /// earlier. The chain is recomputed from position 1, so an edit before
+    /// the kept position is caught even though the stored hash there was
+    /// left alone; then on from the kept position to today's head.
+    pub async fn prove_extends(&self, kept: Head) -> Result<ExtensionProof, StoreError> {
+        let head = self.head().await?;
+        let to_kept = self.verify(1, Some(kept.position)).await?;
+        let reached = to_kept.is_intact() && to_kept.verified_head.position == kept.position;
+        let recomputed_hash = reached.then_some(to_kept.verified_head.hash);
+        let first_break = match to_kept.first_break {
+            Some(broken) => Some(broken),
+            None if !reached => Some(ChainBreak::MissingPosition {
+                expected: to_kept.verified_head.position + 1,
+                found: 0,
+            }),
+            // Verified up to the kept position: its stored hash is the
+            // recomputed one, so the rest starts from it.
+            None => self.verify(kept.position + 1, None).await?.first_break,
+        };
+        Ok(ExtensionProof {
+            extends: recomputed_hash == Some(kept.hash) && first_break.is_none(),
+            recomputed_hash,
+            head,
+            first_break,
+        })
     }
 
     /// Stops taking appends, finishes those already queued, and closes the

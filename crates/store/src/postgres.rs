@@ -203,7 +203,10 @@ impl PgBackend {
             .push(" WHERE position > ")
             .push_bind(after.min(i64::MAX as u64) as i64);
         if let Some(category) = &filter.category {
-            query.push(" AND category = ").push_bind(category.as_str());
+            // The expression the category index is built on.
+            query
+                .push(" AND split_part(stream_id, '-', 1) = ")
+                .push_bind(category.as_str());
         }
         if !filter.event_types.is_empty() {
             query
@@ -414,7 +417,6 @@ async fn insert_rows(conn: &mut PgConnection, plan: &Plan<'_>) -> Result<(), sql
     let mut positions = Vec::with_capacity(n);
     let mut streams = Vec::with_capacity(n);
     let mut stream_versions = Vec::with_capacity(n);
-    let mut categories = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n);
     let mut types = Vec::with_capacity(n);
     let mut schemas = Vec::with_capacity(n);
@@ -426,7 +428,6 @@ async fn insert_rows(conn: &mut PgConnection, plan: &Plan<'_>) -> Result<(), sql
         positions.push(row.position as i64);
         streams.push(row.stream_id);
         stream_versions.push(row.stream_version as i64);
-        categories.push(row.category);
         ids.push(row.event.event_id);
         types.push(row.event.event_type.as_str());
         schemas.push(row.event.schema_version as i32);
@@ -438,17 +439,16 @@ async fn insert_rows(conn: &mut PgConnection, plan: &Plan<'_>) -> Result<(), sql
     }
     sqlx::query(
         "WITH inserted AS ( \
-           INSERT INTO events (position, stream_id, stream_version, category, event_id, \
+           INSERT INTO events (position, stream_id, stream_version, event_id, \
              event_type, schema_version, payload, metadata, recorded_at, hash) \
-           SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
-             $5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[], \
-             $10::timestamptz[], $11::bytea[]) \
-         ) SELECT pg_notify($12, $13)",
+           SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], \
+             $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[], \
+             $9::timestamptz[], $10::bytea[]) \
+         ) SELECT pg_notify($11, $12)",
     )
     .bind(&positions)
     .bind(&streams)
     .bind(&stream_versions)
-    .bind(&categories)
     .bind(&ids)
     .bind(&types)
     .bind(&schemas)

@@ -26,7 +26,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 /// SQLite allows 32,766 bound parameters per statement; stay well below.
 const MAX_PARAMS: usize = 30_000;
-const EVENT_COLUMNS: usize = 11;
+const EVENT_COLUMNS: usize = 10;
 
 const SELECT_EVENT: &str = "SELECT position, stream_id, stream_version, event_id, event_type, \
      schema_version, payload, metadata, recorded_at_us, hash FROM events";
@@ -263,7 +263,14 @@ impl SqliteBackend {
             .push(" WHERE position > ")
             .push_bind(after.min(i64::MAX as u64) as i64);
         if let Some(category) = &filter.category {
-            query.push(" AND category = ").push_bind(category.as_str());
+            // The expression the category index is built on.
+            query
+                .push(
+                    " AND (CASE WHEN instr(stream_id, '-') > 0 \
+                     THEN substr(stream_id, 1, instr(stream_id, '-') - 1) \
+                     ELSE stream_id END) = ",
+                )
+                .push_bind(category.as_str());
         }
         if !filter.event_types.is_empty() {
             query.push(" AND event_type IN (");
@@ -401,7 +408,7 @@ async fn head_on(conn: &mut SqliteConnection) -> Result<Head, sqlx::Error> {
 async fn insert_rows(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<(), sqlx::Error> {
     for rows in plan.rows.chunks(MAX_PARAMS / EVENT_COLUMNS) {
         let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (position, stream_id, stream_version, category, event_id, \
+            "INSERT INTO events (position, stream_id, stream_version, event_id, \
              event_type, schema_version, payload, metadata, recorded_at_us, hash) ",
         );
         insert.push_values(rows, |mut values, row| {
@@ -409,7 +416,6 @@ async fn insert_rows(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<(),
                 .push_bind(row.position as i64)
                 .push_bind(row.stream_id)
                 .push_bind(row.stream_version as i64)
-                .push_bind(row.category)
                 .push_bind(row.event.event_id)
                 .push_bind(row.event.event_type.as_str())
                 .push_bind(row.event.schema_version as i64)

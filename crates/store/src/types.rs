@@ -195,6 +195,20 @@ impl VerifyReport {
     }
 }
 
+/// Whether today's log extends a head kept earlier: the chain recomputed
+/// from position 1 reaches the kept position with the kept hash, and goes
+/// on intact to today's head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionProof {
+    pub extends: bool,
+    /// The hash the recomputed chain reaches at the kept position (absent
+    /// when the log does not reach it, or breaks before it).
+    pub recomputed_hash: Option<[u8; 32]>,
+    pub head: Head,
+    /// The first break anywhere from position 1 to the head.
+    pub first_break: Option<ChainBreak>,
+}
+
 /// A read model's saved state: its position, the chain hash there (so it is
 /// never resumed over another log), the format it was written in, and the
 /// state itself as text.

@@ -484,6 +484,83 @@ async fn tampering_with_a_payload_is_detected_at_its_position(db: &TestDb) {
     store.close().await;
 }
 
+/// Every column of a stored event is covered: an edit of any one of them,
+/// in place, is named by verification at that event's position. (The
+/// category is no column: it is read from the stream id.)
+async fn an_edit_of_any_column_is_named_by_verification(db: &TestDb) {
+    let columns: Vec<(&str, String)> = {
+        let sqlite = db.backend() == "sqlite";
+        let id = if sqlite {
+            "X'00000000000000000000000000000001'"
+        } else {
+            "'00000000-0000-0000-0000-000000000001'"
+        };
+        let recorded = if sqlite {
+            "recorded_at_us = recorded_at_us + 1".to_owned()
+        } else {
+            "recorded_at = recorded_at + interval '1 microsecond'".to_owned()
+        };
+        vec![
+            ("stream_id", "stream_id = 'venue-2'".to_owned()),
+            (
+                "stream_version",
+                "stream_version = stream_version + 100".to_owned(),
+            ),
+            ("event_id", format!("event_id = {id}")),
+            ("event_type", "event_type = 'VenueReopened'".to_owned()),
+            (
+                "schema_version",
+                "schema_version = schema_version + 1".to_owned(),
+            ),
+            ("payload", r#"payload = '{"n":99}'"#.to_owned()),
+            ("metadata", r#"metadata = '{"actor":"nobody"}'"#.to_owned()),
+            ("recorded_at", recorded),
+            (
+                "hash",
+                "hash = (SELECT hash FROM events WHERE position = 2)".to_owned(),
+            ),
+            ("position", "position = position + 1000".to_owned()),
+        ]
+    };
+    let store = open(db).await;
+    for i in 0..5 {
+        store
+            .append("venue-1", ExpectedVersion::Any, vec![event(i)])
+            .await
+            .expect("append");
+    }
+    store.close().await;
+    for (column, set) in columns {
+        // Each edit alone: the row is kept aside and put back after.
+        db.execute_raw("CREATE TABLE kept AS SELECT * FROM events WHERE position = 3")
+            .await
+            .expect("keep the row");
+        let changed = db
+            .execute_raw(&format!("UPDATE events SET {set} WHERE position = 3"))
+            .await
+            .expect("plain SQL");
+        assert_eq!(changed, 1, "{column}");
+        let store = open(db).await;
+        let report = store.verify(1, None).await.expect("verify");
+        store.close().await;
+        let named = report.first_break.as_ref().map(|b| b.position());
+        assert_eq!(named, Some(3), "an edit of {column} is named: {report:?}");
+        db.execute_raw("DELETE FROM events WHERE position = 3 OR position = 1003")
+            .await
+            .expect("undo");
+        db.execute_raw("INSERT INTO events SELECT * FROM kept")
+            .await
+            .expect("restore");
+        db.execute_raw("DROP TABLE kept").await.expect("drop");
+        let store = open(db).await;
+        assert!(
+            store.verify(1, None).await.expect("verify").is_intact(),
+            "restored after {column}"
+        );
+        store.close().await;
+    }
+}
+
 async fn a_deleted_event_is_detected_as_a_missing_position(db: &TestDb) {
     let store = open(db).await;
     for i in 0..5 {
@@ -772,6 +849,7 @@ async fn the_log_as_it_stood_at_an_instant_is_a_prefix(db: &TestDb) {
 
 fangkong_store::each_backend!(threads = 4; [by_ref];
 
+    an_edit_of_any_column_is_named_by_verification,
     two_writers_expecting_the_same_version_exactly_one_wins,
     a_version_conflict_names_the_actual_version,
     a_retried_append_returns_the_first_result_and_appends_nothing,

@@ -485,10 +485,14 @@ pub struct ProofQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProofView {
-    /// The kept head is in today's log and everything after it verifies.
+    /// The chain recomputed from position 1 reaches the kept position with
+    /// the kept hash, and verifies on to today's head.
     pub extends: bool,
     /// The hash stored today at the kept position, if the log reaches it.
     pub stored_hash: Option<String>,
+    /// The hash the chain recomputed from position 1 reaches there (absent
+    /// when it breaks before it).
+    pub recomputed_hash: Option<String>,
     pub head_position: u64,
     pub head_hash: String,
     pub first_break: Option<BreakView>,
@@ -496,8 +500,9 @@ pub struct ProofView {
 
 /// Prove that today's log extends a head kept earlier.
 ///
-/// The kept hash is still the one at its position, and the chain from there to
-/// the head verifies.
+/// The chain is recomputed from position 1 to the kept position and must reach the kept hash
+/// there (so an edit anywhere before it is caught, though the hash stored at the kept position
+/// was left alone), then verifies on to today's head. Its cost grows with the log.
 #[utoipa::path(
     tag = "audit",
     params(ProofQuery),
@@ -514,17 +519,25 @@ async fn proof(
     if kept.len() != 64 || !kept.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(ApiError::field("hash", "must be 64 hex characters"));
     }
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(&kept, &mut hash).map_err(|_| ApiError::field("hash", "must be hex"))?;
     let store = state.store();
     let stored = store.hash_at(q.position).await?.map(hex::encode);
-    let head = store.head().await?;
-    let report = store.verify(q.position.saturating_add(1), None).await?;
-    let extends = stored.as_deref() == Some(kept.as_str()) && report.is_intact();
+    // The whole chain is recomputed: an edit before the kept position
+    // leaves the hash stored there alone, and must still be caught.
+    let proof = store
+        .prove_extends(fangkong_store::Head {
+            position: q.position,
+            hash,
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(ProofView {
-        extends,
+        extends: proof.extends,
         stored_hash: stored,
-        head_position: head.position,
-        head_hash: hex::encode(head.hash),
-        first_break: report.first_break.map(|b| BreakView {
+        recomputed_hash: proof.recomputed_hash.map(hex::encode),
+        head_position: proof.head.position,
+        head_hash: hex::encode(proof.head.hash),
+        first_break: proof.first_break.map(|b| BreakView {
             position: b.position(),
             reason: b.to_string(),
         }),
