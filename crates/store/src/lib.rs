@@ -164,11 +164,14 @@ enum Backend {
 macro_rules! dispatch {
     ($backend:expr, $b:ident => $call:expr) => {
         match $backend {
-            Backend::Sqlite($b) => $call,
-            Backend::Postgres($b) => $call,
+            $crate::Backend::Sqlite($b) => $call,
+            $crate::Backend::Postgres($b) => $call,
         }
     };
 }
+
+// After the macro it uses.
+pub mod merkle;
 
 /// A handle on the event log. Cheap to clone; all clones share one writer.
 #[derive(Debug, Clone)]

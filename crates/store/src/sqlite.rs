@@ -323,6 +323,101 @@ impl SqliteBackend {
         Ok(done.rows_affected() > 0)
     }
 
+    /// The stored Merkle frontier and the chain hash at its size.
+    pub(crate) async fn load_merkle(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let row = sqlx::query("SELECT frontier, chain_hash FROM merkle_frontier WHERE id = 1")
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(match row {
+            Some(row) => Some((row.try_get("frontier")?, row.try_get("chain_hash")?)),
+            None => None,
+        })
+    }
+
+    /// Stores completed subtrees and the frontier after them, together.
+    pub(crate) async fn save_merkle(
+        &self,
+        nodes: &[(u32, u64, [u8; 32])],
+        size: u64,
+        frontier: &[u8],
+        chain_hash: &[u8; 32],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        for chunk in nodes.chunks(300) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO merkle_nodes (level, idx, hash) ",
+            );
+            insert.push_values(chunk, |mut row, (level, idx, hash)| {
+                row.push_bind(i64::from(*level))
+                    .push_bind((*idx).min(i64::MAX as u64) as i64)
+                    .push_bind(&hash[..]);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "INSERT INTO merkle_frontier (id, size, frontier, chain_hash) VALUES (1, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier, \
+             chain_hash = excluded.chain_hash WHERE excluded.size > merkle_frontier.size",
+        )
+        .bind(size.min(i64::MAX as u64) as i64)
+        .bind(frontier)
+        .bind(&chain_hash[..])
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The stored subtree roots among `wanted` (level, index).
+    pub(crate) async fn merkle_nodes(
+        &self,
+        wanted: &[(u32, u64)],
+    ) -> Result<Vec<(u32, u64, Vec<u8>)>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in wanted.chunks(300) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) IN (VALUES ",
+            );
+            let mut values = query.separated(", ");
+            for (level, idx) in chunk {
+                values
+                    .push("(")
+                    .push_bind_unseparated(i64::from(*level))
+                    .push_unseparated(", ")
+                    .push_bind_unseparated((*idx).min(i64::MAX as u64) as i64)
+                    .push_unseparated(")");
+            }
+            query.push(")");
+            for row in query.build().fetch_all(&self.read).await? {
+                let level: i64 = row.try_get("level")?;
+                let idx: i64 = row.try_get("idx")?;
+                found.push((level.max(0) as u32, idx.max(0) as u64, row.try_get("hash")?));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The stored chain hashes of positions `from ..= to`.
+    pub(crate) async fn chain_hashes(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT position, hash FROM events WHERE position BETWEEN ? AND ? ORDER BY position",
+        )
+        .bind(from.min(i64::MAX as u64) as i64)
+        .bind(to.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let position: i64 = row.try_get("position")?;
+                Ok((position.max(0) as u64, row.try_get("hash")?))
+            })
+            .collect()
+    }
+
     pub(crate) async fn load_checkpoint(
         &self,
         name: &str,

@@ -1,0 +1,17 @@
+-- The Merkle tree over the log (RFC 6962): the roots of its perfect
+-- subtrees of 16 leaves or more (smaller ones are recomputed from the
+-- events' hashes), and the frontier the indexer resumes from, with the
+-- chain hash at its size so a rewritten log is not resumed over.
+CREATE TABLE merkle_nodes (
+    level  INTEGER NOT NULL,
+    idx    INTEGER NOT NULL,
+    hash   BLOB    NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+
+CREATE TABLE merkle_frontier (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    size        INTEGER NOT NULL,
+    frontier    BLOB    NOT NULL,
+    chain_hash  BLOB    NOT NULL
+);

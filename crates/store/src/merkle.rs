@@ -1,0 +1,359 @@
+//! The Merkle tree over the log, kept beside it: leaves are the events'
+//! chain hashes, checked against the events as they are indexed, and the
+//! roots of perfect subtrees of 16 leaves or more are stored, with the
+//! frontier the index resumes from. Proofs read what they need in a query
+//! or two and recompute the smaller subtrees from the events' hashes, so
+//! they verify only against a head of the log as it really is.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fangkong_merkle::{decompose, Frontier, Hash, Subtree};
+use tokio::sync::watch;
+
+use crate::{ChainBreak, EventStore, LogFilter, StoreError};
+
+/// Subtrees this high and up are stored; lower ones are recomputed.
+pub const STORED_LEVEL: u32 = 4;
+
+/// Events read per step of the index.
+const PAGE: usize = 1000;
+
+/// The tree over the first `size` events: its root, and the chain hash of
+/// the event at `size` (which the root covers, with all before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeHead {
+    pub size: u64,
+    pub root: Hash,
+    pub chain_hash: Hash,
+}
+
+impl TreeHead {
+    pub fn empty() -> TreeHead {
+        TreeHead {
+            size: 0,
+            root: fangkong_merkle::empty_root(),
+            chain_hash: crate::Head::GENESIS.hash,
+        }
+    }
+}
+
+fn hash32(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt {
+        position: 0,
+        reason: format!("{what} is not 32 bytes"),
+    })
+}
+
+impl EventStore {
+    /// The stored frontier and the chain hash at its size, if any.
+    pub async fn merkle_frontier(&self) -> Result<Option<(Frontier, Hash)>, StoreError> {
+        let stored = dispatch!(&self.inner.backend, b => b.load_merkle().await)?;
+        let Some((frontier, chain_hash)) = stored else {
+            return Ok(None);
+        };
+        let frontier = Frontier::from_bytes(&frontier).ok_or_else(|| StoreError::Corrupt {
+            position: 0,
+            reason: "the stored Merkle frontier is misshapen".into(),
+        })?;
+        Ok(Some((
+            frontier,
+            hash32(&chain_hash, "the frontier's chain hash")?,
+        )))
+    }
+
+    /// Stores completed subtrees (those of [`STORED_LEVEL`] and up) and the
+    /// frontier after them, in one transaction. A frontier older than the
+    /// stored one is not written over it.
+    pub async fn save_merkle(
+        &self,
+        completed: &[(Subtree, Hash)],
+        frontier: &Frontier,
+        chain_hash: &Hash,
+    ) -> Result<(), StoreError> {
+        let nodes: Vec<(u32, u64, Hash)> = completed
+            .iter()
+            .filter(|(s, _)| s.level >= STORED_LEVEL)
+            .map(|(s, h)| (s.level, s.index, *h))
+            .collect();
+        let bytes = frontier.to_bytes();
+        dispatch!(&self.inner.backend, b => b.save_merkle(&nodes, frontier.size(), &bytes, chain_hash).await)
+    }
+
+    /// The hash of each subtree in `needs`: stored ones read, smaller ones
+    /// recomputed from the events' chain hashes. A subtree beyond the log,
+    /// or not stored yet, is left out.
+    pub async fn subtree_hashes(
+        &self,
+        needs: &[Subtree],
+    ) -> Result<HashMap<Subtree, Hash>, StoreError> {
+        let mut found = HashMap::new();
+        let stored: Vec<(u32, u64)> = needs
+            .iter()
+            .filter(|s| s.level >= STORED_LEVEL)
+            .map(|s| (s.level, s.index))
+            .collect();
+        if !stored.is_empty() {
+            for (level, index, hash) in
+                dispatch!(&self.inner.backend, b => b.merkle_nodes(&stored).await)?
+            {
+                found.insert(Subtree { level, index }, hash32(&hash, "a Merkle node")?);
+            }
+        }
+        for subtree in needs.iter().filter(|s| s.level < STORED_LEVEL) {
+            let first = subtree.first_leaf() + 1;
+            let last = first + subtree.leaves() - 1;
+            let rows = dispatch!(&self.inner.backend, b => b.chain_hashes(first, last).await)?;
+            if rows.len() as u64 != subtree.leaves() {
+                continue;
+            }
+            let mut frontier = Frontier::default();
+            for (_, hash) in rows {
+                frontier.push(&hash, |_, _| {});
+            }
+            found.insert(*subtree, frontier.root());
+        }
+        Ok(found)
+    }
+
+    /// The root of the tree over the first `size` events, from storage.
+    pub async fn tree_root(&self, size: u64) -> Result<Option<Hash>, StoreError> {
+        if size == 0 {
+            return Ok(Some(fangkong_merkle::empty_root()));
+        }
+        let parts = decompose(0, size);
+        let hashes = self.subtree_hashes(&parts).await?;
+        let mut folded = parts.iter().rev().map(|s| hashes.get(s).copied());
+        let Some(Some(mut root)) = folded.next() else {
+            return Ok(None);
+        };
+        for left in folded {
+            let Some(left) = left else { return Ok(None) };
+            root = fangkong_merkle::node_hash(&left, &root);
+        }
+        Ok(Some(root))
+    }
+
+    /// The audit path of the event at `position` in the tree of `size`
+    /// events. `None` when the position is not in that tree or the tree is
+    /// not indexed that far.
+    pub async fn inclusion_proof(
+        &self,
+        position: u64,
+        size: u64,
+    ) -> Result<Option<Vec<Hash>>, StoreError> {
+        let Some(plan) = position
+            .checked_sub(1)
+            .and_then(|index| fangkong_merkle::inclusion_plan(index, size))
+        else {
+            return Ok(None);
+        };
+        let hashes = self.subtree_hashes(&plan.needs()).await?;
+        Ok(plan.assemble(|s| hashes.get(&s).copied()))
+    }
+
+    /// The proof that the tree of `old` events is a prefix of the tree of
+    /// `new` events. `None` unless `0 < old <= new` and indexed that far.
+    pub async fn consistency_proof(
+        &self,
+        old: u64,
+        new: u64,
+    ) -> Result<Option<Vec<Hash>>, StoreError> {
+        let Some(plan) = fangkong_merkle::consistency_plan(old, new) else {
+            return Ok(None);
+        };
+        let hashes = self.subtree_hashes(&plan.needs()).await?;
+        Ok(plan.assemble(|s| hashes.get(&s).copied()))
+    }
+
+    /// Up to `limit` events after `after`, each checked against the chain
+    /// (`previous` is the hash at `after`): their chain hashes up to the
+    /// first break, and the break.
+    pub async fn verified_chain(
+        &self,
+        after: u64,
+        previous: Hash,
+        limit: usize,
+    ) -> Result<(Vec<(u64, Hash)>, Option<ChainBreak>), StoreError> {
+        let page = dispatch!(&self.inner.backend, b => b.read_all(after, limit, &LogFilter::default()).await)?;
+        let mut verified = Vec::with_capacity(page.len());
+        let (mut expected, mut previous) = (after + 1, previous);
+        for row in page {
+            if row.position != expected {
+                return Ok((
+                    verified,
+                    Some(ChainBreak::MissingPosition {
+                        expected,
+                        found: row.position,
+                    }),
+                ));
+            }
+            let stored = row.stored_hash();
+            if stored != Some(row.recomputed_hash(&previous)) {
+                return Ok((
+                    verified,
+                    Some(ChainBreak::HashMismatch {
+                        position: row.position,
+                    }),
+                ));
+            }
+            previous = stored.unwrap_or_default();
+            verified.push((row.position, previous));
+            expected += 1;
+        }
+        Ok((verified, None))
+    }
+}
+
+/// Where the index stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexState {
+    pub head: TreeHead,
+    /// Why the index stopped: the log no longer matches its chain, or is
+    /// not the log the stored tree was built over.
+    pub stalled: Option<String>,
+}
+
+/// Keeps the tree over the log as it grows. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MerkleIndex {
+    state: watch::Receiver<IndexState>,
+}
+
+impl MerkleIndex {
+    /// Loads the stored frontier (checked against the log) and indexes
+    /// the log from there until `shutdown`.
+    pub async fn start(
+        store: EventStore,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<MerkleIndex, StoreError> {
+        let mut indexer = Indexer::resume(&store).await?;
+        let (sender, receiver) = watch::channel(indexer.state());
+        let sender = Arc::new(sender);
+        tokio::spawn(async move {
+            let mut heads = store.subscribe();
+            loop {
+                if indexer.stalled.is_none() {
+                    match indexer.step(&store).await {
+                        Ok(true) => {
+                            sender.send_replace(indexer.state());
+                            continue;
+                        }
+                        Ok(false) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, "the Merkle index waits for the store")
+                        }
+                    }
+                }
+                sender.send_replace(indexer.state());
+                tokio::select! {
+                    _ = heads.changed() => {}
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
+        });
+        Ok(MerkleIndex { state: receiver })
+    }
+
+    pub fn state(&self) -> IndexState {
+        self.state.borrow().clone()
+    }
+
+    /// Waits (up to `limit`) until the tree covers `size` events.
+    pub async fn wait_for(&self, size: u64, limit: Duration) -> IndexState {
+        let mut state = self.state.clone();
+        let _ = tokio::time::timeout(
+            limit,
+            state.wait_for(|s| s.head.size >= size || s.stalled.is_some()),
+        )
+        .await;
+        self.state()
+    }
+}
+
+/// The index's working state: the frontier and the chain hash at its size.
+#[derive(Debug)]
+pub struct Indexer {
+    frontier: Frontier,
+    chain_hash: Hash,
+    stalled: Option<String>,
+}
+
+impl Indexer {
+    /// From the stored frontier, after checking that the log still holds
+    /// the chain hash it was built over; from the start otherwise.
+    pub async fn resume(store: &EventStore) -> Result<Indexer, StoreError> {
+        let Some((frontier, chain_hash)) = store.merkle_frontier().await? else {
+            return Ok(Indexer {
+                frontier: Frontier::default(),
+                chain_hash: crate::Head::GENESIS.hash,
+                stalled: None,
+            });
+        };
+        let stored = store.hash_at(frontier.size()).await?;
+        let stalled = (stored != Some(chain_hash)).then(|| {
+            format!(
+                "the log at position {} is not the log the Merkle tree was built over \
+                 (rewritten, re-chained or cut short)",
+                frontier.size()
+            )
+        });
+        Ok(Indexer {
+            frontier,
+            chain_hash,
+            stalled,
+        })
+    }
+
+    pub fn state(&self) -> IndexState {
+        IndexState {
+            head: TreeHead {
+                size: self.frontier.size(),
+                root: self.frontier.root(),
+                chain_hash: self.chain_hash,
+            },
+            stalled: self.stalled.clone(),
+        }
+    }
+
+    /// Indexes the next page of events, storing what it completes.
+    /// Answers whether there was anything to index.
+    pub async fn step(&mut self, store: &EventStore) -> Result<bool, StoreError> {
+        let (verified, broken) = store
+            .verified_chain(self.frontier.size(), self.chain_hash, PAGE)
+            .await?;
+        let mut completed = Vec::new();
+        for (_, hash) in &verified {
+            self.frontier.push(hash, |subtree, node| {
+                if subtree.level >= STORED_LEVEL {
+                    completed.push((subtree, *node));
+                }
+            });
+            self.chain_hash = *hash;
+        }
+        if !verified.is_empty() {
+            store
+                .save_merkle(&completed, &self.frontier, &self.chain_hash)
+                .await?;
+        }
+        if let Some(broken) = broken {
+            tracing::error!(position = broken.position(), %broken, "the Merkle index stops at a break in the chain");
+            self.stalled = Some(format!(
+                "the chain breaks at position {}: {broken}",
+                broken.position()
+            ));
+        }
+        Ok(!verified.is_empty())
+    }
+
+    /// Indexes up to the log's head (what a command-line tool does).
+    pub async fn catch_up(&mut self, store: &EventStore) -> Result<IndexState, StoreError> {
+        while self.stalled.is_none() && self.step(store).await? {}
+        Ok(self.state())
+    }
+}
