@@ -45,12 +45,19 @@ pub fn create_token(db: &TestDb, role: &str, zones: &[&str], name: &str) -> Stri
         .to_owned()
 }
 
-/// The state key for commands on `db`: no file sits beside a PostgreSQL
-/// store, so its key comes from the environment (a SQLite store's tests
-/// use the key file the server creates beside the database).
+/// The keys for commands on `db` (the state key, the signing key): no file
+/// sits beside a PostgreSQL store, so its keys come from the environment (a
+/// SQLite store's tests use the key files the server creates beside the
+/// database).
+/// The PostgreSQL tests' signing seed, one byte repeated.
+pub const SIGNING_SEED: &str = "17";
+
 pub fn state_key_env(db: &TestDb) -> Vec<(&'static str, String)> {
     if db.backend() == "postgres" {
-        vec![("FANGKONG_STATE_KEY", "42".repeat(32))]
+        vec![
+            ("FANGKONG_STATE_KEY", "42".repeat(32)),
+            ("FANGKONG_SIGNING_KEY", SIGNING_SEED.repeat(32)),
+        ]
     } else {
         vec![]
     }

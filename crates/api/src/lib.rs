@@ -48,6 +48,9 @@ pub struct Settings {
     /// Longest a live feed stays open before the client must resume with
     /// `Last-Event-ID`.
     pub live_max_lifetime: std::time::Duration,
+    /// The key that signs tree heads (kept outside the database); heads
+    /// go unsigned without one.
+    pub signing_key: Option<std::sync::Arc<fangkong_heads::SigningKey>>,
 }
 
 impl Default for Settings {
@@ -64,6 +67,7 @@ impl Default for Settings {
             trusted_proxies: vec![],
             metrics_public: false,
             live_max_lifetime: std::time::Duration::from_secs(3600),
+            signing_key: None,
         }
     }
 }
@@ -81,13 +85,17 @@ pub struct AppState {
     pub rate_limit: access::RateLimit,
     /// Flipped when the server begins to shut down: live feeds end.
     pub shutdown: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    /// The Merkle tree over the log, for signed heads and proofs.
+    pub merkle: fangkong_store::merkle::MerkleIndex,
 }
 
 impl AppState {
     /// Must run inside a tokio runtime: it starts the projections' tailer.
     pub fn new(store: EventStore, township: Township, settings: Settings) -> Self {
         let metrics = metrics::Metrics::default();
+        let shutdown = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
         AppState {
+            merkle: fangkong_store::merkle::MerkleIndex::spawn(store.clone(), shutdown.subscribe()),
             projector: fangkong_projections::Projector::start(
                 store.clone(),
                 township,
@@ -102,7 +110,7 @@ impl AppState {
                 std::time::Duration::from_secs(60),
             ),
             settings,
-            shutdown: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
+            shutdown,
         }
     }
 

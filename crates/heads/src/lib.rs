@@ -208,7 +208,7 @@ mod tests {
         altered.chain_hash = hex::encode([8; 32]);
         assert_eq!(altered.verify(&public), Err(HeadError::BadSignature));
         let mut altered = head.clone();
-        altered.timestamp = altered.timestamp + chrono::Duration::microseconds(1);
+        altered.timestamp += chrono::Duration::microseconds(1);
         assert_eq!(altered.verify(&public), Err(HeadError::BadSignature));
         // Another key that claims this key's id still fails.
         let other = SigningKey::random().expect("a key");

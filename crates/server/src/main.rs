@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 
+mod audit;
 mod rebuild;
 mod serve;
 mod state_key;
@@ -65,7 +66,66 @@ impl StateKeyArgs {
             Some(path) => path.clone(),
             None => default_key_file(&store.database_url),
         };
-        state_key::load_or_create(&path)
+        state_key::state_key(&path)
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AuditAction {
+    /// Check a kept signed head: against the service (--url: its current
+    /// signed head must be signed by the key and extend the kept one, and
+    /// each --event must be in it), or against the database (the whole
+    /// chain recomputed, and the Merkle root of the kept size with it).
+    /// Needs nothing but the public key. Exits 1 on any failure, saying
+    /// which.
+    Check {
+        /// The kept head: JSON as `fangkong head --signed` prints it or
+        /// `GET /v1/audit/head` answers it.
+        #[arg(long)]
+        head: std::path::PathBuf,
+        /// The service's public key, 64 hex digits (`GET /v1/audit/keys`).
+        #[arg(long, env = "FANGKONG_PUBLIC_KEY")]
+        public_key: String,
+        /// The service to check against.
+        #[arg(long, conflicts_with = "database_url")]
+        url: Option<String>,
+        /// An admin's or auditor's token for --url.
+        #[arg(long, env = "FANGKONG_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The database to check against instead.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Also prove that the event at this position is in the service's
+        /// head (repeatable; with --url).
+        #[arg(long = "event")]
+        events: Vec<u64>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct SigningKeyArgs {
+    /// The key that signs tree heads: its Ed25519 seed, 64 hex digits.
+    /// Keep it out of the database; its public key is at /v1/audit/keys.
+    #[arg(long, env = "FANGKONG_SIGNING_KEY", hide_env_values = true)]
+    signing_key: Option<String>,
+    /// Where the key is kept when FANGKONG_SIGNING_KEY is not set; created
+    /// (mode 0600) with a random key when missing. Default: `signing.key`
+    /// beside a SQLite database, `fangkong-data/signing.key` for PostgreSQL.
+    #[arg(long, env = "FANGKONG_SIGNING_KEY_FILE")]
+    signing_key_file: Option<std::path::PathBuf>,
+}
+
+impl SigningKeyArgs {
+    fn key(&self, store: &Store) -> anyhow::Result<fangkong_heads::SigningKey> {
+        if let Some(hex) = &self.signing_key {
+            return fangkong_heads::SigningKey::from_hex(hex)
+                .map_err(|e| anyhow::anyhow!("FANGKONG_SIGNING_KEY: {e}"));
+        }
+        let path = match &self.signing_key_file {
+            Some(path) => path.clone(),
+            None => default_key_file(&store.database_url).with_file_name("signing.key"),
+        };
+        state_key::signing_key(&path)
     }
 }
 
@@ -188,6 +248,7 @@ impl ReadingArgs {
             trusted_proxies,
             metrics_public: self.metrics_public || loopback_only(bind),
             live_max_lifetime: std::time::Duration::from_secs(self.live_max_seconds.max(1)),
+            signing_key: None,
         })
     }
 }
@@ -217,6 +278,8 @@ enum Command {
         reading: ReadingArgs,
         #[command(flatten)]
         state_key: StateKeyArgs,
+        #[command(flatten)]
+        signing_key: SigningKeyArgs,
     },
     /// Replay the whole log into fresh read models, compare them with the
     /// saved state, and save them. Exits 1 when the saved state differed.
@@ -251,9 +314,21 @@ enum Command {
         to: Option<u64>,
     },
     /// Print the chain head (position and hash): what an auditor keeps.
+    /// With --signed, the signed tree head as JSON, to keep and check later
+    /// with `fangkong audit check`.
     Head {
         #[command(flatten)]
         store: Store,
+        /// Print a signed tree head (JSON) instead.
+        #[arg(long)]
+        signed: bool,
+        #[command(flatten)]
+        signing_key: SigningKeyArgs,
+    },
+    /// The auditor's checks.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
     },
     /// Prove that the log extends a head kept earlier: the chain is
     /// recomputed from position 1 to the kept position (it must reach the
@@ -459,10 +534,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workers,
             reading,
             state_key,
+            signing_key,
         } => {
             let township = fangkong_domain::Township::parse_time_zone(&time_zone)
                 .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
-            let settings = reading.settings(demo, state_key.key(&store)?, &bind)?;
+            let mut settings = reading.settings(demo, state_key.key(&store)?, &bind)?;
+            settings.signing_key = Some(std::sync::Arc::new(signing_key.key(&store)?));
             let store = open(&store).await?;
             let fresh = store.head().await?.position == 0;
             if demo {
@@ -583,12 +660,86 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(1))
         }
-        Command::Head { store } => {
-            let store = open(&store).await?;
+        Command::Head {
+            store: args,
+            signed,
+            signing_key,
+        } => {
+            let key = if signed {
+                Some(signing_key.key(&args)?)
+            } else {
+                None
+            };
+            let store = open(&args).await?;
             let head = store.head().await?;
+            let Some(key) = key else {
+                store.close().await;
+                println!("{} {}", head.position, hex::encode(head.hash));
+                return Ok(ExitCode::SUCCESS);
+            };
+            // The tree over the log as it is now, from the stored frontier.
+            let mut indexer = fangkong_store::merkle::Indexer::resume(&store).await?;
+            let state = indexer.catch_up(&store).await?;
             store.close().await;
-            println!("{} {}", head.position, hex::encode(head.hash));
+            if let Some(stalled) = state.stalled {
+                eprintln!("no head signed: {stalled}");
+                return Ok(ExitCode::from(1));
+            }
+            let signed = key.sign(
+                state.head.size,
+                &state.head.root,
+                &state.head.chain_hash,
+                chrono::Utc::now(),
+            );
+            println!("{}", serde_json::to_string_pretty(&signed)?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            action:
+                AuditAction::Check {
+                    head,
+                    public_key,
+                    url,
+                    token,
+                    database_url,
+                    events,
+                },
+        } => {
+            let kept = audit::read_kept(&head)?;
+            let key = fangkong_heads::PublicKey::from_hex(&public_key)
+                .map_err(|e| anyhow::anyhow!("--public-key: {e}"))?;
+            let outcome = match (url, database_url) {
+                (Some(url), _) => {
+                    let token = token.ok_or_else(|| {
+                        anyhow::anyhow!("--url needs --token (or FANGKONG_TOKEN)")
+                    })?;
+                    audit::against_service(&kept, &key, &url, &token, &events).await
+                }
+                (None, Some(database_url)) => {
+                    let store = EventStore::open(&database_url).await?;
+                    let outcome = audit::against_store(&kept, &key, &store).await?;
+                    store.close().await;
+                    outcome
+                }
+                (None, None) => anyhow::bail!("give --url (and --token) or --database-url"),
+            };
+            match outcome {
+                Ok(said) => {
+                    println!(
+                        "kept head: {} events, signed by {}",
+                        kept.tree_size, kept.key_id
+                    );
+                    for line in said {
+                        println!("{line}");
+                    }
+                    println!("OK");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(failure) => {
+                    println!("FAILED: {failure}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
     }
 }

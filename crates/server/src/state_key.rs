@@ -1,23 +1,27 @@
-//! The key that seals saved read models, kept in a file outside the
-//! database: created once, readable by the service's user alone.
+//! Keys kept in files outside the database (the one that seals saved read
+//! models, the one that signs tree heads): created once, readable by the
+//! service's user alone.
 
 use std::io::Write;
 use std::path::Path;
 
-use fangkong_projections::StateKey;
-
-/// Reads the key at `path`, or creates it (mode 0600, its directory 0700)
-/// with a fresh random key.
-pub fn load_or_create(path: &Path) -> anyhow::Result<StateKey> {
+/// Reads the key at `path` with `parse`, or creates it (mode 0600, its
+/// directory 0700) from `create`, which answers the key and its text.
+pub fn load_or_create<T>(
+    path: &Path,
+    what: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+    create: impl FnOnce() -> anyhow::Result<(T, String)>,
+) -> anyhow::Result<T> {
+    let read = |text: &str| {
+        parse(text).map_err(|e| anyhow::anyhow!("{what} file {}: {e}", path.display()))
+    };
     match std::fs::read_to_string(path) {
-        Ok(text) => {
-            return StateKey::from_hex(&text)
-                .map_err(|e| anyhow::anyhow!("state key file {}: {e}", path.display()))
-        }
+        Ok(text) => return read(&text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => anyhow::bail!("cannot read the state key file {}: {e}", path.display()),
+        Err(e) => anyhow::bail!("cannot read the {what} file {}: {e}", path.display()),
     }
-    let key = StateKey::random()?;
+    let (key, text) = create()?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -36,17 +40,43 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<StateKey> {
     }
     match options.open(path) {
         Ok(mut file) => {
-            file.write_all(key.to_hex().as_bytes())?;
+            file.write_all(text.as_bytes())?;
             file.sync_all()?;
-            tracing::info!(path = %path.display(), "created the state key file");
+            tracing::info!(path = %path.display(), "created the {what} file");
             Ok(key)
         }
         // Another process created it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let text = std::fs::read_to_string(path)?;
-            StateKey::from_hex(&text)
-                .map_err(|e| anyhow::anyhow!("state key file {}: {e}", path.display()))
+            read(&std::fs::read_to_string(path)?)
         }
-        Err(e) => anyhow::bail!("cannot create the state key file {}: {e}", path.display()),
+        Err(e) => anyhow::bail!("cannot create the {what} file {}: {e}", path.display()),
     }
+}
+
+/// The key that seals saved read models.
+pub fn state_key(path: &Path) -> anyhow::Result<fangkong_projections::StateKey> {
+    load_or_create(
+        path,
+        "state key",
+        |text| fangkong_projections::StateKey::from_hex(text).map_err(|e| e.to_string()),
+        || {
+            let key = fangkong_projections::StateKey::random()?;
+            let text = key.to_hex();
+            Ok((key, text))
+        },
+    )
+}
+
+/// The key that signs tree heads.
+pub fn signing_key(path: &Path) -> anyhow::Result<fangkong_heads::SigningKey> {
+    load_or_create(
+        path,
+        "signing key",
+        |text| fangkong_heads::SigningKey::from_hex(text).map_err(|e| e.to_string()),
+        || {
+            let key = fangkong_heads::SigningKey::random()?;
+            let text = key.to_hex();
+            Ok((key, text))
+        },
+    )
 }

@@ -6,7 +6,6 @@
 //! they verify only against a head of the log as it really is.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use fangkong_merkle::{decompose, Frontier, Hash, Subtree};
@@ -117,6 +116,14 @@ impl EventStore {
         Ok(found)
     }
 
+    /// The stored chain hashes of positions `from ..= to`.
+    pub async fn chain_hashes(&self, from: u64, to: u64) -> Result<Vec<(u64, Hash)>, StoreError> {
+        dispatch!(&self.inner.backend, b => b.chain_hashes(from, to).await)?
+            .into_iter()
+            .map(|(position, hash)| Ok((position, hash32(&hash, "a chain hash")?)))
+            .collect()
+    }
+
     /// The root of the tree over the first `size` events, from storage.
     pub async fn tree_root(&self, size: u64) -> Result<Option<Hash>, StoreError> {
         if size == 0 {
@@ -213,6 +220,8 @@ pub struct IndexState {
     /// Why the index stopped: the log no longer matches its chain, or is
     /// not the log the stored tree was built over.
     pub stalled: Option<String>,
+    /// Whether the stored frontier has been loaded.
+    pub ready: bool,
 }
 
 /// Keeps the tree over the log as it grows. Cheap to clone.
@@ -222,16 +231,28 @@ pub struct MerkleIndex {
 }
 
 impl MerkleIndex {
-    /// Loads the stored frontier (checked against the log) and indexes
-    /// the log from there until `shutdown`.
-    pub async fn start(
-        store: EventStore,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> Result<MerkleIndex, StoreError> {
-        let mut indexer = Indexer::resume(&store).await?;
-        let (sender, receiver) = watch::channel(indexer.state());
-        let sender = Arc::new(sender);
+    /// Starts indexing in the background: loads the stored frontier
+    /// (checked against the log), then follows the log until `shutdown`.
+    /// Until it has loaded, its state says it is not ready.
+    pub fn spawn(store: EventStore, mut shutdown: watch::Receiver<bool>) -> MerkleIndex {
+        let (sender, receiver) = watch::channel(IndexState {
+            head: TreeHead::empty(),
+            stalled: None,
+            ready: false,
+        });
         tokio::spawn(async move {
+            let mut indexer = loop {
+                match Indexer::resume(&store).await {
+                    Ok(indexer) => break indexer,
+                    Err(error) => {
+                        tracing::warn!(%error, "the Merkle index waits for the store");
+                        tokio::select! {
+                            _ = shutdown.changed() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            };
             let mut heads = store.subscribe();
             loop {
                 if indexer.stalled.is_none() {
@@ -257,7 +278,7 @@ impl MerkleIndex {
                 }
             }
         });
-        Ok(MerkleIndex { state: receiver })
+        MerkleIndex { state: receiver }
     }
 
     pub fn state(&self) -> IndexState {
@@ -269,7 +290,7 @@ impl MerkleIndex {
         let mut state = self.state.clone();
         let _ = tokio::time::timeout(
             limit,
-            state.wait_for(|s| s.head.size >= size || s.stalled.is_some()),
+            state.wait_for(|s| s.ready && (s.head.size >= size || s.stalled.is_some())),
         )
         .await;
         self.state()
@@ -318,6 +339,7 @@ impl Indexer {
                 chain_hash: self.chain_hash,
             },
             stalled: self.stalled.clone(),
+            ready: true,
         }
     }
 

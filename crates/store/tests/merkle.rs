@@ -94,9 +94,7 @@ async fn heads_and_proofs_are_rfc_6962_over_the_chain(db: &TestDb) {
 async fn the_index_follows_the_log_and_refuses_a_rewritten_one(db: &TestDb) {
     let store = filled(db, 40).await;
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let index = MerkleIndex::start(store.clone(), shutdown.clone())
-        .await
-        .expect("start");
+    let index = MerkleIndex::spawn(store.clone(), shutdown.clone());
     let state = index.wait_for(40, std::time::Duration::from_secs(10)).await;
     assert_eq!(state.head.size, 40);
     store

@@ -20,6 +20,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(live_events)
         .service(live_ticket)
         .service(audit_head)
+        .service(audit_keys)
+        .service(inclusion)
+        .service(consistency)
         .service(verify)
         .service(proof);
 }
@@ -380,6 +383,70 @@ pub struct HeadView {
     pub recorded_at: Option<DateTime<Utc>>,
     /// When it was read.
     pub read_at: DateTime<Utc>,
+    /// The signed tree head to keep: `fangkong audit check --head` checks
+    /// it later against the service with nothing but the public key.
+    pub signed: Option<SignedHeadView>,
+    /// Why there is no signed head (no signing key, the index stopped at a
+    /// break in the chain, or it is still loading).
+    pub unsigned_because: Option<String>,
+}
+
+/// A signed tree head (RFC 6962 Merkle root over the first `tree_size`
+/// events, whose leaves are their chain hashes).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignedHeadView {
+    pub tree_size: u64,
+    /// The Merkle root, hex.
+    pub root_hash: String,
+    /// The chain hash of the event at `tree_size`, hex.
+    pub chain_hash: String,
+    pub timestamp: DateTime<Utc>,
+    /// The signing key's id (`GET /v1/audit/keys`).
+    pub key_id: String,
+    /// Ed25519, hex.
+    pub signature: String,
+}
+
+impl From<fangkong_heads::SignedHead> for SignedHeadView {
+    fn from(h: fangkong_heads::SignedHead) -> Self {
+        SignedHeadView {
+            tree_size: h.tree_size,
+            root_hash: h.root_hash,
+            chain_hash: h.chain_hash,
+            timestamp: h.timestamp,
+            key_id: h.key_id,
+            signature: h.signature,
+        }
+    }
+}
+
+/// The tree head signed now, or why not: waits briefly for the index to
+/// reach `position`.
+async fn signed_head(
+    state: &AppState,
+    position: u64,
+) -> Result<fangkong_heads::SignedHead, String> {
+    let key = state
+        .settings
+        .signing_key
+        .as_ref()
+        .ok_or("this server has no signing key")?;
+    let index = state
+        .merkle
+        .wait_for(position, std::time::Duration::from_secs(2))
+        .await;
+    if let Some(stalled) = index.stalled {
+        return Err(format!("the Merkle index stopped: {stalled}"));
+    }
+    if !index.ready {
+        return Err("the Merkle index is loading".into());
+    }
+    Ok(key.sign(
+        index.head.size,
+        &index.head.root,
+        &index.head.chain_hash,
+        Utc::now(),
+    ))
 }
 
 /// The last position of the log and its hash.
@@ -406,12 +473,205 @@ async fn audit_head(
             .first()
             .map(|e| e.recorded_at),
     };
+    let (signed, unsigned_because) = match signed_head(&state, head.position).await {
+        Ok(signed) => (Some(signed.into()), None),
+        Err(why) => (None, Some(why)),
+    };
     Ok(HttpResponse::Ok().json(HeadView {
         position: head.position,
         hash: hex::encode(head.hash),
         recorded_at,
         read_at: Utc::now(),
+        signed,
+        unsigned_because,
     }))
+}
+
+/// A key that signs tree heads.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    pub key_id: String,
+    /// `ed25519`.
+    pub algorithm: String,
+    /// The public key, hex (32 bytes).
+    pub public_key: String,
+    /// Whether heads are signed with it now.
+    pub current: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeysView {
+    pub keys: Vec<KeyView>,
+}
+
+/// The public keys that sign tree heads.
+///
+/// What an auditor needs, and nothing else, to check a kept head later (`fangkong audit check`).
+/// Each head names its key by `key_id`, so a key can be rotated. Admin and auditor.
+#[utoipa::path(
+    tag = "audit",
+    responses((status = 200, description = "The keys", body = KeysView), ReadErrors)
+)]
+#[get("/audit/keys")]
+async fn audit_keys(
+    _caller: Authorized<Audit>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let keys = state
+        .settings
+        .signing_key
+        .iter()
+        .map(|key| {
+            let public = key.public();
+            KeyView {
+                key_id: public.key_id(),
+                algorithm: "ed25519".into(),
+                public_key: public.to_hex(),
+                current: true,
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(KeysView { keys }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionQuery {
+    /// The event's log position.
+    #[serde(deserialize_with = "crate::extract::position_within_i64")]
+    pub position: u64,
+    /// The tree size of a signed head (at least `position`).
+    #[serde(deserialize_with = "crate::extract::position_within_i64")]
+    pub tree_size: u64,
+}
+
+/// An inclusion proof: the event's leaf and its audit path.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InclusionView {
+    pub position: u64,
+    pub tree_size: u64,
+    /// The event's chain hash (the leaf's data), hex.
+    pub chain_hash: String,
+    /// RFC 6962 audit path, leaf side first, hex.
+    pub audit_path: Vec<String>,
+}
+
+/// Prove that one event is in the tree of a signed head.
+///
+/// Answers the event's chain hash and its RFC 6962 audit path in the tree of `tree_size` events: a
+/// few dozen hashes at most, checked against the head's `root_hash` without reading the log
+/// (`fangkong audit check --event`). Admin and auditor. 409 `tree_not_indexed` when the tree does
+/// not reach `tree_size` yet.
+#[utoipa::path(
+    tag = "audit",
+    params(InclusionQuery),
+    responses(
+        (status = 200, description = "The proof", body = InclusionView),
+        (status = 409, description = "`tree_not_indexed`: the tree does not reach `tree_size`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        ReadErrors
+    )
+)]
+#[get("/audit/inclusion")]
+async fn inclusion(
+    _caller: Authorized<Audit>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: InclusionQuery = query(&req)?;
+    if q.position == 0 || q.position > q.tree_size {
+        return Err(ApiError::field("position", "must be 1 to tree_size"));
+    }
+    indexed(&state, q.tree_size)?;
+    let store = state.store();
+    let leaf = store.hash_at(q.position).await?.ok_or_else(unindexed)?;
+    let path = store
+        .inclusion_proof(q.position, q.tree_size)
+        .await?
+        .ok_or_else(unindexed)?;
+    Ok(HttpResponse::Ok().json(InclusionView {
+        position: q.position,
+        tree_size: q.tree_size,
+        chain_hash: hex::encode(leaf),
+        audit_path: path.iter().map(hex::encode).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyQuery {
+    /// The older head's tree size (at least 1).
+    #[serde(deserialize_with = "crate::extract::position_within_i64")]
+    pub from: u64,
+    /// The newer head's tree size (at least `from`).
+    #[serde(deserialize_with = "crate::extract::position_within_i64")]
+    pub to: u64,
+}
+
+/// A consistency proof between two tree sizes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsistencyView {
+    pub from: u64,
+    pub to: u64,
+    /// RFC 6962 consistency proof, hex.
+    pub proof: Vec<String>,
+}
+
+/// Prove that an older signed head is a prefix of a newer one.
+///
+/// Answers the RFC 6962 consistency proof from the tree of `from` events to the tree of `to`
+/// events: with the two heads' roots, it shows the log only grew between them (nothing before
+/// `from` was changed, removed or reordered). Admin and auditor. 409 `tree_not_indexed` when the
+/// tree does not reach `to` yet.
+#[utoipa::path(
+    tag = "audit",
+    params(ConsistencyQuery),
+    responses(
+        (status = 200, description = "The proof", body = ConsistencyView),
+        (status = 409, description = "`tree_not_indexed`: the tree does not reach `to`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        ReadErrors
+    )
+)]
+#[get("/audit/consistency")]
+async fn consistency(
+    _caller: Authorized<Audit>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: ConsistencyQuery = query(&req)?;
+    if q.from == 0 || q.from > q.to {
+        return Err(ApiError::field("from", "must be 1 to `to`"));
+    }
+    indexed(&state, q.to)?;
+    let hashes = state
+        .store()
+        .consistency_proof(q.from, q.to)
+        .await?
+        .ok_or_else(unindexed)?;
+    Ok(HttpResponse::Ok().json(ConsistencyView {
+        from: q.from,
+        to: q.to,
+        proof: hashes.iter().map(hex::encode).collect(),
+    }))
+}
+
+fn unindexed() -> ApiError {
+    ApiError::Unmet {
+        code: "tree_not_indexed",
+        detail: "the Merkle tree does not reach that size: use the tree_size of a signed head"
+            .into(),
+    }
+}
+
+/// Refuses a tree size the index has not reached (or cannot vouch for).
+fn indexed(state: &AppState, size: u64) -> Result<(), ApiError> {
+    let index = state.merkle.state();
+    if index.ready && index.stalled.is_none() && index.head.size >= size {
+        Ok(())
+    } else {
+        Err(unindexed())
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

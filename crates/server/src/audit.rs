@@ -1,0 +1,229 @@
+//! The auditor's offline check of a kept signed head: against the running
+//! service (with nothing but its public key) or against the database
+//! itself. Exits non-zero on any failure and says which.
+
+use std::path::Path;
+
+use fangkong_heads::{PublicKey, SignedHead};
+use fangkong_merkle::{leaf_hash, verify_consistency, verify_inclusion};
+use fangkong_store::EventStore;
+
+/// What a check found wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckFailure {
+    #[error("the kept head: {0}")]
+    KeptHead(String),
+    #[error("the service's head: {0}")]
+    ServiceHead(String),
+    #[error("the log is shorter ({now} events) than the kept head ({kept}): it was cut short")]
+    CutShort { kept: u64, now: u64 },
+    #[error("the consistency proof from {from} to {to} does not verify: the log's first {from} events are not the ones the kept head signed")]
+    Inconsistent { from: u64, to: u64 },
+    #[error(
+        "the inclusion proof of the event at {position} does not verify against the head of {size}"
+    )]
+    NotIncluded { position: u64, size: u64 },
+    #[error("the chain breaks at position {position}: {reason}")]
+    ChainBroken { position: u64, reason: String },
+    #[error("the log's first {size} events have another Merkle root than the kept head signed: rewritten and re-chained")]
+    Rewritten { size: u64 },
+    #[error("the service answered {0}")]
+    Service(String),
+}
+
+/// A kept head: a signed head as `GET /v1/audit/head` answers it in
+/// `signed`, or that whole answer.
+pub fn read_kept(path: &Path) -> anyhow::Result<SignedHead> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the kept head {}: {e}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("the kept head {} is not JSON: {e}", path.display()))?;
+    let head = value.get("signed").cloned().unwrap_or(value);
+    serde_json::from_value(head).map_err(|e| {
+        anyhow::anyhow!(
+            "the kept head {} is not a signed head (tree_size, root_hash, chain_hash, timestamp, key_id, signature): {e}",
+            path.display()
+        )
+    })
+}
+
+fn checked(
+    head: &SignedHead,
+    key: &PublicKey,
+    whose: fn(String) -> CheckFailure,
+) -> Result<([u8; 32], [u8; 32]), CheckFailure> {
+    head.verify(key).map_err(|e| whose(e.to_string()))?;
+    let root = head.root().map_err(|e| whose(e.to_string()))?;
+    let chain = head.chain().map_err(|e| whose(e.to_string()))?;
+    Ok((root, chain))
+}
+
+/// Against the service: its current head must be signed by `key` and
+/// extend the kept one (consistency proof), and each of `events` must be in
+/// it (inclusion proofs).
+pub async fn against_service(
+    kept: &SignedHead,
+    key: &PublicKey,
+    url: &str,
+    token: &str,
+    events: &[u64],
+) -> Result<Vec<String>, CheckFailure> {
+    let (kept_root, _) = checked(kept, key, CheckFailure::KeptHead)?;
+    let client = reqwest::Client::new();
+    let base = url.trim_end_matches('/');
+    let get = |path: String| {
+        let request = client.get(format!("{base}{path}")).bearer_auth(token);
+        async move {
+            let response = request
+                .send()
+                .await
+                .map_err(|e| CheckFailure::Service(e.to_string()))?;
+            let status = response.status();
+            let body: serde_json::Value = response
+                .json()
+                .await
+                .map_err(|e| CheckFailure::Service(format!("{status}, not JSON: {e}")))?;
+            if !status.is_success() {
+                return Err(CheckFailure::Service(format!("{status}: {body}")));
+            }
+            Ok(body)
+        }
+    };
+    // The service recomputes its chain from its events: an edit in place
+    // (which leaves the stored hashes, and so the tree, alone) shows here.
+    let verified = get("/v1/audit/verify".into()).await?;
+    if verified["intact"] != true {
+        return Err(CheckFailure::ChainBroken {
+            position: verified["first_break"]["position"]
+                .as_u64()
+                .unwrap_or_default(),
+            reason: verified["first_break"]["reason"]
+                .as_str()
+                .unwrap_or("the service's verification failed")
+                .to_owned(),
+        });
+    }
+    let answer = get("/v1/audit/head".into()).await?;
+    let current: SignedHead = serde_json::from_value(answer["signed"].clone()).map_err(|_| {
+        CheckFailure::ServiceHead(format!(
+            "no signed head ({})",
+            answer["unsigned_because"]
+                .as_str()
+                .unwrap_or("no reason given")
+        ))
+    })?;
+    let (current_root, _) = checked(&current, key, CheckFailure::ServiceHead)?;
+    let mut said = vec![format!(
+        "the service's head: {} events, root {}, signed by {}",
+        current.tree_size, current.root_hash, current.key_id
+    )];
+    if current.tree_size < kept.tree_size {
+        return Err(CheckFailure::CutShort {
+            kept: kept.tree_size,
+            now: current.tree_size,
+        });
+    }
+    let (from, to) = (kept.tree_size, current.tree_size);
+    let consistent = if from == 0 {
+        true
+    } else {
+        let proof =
+            hashes(&get(format!("/v1/audit/consistency?from={from}&to={to}")).await?["proof"])?;
+        verify_consistency(from, to, &kept_root, &current_root, &proof)
+    };
+    if !consistent {
+        return Err(CheckFailure::Inconsistent { from, to });
+    }
+    said.push(format!(
+        "consistent: the log of {to} events extends the kept head of {from}"
+    ));
+    for &position in events {
+        let answer = get(format!(
+            "/v1/audit/inclusion?position={position}&tree_size={to}"
+        ))
+        .await?;
+        let chain = hashes(&serde_json::json!([answer["chain_hash"]]))?;
+        let path = hashes(&answer["audit_path"])?;
+        let included = chain.first().is_some_and(|c| {
+            verify_inclusion(position - 1, to, &leaf_hash(c), &path, &current_root)
+        });
+        if !included {
+            return Err(CheckFailure::NotIncluded { position, size: to });
+        }
+        said.push(format!(
+            "included: the event at {position} (chain hash {}) is in the head of {to}",
+            answer["chain_hash"].as_str().unwrap_or_default()
+        ));
+    }
+    Ok(said)
+}
+
+fn hashes(value: &serde_json::Value) -> Result<Vec<[u8; 32]>, CheckFailure> {
+    value
+        .as_array()
+        .ok_or_else(|| CheckFailure::Service("a proof that is not a list".into()))?
+        .iter()
+        .map(|h| {
+            let mut bytes = [0u8; 32];
+            h.as_str()
+                .and_then(|h| hex::decode_to_slice(h, &mut bytes).ok())
+                .map(|_| bytes)
+                .ok_or_else(|| CheckFailure::Service("a hash that is not 64 hex digits".into()))
+        })
+        .collect()
+}
+
+/// Against the database: the whole chain recomputed from its events, and
+/// the Merkle root of its first `tree_size` events recomputed and compared
+/// with the one the kept head signed.
+pub async fn against_store(
+    kept: &SignedHead,
+    key: &PublicKey,
+    store: &EventStore,
+) -> anyhow::Result<Result<Vec<String>, CheckFailure>> {
+    let (kept_root, kept_chain) = match checked(kept, key, CheckFailure::KeptHead) {
+        Ok(hashes) => hashes,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let report = store.verify(1, None).await?;
+    if let Some(broken) = report.first_break {
+        return Ok(Err(CheckFailure::ChainBroken {
+            position: broken.position(),
+            reason: broken.to_string(),
+        }));
+    }
+    let now = report.verified_head.position;
+    if now < kept.tree_size {
+        return Ok(Err(CheckFailure::CutShort {
+            kept: kept.tree_size,
+            now,
+        }));
+    }
+    // Every stored hash equals its recomputation now, so the tree over
+    // them is the tree over the events as they are.
+    let mut frontier = fangkong_merkle::Frontier::default();
+    let mut position = 0;
+    while position < kept.tree_size {
+        let last = (position + 10_000).min(kept.tree_size);
+        for (_, hash) in store.chain_hashes(position + 1, last).await? {
+            frontier.push(&hash, |_, _| {});
+        }
+        position = last;
+    }
+    let chain_at = store.hash_at(kept.tree_size).await?;
+    if frontier.size() != kept.tree_size
+        || frontier.root() != kept_root
+        || chain_at != Some(kept_chain)
+    {
+        return Ok(Err(CheckFailure::Rewritten {
+            size: kept.tree_size,
+        }));
+    }
+    Ok(Ok(vec![
+        format!("intact: the chain of {now} events recomputes from its events"),
+        format!(
+            "consistent: its first {} events have the Merkle root the kept head signed",
+            kept.tree_size
+        ),
+    ]))
+}

@@ -1,0 +1,269 @@
+//! Signed tree heads, Merkle proofs and the auditor's offline check, on
+//! both backends, through the real binary: a head kept earlier is checked
+//! against the service and against the database, and every tampering (an
+//! edit of a column, a deletion, a swap, a cut, a re-chained log, another
+//! signing key) is caught and named.
+
+mod support;
+
+use std::sync::Arc;
+
+use fangkong_store::testing::TestDb;
+use fangkong_store::{ExpectedVersion, NewEvent};
+use serde_json::{json, Value};
+use support::{place, Server};
+
+fn fangkong(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fangkong"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("the fangkong binary runs")
+}
+
+fn said(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+async fn signed_heads_are_checked_and_every_tampering_is_named(db: Arc<TestDb>) {
+    let s = Server::start_on(db.clone(), &[]);
+    for name in ["一片区", "二片区", "三片区"] {
+        place(&s, None, name).await;
+    }
+    let keys = s.get("/v1/audit/keys").await.ok();
+    let public_key = keys["keys"][0]["public_key"]
+        .as_str()
+        .expect("a public key")
+        .to_owned();
+    assert_eq!(keys["keys"][0]["algorithm"], "ed25519");
+    let head = s.get("/v1/audit/head").await.ok();
+    let signed = head["signed"].clone();
+    assert_eq!(signed["tree_size"], head["position"], "{head}");
+    assert_eq!(signed["key_id"], keys["keys"][0]["key_id"]);
+    let kept_size = signed["tree_size"].as_u64().expect("a size");
+    let dir = tempfile::tempdir().expect("a directory");
+    let kept = dir.path().join("kept-head.json");
+    std::fs::write(&kept, head.to_string()).expect("kept");
+    let kept = kept.to_str().expect("utf-8").to_owned();
+
+    // The log grows; the kept head is a prefix of the new one.
+    place(&s, None, "四片区").await;
+    let now = s.get("/v1/audit/head").await.ok();
+    let size = now["signed"]["tree_size"].as_u64().expect("a size");
+    assert!(size > kept_size);
+    let proof = s
+        .get(&format!("/v1/audit/consistency?from={kept_size}&to={size}"))
+        .await
+        .ok();
+    assert!(proof["proof"].as_array().is_some_and(|p| !p.is_empty()));
+    let inclusion = s
+        .get(&format!("/v1/audit/inclusion?position=2&tree_size={size}"))
+        .await
+        .ok();
+    assert!(inclusion["audit_path"]
+        .as_array()
+        .is_some_and(|p| p.len() <= 8));
+    s.get(&format!(
+        "/v1/audit/inclusion?position=2&tree_size={}",
+        size + 1000
+    ))
+    .await
+    .problem(409, "tree_not_indexed");
+    s.get("/v1/audit/consistency?from=0&to=1")
+        .await
+        .problem(422, "invalid_fields");
+
+    let url = s.url("");
+    let check = |target: &[&str]| {
+        let mut args = vec![
+            "audit",
+            "check",
+            "--head",
+            &kept,
+            "--public-key",
+            &public_key,
+        ];
+        args.extend_from_slice(target);
+        fangkong(&args, &[("FANGKONG_TOKEN", s.token.clone())])
+    };
+    let out = check(&["--url", &url, "--event", "2", "--event", &size.to_string()]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("included: the event at 2"),
+        "{}",
+        said(&out)
+    );
+
+    // A head printed offline by the command line, with the server's key.
+    let env = support::state_key_env(&db)
+        .into_iter()
+        .chain([("FANGKONG_DATABASE_URL", db.url().to_owned())])
+        .collect::<Vec<_>>();
+    let out = fangkong(&["head", "--signed"], &env);
+    assert!(out.status.success(), "{}", said(&out));
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(printed["tree_size"], size);
+    assert_eq!(printed["root_hash"], now["signed"]["root_hash"]);
+    assert_eq!(printed["key_id"], keys["keys"][0]["key_id"]);
+
+    // Another signing key: the service's heads no longer check.
+    assert!(s.stop().success());
+    let impostor = Server::start_on(db.clone(), &["--signing-key", &"99".repeat(32)]);
+    let out = fangkong(
+        &[
+            "audit",
+            "check",
+            "--head",
+            &kept,
+            "--public-key",
+            &public_key,
+            "--url",
+            &impostor.url(""),
+        ],
+        &[("FANGKONG_TOKEN", impostor.token.clone())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(said(&out).contains("signed by key"), "{}", said(&out));
+    assert!(impostor.stop().success());
+
+    // Against the database itself: intact first, then each tampering.
+    let against_db = || {
+        fangkong(
+            &[
+                "audit",
+                "check",
+                "--head",
+                &kept,
+                "--public-key",
+                &public_key,
+                "--database-url",
+                db.url(),
+            ],
+            &[],
+        )
+    };
+    let out = against_db();
+    assert!(out.status.success(), "{}", said(&out));
+    let tamperings: [(&str, String, &str); 3] = [
+        (
+            "an edit of a column",
+            "UPDATE events SET event_type = 'ZoneRenamed' WHERE position = 2".into(),
+            "chain breaks at position 2",
+        ),
+        (
+            "a swap of two payloads",
+            "UPDATE events SET payload = (SELECT payload FROM events WHERE position = 3) WHERE position = 4".into(),
+            "chain breaks at position 4",
+        ),
+        (
+            "a deletion",
+            "DELETE FROM events WHERE position = 3".into(),
+            "chain breaks at position 3",
+        ),
+    ];
+    for (what, sql, named) in tamperings {
+        db.execute_raw("CREATE TABLE kept_events AS SELECT * FROM events")
+            .await
+            .expect("keep");
+        db.execute_raw(&sql).await.expect("tamper");
+        let out = against_db();
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", said(&out));
+        assert!(said(&out).contains(named), "{what}: {}", said(&out));
+        db.execute_raw("DELETE FROM events").await.expect("undo");
+        db.execute_raw("INSERT INTO events SELECT * FROM kept_events")
+            .await
+            .expect("restore");
+        db.execute_raw("DROP TABLE kept_events")
+            .await
+            .expect("drop");
+    }
+    // Cut short below the kept head.
+    db.execute_raw(&format!("DELETE FROM events WHERE position >= {kept_size}"))
+        .await
+        .expect("truncate");
+    let out = against_db();
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(said(&out).contains("cut short"), "{}", said(&out));
+}
+
+/// A log rewritten and re-chained from scratch verifies on its own: only
+/// the kept head's Merkle root tells it is not the log it signed.
+async fn a_rechained_log_fails_against_a_kept_head(db: Arc<TestDb>) {
+    let store = db.open().await.expect("open");
+    for i in 0..20 {
+        store
+            .append(
+                "zone-1",
+                ExpectedVersion::Any,
+                vec![NewEvent::new("PublicityRecorded", json!({"i": i}))],
+            )
+            .await
+            .expect("append");
+    }
+    let key = fangkong_heads::SigningKey::random().expect("a key");
+    let mut indexer = fangkong_store::merkle::Indexer::resume(&store)
+        .await
+        .expect("resume");
+    let state = indexer.catch_up(&store).await.expect("index");
+    let head = key.sign(
+        state.head.size,
+        &state.head.root,
+        &state.head.chain_hash,
+        chrono::Utc::now(),
+    );
+    store.close().await;
+    let dir = tempfile::tempdir().expect("a directory");
+    let kept = dir.path().join("kept.json");
+    std::fs::write(&kept, serde_json::to_string(&head).expect("json")).expect("kept");
+    let kept = kept.to_str().expect("utf-8").to_owned();
+    let check = |url: &str| {
+        fangkong(
+            &[
+                "audit",
+                "check",
+                "--head",
+                &kept,
+                "--public-key",
+                &key.public().to_hex(),
+                "--database-url",
+                url,
+            ],
+            &[],
+        )
+    };
+    let out = check(db.url());
+    assert!(out.status.success(), "{}", said(&out));
+
+    // The whole log rewritten with one event changed, every hash recomputed.
+    let other = if db.backend() == "sqlite" {
+        TestDb::sqlite()
+    } else {
+        TestDb::postgres().await.expect("PostgreSQL")
+    };
+    let rewritten = other.open().await.expect("open");
+    for i in 0..25 {
+        let i = if i == 7 { 700 } else { i };
+        rewritten
+            .append(
+                "zone-1",
+                ExpectedVersion::Any,
+                vec![NewEvent::new("PublicityRecorded", json!({"i": i}))],
+            )
+            .await
+            .expect("append");
+    }
+    assert!(rewritten.verify(1, None).await.expect("verify").is_intact());
+    rewritten.close().await;
+    let out = check(other.url());
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(said(&out).contains("re-chained"), "{}", said(&out));
+}
+
+fangkong_store::each_backend!(threads = 2; [owned];
+    signed_heads_are_checked_and_every_tampering_is_named,
+    a_rechained_log_fails_against_a_kept_head,
+);
