@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use fangkong_store::testing::TestDb;
 use fangkong_store::{ExpectedVersion, NewEvent};
+use futures::StreamExt;
 use serde_json::{json, Value};
 use support::{place, Server};
 
@@ -263,7 +264,79 @@ async fn a_rechained_log_fails_against_a_kept_head(db: Arc<TestDb>) {
     assert!(said(&out).contains("re-chained"), "{}", said(&out));
 }
 
+/// Heads published to NATS JetStream as the log grows: a witness keeps
+/// one, and a later rewrite of the log fails against it.
+async fn published_heads_catch_a_later_rewrite(db: Arc<TestDb>) {
+    let subject = format!("fangkong.heads.test{}", uuid::Uuid::now_v7().simple());
+    let nats = async_nats::connect("nats://127.0.0.1:4222")
+        .await
+        .expect("NATS with JetStream runs on 127.0.0.1:4222");
+    let mut heads = nats.subscribe(subject.clone()).await.expect("subscribe");
+    let s = Server::start_on(
+        db.clone(),
+        &["--publish-heads", "1", "--heads-subject", &subject],
+    );
+    place(&s, None, "一片区").await;
+    let position = s.get("/v1/audit/head").await.ok()["position"]
+        .as_u64()
+        .expect("a position");
+    let public_key = s.get("/v1/audit/keys").await.ok()["keys"][0]["public_key"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+    // A published head covering the log so far.
+    let published = loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), heads.next())
+            .await
+            .expect("a head is published within the interval")
+            .expect("the subscription stays open");
+        let head: Value = serde_json::from_slice(&message.payload).expect("JSON");
+        if head["tree_size"].as_u64() >= Some(position) {
+            break head;
+        }
+    };
+    assert!(s.stop().success());
+    // The one published at shutdown arrives too.
+    let last = tokio::time::timeout(std::time::Duration::from_secs(10), heads.next())
+        .await
+        .expect("a head at shutdown");
+    assert!(last.is_some());
+
+    let dir = tempfile::tempdir().expect("a directory");
+    let kept = dir.path().join("published.json");
+    std::fs::write(&kept, published.to_string()).expect("kept");
+    let kept = kept.to_str().expect("utf-8").to_owned();
+    let check = || {
+        fangkong(
+            &[
+                "audit",
+                "check",
+                "--head",
+                &kept,
+                "--public-key",
+                &public_key,
+                "--database-url",
+                db.url(),
+            ],
+            &[],
+        )
+    };
+    let out = check();
+    assert!(out.status.success(), "{}", said(&out));
+    db.execute_raw(r#"UPDATE events SET payload = '{"name":"二片区"}' WHERE position = 1"#)
+        .await
+        .expect("tamper");
+    let out = check();
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        said(&out).contains("chain breaks at position 1"),
+        "{}",
+        said(&out)
+    );
+}
+
 fangkong_store::each_backend!(threads = 2; [owned];
     signed_heads_are_checked_and_every_tampering_is_named,
     a_rechained_log_fails_against_a_kept_head,
+    published_heads_catch_a_later_rewrite,
 );

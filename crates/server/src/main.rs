@@ -10,6 +10,7 @@ mod rebuild;
 mod serve;
 mod state_key;
 mod tokens;
+mod witness;
 
 use fangkong_domain::access::Role;
 
@@ -253,6 +254,8 @@ impl ReadingArgs {
     }
 }
 
+// Parsed once at start: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the HTTP API.
@@ -274,6 +277,21 @@ enum Command {
         /// HTTP worker threads (default: one per core).
         #[arg(long, env = "FANGKONG_WORKERS")]
         workers: Option<usize>,
+        /// Publish a signed head every this many seconds (and at shutdown)
+        /// to a NATS JetStream subject, for witnesses to keep.
+        #[arg(long, env = "FANGKONG_PUBLISH_HEADS")]
+        publish_heads: Option<u64>,
+        /// The NATS server heads are published to.
+        #[arg(
+            long,
+            env = "FANGKONG_NATS_URL",
+            default_value = "nats://127.0.0.1:4222"
+        )]
+        nats_url: String,
+        /// The subject heads are published on (kept in the JetStream stream
+        /// `HEADS_<SUBJECT>`, created when missing).
+        #[arg(long, env = "FANGKONG_HEADS_SUBJECT", default_value = "fangkong.heads")]
+        heads_subject: String,
         #[command(flatten)]
         reading: ReadingArgs,
         #[command(flatten)]
@@ -535,7 +553,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reading,
             state_key,
             signing_key,
+            publish_heads,
+            nats_url,
+            heads_subject,
         } => {
+            let witnessing = publish_heads.map(|seconds| witness::Witnessing {
+                nats_url,
+                subject: heads_subject,
+                every: std::time::Duration::from_secs(seconds.max(1)),
+            });
             let township = fangkong_domain::Township::parse_time_zone(&time_zone)
                 .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
             let mut settings = reading.settings(demo, state_key.key(&store)?, &bind)?;
@@ -560,6 +586,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     body_limit,
                     workers,
                     first_tokens,
+                    witnessing,
                 },
             )
             .await?;

@@ -14,6 +14,8 @@ pub struct Options<'a> {
     pub workers: Option<usize>,
     /// Tokens to issue and print before serving (a new store's first).
     pub first_tokens: Vec<(Role, String, Vec<uuid::Uuid>)>,
+    /// Signed heads published to NATS, when asked for.
+    pub witnessing: Option<crate::witness::Witnessing>,
 }
 
 pub async fn run(
@@ -44,6 +46,17 @@ pub async fn run(
         .is_err()
         && state.projector.stalled().is_none()
     {}
+    let publisher = match options.witnessing {
+        Some(witnessing) => Some(
+            crate::witness::publish(
+                state.get_ref().clone(),
+                witnessing,
+                state.shutdown.subscribe(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let projector = state.projector.clone();
     let shutdown = state.shutdown.clone();
     let limit = BodyLimit(options.body_limit);
@@ -77,6 +90,10 @@ pub async fn run(
         handle.stop(true).await;
     });
     server.await?;
+    // The last head is published before the store closes.
+    if let Some(publisher) = publisher {
+        let _ = publisher.await;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -4,7 +4,9 @@
 //!
 //! `cargo bench -p fangkong-store --bench append`; PostgreSQL is included
 //! when `FANGKONG_TEST_POSTGRES` is set. `FANGKONG_BENCH_EVENTS` sets the
-//! events per run (default 40,000).
+//! events per run (default 40,000). The `+merkle` column is the same run
+//! with the Merkle index following the log in the background (the run then
+//! also checks that it reached the head).
 
 use std::time::{Duration, Instant};
 
@@ -39,8 +41,12 @@ impl Figure {
     }
 }
 
-async fn fangkong_appends(db: &TestDb, appenders: usize, events: usize) -> Figure {
+/// `merkle`: with the Merkle index following the log, the run ending when
+/// every event is appended and indexed.
+async fn fangkong_appends(db: &TestDb, appenders: usize, events: usize, merkle: bool) -> Figure {
     let store = db.open().await.expect("open the store");
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let index = merkle.then(|| fangkong_store::merkle::MerkleIndex::spawn(store.clone(), shutdown));
     let per_task = events / appenders;
     let started = Instant::now();
     let tasks = (0..appenders).map(|t| {
@@ -63,6 +69,14 @@ async fn fangkong_appends(db: &TestDb, appenders: usize, events: usize) -> Figur
         task.expect("appender task");
     }
     let elapsed = started.elapsed();
+    // The index follows in the background; it must reach the head.
+    if let Some(index) = &index {
+        let indexed = index
+            .wait_for((per_task * appenders) as u64, Duration::from_secs(600))
+            .await;
+        assert_eq!(indexed.head.size as usize, per_task * appenders);
+    }
+    let _ = stop.send(true);
     let report = store.verify(1, None).await.expect("verify");
     assert!(report.is_intact() && report.checked as usize == per_task * appenders);
     store.close().await;
@@ -173,8 +187,14 @@ async fn main() {
         .unwrap_or(0);
     println!("event store append benchmark: payload {rendered} bytes, {events} events per run at 64 appenders");
     println!(
-        "{:<9} {:>9} {:>16} {:>16} {:>8}",
-        "backend", "appenders", "fangkong ev/s", "naive ev/s", "ratio"
+        "{:<9} {:>9} {:>16} {:>16} {:>8} {:>16} {:>12}",
+        "backend",
+        "appenders",
+        "fangkong ev/s",
+        "naive ev/s",
+        "ratio",
+        "+merkle ev/s",
+        "merkle cost"
     );
     for backend in ["sqlite", "postgres"] {
         if backend == "postgres" && std::env::var(fangkong_store::testing::POSTGRES_ENV).is_err() {
@@ -187,7 +207,12 @@ async fn main() {
             let Some(db) = fresh(backend).await else {
                 continue;
             };
-            let ours = fangkong_appends(&db, appenders, n).await;
+            let ours = fangkong_appends(&db, appenders, n, false).await;
+            drop(db);
+            let Some(db) = fresh(backend).await else {
+                continue;
+            };
+            let merkle = fangkong_appends(&db, appenders, n, true).await;
             drop(db);
             let Some(db) = fresh(backend).await else {
                 continue;
@@ -195,12 +220,14 @@ async fn main() {
             let naive = naive_inserts(&db, appenders, n / 4).await;
             drop(db);
             println!(
-                "{:<9} {:>9} {:>16.0} {:>16.0} {:>7.1}x",
+                "{:<9} {:>9} {:>16.0} {:>16.0} {:>7.1}x {:>16.0} {:>11.1}%",
                 backend,
                 appenders,
                 ours.per_second(),
                 naive.per_second(),
-                ours.per_second() / naive.per_second()
+                ours.per_second() / naive.per_second(),
+                merkle.per_second(),
+                (1.0 - merkle.per_second() / ours.per_second()) * 100.0
             );
         }
     }

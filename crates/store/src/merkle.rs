@@ -19,6 +19,14 @@ pub const STORED_LEVEL: u32 = 4;
 /// Events read per step of the index.
 const PAGE: usize = 1000;
 
+/// A backlog is stored every this many events, or this often.
+const STORE_EVERY_EVENTS: u64 = 20_000;
+const STORE_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the index lets appends gather before indexing them: what a
+/// signed head may lag the log by.
+const COALESCE: Duration = Duration::from_millis(250);
+
 /// The tree over the first `size` events: its root, and the chain hash of
 /// the event at `size` (which the root covers, with all before it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,11 +265,12 @@ impl MerkleIndex {
             loop {
                 if indexer.stalled.is_none() {
                     match indexer.step(&store).await {
-                        Ok(true) => {
+                        // A full page: more is waiting, go on at once.
+                        Ok(indexed) if indexed == PAGE => {
                             sender.send_replace(indexer.state());
                             continue;
                         }
-                        Ok(false) => {}
+                        Ok(_) => {}
                         Err(error) => {
                             tracing::warn!(%error, "the Merkle index waits for the store")
                         }
@@ -275,6 +284,13 @@ impl MerkleIndex {
                 }
                 if *shutdown.borrow() {
                     return;
+                }
+                // Appends come in runs: index them together, one stored
+                // step for many, instead of one transaction beside each
+                // append (a lone writer would pay for two).
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(COALESCE) => {}
                 }
             }
         });
@@ -303,6 +319,11 @@ pub struct Indexer {
     frontier: Frontier,
     chain_hash: Hash,
     stalled: Option<String>,
+    /// Completed subtrees not stored yet, and the head as last stored: what
+    /// the index vouches for (proofs need the stored subtrees).
+    pending: Vec<(Subtree, Hash)>,
+    stored: TreeHead,
+    stored_at: std::time::Instant,
 }
 
 impl Indexer {
@@ -310,11 +331,11 @@ impl Indexer {
     /// the chain hash it was built over; from the start otherwise.
     pub async fn resume(store: &EventStore) -> Result<Indexer, StoreError> {
         let Some((frontier, chain_hash)) = store.merkle_frontier().await? else {
-            return Ok(Indexer {
-                frontier: Frontier::default(),
-                chain_hash: crate::Head::GENESIS.hash,
-                stalled: None,
-            });
+            return Ok(Indexer::from(
+                Frontier::default(),
+                crate::Head::GENESIS.hash,
+                None,
+            ));
         };
         let stored = store.hash_at(frontier.size()).await?;
         let stalled = (stored != Some(chain_hash)).then(|| {
@@ -324,44 +345,75 @@ impl Indexer {
                 frontier.size()
             )
         });
-        Ok(Indexer {
+        Ok(Indexer::from(frontier, chain_hash, stalled))
+    }
+
+    fn from(frontier: Frontier, chain_hash: Hash, stalled: Option<String>) -> Indexer {
+        let stored = TreeHead {
+            size: frontier.size(),
+            root: frontier.root(),
+            chain_hash,
+        };
+        Indexer {
             frontier,
             chain_hash,
             stalled,
-        })
+            pending: Vec::new(),
+            stored,
+            stored_at: std::time::Instant::now(),
+        }
     }
 
+    /// The head as stored: the one signed, and the largest tree proofs
+    /// can be built for.
     pub fn state(&self) -> IndexState {
         IndexState {
-            head: TreeHead {
-                size: self.frontier.size(),
-                root: self.frontier.root(),
-                chain_hash: self.chain_hash,
-            },
+            head: self.stored,
             stalled: self.stalled.clone(),
             ready: true,
         }
     }
 
-    /// Indexes the next page of events, storing what it completes.
-    /// Answers whether there was anything to index.
-    pub async fn step(&mut self, store: &EventStore) -> Result<bool, StoreError> {
+    /// Stores what was indexed since the last time, with the frontier.
+    pub async fn flush(&mut self, store: &EventStore) -> Result<(), StoreError> {
+        if self.frontier.size() == self.stored.size {
+            return Ok(());
+        }
+        store
+            .save_merkle(&self.pending, &self.frontier, &self.chain_hash)
+            .await?;
+        self.pending.clear();
+        self.stored = TreeHead {
+            size: self.frontier.size(),
+            root: self.frontier.root(),
+            chain_hash: self.chain_hash,
+        };
+        self.stored_at = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// Indexes the next page of events; stores what it completed when
+    /// enough has gathered (a long backlog is stored in large steps, not
+    /// one transaction a page). Answers how many it indexed.
+    pub async fn step(&mut self, store: &EventStore) -> Result<usize, StoreError> {
         let (verified, broken) = store
             .verified_chain(self.frontier.size(), self.chain_hash, PAGE)
             .await?;
-        let mut completed = Vec::new();
+        let pending = &mut self.pending;
         for (_, hash) in &verified {
             self.frontier.push(hash, |subtree, node| {
                 if subtree.level >= STORED_LEVEL {
-                    completed.push((subtree, *node));
+                    pending.push((subtree, *node));
                 }
             });
             self.chain_hash = *hash;
         }
-        if !verified.is_empty() {
-            store
-                .save_merkle(&completed, &self.frontier, &self.chain_hash)
-                .await?;
+        let gathered = self.frontier.size() - self.stored.size;
+        if verified.len() < PAGE
+            || gathered >= STORE_EVERY_EVENTS
+            || self.stored_at.elapsed() >= STORE_EVERY
+        {
+            self.flush(store).await?;
         }
         if let Some(broken) = broken {
             tracing::error!(position = broken.position(), %broken, "the Merkle index stops at a break in the chain");
@@ -370,12 +422,13 @@ impl Indexer {
                 broken.position()
             ));
         }
-        Ok(!verified.is_empty())
+        Ok(verified.len())
     }
 
     /// Indexes up to the log's head (what a command-line tool does).
     pub async fn catch_up(&mut self, store: &EventStore) -> Result<IndexState, StoreError> {
-        while self.stalled.is_none() && self.step(store).await? {}
+        while self.stalled.is_none() && self.step(store).await? > 0 {}
+        self.flush(store).await?;
         Ok(self.state())
     }
 }

@@ -422,7 +422,7 @@ impl From<fangkong_heads::SignedHead> for SignedHeadView {
 
 /// The tree head signed now, or why not: waits briefly for the index to
 /// reach `position`.
-async fn signed_head(
+pub async fn signed_head(
     state: &AppState,
     position: u64,
 ) -> Result<fangkong_heads::SignedHead, String> {
