@@ -131,6 +131,53 @@ async fn signed_heads_are_checked_and_every_tampering_is_named(db: Arc<TestDb>) 
     assert!(said(&out).contains("signed by key"), "{}", said(&out));
     assert!(impostor.stop().success());
 
+    // A rotation: the new key signs, the old one is listed as retired, and
+    // an auditor who trusts both checks the kept head against the service.
+    let rotated = Server::start_on(
+        db.clone(),
+        &[
+            "--signing-key",
+            &"99".repeat(32),
+            "--retired-signing-key",
+            &public_key,
+        ],
+    );
+    let keys = rotated.get("/v1/audit/keys").await.ok();
+    let listed: Vec<(String, bool)> = keys["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| {
+            (
+                k["public_key"].as_str().unwrap_or_default().to_owned(),
+                k["current"].as_bool().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(listed.len(), 2, "{keys}");
+    assert!(listed.contains(&(public_key.clone(), false)));
+    let new_key = listed
+        .iter()
+        .find(|(_, current)| *current)
+        .map(|(k, _)| k.clone())
+        .expect("a current key");
+    let both = format!("{public_key},{new_key}");
+    let out = fangkong(
+        &[
+            "audit",
+            "check",
+            "--head",
+            &kept,
+            "--public-key",
+            &both,
+            "--url",
+            &rotated.url(""),
+        ],
+        &[("FANGKONG_TOKEN", rotated.token.clone())],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(rotated.stop().success());
+
     // Against the database itself: intact first, then each tampering.
     let against_db = || {
         fangkong(

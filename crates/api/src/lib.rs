@@ -51,6 +51,9 @@ pub struct Settings {
     /// The key that signs tree heads (kept outside the database); heads
     /// go unsigned without one.
     pub signing_key: Option<std::sync::Arc<fangkong_heads::SigningKey>>,
+    /// Public keys that signed heads before a rotation: still listed, so
+    /// heads kept earlier can be checked.
+    pub retired_keys: Vec<fangkong_heads::PublicKey>,
 }
 
 impl Default for Settings {
@@ -68,6 +71,7 @@ impl Default for Settings {
             metrics_public: false,
             live_max_lifetime: std::time::Duration::from_secs(3600),
             signing_key: None,
+            retired_keys: Vec::new(),
         }
     }
 }

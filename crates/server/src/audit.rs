@@ -47,11 +47,18 @@ pub fn read_kept(path: &Path) -> anyhow::Result<SignedHead> {
     })
 }
 
+/// Checks a head against the key it names, among the keys the auditor
+/// trusts (the current one and those it replaced).
 fn checked(
     head: &SignedHead,
-    key: &PublicKey,
+    keys: &[PublicKey],
     whose: fn(String) -> CheckFailure,
 ) -> Result<([u8; 32], [u8; 32]), CheckFailure> {
+    let key = keys
+        .iter()
+        .find(|k| k.key_id() == head.key_id)
+        .or(keys.first())
+        .ok_or_else(|| whose("no public key to check it with".into()))?;
     head.verify(key).map_err(|e| whose(e.to_string()))?;
     let root = head.root().map_err(|e| whose(e.to_string()))?;
     let chain = head.chain().map_err(|e| whose(e.to_string()))?;
@@ -63,12 +70,12 @@ fn checked(
 /// it (inclusion proofs).
 pub async fn against_service(
     kept: &SignedHead,
-    key: &PublicKey,
+    keys: &[PublicKey],
     url: &str,
     token: &str,
     events: &[u64],
 ) -> Result<Vec<String>, CheckFailure> {
-    let (kept_root, _) = checked(kept, key, CheckFailure::KeptHead)?;
+    let (kept_root, _) = checked(kept, keys, CheckFailure::KeptHead)?;
     let client = reqwest::Client::new();
     let base = url.trim_end_matches('/');
     let get = |path: String| {
@@ -112,7 +119,7 @@ pub async fn against_service(
                 .unwrap_or("no reason given")
         ))
     })?;
-    let (current_root, _) = checked(&current, key, CheckFailure::ServiceHead)?;
+    let (current_root, _) = checked(&current, keys, CheckFailure::ServiceHead)?;
     let mut said = vec![format!(
         "the service's head: {} events, root {}, signed by {}",
         current.tree_size, current.root_hash, current.key_id
@@ -178,10 +185,10 @@ fn hashes(value: &serde_json::Value) -> Result<Vec<[u8; 32]>, CheckFailure> {
 /// with the one the kept head signed.
 pub async fn against_store(
     kept: &SignedHead,
-    key: &PublicKey,
+    keys: &[PublicKey],
     store: &EventStore,
 ) -> anyhow::Result<Result<Vec<String>, CheckFailure>> {
-    let (kept_root, kept_chain) = match checked(kept, key, CheckFailure::KeptHead) {
+    let (kept_root, kept_chain) = match checked(kept, keys, CheckFailure::KeptHead) {
         Ok(hashes) => hashes,
         Err(failure) => return Ok(Err(failure)),
     };

@@ -84,9 +84,16 @@ enum AuditAction {
         /// `GET /v1/audit/head` answers it.
         #[arg(long)]
         head: std::path::PathBuf,
-        /// The service's public key, 64 hex digits (`GET /v1/audit/keys`).
-        #[arg(long, env = "FANGKONG_PUBLIC_KEY")]
-        public_key: String,
+        /// The service's public key, 64 hex digits (`GET /v1/audit/keys`);
+        /// repeat it (or separate with commas) for keys a rotation retired,
+        /// so heads they signed check too.
+        #[arg(
+            long,
+            env = "FANGKONG_PUBLIC_KEY",
+            value_delimiter = ',',
+            required = true
+        )]
+        public_key: Vec<String>,
         /// The service to check against.
         #[arg(long, conflicts_with = "database_url")]
         url: Option<String>,
@@ -114,6 +121,15 @@ struct SigningKeyArgs {
     /// beside a SQLite database, `fangkong-data/signing.key` for PostgreSQL.
     #[arg(long, env = "FANGKONG_SIGNING_KEY_FILE")]
     signing_key_file: Option<std::path::PathBuf>,
+    /// The public key (64 hex digits) of a key this one replaced, listed at
+    /// /v1/audit/keys so heads it signed still check (repeatable;
+    /// FANGKONG_RETIRED_SIGNING_KEYS, comma-separated).
+    #[arg(
+        long = "retired-signing-key",
+        env = "FANGKONG_RETIRED_SIGNING_KEYS",
+        value_delimiter = ','
+    )]
+    retired_signing_keys: Vec<String>,
 }
 
 impl SigningKeyArgs {
@@ -250,6 +266,7 @@ impl ReadingArgs {
             metrics_public: self.metrics_public || loopback_only(bind),
             live_max_lifetime: std::time::Duration::from_secs(self.live_max_seconds.max(1)),
             signing_key: None,
+            retired_keys: Vec::new(),
         })
     }
 }
@@ -566,6 +583,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
             let mut settings = reading.settings(demo, state_key.key(&store)?, &bind)?;
             settings.signing_key = Some(std::sync::Arc::new(signing_key.key(&store)?));
+            settings.retired_keys = signing_key
+                .retired_signing_keys
+                .iter()
+                .map(|k| {
+                    fangkong_heads::PublicKey::from_hex(k)
+                        .map_err(|e| anyhow::anyhow!("--retired-signing-key {k}: {e}"))
+                })
+                .collect::<anyhow::Result<_>>()?;
             let store = open(&store).await?;
             let fresh = store.head().await?.position == 0;
             if demo {
@@ -733,18 +758,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => {
             let kept = audit::read_kept(&head)?;
-            let key = fangkong_heads::PublicKey::from_hex(&public_key)
-                .map_err(|e| anyhow::anyhow!("--public-key: {e}"))?;
+            let keys = public_key
+                .iter()
+                .map(|k| {
+                    fangkong_heads::PublicKey::from_hex(k)
+                        .map_err(|e| anyhow::anyhow!("--public-key {k}: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let outcome = match (url, database_url) {
                 (Some(url), _) => {
                     let token = token.ok_or_else(|| {
                         anyhow::anyhow!("--url needs --token (or FANGKONG_TOKEN)")
                     })?;
-                    audit::against_service(&kept, &key, &url, &token, &events).await
+                    audit::against_service(&kept, &keys, &url, &token, &events).await
                 }
                 (None, Some(database_url)) => {
                     let store = EventStore::open(&database_url).await?;
-                    let outcome = audit::against_store(&kept, &key, &store).await?;
+                    let outcome = audit::against_store(&kept, &keys, &store).await?;
                     store.close().await;
                     outcome
                 }

@@ -507,7 +507,9 @@ pub struct KeysView {
 /// The public keys that sign tree heads.
 ///
 /// What an auditor needs, and nothing else, to check a kept head later (`fangkong audit check`).
-/// Each head names its key by `key_id`, so a key can be rotated. Admin and auditor.
+/// Each head names its key by `key_id`, so a key can be rotated: the current key signs, and the
+/// keys it replaced (`--retired-signing-key`) are listed with `current: false` so heads kept
+/// earlier still check. Admin and auditor.
 #[utoipa::path(
     tag = "audit",
     responses((status = 200, description = "The keys", body = KeysView), ReadErrors)
@@ -517,19 +519,18 @@ async fn audit_keys(
     _caller: Authorized<Audit>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let view = |public: fangkong_heads::PublicKey, current: bool| KeyView {
+        key_id: public.key_id(),
+        algorithm: "ed25519".into(),
+        public_key: public.to_hex(),
+        current,
+    };
     let keys = state
         .settings
         .signing_key
         .iter()
-        .map(|key| {
-            let public = key.public();
-            KeyView {
-                key_id: public.key_id(),
-                algorithm: "ed25519".into(),
-                public_key: public.to_hex(),
-                current: true,
-            }
-        })
+        .map(|key| view(key.public(), true))
+        .chain(state.settings.retired_keys.iter().map(|k| view(*k, false)))
         .collect();
     Ok(HttpResponse::Ok().json(KeysView { keys }))
 }
