@@ -279,7 +279,8 @@ impl PgBackend {
                     .push_bind((*idx).min(i64::MAX as u64) as i64)
                     .push_bind(&hash[..]);
             });
-            insert.push(" ON CONFLICT DO NOTHING");
+            // What the index computed wins over whatever a row held.
+            insert.push(" ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash");
             insert.build().execute(&mut *tx).await?;
         }
         sqlx::query(

@@ -344,14 +344,15 @@ impl SqliteBackend {
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
         for chunk in nodes.chunks(300) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO merkle_nodes (level, idx, hash) ",
-            );
+            let mut insert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO merkle_nodes (level, idx, hash) ");
             insert.push_values(chunk, |mut row, (level, idx, hash)| {
                 row.push_bind(i64::from(*level))
                     .push_bind((*idx).min(i64::MAX as u64) as i64)
                     .push_bind(&hash[..]);
             });
+            // What the index computed wins over whatever a row held.
+            insert.push(" ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash");
             insert.build().execute(&mut *tx).await?;
         }
         sqlx::query(
