@@ -76,6 +76,12 @@ impl Default for Settings {
     }
 }
 
+/// The seal of the stored Merkle frontier, derived from the signing key:
+/// the server signs heads only over a tree it built itself.
+pub fn frontier_seal(key: &fangkong_heads::SigningKey) -> fangkong_store::merkle::FrontierSeal {
+    fangkong_store::merkle::FrontierSeal::from_secret(key.to_hex().as_bytes())
+}
+
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -99,7 +105,11 @@ impl AppState {
         let metrics = metrics::Metrics::default();
         let shutdown = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
         AppState {
-            merkle: fangkong_store::merkle::MerkleIndex::spawn(store.clone(), shutdown.subscribe()),
+            merkle: fangkong_store::merkle::MerkleIndex::spawn(
+                store.clone(),
+                settings.signing_key.as_deref().map(frontier_seal),
+                shutdown.subscribe(),
+            ),
             projector: fangkong_projections::Projector::start(
                 store.clone(),
                 township,

@@ -60,7 +60,8 @@ impl SigningKey {
         PublicKey(self.0.verifying_key())
     }
 
-    /// Signs the head of a tree of `size` events.
+    /// Signs the head of a tree of `size` events, timed to the
+    /// millisecond (what every JSON reader keeps, JavaScript's included).
     pub fn sign(
         &self,
         size: u64,
@@ -68,6 +69,7 @@ impl SigningKey {
         chain_hash: &[u8; 32],
         at: DateTime<Utc>,
     ) -> SignedHead {
+        let at = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
         let signature = self.0.sign(&message(size, root, chain_hash, at));
         SignedHead {
             tree_size: size,
@@ -143,6 +145,10 @@ impl SignedHead {
         let mut signature = [0u8; 64];
         hex::decode_to_slice(&self.signature, &mut signature)
             .map_err(|_| HeadError::Malformed("signature"))?;
+        // Signed to the millisecond: finer digits would go unsigned.
+        if self.timestamp.timestamp_subsec_nanos() % 1_000_000 != 0 {
+            return Err(HeadError::Malformed("timestamp (finer than a millisecond)"));
+        }
         let signed = message(
             self.tree_size,
             &self.root()?,
@@ -167,7 +173,7 @@ fn message(size: u64, root: &[u8; 32], chain_hash: &[u8; 32], at: DateTime<Utc>)
     bytes.extend_from_slice(&size.to_be_bytes());
     bytes.extend_from_slice(root);
     bytes.extend_from_slice(chain_hash);
-    bytes.extend_from_slice(&at.timestamp_micros().to_be_bytes());
+    bytes.extend_from_slice(&at.timestamp_millis().to_be_bytes());
     bytes
 }
 
@@ -176,7 +182,9 @@ mod tests {
     use super::*;
 
     fn at() -> DateTime<Utc> {
-        "2020-02-01T08:00:00.123456Z".parse().expect("an instant")
+        "2020-02-01T08:00:00.123456789Z"
+            .parse()
+            .expect("an instant")
     }
 
     #[test]
@@ -184,6 +192,14 @@ mod tests {
         let key = SigningKey::random().expect("a key");
         let head = key.sign(42, &[7; 32], &[9; 32], at());
         assert_eq!(head.verify(&key.public()), Ok(()));
+        assert_eq!(
+            head.timestamp.timestamp_subsec_nanos(),
+            123_000_000,
+            "to the millisecond"
+        );
+        // As a JavaScript client keeps it: milliseconds.
+        let text = serde_json::to_string(&head).expect("json");
+        assert!(text.contains("08:00:00.123Z"), "{text}");
         let kept: SignedHead =
             serde_json::from_str(&serde_json::to_string(&head).expect("json")).expect("read back");
         assert_eq!(kept.verify(&key.public()), Ok(()));
@@ -208,8 +224,15 @@ mod tests {
         altered.chain_hash = hex::encode([8; 32]);
         assert_eq!(altered.verify(&public), Err(HeadError::BadSignature));
         let mut altered = head.clone();
-        altered.timestamp += chrono::Duration::microseconds(1);
+        altered.timestamp += chrono::Duration::milliseconds(1);
         assert_eq!(altered.verify(&public), Err(HeadError::BadSignature));
+        // Digits finer than the signed millisecond are refused, not ignored.
+        let mut altered = head.clone();
+        altered.timestamp += chrono::Duration::microseconds(1);
+        assert!(matches!(
+            altered.verify(&public),
+            Err(HeadError::Malformed(_))
+        ));
         // Another key that claims this key's id still fails.
         let other = SigningKey::random().expect("a key");
         let mut forged = other.sign(42, &[7; 32], &[9; 32], at());

@@ -25,7 +25,7 @@ pub enum CheckFailure {
     NotIncluded { position: u64, size: u64 },
     #[error("the chain breaks at position {position}: {reason}")]
     ChainBroken { position: u64, reason: String },
-    #[error("the log's first {size} events have another Merkle root than the kept head signed: rewritten and re-chained")]
+    #[error("the log's first {size} events are not those the head signed (another Merkle root or chain hash): rewritten and re-chained")]
     Rewritten { size: u64 },
     #[error("the service answered {0}")]
     Service(String),
@@ -75,7 +75,7 @@ pub async fn against_service(
     token: &str,
     events: &[u64],
 ) -> Result<Vec<String>, CheckFailure> {
-    let (kept_root, _) = checked(kept, keys, CheckFailure::KeptHead)?;
+    let (kept_root, kept_chain) = checked(kept, keys, CheckFailure::KeptHead)?;
     let client = reqwest::Client::new();
     let base = url.trim_end_matches('/');
     let get = |path: String| {
@@ -119,7 +119,7 @@ pub async fn against_service(
                 .unwrap_or("no reason given")
         ))
     })?;
-    let (current_root, _) = checked(&current, keys, CheckFailure::ServiceHead)?;
+    let (current_root, current_chain) = checked(&current, keys, CheckFailure::ServiceHead)?;
     let mut said = vec![format!(
         "the service's head: {} events, root {}, signed by {}",
         current.tree_size, current.root_hash, current.key_id
@@ -144,6 +144,49 @@ pub async fn against_service(
     said.push(format!(
         "consistent: the log of {to} events extends the kept head of {from}"
     ));
+    // The roots must be over the chain the heads name: the last leaf of
+    // each tree is the chain hash its head signed (a tree kept over a
+    // rewritten, re-chained log would carry another).
+    for (size, chain) in [(from, kept_chain), (to, current_chain)] {
+        if size == 0 {
+            continue;
+        }
+        let answer = get(format!(
+            "/v1/audit/inclusion?position={size}&tree_size={to}"
+        ))
+        .await?;
+        let leaf = hashes(&serde_json::json!([answer["chain_hash"]]))?;
+        let path = hashes(&answer["audit_path"])?;
+        let tied = leaf.first() == Some(&chain)
+            && verify_inclusion(size - 1, to, &leaf_hash(&chain), &path, &current_root);
+        if !tied {
+            return Err(CheckFailure::Rewritten { size });
+        }
+    }
+    // And the chain the service holds today, recomputed from position 1,
+    // reaches the kept head's chain hash at its size.
+    if from > 0 {
+        let proof = get(format!(
+            "/v1/audit/proof?position={from}&hash={}",
+            kept.chain_hash
+        ))
+        .await?;
+        if proof["extends"] != true {
+            return Err(match proof["first_break"]["position"].as_u64() {
+                Some(position) => CheckFailure::ChainBroken {
+                    position,
+                    reason: proof["first_break"]["reason"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                },
+                None => CheckFailure::Rewritten { size: from },
+            });
+        }
+        said.push(format!(
+            "extends: the chain recomputed from position 1 reaches the kept head's chain hash at {from}"
+        ));
+    }
     for &position in events {
         let answer = get(format!(
             "/v1/audit/inclusion?position={position}&tree_size={to}"

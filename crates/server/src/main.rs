@@ -133,15 +133,36 @@ struct SigningKeyArgs {
 }
 
 impl SigningKeyArgs {
+    fn path(&self, store: &Store) -> std::path::PathBuf {
+        match &self.signing_key_file {
+            Some(path) => path.clone(),
+            None => default_key_file(&store.database_url).with_file_name("signing.key"),
+        }
+    }
+
+    /// The key, created when missing (what `serve` does).
     fn key(&self, store: &Store) -> anyhow::Result<fangkong_heads::SigningKey> {
         if let Some(hex) = &self.signing_key {
             return fangkong_heads::SigningKey::from_hex(hex)
                 .map_err(|e| anyhow::anyhow!("FANGKONG_SIGNING_KEY: {e}"));
         }
-        let path = match &self.signing_key_file {
-            Some(path) => path.clone(),
-            None => default_key_file(&store.database_url).with_file_name("signing.key"),
-        };
+        state_key::signing_key(&self.path(store))
+    }
+
+    /// The key the server signs with, never a new one: a head signed by a
+    /// key no one knows would check against nothing.
+    fn existing_key(&self, store: &Store) -> anyhow::Result<fangkong_heads::SigningKey> {
+        if self.signing_key.is_some() {
+            return self.key(store);
+        }
+        let path = self.path(store);
+        if !path.exists() {
+            anyhow::bail!(
+                "no signing key at {}: the server creates it on its first start; \
+                 give --signing-key-file or FANGKONG_SIGNING_KEY",
+                path.display()
+            );
+        }
         state_key::signing_key(&path)
     }
 }
@@ -718,7 +739,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             signing_key,
         } => {
             let key = if signed {
-                Some(signing_key.key(&args)?)
+                Some(signing_key.existing_key(&args)?)
             } else {
                 None
             };
@@ -730,7 +751,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             };
             // The tree over the log as it is now, from the stored frontier.
-            let mut indexer = fangkong_store::merkle::Indexer::resume(&store).await?;
+            let mut indexer = fangkong_store::merkle::Indexer::resume(
+                &store,
+                Some(fangkong_api::frontier_seal(&key)),
+            )
+            .await?;
             let state = indexer.catch_up(&store).await?;
             store.close().await;
             if let Some(stalled) = state.stalled {

@@ -46,17 +46,14 @@ pub async fn run(
         .is_err()
         && state.projector.stalled().is_none()
     {}
-    let publisher = match options.witnessing {
-        Some(witnessing) => Some(
-            crate::witness::publish(
-                state.get_ref().clone(),
-                witnessing,
-                state.shutdown.subscribe(),
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let publisher = options.witnessing.map(|witnessing| {
+        let task = crate::witness::publish(
+            state.get_ref().clone(),
+            witnessing.clone(),
+            state.shutdown.subscribe(),
+        );
+        (task, witnessing)
+    });
     let projector = state.projector.clone();
     let shutdown = state.shutdown.clone();
     let limit = BodyLimit(options.body_limit);
@@ -90,9 +87,15 @@ pub async fn run(
         handle.stop(true).await;
     });
     server.await?;
-    // The last head is published before the store closes.
-    if let Some(publisher) = publisher {
-        let _ = publisher.await;
+    // The last head covers every write the server took, and goes out
+    // before the store closes.
+    if let Some((task, witnessing)) = publisher {
+        let _ = task.await;
+        if let Some(key) = &state.settings.signing_key {
+            if let Err(error) = crate::witness::publish_last(&store, key, &witnessing).await {
+                tracing::warn!(%error, "the last signed head was not published");
+            }
+        }
     }
     store.close().await;
     tracing::info!("stopped");

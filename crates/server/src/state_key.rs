@@ -67,8 +67,21 @@ pub fn state_key(path: &Path) -> anyhow::Result<fangkong_projections::StateKey> 
     )
 }
 
-/// The key that signs tree heads.
+/// The key that signs tree heads. A key file others may read is refused:
+/// whoever reads it can sign heads.
 pub fn signing_key(path: &Path) -> anyhow::Result<fangkong_heads::SigningKey> {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "the signing key file {} may be read by others (mode {:o}): chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
     load_or_create(
         path,
         "signing key",

@@ -46,7 +46,8 @@ impl Figure {
 async fn fangkong_appends(db: &TestDb, appenders: usize, events: usize, merkle: bool) -> Figure {
     let store = db.open().await.expect("open the store");
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let index = merkle.then(|| fangkong_store::merkle::MerkleIndex::spawn(store.clone(), shutdown));
+    let index =
+        merkle.then(|| fangkong_store::merkle::MerkleIndex::spawn(store.clone(), None, shutdown));
     let per_task = events / appenders;
     let started = Instant::now();
     let tasks = (0..appenders).map(|t| {

@@ -57,7 +57,7 @@ async fn run(db: &TestDb, events: u64) {
     let wrote = started.elapsed();
 
     let started = Instant::now();
-    let mut indexer = Indexer::resume(&store).await.expect("resume");
+    let mut indexer = Indexer::resume(&store, None).await.expect("resume");
     let state = indexer.catch_up(&store).await.expect("index");
     let indexed = started.elapsed();
     assert_eq!(state.head.size, events);
@@ -65,7 +65,7 @@ async fn run(db: &TestDb, events: u64) {
     let root = state.head.root;
 
     let started = Instant::now();
-    let resumed = Indexer::resume(&store).await.expect("resume");
+    let resumed = Indexer::resume(&store, None).await.expect("resume");
     let resume = started.elapsed();
     assert_eq!(resumed.state().head, state.head);
 

@@ -46,6 +46,53 @@ impl TreeHead {
     }
 }
 
+/// Seals the stored frontier, under a key derived from a secret kept
+/// outside the database (the signing key): the index resumes only over a
+/// frontier it sealed itself. One forged or patched in the database is
+/// not resumed over; the tree is rebuilt from the log instead.
+#[derive(Clone)]
+pub struct FrontierSeal([u8; 32]);
+
+impl std::fmt::Debug for FrontierSeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrontierSeal(..)")
+    }
+}
+
+impl FrontierSeal {
+    /// Derived from `secret` (the signing key's seed), never equal to it.
+    pub fn from_secret(secret: &[u8]) -> FrontierSeal {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(b"fangkong.merkle-frontier-seal.v1\0");
+        hasher.update(secret);
+        FrontierSeal(hasher.finalize().into())
+    }
+
+    fn mac(&self, frontier: &[u8], chain_hash: &Hash) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(&(frontier.len() as u64).to_be_bytes());
+        mac.update(frontier);
+        mac.update(chain_hash);
+        mac
+    }
+
+    fn seal(&self, frontier: &[u8], chain_hash: &Hash) -> Vec<u8> {
+        use hmac::Mac;
+        self.mac(frontier, chain_hash)
+            .finalize()
+            .into_bytes()
+            .to_vec()
+    }
+
+    fn holds(&self, frontier: &[u8], chain_hash: &Hash, seal: &[u8]) -> bool {
+        use hmac::Mac;
+        self.mac(frontier, chain_hash).verify_slice(seal).is_ok()
+    }
+}
+
 fn hash32(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
     bytes.try_into().map_err(|_| StoreError::Corrupt {
         position: 0,
@@ -54,20 +101,33 @@ fn hash32(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
 }
 
 impl EventStore {
-    /// The stored frontier and the chain hash at its size, if any.
-    pub async fn merkle_frontier(&self) -> Result<Option<(Frontier, Hash)>, StoreError> {
+    /// The stored frontier and the chain hash at its size, if any; when
+    /// `seal` is given, only one it sealed. `Err` names why a stored one is
+    /// not used.
+    pub async fn merkle_frontier(
+        &self,
+        seal: Option<&FrontierSeal>,
+    ) -> Result<Option<Result<(Frontier, Hash), String>>, StoreError> {
         let stored = dispatch!(&self.inner.backend, b => b.load_merkle().await)?;
-        let Some((frontier, chain_hash)) = stored else {
+        let Some((bytes, chain_hash, sealed)) = stored else {
             return Ok(None);
         };
-        let frontier = Frontier::from_bytes(&frontier).ok_or_else(|| StoreError::Corrupt {
-            position: 0,
-            reason: "the stored Merkle frontier is misshapen".into(),
-        })?;
-        Ok(Some((
-            frontier,
-            hash32(&chain_hash, "the frontier's chain hash")?,
-        )))
+        let Some(frontier) = Frontier::from_bytes(&bytes) else {
+            return Ok(Some(Err("the stored Merkle frontier is misshapen".into())));
+        };
+        let Ok(chain_hash) = hash32(&chain_hash, "the frontier's chain hash") else {
+            return Ok(Some(Err(
+                "the stored frontier's chain hash is misshapen".into()
+            )));
+        };
+        if let Some(seal) = seal {
+            if !sealed.is_some_and(|s| seal.holds(&bytes, &chain_hash, &s)) {
+                return Ok(Some(Err(
+                    "the stored Merkle frontier is not sealed by this server's key".into(),
+                )));
+            }
+        }
+        Ok(Some(Ok((frontier, chain_hash))))
     }
 
     /// Stores completed subtrees (those of [`STORED_LEVEL`] and up) and the
@@ -78,6 +138,7 @@ impl EventStore {
         completed: &[(Subtree, Hash)],
         frontier: &Frontier,
         chain_hash: &Hash,
+        seal: Option<&FrontierSeal>,
     ) -> Result<(), StoreError> {
         let nodes: Vec<(u32, u64, Hash)> = completed
             .iter()
@@ -85,7 +146,8 @@ impl EventStore {
             .map(|(s, h)| (s.level, s.index, *h))
             .collect();
         let bytes = frontier.to_bytes();
-        dispatch!(&self.inner.backend, b => b.save_merkle(&nodes, frontier.size(), &bytes, chain_hash).await)
+        let sealed = seal.map(|s| s.seal(&bytes, chain_hash));
+        dispatch!(&self.inner.backend, b => b.save_merkle(&nodes, frontier.size(), &bytes, chain_hash, sealed.as_deref()).await)
     }
 
     /// The hash of each subtree in `needs`: stored ones read, smaller ones
@@ -242,7 +304,11 @@ impl MerkleIndex {
     /// Starts indexing in the background: loads the stored frontier
     /// (checked against the log), then follows the log until `shutdown`.
     /// Until it has loaded, its state says it is not ready.
-    pub fn spawn(store: EventStore, mut shutdown: watch::Receiver<bool>) -> MerkleIndex {
+    pub fn spawn(
+        store: EventStore,
+        seal: Option<FrontierSeal>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> MerkleIndex {
         let (sender, receiver) = watch::channel(IndexState {
             head: TreeHead::empty(),
             stalled: None,
@@ -250,7 +316,7 @@ impl MerkleIndex {
         });
         tokio::spawn(async move {
             let mut indexer = loop {
-                match Indexer::resume(&store).await {
+                match Indexer::resume(&store, seal.clone()).await {
                     Ok(indexer) => break indexer,
                     Err(error) => {
                         tracing::warn!(%error, "the Merkle index waits for the store");
@@ -324,18 +390,30 @@ pub struct Indexer {
     pending: Vec<(Subtree, Hash)>,
     stored: TreeHead,
     stored_at: std::time::Instant,
+    seal: Option<FrontierSeal>,
 }
 
 impl Indexer {
     /// From the stored frontier, after checking that the log still holds
     /// the chain hash it was built over; from the start otherwise.
-    pub async fn resume(store: &EventStore) -> Result<Indexer, StoreError> {
-        let Some((frontier, chain_hash)) = store.merkle_frontier().await? else {
-            return Ok(Indexer::from(
-                Frontier::default(),
-                crate::Head::GENESIS.hash,
-                None,
-            ));
+    ///
+    /// With a `seal`, a stored frontier it did not seal (forged, patched,
+    /// misshapen) is not resumed over: it is forgotten and the tree rebuilt
+    /// from the log, every event checked on the way.
+    pub async fn resume(
+        store: &EventStore,
+        seal: Option<FrontierSeal>,
+    ) -> Result<Indexer, StoreError> {
+        let fresh =
+            |seal| Indexer::from(Frontier::default(), crate::Head::GENESIS.hash, None, seal);
+        let (frontier, chain_hash) = match store.merkle_frontier(seal.as_ref()).await? {
+            None => return Ok(fresh(seal)),
+            Some(Ok(stored)) => stored,
+            Some(Err(why)) => {
+                tracing::error!(%why, "the Merkle tree is rebuilt from the log");
+                dispatch!(&store.inner.backend, b => b.clear_merkle().await)?;
+                return Ok(fresh(seal));
+            }
         };
         let stored = store.hash_at(frontier.size()).await?;
         let stalled = (stored != Some(chain_hash)).then(|| {
@@ -345,10 +423,15 @@ impl Indexer {
                 frontier.size()
             )
         });
-        Ok(Indexer::from(frontier, chain_hash, stalled))
+        Ok(Indexer::from(frontier, chain_hash, stalled, seal))
     }
 
-    fn from(frontier: Frontier, chain_hash: Hash, stalled: Option<String>) -> Indexer {
+    fn from(
+        frontier: Frontier,
+        chain_hash: Hash,
+        stalled: Option<String>,
+        seal: Option<FrontierSeal>,
+    ) -> Indexer {
         let stored = TreeHead {
             size: frontier.size(),
             root: frontier.root(),
@@ -361,6 +444,7 @@ impl Indexer {
             pending: Vec::new(),
             stored,
             stored_at: std::time::Instant::now(),
+            seal,
         }
     }
 
@@ -380,7 +464,12 @@ impl Indexer {
             return Ok(());
         }
         store
-            .save_merkle(&self.pending, &self.frontier, &self.chain_hash)
+            .save_merkle(
+                &self.pending,
+                &self.frontier,
+                &self.chain_hash,
+                self.seal.as_ref(),
+            )
             .await?;
         self.pending.clear();
         self.stored = TreeHead {

@@ -252,12 +252,20 @@ impl PgBackend {
     }
 
     /// The stored Merkle frontier and the chain hash at its size.
-    pub(crate) async fn load_merkle(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
-        let row = sqlx::query("SELECT frontier, chain_hash FROM merkle_frontier WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await?;
+    #[allow(clippy::type_complexity)]
+    pub(crate) async fn load_merkle(
+        &self,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>, Option<Vec<u8>>)>, StoreError> {
+        let row =
+            sqlx::query("SELECT frontier, chain_hash, seal FROM merkle_frontier WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(match row {
-            Some(row) => Some((row.try_get("frontier")?, row.try_get("chain_hash")?)),
+            Some(row) => Some((
+                row.try_get("frontier")?,
+                row.try_get("chain_hash")?,
+                row.try_get("seal")?,
+            )),
             None => None,
         })
     }
@@ -269,6 +277,7 @@ impl PgBackend {
         size: u64,
         frontier: &[u8],
         chain_hash: &[u8; 32],
+        seal: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for chunk in nodes.chunks(300) {
@@ -284,16 +293,26 @@ impl PgBackend {
             insert.build().execute(&mut *tx).await?;
         }
         sqlx::query(
-            "INSERT INTO merkle_frontier (id, size, frontier, chain_hash) VALUES (1, $1, $2, $3) \
+            "INSERT INTO merkle_frontier (id, size, frontier, chain_hash, seal) VALUES (1, $1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier, \
-             chain_hash = excluded.chain_hash WHERE excluded.size > merkle_frontier.size",
+             chain_hash = excluded.chain_hash, seal = excluded.seal \
+             WHERE excluded.size > merkle_frontier.size",
         )
         .bind(size.min(i64::MAX as u64) as i64)
         .bind(frontier)
         .bind(&chain_hash[..])
+        .bind(seal)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets the stored frontier: the tree is rebuilt from the log.
+    pub(crate) async fn clear_merkle(&self) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM merkle_frontier")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

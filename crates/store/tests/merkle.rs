@@ -34,7 +34,7 @@ async fn chain_hashes(store: &EventStore, to: u64) -> Vec<[u8; 32]> {
 
 async fn heads_and_proofs_are_rfc_6962_over_the_chain(db: &TestDb) {
     let store = filled(db, 75).await;
-    let mut indexer = Indexer::resume(&store).await.expect("resume");
+    let mut indexer = Indexer::resume(&store, None).await.expect("resume");
     let state = indexer.catch_up(&store).await.expect("index");
     assert_eq!(state.stalled, None);
     assert_eq!(state.head.size, 75);
@@ -86,7 +86,7 @@ async fn heads_and_proofs_are_rfc_6962_over_the_chain(db: &TestDb) {
     assert_eq!(store.consistency_proof(0, 75).await.expect("read"), None);
 
     // A restart resumes from the stored frontier, without recomputing.
-    let resumed = Indexer::resume(&store).await.expect("resume");
+    let resumed = Indexer::resume(&store, None).await.expect("resume");
     assert_eq!(resumed.state().head, state.head);
     store.close().await;
 }
@@ -94,7 +94,7 @@ async fn heads_and_proofs_are_rfc_6962_over_the_chain(db: &TestDb) {
 async fn the_index_follows_the_log_and_refuses_a_rewritten_one(db: &TestDb) {
     let store = filled(db, 40).await;
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let index = MerkleIndex::spawn(store.clone(), shutdown.clone());
+    let index = MerkleIndex::spawn(store.clone(), None, shutdown.clone());
     let state = index.wait_for(40, std::time::Duration::from_secs(10)).await;
     assert_eq!(state.head.size, 40);
     store
@@ -116,7 +116,7 @@ async fn the_index_follows_the_log_and_refuses_a_rewritten_one(db: &TestDb) {
         .await
         .expect("tamper");
     let store = db.open().await.expect("open");
-    let fresh = Indexer::resume(&store).await.expect("resume");
+    let fresh = Indexer::resume(&store, None).await.expect("resume");
     assert_eq!(
         fresh.state().stalled,
         None,
@@ -126,7 +126,7 @@ async fn the_index_follows_the_log_and_refuses_a_rewritten_one(db: &TestDb) {
     db.execute_raw("DELETE FROM merkle_frontier")
         .await
         .expect("forget the frontier");
-    let mut rebuilt = Indexer::resume(&store).await.expect("resume");
+    let mut rebuilt = Indexer::resume(&store, None).await.expect("resume");
     let state = rebuilt.catch_up(&store).await.expect("index");
     assert_eq!(state.head.size, 40, "up to the edited event");
     assert!(state.stalled.expect("stalled").contains("position 41"));
@@ -137,14 +137,14 @@ async fn the_index_follows_the_log_and_refuses_a_rewritten_one(db: &TestDb) {
 
 async fn a_log_cut_short_is_not_resumed_over(db: &TestDb) {
     let store = filled(db, 20).await;
-    let mut indexer = Indexer::resume(&store).await.expect("resume");
+    let mut indexer = Indexer::resume(&store, None).await.expect("resume");
     indexer.catch_up(&store).await.expect("index");
     store.close().await;
     db.execute_raw("DELETE FROM events WHERE position > 17")
         .await
         .expect("truncate");
     let store = db.open().await.expect("open");
-    let resumed = Indexer::resume(&store).await.expect("resume");
+    let resumed = Indexer::resume(&store, None).await.expect("resume");
     let stalled = resumed.state().stalled.expect("stalled");
     assert!(stalled.contains("position 20"), "{stalled}");
     store.close().await;
@@ -152,7 +152,7 @@ async fn a_log_cut_short_is_not_resumed_over(db: &TestDb) {
 
 async fn a_rechained_log_is_not_resumed_over(db: &TestDb) {
     let store = filled(db, 20).await;
-    let mut indexer = Indexer::resume(&store).await.expect("resume");
+    let mut indexer = Indexer::resume(&store, None).await.expect("resume");
     indexer.catch_up(&store).await.expect("index");
     store.close().await;
     // Whoever rewrites the log and recomputes its chain changes the hash at
@@ -163,9 +163,60 @@ async fn a_rechained_log_is_not_resumed_over(db: &TestDb) {
     .await
     .expect("re-chain");
     let store = db.open().await.expect("open");
-    let resumed = Indexer::resume(&store).await.expect("resume");
+    let resumed = Indexer::resume(&store, None).await.expect("resume");
     let stalled = resumed.state().stalled.expect("stalled");
     assert!(stalled.contains("position 20"), "{stalled}");
+    store.close().await;
+}
+
+/// A frontier patched in the database (its chain hash made to match a
+/// rewritten log) is not resumed over when the index seals what it stores:
+/// the tree is rebuilt from the log instead.
+async fn a_frontier_not_sealed_by_the_server_is_not_resumed_over(db: &TestDb) {
+    use fangkong_store::merkle::FrontierSeal;
+    let seal = FrontierSeal::from_secret(b"the server's signing key");
+    let store = filled(db, 40).await;
+    let mut indexer = Indexer::resume(&store, Some(seal.clone()))
+        .await
+        .expect("resume");
+    let built = indexer.catch_up(&store).await.expect("index");
+    let resumed = Indexer::resume(&store, Some(seal.clone()))
+        .await
+        .expect("resume");
+    assert_eq!(
+        resumed.state().head,
+        built.head,
+        "its own frontier is resumed"
+    );
+    store.close().await;
+
+    db.execute_raw(
+        "UPDATE merkle_frontier SET chain_hash = (SELECT hash FROM events WHERE position = 1)",
+    )
+    .await
+    .expect("patch");
+    let store = db.open().await.expect("open");
+    let mut rebuilt = Indexer::resume(&store, Some(seal.clone()))
+        .await
+        .expect("resume");
+    assert_eq!(
+        rebuilt.state().head.size,
+        0,
+        "rebuilt from the log, not resumed"
+    );
+    let again = rebuilt.catch_up(&store).await.expect("index");
+    assert_eq!(again.head, built.head, "the tree over the log as it is");
+    // Another key's seal does not hold either.
+    let other = FrontierSeal::from_secret(b"another key");
+    assert_eq!(
+        Indexer::resume(&store, Some(other))
+            .await
+            .expect("resume")
+            .state()
+            .head
+            .size,
+        0
+    );
     store.close().await;
 }
 
@@ -174,4 +225,5 @@ fangkong_store::each_backend!(threads = 2; [by_ref];
     the_index_follows_the_log_and_refuses_a_rewritten_one,
     a_rechained_log_is_not_resumed_over,
     a_log_cut_short_is_not_resumed_over,
+    a_frontier_not_sealed_by_the_server_is_not_resumed_over,
 );

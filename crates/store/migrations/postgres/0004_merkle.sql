@@ -13,5 +13,9 @@ CREATE TABLE merkle_frontier (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     size        BIGINT  NOT NULL,
     frontier    BYTEA   NOT NULL,
-    chain_hash  BYTEA   NOT NULL
+    chain_hash  BYTEA   NOT NULL,
+    -- An HMAC over the three above, under a key derived from the signing
+    -- key (outside the database): a frontier that does not carry it is
+    -- not resumed over, the tree is rebuilt from the log.
+    seal        BYTEA
 );

@@ -13,5 +13,9 @@ CREATE TABLE merkle_frontier (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     size        INTEGER NOT NULL,
     frontier    BLOB    NOT NULL,
-    chain_hash  BLOB    NOT NULL
+    chain_hash  BLOB    NOT NULL,
+    -- An HMAC over the three above, under a key derived from the signing
+    -- key (outside the database): a frontier that does not carry it is
+    -- not resumed over, the tree is rebuilt from the log.
+    seal        BLOB
 );
