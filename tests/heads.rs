@@ -342,9 +342,16 @@ async fn a_rechained_log_fails_against_a_kept_head(db: Arc<TestDb>) {
 /// one, and a later rewrite of the log fails against it.
 async fn published_heads_catch_a_later_rewrite(db: Arc<TestDb>) {
     let subject = format!("fangkong.heads.test{}", uuid::Uuid::now_v7().simple());
-    let nats = async_nats::connect("nats://127.0.0.1:4222")
-        .await
-        .expect("NATS with JetStream runs on 127.0.0.1:4222");
+    // Like PostgreSQL: a machine without NATS skips this test, saying so;
+    // under CI a missing NATS is a failure.
+    let nats = match async_nats::connect("nats://127.0.0.1:4222").await {
+        Ok(nats) => nats,
+        Err(error) if std::env::var("CI").is_err() => {
+            eprintln!("SKIPPED published_heads_catch_a_later_rewrite: no NATS at 127.0.0.1:4222 ({error})");
+            return;
+        }
+        Err(error) => panic!("NATS with JetStream must run on 127.0.0.1:4222 under CI: {error}"),
+    };
     let mut heads = nats.subscribe(subject.clone()).await.expect("subscribe");
     // Every minute: within the test, only the last head, at shutdown.
     let s = Server::start_on(
