@@ -97,6 +97,9 @@ pub struct AppState {
     pub shutdown: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
     /// The Merkle tree over the log, for signed heads and proofs.
     pub merkle: fangkong_store::merkle::MerkleIndex,
+    /// Turns at walking the whole chain (verification, extension proofs):
+    /// one at a time.
+    pub chain_walks: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -125,6 +128,7 @@ impl AppState {
             ),
             settings,
             shutdown,
+            chain_walks: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 

@@ -523,6 +523,26 @@ async fn an_edit_of_any_column_is_named_by_verification(db: &TestDb) {
         ]
     };
     let store = open(db).await;
+    // Every column the table has is in the list: a column added later
+    // outside the hash fails here.
+    let live = db
+        .fetch_text(if db.backend() == "sqlite" {
+            "SELECT group_concat(name, ',') FROM pragma_table_info('events')"
+        } else {
+            "SELECT string_agg(column_name, ',') FROM information_schema.columns \
+             WHERE table_name = 'events' AND table_schema = current_schema()"
+        })
+        .await
+        .expect("the table's columns")
+        .unwrap_or_default();
+    let mut live: Vec<String> = live
+        .split(',')
+        .map(|c| c.trim_end_matches("_us").to_owned())
+        .collect();
+    let mut listed: Vec<String> = columns.iter().map(|(c, _)| (*c).to_owned()).collect();
+    live.sort();
+    listed.sort();
+    assert_eq!(live, listed, "every stored column is edited in turn");
     for i in 0..5 {
         store
             .append("venue-1", ExpectedVersion::Any, vec![event(i)])

@@ -720,6 +720,13 @@ async fn verify(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: VerifyQuery = query(&req)?;
+    // One walk of the chain at a time: many auditors' requests queue (up
+    // to the request time limit) instead of each taking a core.
+    let _turn = state
+        .chain_walks
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
     let report = state.store().verify(q.from.unwrap_or(1), q.to).await?;
     Ok(HttpResponse::Ok().json(VerifyView {
         intact: report.is_intact(),
@@ -785,7 +792,13 @@ async fn proof(
     let store = state.store();
     let stored = store.hash_at(q.position).await?.map(hex::encode);
     // The whole chain is recomputed: an edit before the kept position
-    // leaves the hash stored there alone, and must still be caught.
+    // leaves the hash stored there alone, and must still be caught. One
+    // walk at a time, as for /audit/verify.
+    let _turn = state
+        .chain_walks
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
     let proof = store
         .prove_extends(fangkong_store::Head {
             position: q.position,
