@@ -512,6 +512,23 @@ async fn failed_attempts_are_limited_and_browsers_are_held_to_the_allowed_origin
     guess.problem(429, "too_many_failed_attempts");
 }
 
+/// What a live feed sends until `needle` has come (within 10 s a chunk).
+async fn read_until(
+    feed: &mut (impl futures::Stream<Item = reqwest::Result<actix_web::web::Bytes>> + Unpin),
+    needle: &str,
+) -> String {
+    let mut text = String::new();
+    while !text.contains(needle) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .expect("the rest arrives")
+            .expect("open")
+            .expect("bytes");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}
+
 async fn the_live_feed_follows_the_log_resumes_and_ends_at_shutdown(db: Arc<TestDb>) {
     let s = Server::start_on(db, &[]);
     let auditor = s.create_token("auditor", &[], "审计").await;
@@ -565,15 +582,7 @@ async fn the_live_feed_follows_the_log_resumes_and_ends_at_shutdown(db: Arc<Test
         .await
         .expect("the feed reopens");
     let mut feed = resumed.bytes_stream();
-    let mut text = String::new();
-    while !text.contains("event: ReturneeRegistered") {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), feed.next())
-            .await
-            .expect("the rest arrives")
-            .expect("open")
-            .expect("bytes");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let text = read_until(&mut feed, "event: ReturneeRegistered").await;
     assert!(!text.contains(&format!("id: {}\n", head + 3)), "{text}");
     assert!(text.contains(&format!("id: {}\n", head + 4)), "{text}");
 
@@ -589,15 +598,7 @@ async fn the_live_feed_follows_the_log_resumes_and_ends_at_shutdown(db: Arc<Test
         .await
         .expect("the feed reopens");
     let mut plain = unnamed.bytes_stream();
-    let mut text = String::new();
-    while !text.contains("\"type\":\"ReturneeRegistered\"") {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), plain.next())
-            .await
-            .expect("the rest arrives")
-            .expect("open")
-            .expect("bytes");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let text = read_until(&mut plain, "\"type\":\"ReturneeRegistered\"").await;
     assert!(!text.contains("event: "), "{text}");
     assert!(
         text.contains(&format!("id: {}\ndata: ", head + 4)),
@@ -631,15 +632,7 @@ async fn the_live_feed_follows_the_log_resumes_and_ends_at_shutdown(db: Arc<Test
         .expect("the feed opens");
     assert_eq!(by_ticket.status(), 200);
     let mut ticketed = by_ticket.bytes_stream();
-    let mut text = String::new();
-    while !text.contains("\"type\":\"ReturneeRegistered\"") {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), ticketed.next())
-            .await
-            .expect("the rest arrives")
-            .expect("open")
-            .expect("bytes");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let text = read_until(&mut ticketed, "\"type\":\"ReturneeRegistered\"").await;
     assert!(
         !text.contains("张三"),
         "the auditor's masking holds: {text}"
@@ -678,15 +671,7 @@ async fn the_live_feed_follows_the_log_resumes_and_ends_at_shutdown(db: Arc<Test
     };
     assert_eq!(resumed.status(), 200, "the ticket resumes its feed");
     let mut again = resumed.bytes_stream();
-    let mut text = String::new();
-    while !text.contains("\"type\":\"ReturneeRegistered\"") {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), again.next())
-            .await
-            .expect("the rest arrives")
-            .expect("open")
-            .expect("bytes");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let text = read_until(&mut again, "\"type\":\"ReturneeRegistered\"").await;
     assert!(
         text.contains(&format!("id: {}\ndata: ", head + 4)),
         "{text}"

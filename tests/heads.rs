@@ -22,6 +22,19 @@ fn fangkong(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
         .expect("the fangkong binary runs")
 }
 
+/// `fangkong audit check` of the `kept` head with public `keys`, against
+/// `target` (`--url ...` or `--database-url ...`, and more arguments).
+fn audit_check(
+    kept: &str,
+    keys: &str,
+    target: &[&str],
+    env: &[(&str, String)],
+) -> std::process::Output {
+    let mut args = vec!["audit", "check", "--head", kept, "--public-key", keys];
+    args.extend_from_slice(target);
+    fangkong(&args, env)
+}
+
 fn said(out: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -80,16 +93,12 @@ async fn signed_heads_are_checked_and_every_tampering_is_named(db: Arc<TestDb>) 
 
     let url = s.url("");
     let check = |target: &[&str]| {
-        let mut args = vec![
-            "audit",
-            "check",
-            "--head",
+        audit_check(
             &kept,
-            "--public-key",
             &public_key,
-        ];
-        args.extend_from_slice(target);
-        fangkong(&args, &[("FANGKONG_TOKEN", s.token.clone())])
+            target,
+            &[("FANGKONG_TOKEN", s.token.clone())],
+        )
     };
     let out = check(&["--url", &url, "--event", "2", "--event", &size.to_string()]);
     assert!(out.status.success(), "{}", said(&out));
@@ -114,17 +123,10 @@ async fn signed_heads_are_checked_and_every_tampering_is_named(db: Arc<TestDb>) 
     // Another signing key: the service's heads no longer check.
     assert!(s.stop().success());
     let impostor = Server::start_on(db.clone(), &["--signing-key", &"99".repeat(32)]);
-    let out = fangkong(
-        &[
-            "audit",
-            "check",
-            "--head",
-            &kept,
-            "--public-key",
-            &public_key,
-            "--url",
-            &impostor.url(""),
-        ],
+    let out = audit_check(
+        &kept,
+        &public_key,
+        &["--url", &impostor.url("")],
         &[("FANGKONG_TOKEN", impostor.token.clone())],
     );
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
@@ -162,38 +164,17 @@ async fn signed_heads_are_checked_and_every_tampering_is_named(db: Arc<TestDb>) 
         .map(|(k, _)| k.clone())
         .expect("a current key");
     let both = format!("{public_key},{new_key}");
-    let out = fangkong(
-        &[
-            "audit",
-            "check",
-            "--head",
-            &kept,
-            "--public-key",
-            &both,
-            "--url",
-            &rotated.url(""),
-        ],
+    let out = audit_check(
+        &kept,
+        &both,
+        &["--url", &rotated.url("")],
         &[("FANGKONG_TOKEN", rotated.token.clone())],
     );
     assert!(out.status.success(), "{}", said(&out));
     assert!(rotated.stop().success());
 
     // Against the database itself: intact first, then each tampering.
-    let against_db = || {
-        fangkong(
-            &[
-                "audit",
-                "check",
-                "--head",
-                &kept,
-                "--public-key",
-                &public_key,
-                "--database-url",
-                db.url(),
-            ],
-            &[],
-        )
-    };
+    let against_db = || audit_check(&kept, &public_key, &["--database-url", db.url()], &[]);
     let out = against_db();
     assert!(out.status.success(), "{}", said(&out));
     let tamperings: [(&str, String, &str); 3] = [
@@ -273,21 +254,8 @@ async fn a_rechained_log_fails_against_a_kept_head(db: Arc<TestDb>) {
     let kept = dir.path().join("kept.json");
     std::fs::write(&kept, serde_json::to_string(&head).expect("json")).expect("kept");
     let kept = kept.to_str().expect("utf-8").to_owned();
-    let check = |url: &str| {
-        fangkong(
-            &[
-                "audit",
-                "check",
-                "--head",
-                &kept,
-                "--public-key",
-                &key.public().to_hex(),
-                "--database-url",
-                url,
-            ],
-            &[],
-        )
-    };
+    let check =
+        |url: &str| audit_check(&kept, &key.public().to_hex(), &["--database-url", url], &[]);
     let out = check(db.url());
     assert!(out.status.success(), "{}", said(&out));
 
@@ -320,17 +288,10 @@ async fn a_rechained_log_fails_against_a_kept_head(db: Arc<TestDb>) {
     // against the service fails all the same.
     let other = Arc::new(other);
     let served = Server::start_on(other.clone(), &["--signing-key", &key.to_hex()]);
-    let out = fangkong(
-        &[
-            "audit",
-            "check",
-            "--head",
-            &kept,
-            "--public-key",
-            &key.public().to_hex(),
-            "--url",
-            &served.url(""),
-        ],
+    let out = audit_check(
+        &kept,
+        &key.public().to_hex(),
+        &["--url", &served.url("")],
         &[("FANGKONG_TOKEN", served.token.clone())],
     );
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
@@ -383,21 +344,7 @@ async fn published_heads_catch_a_later_rewrite(db: Arc<TestDb>) {
     let kept = dir.path().join("published.json");
     std::fs::write(&kept, published.to_string()).expect("kept");
     let kept = kept.to_str().expect("utf-8").to_owned();
-    let check = || {
-        fangkong(
-            &[
-                "audit",
-                "check",
-                "--head",
-                &kept,
-                "--public-key",
-                &public_key,
-                "--database-url",
-                db.url(),
-            ],
-            &[],
-        )
-    };
+    let check = || audit_check(&kept, &public_key, &["--database-url", db.url()], &[]);
     let out = check();
     assert!(out.status.success(), "{}", said(&out));
     db.execute_raw(r#"UPDATE events SET payload = '{"name":"二片区"}' WHERE position = 1"#)

@@ -179,7 +179,17 @@ fn authorize_request<P: Policy>(req: &HttpRequest) -> Result<Authorized<P>, ApiE
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or(ApiError::Internal)?;
-    let caller = authenticate(state, req)?;
+    admit(state, req, authenticate(state, req)?)
+}
+
+/// Holds an authenticated caller to policy `P` and its rate limit, and
+/// records it on the request (for the logs and the RateLimit headers):
+/// the same for a bearer token and a live-feed ticket.
+fn admit<P: Policy>(
+    state: &AppState,
+    req: &HttpRequest,
+    caller: Caller,
+) -> Result<Authorized<P>, ApiError> {
     let authorized = caller.authorize::<P>()?;
     match state.rate_limit.take(caller.token_id) {
         Err(retry_after) => return Err(ApiError::RateLimited { retry_after }),
@@ -363,16 +373,7 @@ fn authorize_ticket<P: Policy>(
         role: entry.role,
         zones: entry.zones,
     };
-    let authorized = caller.authorize::<P>()?;
-    match state.rate_limit.take(caller.token_id) {
-        Err(retry_after) => return Err(ApiError::RateLimited { retry_after }),
-        Ok(Some(quota)) => {
-            req.extensions_mut().insert(quota);
-        }
-        Ok(None) => {}
-    }
-    req.extensions_mut().insert(caller);
-    Ok((authorized, guard))
+    Ok((admit(state, req, caller)?, guard))
 }
 
 /// The live feed's caller: by `?ticket=` when one is given (a browser's

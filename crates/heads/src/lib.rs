@@ -108,8 +108,11 @@ impl PublicKey {
     }
 }
 
-/// A signed head, as the service answers it and an auditor keeps it.
+/// A signed head, as the service answers it and an auditor keeps it: an
+/// RFC 6962 Merkle root over the first `tree_size` events, whose leaves
+/// are their chain hashes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedHead {
     /// Events the tree covers: positions 1 to `tree_size`.
     pub tree_size: u64,
@@ -119,7 +122,7 @@ pub struct SignedHead {
     pub chain_hash: String,
     /// When it was signed.
     pub timestamp: DateTime<Utc>,
-    /// The signing key's id.
+    /// The signing key's id (`GET /v1/audit/keys`).
     pub key_id: String,
     /// Ed25519 over the head's fields, hex.
     pub signature: String,

@@ -385,39 +385,10 @@ pub struct HeadView {
     pub read_at: DateTime<Utc>,
     /// The signed tree head to keep: `fangkong audit check --head` checks
     /// it later against the service with nothing but the public key.
-    pub signed: Option<SignedHeadView>,
+    pub signed: Option<fangkong_heads::SignedHead>,
     /// Why there is no signed head (no signing key, the index stopped at a
     /// break in the chain, or it is still loading).
     pub unsigned_because: Option<String>,
-}
-
-/// A signed tree head (RFC 6962 Merkle root over the first `tree_size`
-/// events, whose leaves are their chain hashes).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SignedHeadView {
-    pub tree_size: u64,
-    /// The Merkle root, hex.
-    pub root_hash: String,
-    /// The chain hash of the event at `tree_size`, hex.
-    pub chain_hash: String,
-    pub timestamp: DateTime<Utc>,
-    /// The signing key's id (`GET /v1/audit/keys`).
-    pub key_id: String,
-    /// Ed25519, hex.
-    pub signature: String,
-}
-
-impl From<fangkong_heads::SignedHead> for SignedHeadView {
-    fn from(h: fangkong_heads::SignedHead) -> Self {
-        SignedHeadView {
-            tree_size: h.tree_size,
-            root_hash: h.root_hash,
-            chain_hash: h.chain_hash,
-            timestamp: h.timestamp,
-            key_id: h.key_id,
-            signature: h.signature,
-        }
-    }
 }
 
 /// The tree head signed now, or why not: waits briefly for the index to
@@ -474,7 +445,7 @@ async fn audit_head(
             .map(|e| e.recorded_at),
     };
     let (signed, unsigned_because) = match signed_head(&state, head.position).await {
-        Ok(signed) => (Some(signed.into()), None),
+        Ok(signed) => (Some(signed), None),
         Err(why) => (None, Some(why)),
     };
     Ok(HttpResponse::Ok().json(HeadView {
