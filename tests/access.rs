@@ -80,7 +80,15 @@ fn designed(method: &str, path: &str) -> Option<&'static [&'static str]> {
         ("post", "/v1/zones")
         | ("put", "/v1/zones/{zone_id}/leader" | "/v1/zones/{zone_id}/dhis2-org-unit") => ADMIN,
         ("get", "/v1/zones" | "/v1/zones/{zone_id}") => ALL,
-        ("get", "/v1/zones/{zone_id}/dashboard" | "/v1/dashboard" | "/v1/reports/daily") => ALL,
+        (
+            "get",
+            "/v1/zones/{zone_id}/dashboard"
+            | "/v1/dashboard"
+            | "/v1/dashboard/live"
+            | "/v1/reports/daily"
+            | "/v1/caller",
+        )
+        | ("post", "/v1/dashboard/live/tickets") => ALL,
         ("get", p) if p.starts_with("/v1/events") || p.starts_with("/v1/audit/") => AUDIT,
         ("post", "/v1/events/live/tickets") => AUDIT,
         ("get" | "post" | "put", p)
@@ -786,8 +794,216 @@ async fn a_token_over_its_rate_or_a_request_over_time_is_told_when_to_retry(db: 
     s.get("/v1/zones").await.ok();
 }
 
+async fn the_command_centre_is_served_public_with_a_strict_policy_and_nothing_else(
+    db: Arc<TestDb>,
+) {
+    let s = Server::start_on(db, &[]);
+    let page = s.client.get(s.url("/")).send().await.expect("the page");
+    assert_eq!(page.status(), 200);
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(header(&page, "content-type").starts_with("text/html"));
+    let policy = header(&page, "content-security-policy");
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    assert_eq!(header(&page, "x-content-type-options"), "nosniff");
+    assert_eq!(header(&page, "cache-control"), "no-cache");
+    let tag = header(&page, "etag");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("/console/app.js"), "{html}");
+    // Revalidated cheaply.
+    let again = s
+        .client
+        .get(s.url("/"))
+        .header("If-None-Match", &tag)
+        .send()
+        .await
+        .expect("again");
+    assert_eq!(again.status(), 304);
+    let script = s
+        .client
+        .get(s.url("/console/app.js"))
+        .send()
+        .await
+        .expect("the script");
+    assert_eq!(script.status(), 200);
+    assert!(header(&script, "content-type").starts_with("text/javascript"));
+    // Only the embedded files, by their exact names: nothing from the
+    // disk, however the path is spelled.
+    for probe in [
+        "/console/",
+        "/console/APP.JS",
+        "/console/..%2FCargo.toml",
+        "/console/%2e%2e/Cargo.toml",
+        "/console/../Cargo.toml",
+        "/console/app.js/",
+        "/console/app.js%00",
+        "/index.html",
+        "/console",
+    ] {
+        let got = s.client.get(s.url(probe)).send().await.expect("an answer");
+        assert_eq!(got.status(), 404, "{probe}");
+        let body = got.text().await.unwrap_or_default();
+        assert!(!body.contains("[workspace]"), "{probe}: {body}");
+    }
+    // The page is public; what it reads is not.
+    s.send_raw(s.client.get(s.url("/v1/dashboard")))
+        .await
+        .problem(401, "unauthenticated");
+    s.send_raw(s.client.get(s.url("/v1/caller")))
+        .await
+        .problem(401, "unauthenticated");
+}
+
+async fn the_caller_route_tells_each_token_what_it_grants(db: Arc<TestDb>) {
+    let s = Server::start_on(db, &[]);
+    let (zone, _, _) = place(&s, None, "一片区").await;
+    let worker = s
+        .create_token("zone_worker", &[&zone], "一片区网格员")
+        .await;
+    let county = s.create_token("county", &[], "县疾控").await;
+    let auditor = s.create_token("auditor", &[], "审计").await;
+    let admin = s.get("/v1/caller").await.ok();
+    assert_eq!(admin["role"], "admin");
+    assert_eq!(admin["administration"], true);
+    assert_eq!(admin["zones"], json!([]));
+    let as_worker = s
+        .send_raw(s.client.get(s.url("/v1/caller")).bearer_auth(&worker))
+        .await
+        .ok();
+    assert_eq!(as_worker["role"], "zone_worker");
+    assert_eq!(as_worker["name"], "一片区网格员");
+    assert_eq!(
+        as_worker["zones"],
+        json!([{"zone_id": zone, "name": "一片区"}])
+    );
+    assert_eq!(as_worker["field_work"], true);
+    assert_eq!(as_worker["sees_personal_data"], true);
+    assert_eq!(as_worker["audit"], false);
+    assert_eq!(as_worker["administration"], false);
+    for (token, role, audit) in [(&county, "county", false), (&auditor, "auditor", true)] {
+        let got = s
+            .send_raw(s.client.get(s.url("/v1/caller")).bearer_auth(token))
+            .await;
+        assert_eq!(
+            got.headers
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok()),
+            Some("no-store")
+        );
+        let got = got.ok();
+        assert_eq!(got["role"], role);
+        assert_eq!(got["sees_personal_data"], false, "{role}");
+        assert_eq!(got["field_work"], false, "{role}");
+        assert_eq!(got["audit"], audit, "{role}");
+        // Its secret is never echoed.
+        assert!(!got.to_string().contains(token.as_str()));
+    }
+}
+
+async fn the_figures_feed_tells_every_role_where_the_figures_stand(db: Arc<TestDb>) {
+    let s = Server::start_on(db, &[]);
+    let county = s.create_token("county", &[], "县疾控").await;
+    let auditor = s.create_token("auditor", &[], "审计").await;
+    let issued = s
+        .send_raw(
+            s.client
+                .post(s.url("/v1/dashboard/live/tickets"))
+                .bearer_auth(&county),
+        )
+        .await;
+    assert_eq!(issued.status, 201, "{}", issued.body);
+    let url = issued.body["url"].as_str().expect("a url").to_owned();
+    assert!(url.starts_with("/v1/dashboard/live?ticket=fkt_"), "{url}");
+    // A figures ticket never opens the log, even for a role that may read
+    // it; and an events ticket never opens the figures' feed.
+    let ticket = issued.body["ticket"].as_str().expect("ticket").to_owned();
+    s.send_raw(
+        s.client
+            .get(s.url(&format!("/v1/events/live?ticket={ticket}"))),
+    )
+    .await
+    .problem(401, "unauthenticated");
+    let events_ticket = s
+        .send_raw(
+            s.client
+                .post(s.url("/v1/events/live/tickets"))
+                .bearer_auth(&auditor),
+        )
+        .await
+        .ok()["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    s.send_raw(
+        s.client
+            .get(s.url(&format!("/v1/dashboard/live?ticket={events_ticket}"))),
+    )
+    .await
+    .problem(401, "unauthenticated");
+
+    let opened = s
+        .client
+        .get(s.url(&format!("{url}&heartbeat_seconds=1")))
+        .send()
+        .await
+        .expect("the feed opens");
+    assert_eq!(opened.status(), 200);
+    let mut feed = opened.bytes_stream();
+    // At once: where the figures stand now.
+    let now = s.get("/v1/audit/head").await.ok()["position"]
+        .as_u64()
+        .expect("head");
+    s.get(&format!("/v1/dashboard?min_position={now}"))
+        .await
+        .ok();
+    let text = read_until(&mut feed, "event: position").await;
+    assert!(text.starts_with("retry: "), "{text}");
+    assert!(
+        text.contains(&format!("data: {{\"position\":{now}}}")),
+        "{now}: {text}"
+    );
+    // A write anywhere moves it on; the frame names no figure and no one.
+    let geo = place(&s, None, "一片区").await;
+    let day = today(&s).await;
+    let written = s.post("/v1/returnees", registration(&geo, &day)).await.ok();
+    let position = written["position"].as_u64().expect("position");
+    let text = read_until(&mut feed, &format!("\"position\":{position}}}")).await;
+    assert!(
+        !text.contains("张三") && !text.contains("returnee"),
+        "{text}"
+    );
+    // Its token revoked, the feed ends.
+    let county_id = county
+        .strip_prefix("fk_")
+        .and_then(|t| t.split('_').next())
+        .expect("a token id")
+        .to_owned();
+    s.send(s.client.delete(s.url(&format!("/v1/tokens/{county_id}"))))
+        .await
+        .ok();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = feed.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the feed ends with its token");
+}
+
 fangkong_store::each_backend!(
     every_route_admits_exactly_the_roles_it_was_designed_for,
+    the_command_centre_is_served_public_with_a_strict_policy_and_nothing_else,
+    the_caller_route_tells_each_token_what_it_grants,
+    the_figures_feed_tells_every_role_where_the_figures_stand,
     a_zone_worker_sees_and_works_in_its_zones_only,
     tokens_are_issued_listed_and_revoked_through_the_api_and_the_cli,
     failed_attempts_are_limited_and_browsers_are_held_to_the_allowed_origins,

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::problem::ApiError;
-use crate::tickets::{Claim, TicketGuard};
+use crate::tickets::{Claim, Feed, TicketGuard};
 use crate::AppState;
 
 /// Who is calling: the token's id, name, role and (for a zone worker) zones.
@@ -338,6 +338,7 @@ fn check_token(state: &AppState, header: Option<&str>) -> Result<Caller, ApiErro
 fn authorize_ticket<P: Policy>(
     req: &HttpRequest,
     ticket: &str,
+    feed: Feed,
 ) -> Result<(Authorized<P>, TicketGuard), ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
@@ -348,7 +349,7 @@ fn authorize_ticket<P: Policy>(
         });
     }
     let resuming = req.headers().contains_key("Last-Event-ID");
-    let (token_id, guard) = match state.tickets.claim(ticket, resuming) {
+    let (token_id, guard) = match state.tickets.claim(ticket, feed, resuming) {
         Claim::Granted { token_id, guard } => (token_id, guard),
         Claim::Refused(why) => return Err(unauthenticated(why)),
         Claim::Unknown => {
@@ -357,9 +358,10 @@ fn authorize_ticket<P: Policy>(
             if let Some(retry_after) = state.failed_auth.refused(ip) {
                 return Err(ApiError::TooManyFailedAttempts { retry_after });
             }
-            return Err(unauthenticated(
-                "not a ticket of this server: ask POST /v1/events/live/tickets for one",
-            ));
+            return Err(unauthenticated(&format!(
+                "not a ticket of this server: ask POST {} for one",
+                feed.tickets_route()
+            )));
         }
     };
     let entry = state
@@ -376,13 +378,33 @@ fn authorize_ticket<P: Policy>(
     Ok((admit(state, req, caller)?, guard))
 }
 
-/// The live feed's caller: by `?ticket=` when one is given (a browser's
+/// Which feed a route serves, so a ticket opens only its own.
+pub trait FeedRoute: 'static {
+    const FEED: Feed;
+}
+
+/// `/v1/events/live`.
+#[derive(Debug)]
+pub struct EventsFeed;
+impl FeedRoute for EventsFeed {
+    const FEED: Feed = Feed::Events;
+}
+
+/// `/v1/dashboard/live`.
+#[derive(Debug)]
+pub struct FiguresFeed;
+impl FeedRoute for FiguresFeed {
+    const FEED: Feed = Feed::Figures;
+}
+
+/// A live feed's caller: by `?ticket=` when one is given (a browser's
 /// `EventSource`), holding the ticket for the connection, or by the bearer
 /// token.
 #[derive(Debug)]
-pub struct FeedCaller<P> {
+pub struct FeedCaller<P, F> {
     pub caller: Authorized<P>,
     pub ticket: Option<TicketGuard>,
+    feed: PhantomData<fn() -> F>,
 }
 
 #[derive(serde::Deserialize)]
@@ -390,7 +412,7 @@ struct TicketParam {
     ticket: Option<String>,
 }
 
-impl<P: Policy> FromRequest for FeedCaller<P> {
+impl<P: Policy, F: FeedRoute> FromRequest for FeedCaller<P, F> {
     type Error = ApiError;
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
@@ -399,13 +421,17 @@ impl<P: Policy> FromRequest for FeedCaller<P> {
             .ok()
             .and_then(|q| q.into_inner().ticket);
         std::future::ready(match ticket {
-            Some(ticket) => authorize_ticket::<P>(req, &ticket).map(|(caller, guard)| FeedCaller {
-                caller,
-                ticket: Some(guard),
-            }),
+            Some(ticket) => {
+                authorize_ticket::<P>(req, &ticket, F::FEED).map(|(caller, guard)| FeedCaller {
+                    caller,
+                    ticket: Some(guard),
+                    feed: PhantomData,
+                })
+            }
             None => authorize_request::<P>(req).map(|caller| FeedCaller {
                 caller,
                 ticket: None,
+                feed: PhantomData,
             }),
         })
     }

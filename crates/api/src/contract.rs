@@ -106,8 +106,11 @@ fn hide_secrets(event_type: &str, schema: Option<&mut RefOr<Schema>>) {
     }
 }
 
+/// The endless Server-Sent Events feeds, which a browser opens with a ticket.
+pub const LIVE_FEEDS: &[&str] = &["/v1/events/live", "/v1/dashboard/live"];
+
 /// Declares the headers and the `304` answers on every operation, and the
-/// live feed's second way in (a ticket).
+/// live feeds' second way in (a ticket).
 pub(crate) fn declare_conventions(api: &mut OpenApi) {
     use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
     api.components
@@ -116,20 +119,23 @@ pub(crate) fn declare_conventions(api: &mut OpenApi) {
             "liveTicket",
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
                 "ticket",
-                "A ticket from `POST /v1/events/live/tickets`: opens the live feed for a \
-                 browser's EventSource, which cannot send Authorization",
+                "A ticket from `POST /v1/events/live/tickets` or `POST \
+                 /v1/dashboard/live/tickets`: opens that live feed for a browser's \
+                 EventSource, which cannot send Authorization",
             ))),
         );
-    if let Some(feed) = api
-        .paths
-        .paths
-        .get_mut("/v1/events/live")
-        .and_then(|item| item.get.as_mut())
-    {
-        feed.security = Some(vec![
-            SecurityRequirement::new("bearer", Vec::<String>::new()),
-            SecurityRequirement::new("liveTicket", Vec::<String>::new()),
-        ]);
+    for path in LIVE_FEEDS {
+        if let Some(feed) = api
+            .paths
+            .paths
+            .get_mut(*path)
+            .and_then(|item| item.get.as_mut())
+        {
+            feed.security = Some(vec![
+                SecurityRequirement::new("bearer", Vec::<String>::new()),
+                SecurityRequirement::new("liveTicket", Vec::<String>::new()),
+            ]);
+        }
     }
     for (path, item) in api.paths.paths.iter_mut() {
         for method in [
@@ -212,7 +218,7 @@ fn not_modified(authenticated: bool, projected: bool) -> RefOr<utoipa::openapi::
 fn declare(path: &str, method: &HttpMethod, operation: &mut Operation) {
     // `/metrics` takes a token unless it is served publicly.
     let authenticated = path.starts_with("/v1/") || path == "/metrics";
-    let endless = path == "/v1/events/live";
+    let endless = LIVE_FEEDS.contains(&path);
     let read = matches!(method, HttpMethod::Get);
     let projected = operation
         .parameters

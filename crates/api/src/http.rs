@@ -62,6 +62,11 @@ pub fn app(
             .config(utoipa_swagger_ui::Config::default().validator_url("none")),
     )
     .route(
+        "/",
+        web::get().to(|| async { console(fangkong_console::index()) }),
+    )
+    .route("/console/{name}", web::get().to(console_asset))
+    .route(
         "/docs",
         web::get().to(|| async {
             HttpResponse::Found()
@@ -78,6 +83,35 @@ pub fn app(
     .wrap(cors(&state.settings.cors_origins))
     .wrap(from_fn(observe))
     .wrap(tracing_actix_web::TracingLogger::<RequestSpan>::new())
+}
+
+/// A file of the command centre (the page at `/`), by its exact embedded
+/// name; anything else is 404. Public: the files hold no data, and the page
+/// asks for a token before it reads any.
+async fn console_asset(name: web::Path<String>) -> HttpResponse {
+    match fangkong_console::asset(&name) {
+        Some(asset) => console(asset),
+        None => actix_web::ResponseError::error_response(&ApiError::NotFound(
+            "no such file of the command centre".into(),
+        )),
+    }
+}
+
+fn console(asset: &fangkong_console::Asset) -> HttpResponse {
+    use actix_web::http::header;
+    HttpResponse::Ok()
+        .content_type(asset.content_type)
+        // Revalidated every time (the ETag makes that cheap), so a new
+        // binary's page is never mixed with an old one's scripts.
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            fangkong_console::CONTENT_SECURITY_POLICY,
+        ))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .body(asset.body)
 }
 
 /// The route pattern the router matches a request to, found on the path as

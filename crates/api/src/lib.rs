@@ -3,7 +3,7 @@
 //! OpenAPI contract generated from the same registrations that route.
 
 pub mod access;
-mod contract;
+pub mod contract;
 pub mod export;
 pub mod extract;
 pub mod http;

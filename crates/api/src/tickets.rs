@@ -1,4 +1,4 @@
-//! Tickets that open the live feed from a browser. `EventSource` cannot
+//! Tickets that open a live feed from a browser. `EventSource` cannot
 //! send `Authorization`, and a bearer token in a URL outlives the request
 //! in histories and proxy logs. A ticket stands for the token that asked
 //! for it: it must open its feed within a minute, holds one connection at
@@ -6,7 +6,9 @@
 //! `Last-Event-ID`, which `EventSource` sends on its own) within twelve
 //! hours of issue; after that the page asks for a new one. Only its
 //! SHA-256 is kept, in this process: a client opens the feed on the
-//! instance that issued the ticket.
+//! instance that issued the ticket. A ticket opens the one feed it was
+//! issued for: one for the figures' feed, which every role may have, never
+//! opens the event log.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,9 +28,29 @@ enum Stage {
     Opened { connected: bool },
 }
 
+/// The feeds a ticket can open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// `/v1/events/live`: the log itself.
+    Events,
+    /// `/v1/dashboard/live`: the position the figures reflect.
+    Figures,
+}
+
+impl Feed {
+    /// Where a page asks for another ticket for this feed.
+    pub fn tickets_route(self) -> &'static str {
+        match self {
+            Feed::Events => "/v1/events/live/tickets",
+            Feed::Figures => "/v1/dashboard/live/tickets",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Ticket {
     token_id: Uuid,
+    feed: Feed,
     issued: Instant,
     stage: Stage,
 }
@@ -61,8 +83,8 @@ impl LiveTickets {
     const MOST: usize = 10_000;
     const PENDING_PER_TOKEN: usize = 16;
 
-    /// A new ticket for `token_id`.
-    pub fn issue(&self, token_id: Uuid) -> Result<String, ApiError> {
+    /// A new ticket for `token_id` that opens `feed`.
+    pub fn issue(&self, token_id: Uuid, feed: Feed) -> Result<String, ApiError> {
         let mut secret = [0u8; 32];
         getrandom::getrandom(&mut secret).map_err(|_| ApiError::Internal)?;
         let ticket = format!("fkt_{}", hex::encode(secret));
@@ -97,6 +119,7 @@ impl LiveTickets {
             Sha256::digest(ticket.as_bytes()).into(),
             Ticket {
                 token_id,
+                feed,
                 issued: now,
                 stage: Stage::Pending,
             },
@@ -104,9 +127,9 @@ impl LiveTickets {
         Ok(ticket)
     }
 
-    /// Claims `ticket` for one connection; `resuming` when the request
-    /// carries `Last-Event-ID` (a browser reconnecting on its own).
-    pub fn claim(&self, ticket: &str, resuming: bool) -> Claim {
+    /// Claims `ticket` for one connection to `feed`; `resuming` when the
+    /// request carries `Last-Event-ID` (a browser reconnecting on its own).
+    pub fn claim(&self, ticket: &str, feed: Feed, resuming: bool) -> Claim {
         let key: [u8; 32] = Sha256::digest(ticket.as_bytes()).into();
         let Ok(mut issued) = self.issued.lock() else {
             return Claim::Refused("tickets are unavailable: use the bearer token");
@@ -117,8 +140,9 @@ impl LiveTickets {
         let prior = entry.stage;
         let age = entry.issued.elapsed();
         let refusal = match prior {
+            _ if entry.feed != feed => Some("the ticket opens another feed"),
             Stage::Pending if age >= Self::LIFETIME => {
-                Some("the ticket expired unused: ask POST /v1/events/live/tickets for another")
+                Some("the ticket expired unused: ask for another")
             }
             Stage::Pending => None,
             Stage::Opened { connected: true } => {
@@ -205,41 +229,63 @@ mod tests {
     fn a_ticket_opens_one_connection_and_resumes_only_with_last_event_id() {
         let tickets = LiveTickets::default();
         let token = Uuid::now_v7();
-        let ticket = tickets.issue(token).expect("issued");
-        let mut first = granted(tickets.claim(&ticket, false));
+        let ticket = tickets.issue(token, Feed::Events).expect("issued");
+        let mut first = granted(tickets.claim(&ticket, Feed::Events, false));
         first.streaming();
         // While connected, no second connection.
-        assert!(matches!(tickets.claim(&ticket, true), Claim::Refused(_)));
+        assert!(matches!(
+            tickets.claim(&ticket, Feed::Events, true),
+            Claim::Refused(_)
+        ));
         drop(first);
         // Reopened as a browser resumes: with Last-Event-ID only.
-        assert!(matches!(tickets.claim(&ticket, false), Claim::Refused(_)));
-        let resumed = tickets.claim(&ticket, true);
+        assert!(matches!(
+            tickets.claim(&ticket, Feed::Events, false),
+            Claim::Refused(_)
+        ));
+        let resumed = tickets.claim(&ticket, Feed::Events, true);
         assert!(matches!(resumed, Claim::Granted { token_id, .. } if token_id == token));
         assert!(matches!(
-            tickets.claim("fkt_not-issued", true),
+            tickets.claim("fkt_not-issued", Feed::Events, true),
             Claim::Unknown
         ));
     }
 
     #[test]
+    fn a_ticket_opens_only_the_feed_it_was_issued_for() {
+        let tickets = LiveTickets::default();
+        let ticket = tickets
+            .issue(Uuid::now_v7(), Feed::Figures)
+            .expect("issued");
+        assert!(matches!(
+            tickets.claim(&ticket, Feed::Events, false),
+            Claim::Refused(_)
+        ));
+        granted(tickets.claim(&ticket, Feed::Figures, false));
+    }
+
+    #[test]
     fn a_connection_refused_before_streaming_leaves_the_ticket_unused() {
         let tickets = LiveTickets::default();
-        let ticket = tickets.issue(Uuid::now_v7()).expect("issued");
-        drop(granted(tickets.claim(&ticket, false)));
+        let ticket = tickets.issue(Uuid::now_v7(), Feed::Events).expect("issued");
+        drop(granted(tickets.claim(&ticket, Feed::Events, false)));
         // Still unused: the first opening needs no Last-Event-ID.
-        granted(tickets.claim(&ticket, false));
+        granted(tickets.claim(&ticket, Feed::Events, false));
     }
 
     #[test]
     fn one_token_asking_for_many_tickets_pushes_out_only_its_own() {
         let tickets = LiveTickets::default();
-        let other = tickets.issue(Uuid::now_v7()).expect("issued");
+        let other = tickets.issue(Uuid::now_v7(), Feed::Events).expect("issued");
         let greedy = Uuid::now_v7();
-        let first = tickets.issue(greedy).expect("issued");
+        let first = tickets.issue(greedy, Feed::Events).expect("issued");
         for _ in 0..LiveTickets::PENDING_PER_TOKEN {
-            tickets.issue(greedy).expect("issued");
+            tickets.issue(greedy, Feed::Events).expect("issued");
         }
-        assert!(matches!(tickets.claim(&first, false), Claim::Unknown));
-        granted(tickets.claim(&other, false));
+        assert!(matches!(
+            tickets.claim(&first, Feed::Events, false),
+            Claim::Unknown
+        ));
+        granted(tickets.claim(&other, Feed::Events, false));
     }
 }

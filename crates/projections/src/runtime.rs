@@ -477,6 +477,11 @@ impl Projector {
         *self.position.borrow()
     }
 
+    /// The position the read models reflect, as it changes.
+    pub fn watch_position(&self) -> watch::Receiver<u64> {
+        self.position.clone()
+    }
+
     /// The position the saved state let this process start from (0: the
     /// whole log was replayed), once known.
     pub fn resumed_from(&self) -> Option<u64> {

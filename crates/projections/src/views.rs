@@ -223,7 +223,11 @@ pub struct ZoneLine {
     pub zone_id: Uuid,
     pub name: String,
     pub report: Option<ReportState>,
+    /// What stands in the zone now.
+    pub standing: Standing,
     pub day: Figures,
+    /// Every day up to and including `date`, summed.
+    pub to_date: Figures,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -456,16 +460,20 @@ impl Reading<'_> {
         let mut zones = Vec::with_capacity(board.zones().len());
         let mut reports = Vec::with_capacity(board.zones().len());
         for (id, zone) in board.zones() {
-            standing.add(&Standing::of(zone));
+            let zone_standing = Standing::of(zone);
+            standing.add(&zone_standing);
             let zone_day = self.day_of(zone.day(date), date);
             day += &zone_day;
-            to_date += &self.sum_through(&zone.days, date);
+            let zone_to_date = self.sum_through(&zone.days, date);
+            to_date += &zone_to_date;
             let report = self.report_of(zone, date);
             zones.push(ZoneLine {
                 zone_id: *id,
                 name: zone.name.clone(),
                 report: report.as_ref().map(|r| r.state),
+                standing: zone_standing,
                 day: zone_day,
+                to_date: zone_to_date,
             });
             reports.extend(report);
         }

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{query, Paged, ReadErrors};
-use crate::access::{Audit, Authorized, FeedCaller};
+use crate::access::{Audit, Authorized, EventsFeed, FeedCaller};
 use crate::problem::ApiError;
 use crate::tickets::LiveTickets;
 use crate::AppState;
@@ -181,7 +181,9 @@ async fn live_ticket(
     caller: Authorized<Audit>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let ticket = state.tickets.issue(caller.token_id)?;
+    let ticket = state
+        .tickets
+        .issue(caller.token_id, crate::tickets::Feed::Events)?;
     let url = format!("/v1/events/live?ticket={ticket}");
     let lifetime = chrono::Duration::from_std(LiveTickets::LIFETIME).unwrap_or_default();
     Ok(HttpResponse::Created()
@@ -230,7 +232,7 @@ pub struct LiveQuery {
 )]
 #[get("/events/live")]
 async fn live_events(
-    FeedCaller { caller, ticket }: FeedCaller<Audit>,
+    FeedCaller { caller, ticket, .. }: FeedCaller<Audit, EventsFeed>,
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
-use actix_web::{get, web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use actix_web::{get, post, web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use chrono::{DateTime, NaiveDate, Utc};
 use fangkong_projections::views::{DailyAggregates, TownshipDashboard, ZoneDashboard};
 use fangkong_projections::{Clock, ProjectorError, ReadModels, Reading};
@@ -17,7 +17,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::{path_id, query, ReadErrors};
-use crate::access::{Authorized, Figures};
+use crate::access::{Authorized, FeedCaller, Figures, FiguresFeed};
 use crate::export;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -29,6 +29,8 @@ const MAX_DAYS: i64 = 366;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(zone_dashboard)
+        .service(live_figures)
+        .service(live_figures_ticket)
         .service(township_dashboard)
         .service(daily_reports);
 }
@@ -458,6 +460,187 @@ async fn daily_reports(
                 ExportFormat::Dhis2 => DailyPull::Dhis2DataValueSet(out.values),
                 _ => DailyPull::Dhis2CompleteRegistrations(out.completions),
             }))
+        }
+    }
+}
+
+/// A ticket that opens the figures' live feed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FiguresTicket {
+    /// Pass as `?ticket=`.
+    pub ticket: String,
+    /// The feed it opens, ticket included: `new EventSource(url)`.
+    pub url: String,
+    /// It must be used before then.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A ticket for a browser's EventSource on `/v1/dashboard/live`.
+///
+/// As `POST /v1/events/live/tickets`, for the figures' feed, which every role may open: the
+/// ticket stands for the calling token, must open the feed within a minute, holds one
+/// connection at a time, and reopens it only as a browser resumes it (`Last-Event-ID`) within
+/// 12 hours. It opens no other feed. Tickets live in the instance that issued them.
+#[utoipa::path(
+    tag = "dashboards",
+    responses(
+        (status = 201, description = "Issued", body = FiguresTicket, headers(("Location" = String, description = "The feed the ticket opens"))),
+        ReadErrors
+    )
+)]
+#[post("/dashboard/live/tickets")]
+async fn live_figures_ticket(
+    caller: Authorized<Figures>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let ticket = state
+        .tickets
+        .issue(caller.token_id, crate::tickets::Feed::Figures)?;
+    let url = format!("/v1/dashboard/live?ticket={ticket}");
+    let lifetime =
+        chrono::Duration::from_std(crate::tickets::LiveTickets::LIFETIME).unwrap_or_default();
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, url.clone()))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(FiguresTicket {
+            ticket,
+            url,
+            expires_at: Utc::now() + lifetime,
+        }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LiveFiguresQuery {
+    /// A ticket from `POST /v1/dashboard/live/tickets`, for a client that
+    /// cannot send `Authorization` (a browser's `EventSource`).
+    pub ticket: Option<String>,
+    /// Seconds between heartbeat comments while nothing happens (1-60, default 15).
+    pub heartbeat_seconds: Option<u64>,
+}
+
+/// One frame of the figures' feed: the position the figures now reflect.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FiguresMoved {
+    pub position: u64,
+}
+
+/// The figures' live feed, as Server-Sent Events.
+///
+/// A frame `event: position` whenever the dashboards' figures move on, naming the log position
+/// they now reflect (the first at once, for the position when the feed opened); read the
+/// dashboard again with `min_position` set to it. Changes closer together than a quarter of a
+/// second are sent as one. It carries positions only, never figures or personal data, so every
+/// role may open it: a browser with a ticket from `POST /v1/dashboard/live/tickets`. Heartbeat
+/// comments keep an idle connection open; the feed ends when its token is revoked or the
+/// server shuts down, and the browser reconnects.
+#[utoipa::path(
+    tag = "dashboards",
+    params(LiveFiguresQuery, ("Last-Event-ID" = Option<u64>, Header, description = "Ignored: the first frame is always the current position")),
+    responses((status = 200, description = "Server-Sent Events (text/event-stream), without end: `retry: 2000`, then frames `id: <position>`, `event: position`, `data: {\"position\": <position>}` (a `FiguresMoved`); comment lines (`: heartbeat`) while nothing moves.", content_type = "text/event-stream", body = String,
+        example = json!("retry: 2000\n\nid: 4812\nevent: position\ndata: {\"position\":4812}\n\n: heartbeat\n\n")), ReadErrors)
+)]
+#[get("/dashboard/live")]
+async fn live_figures(
+    FeedCaller { caller, ticket, .. }: FeedCaller<Figures, FiguresFeed>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: LiveFiguresQuery = query(&req)?;
+    let heartbeat = match q.heartbeat_seconds {
+        None => 15,
+        Some(s) if (1..=60).contains(&s) => s,
+        Some(_) => return Err(ApiError::field("heartbeat_seconds", "must be 1 to 60")),
+    };
+    state.figures_current()?;
+    let mut ticket = ticket;
+    if let Some(ticket) = ticket.as_mut() {
+        ticket.streaming();
+    }
+    let mut positions = state.projector.watch_position();
+    // The first frame is the position now.
+    positions.mark_changed();
+    let feed = FiguresFeedState {
+        _ticket: ticket,
+        projector: state.projector.clone(),
+        token_id: caller.token_id,
+        ends_at: tokio::time::Instant::now() + state.settings.live_max_lifetime,
+        last_sent: tokio::time::Instant::now(),
+        positions,
+        shutdown: state.shutdown.subscribe(),
+        pending: Some(web::Bytes::from_static(b"retry: 2000\n\n")),
+        heartbeat: Duration::from_secs(heartbeat),
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(futures::stream::unfold(feed, FiguresFeedState::next)))
+}
+
+struct FiguresFeedState {
+    /// The ticket that opened the feed, held while it is connected.
+    _ticket: Option<crate::tickets::TicketGuard>,
+    projector: fangkong_projections::Projector,
+    /// The token that opened the feed: its revocation ends it.
+    token_id: Uuid,
+    ends_at: tokio::time::Instant,
+    last_sent: tokio::time::Instant,
+    positions: tokio::sync::watch::Receiver<u64>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    pending: Option<web::Bytes>,
+    heartbeat: Duration,
+}
+
+/// Changes of the figures closer together than this go out as one frame.
+const COALESCE: Duration = Duration::from_millis(250);
+/// How often an open feed looks at its token.
+const REVOCATION_CHECK: Duration = Duration::from_millis(500);
+
+impl FiguresFeedState {
+    fn may_go_on(&self) -> bool {
+        let live = self.projector.read(|m| {
+            m.tokens
+                .get(self.token_id)
+                .is_some_and(|t| t.revoked_at.is_none())
+        });
+        live && !*self.shutdown.borrow() && tokio::time::Instant::now() < self.ends_at
+    }
+
+    async fn next(mut self) -> Option<(Result<web::Bytes, actix_web::Error>, Self)> {
+        loop {
+            if !self.may_go_on() {
+                return None;
+            }
+            if let Some(bytes) = self.pending.take() {
+                self.last_sent = tokio::time::Instant::now();
+                return Some((Ok(bytes), self));
+            }
+            if self.positions.has_changed().unwrap_or(false) {
+                let position = *self.positions.borrow_and_update();
+                self.pending = Some(web::Bytes::from(format!(
+                    "id: {position}\nevent: position\ndata: {{\"position\":{position}}}\n\n"
+                )));
+                continue;
+            }
+            let heartbeat_at = self.last_sent + self.heartbeat;
+            tokio::select! {
+                changed = self.positions.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                    // Let a burst of writes settle into one frame; the
+                    // value is read after the pause, so none is missed.
+                    self.positions.mark_changed();
+                    tokio::time::sleep(COALESCE).await;
+                }
+                _ = self.shutdown.changed() => return None,
+                _ = tokio::time::sleep_until(heartbeat_at) => {
+                    self.pending = Some(web::Bytes::from_static(b": heartbeat\n\n"));
+                }
+                _ = tokio::time::sleep(REVOCATION_CHECK) => {}
+            }
         }
     }
 }

@@ -20,7 +20,76 @@ use crate::AppState;
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_token)
         .service(list_tokens)
-        .service(revoke_token);
+        .service(revoke_token)
+        .service(calling_token);
+}
+
+/// A zone a token grants, with its name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantedZone {
+    pub zone_id: Uuid,
+    /// Absent for a zone the figures do not know yet.
+    pub name: Option<String>,
+}
+
+/// The calling token as the service sees it, so a front end shows only
+/// what the token may use.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallerView {
+    pub token_id: Uuid,
+    pub name: String,
+    #[schema(schema_with = super::schemas::role)]
+    pub role: String,
+    /// A zone worker's zones; empty for the other roles, which see the
+    /// whole township.
+    pub zones: Vec<GrantedZone>,
+    /// Names, ID numbers, phones and addresses in full (in the zones it
+    /// sees); masked or left out otherwise.
+    pub sees_personal_data: bool,
+    /// Field work and its lists: returnees, the roster, checkpoints,
+    /// venues, banquets, daily reports.
+    pub field_work: bool,
+    /// The event log, its live feed, verification and proofs.
+    pub audit: bool,
+    /// Tokens, zones, leaders.
+    pub administration: bool,
+}
+
+/// The calling token: its role, its zones, and what it may use.
+///
+/// Every role may ask. A front end shows its user what the token grants and hides what it would
+/// be refused; the server still decides every request on its own.
+#[utoipa::path(tag = "tokens", responses((status = 200, body = CallerView), ReadErrors))]
+#[get("/caller")]
+async fn calling_token(
+    caller: Authorized<crate::access::Figures>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    use fangkong_domain::access::Role;
+    let zones = state.projector.read(|m| {
+        caller
+            .zones
+            .iter()
+            .map(|id| GrantedZone {
+                zone_id: *id,
+                name: m.board.zones().get(id).map(|z| z.name.clone()),
+            })
+            .collect()
+    });
+    let role = caller.role;
+    // Cached by nobody: a revoked token must not keep its view in a cache.
+    HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(CallerView {
+            token_id: caller.token_id,
+            name: caller.name.clone(),
+            role: role.code().to_owned(),
+            zones,
+            sees_personal_data: matches!(role, Role::Admin | Role::ZoneWorker),
+            field_work: matches!(role, Role::Admin | Role::ZoneWorker),
+            audit: matches!(role, Role::Admin | Role::Auditor),
+            administration: role == Role::Admin,
+        })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
