@@ -70,6 +70,9 @@ pub async fn run(
         // Tests and scripts read this line to find a port picked with :0.
         println!("listening on http://{addr}");
     }
+    if let Some(addr) = server.addrs().first() {
+        println!("command centre: http://{addr}/ (sign in with a token)");
+    }
     tracing::info!(backend = store.backend_name(), "serving");
     let server = server.run();
     let handle = server.handle();
