@@ -999,8 +999,112 @@ async fn the_figures_feed_tells_every_role_where_the_figures_stand(db: Arc<TestD
     assert!(ended.is_ok(), "the feed ends with its token");
 }
 
+async fn no_ticket_reaches_the_log_however_it_is_sent(db: Arc<TestDb>) {
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().expect("a directory");
+        let log = dir.path().join("server.log");
+        let s = Server::start_logging(db.clone(), &log, format);
+        let mut tickets = vec![];
+        for (issue, feed) in [
+            ("/v1/dashboard/live/tickets", "/v1/dashboard/live"),
+            ("/v1/events/live/tickets", "/v1/events/live"),
+        ] {
+            for name in ["ticket", "%74icket", "%74%69%63%6B%65%74"] {
+                let ticket = s.send(s.client.post(s.url(issue))).await.ok()["ticket"]
+                    .as_str()
+                    .expect("a ticket")
+                    .to_owned();
+                // Opened, then read a little: the request is logged.
+                let opened = s
+                    .client
+                    .get(s.url(&format!("{feed}?heartbeat_seconds=1&{name}={ticket}")))
+                    .send()
+                    .await
+                    .expect("the feed opens");
+                assert_eq!(opened.status(), 200, "{feed} by {name}");
+                let mut stream = opened.bytes_stream();
+                read_until(&mut stream, "retry: ").await;
+                drop(stream);
+                tickets.push(ticket);
+            }
+        }
+        // Refused ones too.
+        s.send_raw(
+            s.client
+                .get(s.url("/v1/dashboard/live?ticket=fkt_never-issued")),
+        )
+        .await
+        .problem(401, "unauthenticated");
+        let token = s.token.clone();
+        assert!(s.stop().success());
+        let text = std::fs::read_to_string(&log).expect("the log");
+        assert!(
+            text.contains("ticket=***"),
+            "{format}: the feeds are logged"
+        );
+        for secret in tickets
+            .iter()
+            .map(String::as_str)
+            .chain(["fkt_never-issued", token.as_str()])
+        {
+            assert!(!text.contains(secret), "{format}: {secret} reached the log");
+        }
+    }
+}
+
+async fn a_token_holds_a_bounded_number_of_live_feeds(db: Arc<TestDb>) {
+    let s = Server::start_on(db, &[]);
+    let county = s.create_token("county", &[], "县疾控").await;
+    let open = || async {
+        s.client
+            .get(s.url("/v1/dashboard/live?heartbeat_seconds=1"))
+            .bearer_auth(&county)
+            .send()
+            .await
+            .expect("an answer")
+    };
+    let mut held = vec![];
+    for _ in 0..fangkong_api::feeds::OpenFeeds::PER_TOKEN {
+        let response = open().await;
+        assert_eq!(response.status(), 200);
+        let mut stream = response.bytes_stream();
+        read_until(&mut stream, "event: position").await;
+        held.push(stream);
+    }
+    let refused = open().await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().get("retry-after").is_some());
+    let body: Value = refused.json().await.expect("a problem");
+    assert_eq!(body["code"], "too_many_feeds");
+    // Another token is not held back, and a closed feed frees its place.
+    let other = s
+        .client
+        .get(s.url("/v1/dashboard/live?heartbeat_seconds=1"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(other.status(), 200, "another token is not held back");
+    drop(other);
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let again = open().await;
+        if again.status() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a closed feed's place is freed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fangkong_store::each_backend!(
     every_route_admits_exactly_the_roles_it_was_designed_for,
+    no_ticket_reaches_the_log_however_it_is_sent,
+    a_token_holds_a_bounded_number_of_live_feeds,
     the_command_centre_is_served_public_with_a_strict_policy_and_nothing_else,
     the_caller_route_tells_each_token_what_it_grants,
     the_figures_feed_tells_every_role_where_the_figures_stand,

@@ -456,12 +456,17 @@ test("an auditor reads the board as it stood at an earlier position", async () =
   await close();
 });
 
-test("the board reads on a phone screen", async () => {
-  const { page, close } = await open({ width: 390, height: 844 });
-  await signIn(page, "admin");
-  // Nothing wider than the screen: no sideways scrolling of the page.
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 1, `the page is ${overflow}px wider than the phone`);
-  await page.screenshot({ path: join(shots, "board-phone.png"), fullPage: true });
-  await close();
+test("the board reads on a phone screen and on a control-room display", async () => {
+  for (const [name, viewport] of [
+    ["board-phone", { width: 390, height: 844 }],
+    ["board-control-room", { width: 2560, height: 1440 }],
+  ]) {
+    const { page, close } = await open(viewport);
+    await signIn(page, "admin");
+    // Nothing wider than the screen: no sideways scrolling of the page.
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `${name}: the page is ${overflow}px wider than the screen`);
+    await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+    await close();
+  }
 });

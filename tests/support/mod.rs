@@ -102,11 +102,17 @@ impl Server {
 
     /// Starts with info-level JSON logs written to `log`.
     pub fn start_logging_json(db: TestDb, log: &std::path::Path) -> Server {
+        Self::start_logging(Arc::new(db), log, "json")
+    }
+
+    /// Starts with info-level logs in `format` (`json`, or `text`: the
+    /// default) written to `log`.
+    pub fn start_logging(db: Arc<TestDb>, log: &std::path::Path, format: &str) -> Server {
         let file = std::fs::File::create(log).expect("a log file");
         Self::spawn(
-            Arc::new(db),
+            db,
             &[],
-            &[("RUST_LOG", "info"), ("FANGKONG_LOG_FORMAT", "json")],
+            &[("RUST_LOG", "info"), ("FANGKONG_LOG_FORMAT", format)],
             Stdio::from(file),
         )
     }

@@ -281,7 +281,7 @@ async fn time_limit(
     let limit = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.settings.request_timeout);
-    let endless = req.match_info().as_str() == "/v1/events/live";
+    let endless = crate::contract::LIVE_FEEDS.contains(&req.match_info().as_str());
     match limit {
         Some(limit) if !endless => match tokio::time::timeout(limit, next.call(req)).await {
             Ok(response) => response,
@@ -345,15 +345,38 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
         request
             .extensions_mut()
             .insert(RequestId(request_id.clone()));
-        let span = tracing_actix_web::root_span!(request, request.id = %request_id);
-        // A live-feed ticket stays out of the logs, as a token would.
-        if request.query_string().contains("ticket=") {
-            span.record(
-                "http.target",
-                redacted_target(request.path(), request.query_string()),
-            );
-        }
-        span
+        // tracing-actix-web's root span, its fields named alike, but with
+        // the target as logged decided here: recording a redacted target
+        // afterwards adds a second field beside the first, and text logs
+        // print both.
+        let method = request.method().as_str();
+        let route = request
+            .match_pattern()
+            .unwrap_or_else(|| "default".to_owned());
+        let connection = request.connection_info();
+        let user_agent = request
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::info_span!(
+            "HTTP request",
+            http.method = %method,
+            http.route = %route,
+            http.flavor = ?request.version(),
+            http.scheme = %connection.scheme(),
+            http.host = %connection.host(),
+            http.client_ip = %connection.realip_remote_addr().unwrap_or(""),
+            http.user_agent = %user_agent,
+            http.target = %redacted_target(request.path(), request.query_string()),
+            http.status_code = tracing::field::Empty,
+            otel.name = %format!("{method} {route}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            request.id = %request_id,
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+        )
     }
 
     fn on_request_end<B: MessageBody>(
@@ -364,16 +387,51 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
     }
 }
 
-/// The request target with every `ticket` parameter's value hidden.
+/// The request target with the value of every parameter whose name, as
+/// the query parser decodes it (`%74icket` is `ticket`), is `ticket`
+/// hidden: a live-feed ticket stays out of the logs, as a token does.
 fn redacted_target(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        return path.to_owned();
+    }
     let query: Vec<String> = query
         .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some(("ticket", _)) => "ticket=***".to_owned(),
-            _ => pair.to_owned(),
+        .map(|pair| {
+            let secret = form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .is_some_and(|(name, _)| name == "ticket");
+            if secret {
+                "ticket=***".to_owned()
+            } else {
+                pair.to_owned()
+            }
         })
         .collect();
     format!("{path}?{}", query.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_target;
+
+    #[test]
+    fn a_ticket_is_hidden_however_its_name_is_spelled() {
+        for query in [
+            "ticket=fkt_secret",
+            "%74icket=fkt_secret",
+            "%74%69%63%6B%65%74=fkt_secret",
+            "heartbeat_seconds=1&ticket=fkt_secret",
+            "ticket=fkt_secret&ticket=fkt_secret",
+        ] {
+            let target = redacted_target("/v1/dashboard/live", query);
+            assert!(!target.contains("fkt_secret"), "{query}: {target}");
+        }
+        assert_eq!(
+            redacted_target("/v1/events/live", "after=3&named=false"),
+            "/v1/events/live?after=3&named=false"
+        );
+        assert_eq!(redacted_target("/v1/zones", ""), "/v1/zones");
+    }
 }
 
 /// Times every request, counts it by matched route and status, logs one

@@ -6,6 +6,7 @@ pub mod access;
 pub mod contract;
 pub mod export;
 pub mod extract;
+pub mod feeds;
 pub mod http;
 pub mod metrics;
 pub mod problem;
@@ -90,8 +91,10 @@ pub struct AppState {
     pub projector: fangkong_projections::Projector,
     pub settings: Settings,
     pub failed_auth: access::FailedAuth,
-    /// Tickets that open the live feed from a browser.
+    /// Tickets that open the live feeds from a browser.
     pub tickets: tickets::LiveTickets,
+    /// Live feeds open now, bounded per token and in all.
+    pub feeds: feeds::OpenFeeds,
     pub rate_limit: access::RateLimit,
     /// Flipped when the server begins to shut down: live feeds end.
     pub shutdown: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
@@ -121,6 +124,7 @@ impl AppState {
             commands: fangkong_app::Application::new(store, township),
             metrics,
             tickets: tickets::LiveTickets::default(),
+            feeds: feeds::OpenFeeds::default(),
             rate_limit: access::RateLimit::new(settings.rate_per_second, settings.rate_burst),
             failed_auth: access::FailedAuth::new(
                 settings.failed_auth_limit,

@@ -53,6 +53,8 @@ pub enum ApiError {
     TooManyFailedAttempts { retry_after: u64 },
     #[error("this token sent more requests than its rate allows; retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
+    #[error("this token holds as many live feeds or tickets as it may: close one, or retry in {retry_after} s")]
+    TooManyFeeds { retry_after: u64 },
     #[error("the request took longer than {seconds} s and was abandoned; a write may still land: retry with the same Idempotency-Key")]
     TimedOut { seconds: f64 },
     #[error("{0}")]
@@ -103,6 +105,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden".into(),
             ApiError::TooManyFailedAttempts { .. } => "too_many_failed_attempts".into(),
             ApiError::RateLimited { .. } => "rate_limited".into(),
+            ApiError::TooManyFeeds { .. } => "too_many_feeds".into(),
             ApiError::TimedOut { .. } => "request_timeout".into(),
             ApiError::NotFound(_) => "not_found".into(),
             ApiError::LogCorrupt { .. } => "log_corrupt".into(),
@@ -128,7 +131,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => "Authentication required",
             ApiError::Forbidden(_) => "Not allowed for this role",
             ApiError::TooManyFailedAttempts { .. } => "Too many failed attempts",
-            ApiError::RateLimited { .. } => "Too many requests",
+            ApiError::RateLimited { .. } | ApiError::TooManyFeeds { .. } => "Too many requests",
             ApiError::TimedOut { .. } => "Request timed out",
             ApiError::NotFound(_) => "Not found",
             ApiError::LogCorrupt { .. } | ApiError::ProjectionStalled { .. } => {
@@ -239,7 +242,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyFailedAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooManyFeeds { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::TimedOut { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::LogCorrupt { .. } | ApiError::ProjectionStalled { .. } => {
@@ -262,7 +267,8 @@ impl ResponseError for ApiError {
             ApiError::Unavailable => {
                 response.insert_header((header::RETRY_AFTER, "2"));
             }
-            ApiError::TooManyFailedAttempts { retry_after } => {
+            ApiError::TooManyFailedAttempts { retry_after }
+            | ApiError::TooManyFeeds { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             ApiError::RateLimited { retry_after } => {

@@ -78,10 +78,12 @@ impl LiveTickets {
     pub const LIFETIME: Duration = Duration::from_secs(60);
     /// How long after issue a ticket's feed may be resumed.
     pub const RESUMABLE: Duration = Duration::from_secs(12 * 3600);
-    /// Tickets kept at most, and unopened ones per token: one caller asking
-    /// for many cannot push out another's.
+    /// Tickets kept at most, and per token (pending and resumable alike).
+    /// A token at its share pushes out only its own oldest ticket not
+    /// connected; with the whole table full the caller is refused, never
+    /// another caller's ticket evicted.
     const MOST: usize = 10_000;
-    const PENDING_PER_TOKEN: usize = 16;
+    const PER_TOKEN: usize = 16;
 
     /// A new ticket for `token_id` that opens `feed`.
     pub fn issue(&self, token_id: Uuid, feed: Feed) -> Result<String, ApiError> {
@@ -96,24 +98,20 @@ impl LiveTickets {
                 connected || now.duration_since(t.issued) < Self::RESUMABLE
             }
         });
-        let pending = |token: Option<Uuid>| {
-            move |t: &&Ticket| {
-                t.stage == Stage::Pending && token.is_none_or(|token| t.token_id == token)
-            }
-        };
-        if issued.values().filter(pending(Some(token_id))).count() >= Self::PENDING_PER_TOKEN {
-            evict_oldest(&mut issued, |t| {
-                t.stage == Stage::Pending && t.token_id == token_id
+        let connected = Stage::Opened { connected: true };
+        if issued.values().filter(|t| t.token_id == token_id).count() >= Self::PER_TOKEN
+            && !evict_oldest(&mut issued, |t| {
+                t.token_id == token_id && t.stage != connected
+            })
+        {
+            return Err(ApiError::TooManyFeeds {
+                retry_after: Self::LIFETIME.as_secs(),
             });
         }
         if issued.len() >= Self::MOST {
-            if issued.values().any(|t| pending(None)(&t)) {
-                evict_oldest(&mut issued, |t| t.stage == Stage::Pending);
-            } else {
-                evict_oldest(&mut issued, |t| {
-                    t.stage != Stage::Opened { connected: true }
-                });
-            }
+            return Err(ApiError::TooManyFeeds {
+                retry_after: Self::LIFETIME.as_secs(),
+            });
         }
         issued.insert(
             Sha256::digest(ticket.as_bytes()).into(),
@@ -170,15 +168,14 @@ impl LiveTickets {
     }
 }
 
-fn evict_oldest(issued: &mut Issued, eligible: impl Fn(&Ticket) -> bool) {
+/// Removes the oldest eligible ticket; false when none is.
+fn evict_oldest(issued: &mut Issued, eligible: impl Fn(&Ticket) -> bool) -> bool {
     let oldest = issued
         .iter()
         .filter(|(_, t)| eligible(t))
         .min_by_key(|(_, t)| t.issued)
         .map(|(k, _)| *k);
-    if let Some(oldest) = oldest {
-        issued.remove(&oldest);
-    }
+    oldest.is_some_and(|oldest| issued.remove(&oldest).is_some())
 }
 
 /// Holds a ticket for one connection. Dropped once the feed streamed, the
@@ -279,7 +276,7 @@ mod tests {
         let other = tickets.issue(Uuid::now_v7(), Feed::Events).expect("issued");
         let greedy = Uuid::now_v7();
         let first = tickets.issue(greedy, Feed::Events).expect("issued");
-        for _ in 0..LiveTickets::PENDING_PER_TOKEN {
+        for _ in 0..LiveTickets::PER_TOKEN {
             tickets.issue(greedy, Feed::Events).expect("issued");
         }
         assert!(matches!(
@@ -287,5 +284,40 @@ mod tests {
             Claim::Unknown
         ));
         granted(tickets.claim(&other, Feed::Events, false));
+    }
+
+    #[test]
+    fn used_tickets_count_against_their_token_and_connected_ones_are_never_pushed_out() {
+        let tickets = LiveTickets::default();
+        let other = tickets
+            .issue(Uuid::now_v7(), Feed::Figures)
+            .expect("issued");
+        let greedy = Uuid::now_v7();
+        // Opened and closed: resumable for hours, so still its token's.
+        let mut used = vec![];
+        for _ in 0..LiveTickets::PER_TOKEN {
+            let ticket = tickets.issue(greedy, Feed::Figures).expect("issued");
+            let mut guard = granted(tickets.claim(&ticket, Feed::Figures, false));
+            guard.streaming();
+            used.push(ticket);
+        }
+        // One more pushes out its own oldest, not the other token's.
+        tickets.issue(greedy, Feed::Figures).expect("issued");
+        assert!(matches!(
+            tickets.claim(&used[0], Feed::Figures, true),
+            Claim::Unknown
+        ));
+        granted(tickets.claim(&other, Feed::Figures, false));
+        // Every one of its tickets holding a connection: refused, not evicted.
+        let busy = Uuid::now_v7();
+        let mut open = vec![];
+        for _ in 0..LiveTickets::PER_TOKEN {
+            let ticket = tickets.issue(busy, Feed::Figures).expect("issued");
+            open.push(granted(tickets.claim(&ticket, Feed::Figures, false)));
+        }
+        assert!(matches!(
+            tickets.issue(busy, Feed::Figures),
+            Err(ApiError::TooManyFeeds { .. })
+        ));
     }
 }

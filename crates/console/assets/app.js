@@ -625,6 +625,7 @@ function showBoard(history) {
 
   const userLoad = () => {
     ctx.seq += 1;
+    ctx.trend = null;
     ctx.pendingReady = true;
     ctx.status.textContent = "正在读取…";
     setReady("");
@@ -644,6 +645,9 @@ function showBoard(history) {
   ctx.runner.now();
 }
 
+/** How often, at most, a live board reads its 14-day trends again. */
+const TREND_REFRESH_MS = 30_000;
+
 async function loadBoard(ctx, minPosition) {
   const { v } = ctx;
   const seq = ctx.seq;
@@ -657,13 +661,23 @@ async function loadBoard(ctx, minPosition) {
       min_position: wait,
     });
     if (!v.alive) return;
-    const daily = await api.dailyRows({
-      from: addDays(board.date, -13),
-      to: board.date,
-      as_of: asOf ? asOf.param : undefined,
-      min_position: wait,
-    });
+    // The 14 days' rows are the heavy read (every zone's every figure):
+    // while live, the board's own figures follow each move at once and the
+    // trends at most every TREND_REFRESH_MS, so a phone on a poor network
+    // is not made to fetch them several times a second.
+    const trend = ctx.trend;
+    const fresh =
+      trend && !asOf && trend.date === board.date && Date.now() - trend.at < TREND_REFRESH_MS;
+    const daily = fresh
+      ? trend.daily
+      : await api.dailyRows({
+          from: addDays(board.date, -13),
+          to: board.date,
+          as_of: asOf ? asOf.param : undefined,
+          min_position: wait,
+        });
     if (!v.alive) return;
+    if (!fresh) ctx.trend = { date: board.date, at: Date.now(), daily };
     if (!asOf) state.today = board.today;
     renderBoard(ctx, board, daily);
     ctx.errorBox.replaceChildren();

@@ -256,12 +256,14 @@ async fn live_events(
         None => state.store().head().await?.position,
     };
     let category = checked_name("category", q.category)?;
+    let slot = state.feeds.open(caller.token_id)?;
     let mut ticket = ticket;
     if let Some(ticket) = ticket.as_mut() {
         ticket.streaming();
     }
     let live = Live {
         _ticket: ticket,
+        _slot: slot,
         projector: state.projector.clone(),
         token_id: caller.token_id,
         ends_at: tokio::time::Instant::now() + state.settings.live_max_lifetime,
@@ -293,6 +295,8 @@ async fn live_events(
 struct Live {
     /// The ticket that opened the feed, held while it is connected.
     _ticket: Option<crate::tickets::TicketGuard>,
+    /// Its place among the token's open feeds.
+    _slot: crate::feeds::FeedSlot,
     projector: fangkong_projections::Projector,
     /// The token that opened the feed: its revocation ends it.
     token_id: uuid::Uuid,

@@ -554,6 +554,7 @@ async fn live_figures(
         Some(_) => return Err(ApiError::field("heartbeat_seconds", "must be 1 to 60")),
     };
     state.figures_current()?;
+    let slot = state.feeds.open(caller.token_id)?;
     let mut ticket = ticket;
     if let Some(ticket) = ticket.as_mut() {
         ticket.streaming();
@@ -563,6 +564,7 @@ async fn live_figures(
     positions.mark_changed();
     let feed = FiguresFeedState {
         _ticket: ticket,
+        _slot: slot,
         projector: state.projector.clone(),
         token_id: caller.token_id,
         ends_at: tokio::time::Instant::now() + state.settings.live_max_lifetime,
@@ -582,6 +584,8 @@ async fn live_figures(
 struct FiguresFeedState {
     /// The ticket that opened the feed, held while it is connected.
     _ticket: Option<crate::tickets::TicketGuard>,
+    /// Its place among the token's open feeds.
+    _slot: crate::feeds::FeedSlot,
     projector: fangkong_projections::Projector,
     /// The token that opened the feed: its revocation ends it.
     token_id: Uuid,

@@ -11,7 +11,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::{path_id, ReadErrors, WriteErrors};
-use crate::access::{Admin, Authorized};
+use crate::access::{Admin, Audit, Authorized, Field, Policy};
 use crate::extract::{Json, WriteHeaders};
 use crate::problem::ApiError;
 use crate::write::Written;
@@ -86,9 +86,10 @@ async fn calling_token(
             role: role.code().to_owned(),
             zones,
             sees_personal_data: matches!(role, Role::Admin | Role::ZoneWorker),
-            field_work: matches!(role, Role::Admin | Role::ZoneWorker),
-            audit: matches!(role, Role::Admin | Role::Auditor),
-            administration: role == Role::Admin,
+            // From the policies the routes declare, so the two cannot drift.
+            field_work: Field::ROLES.contains(&role),
+            audit: Audit::ROLES.contains(&role),
+            administration: Admin::ROLES.contains(&role),
         })
 }
 

@@ -1,0 +1,99 @@
+//! Live feeds open at once, per token and in all. A feed holds a
+//! connection (and a file descriptor) for as long as the client keeps it;
+//! without a bound, one token of any role could open feeds until the
+//! server runs out of either.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use uuid::Uuid;
+
+use crate::problem::ApiError;
+
+#[derive(Debug, Clone, Default)]
+pub struct OpenFeeds {
+    open: Arc<Mutex<Counts>>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    by_token: HashMap<Uuid, usize>,
+    total: usize,
+}
+
+impl OpenFeeds {
+    /// Feeds one token may hold open: a duty room's few screens and tabs.
+    pub const PER_TOKEN: usize = 8;
+    /// Feeds open at most, all tokens together.
+    pub const MOST: usize = 2_000;
+    /// How soon a refused client should try again.
+    const RETRY_AFTER: u64 = 30;
+
+    /// A place for one more feed of `token_id`, held until the slot drops.
+    pub fn open(&self, token_id: Uuid) -> Result<FeedSlot, ApiError> {
+        let mut counts = self.open.lock().map_err(|_| ApiError::Internal)?;
+        let mine = counts.by_token.get(&token_id).copied().unwrap_or(0);
+        if mine >= Self::PER_TOKEN || counts.total >= Self::MOST {
+            return Err(ApiError::TooManyFeeds {
+                retry_after: Self::RETRY_AFTER,
+            });
+        }
+        counts.by_token.insert(token_id, mine + 1);
+        counts.total += 1;
+        Ok(FeedSlot {
+            feeds: self.clone(),
+            token_id,
+        })
+    }
+
+    /// Feeds open now, all tokens together.
+    pub fn total(&self) -> usize {
+        self.open.lock().map_or(0, |c| c.total)
+    }
+}
+
+/// One open feed's place; freed when the feed ends (the stream dropped).
+#[derive(Debug)]
+pub struct FeedSlot {
+    feeds: OpenFeeds,
+    token_id: Uuid,
+}
+
+impl Drop for FeedSlot {
+    fn drop(&mut self) {
+        let Ok(mut counts) = self.feeds.open.lock() else {
+            return;
+        };
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(mine) = counts.by_token.get_mut(&self.token_id) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                counts.by_token.remove(&self.token_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_holds_at_most_its_share_and_a_closed_feed_frees_its_place() {
+        let feeds = OpenFeeds::default();
+        let greedy = Uuid::now_v7();
+        let mut held: Vec<FeedSlot> = (0..OpenFeeds::PER_TOKEN)
+            .map(|_| feeds.open(greedy).expect("a place"))
+            .collect();
+        assert!(matches!(
+            feeds.open(greedy),
+            Err(ApiError::TooManyFeeds { .. })
+        ));
+        // Another token is not held back by it.
+        let other = feeds.open(Uuid::now_v7()).expect("a place");
+        held.pop();
+        let _again = feeds.open(greedy).expect("a freed place");
+        drop(other);
+        assert_eq!(feeds.total(), OpenFeeds::PER_TOKEN);
+    }
+}
