@@ -71,9 +71,29 @@ async function api(role, path, init = {}) {
  */
 async function open(viewport = { width: 1440, height: 1000 }) {
   const context = await browser.newContext({ viewport, locale: "zh-CN" });
+  // Counts the page's open EventSources, so a feed left behind when a view
+  // is left is seen.
+  await context.addInitScript(() => {
+    const Native = window.EventSource;
+    window.__feeds = 0;
+    window.EventSource = class extends Native {
+      constructor(...args) {
+        super(...args);
+        window.__feeds += 1;
+        this.__open = true;
+      }
+      close() {
+        if (this.__open) window.__feeds -= 1;
+        this.__open = false;
+        super.close();
+      }
+    };
+  });
   const page = await context.newPage();
   const problems = [];
   const expected = [];
+  const requested = [];
+  page.on("request", (r) => requested.push(r.url()));
   page.on("console", (m) => {
     // Chromium echoes every answer of 400 and up as a console error: the
     // answers themselves are judged below.
@@ -95,6 +115,7 @@ async function open(viewport = { width: 1440, height: 1000 }) {
   });
   return {
     page,
+    requested,
     expect: (status, path) => expected.push({ status, path }),
     async close() {
       await context.close();
@@ -217,9 +238,12 @@ test("a wrong token is refused in words and signs nobody in", async () => {
   await close();
 });
 
-test("the keyboard alone signs in", async () => {
+test("the keyboard alone signs in and moves between views", async () => {
   const { page, close } = await open();
   await page.goto(base + "/");
+  await page.getByTestId("signin-token").waitFor();
+  // From the top of the page, as a keyboard user arrives.
+  await page.evaluate(() => document.activeElement?.blur());
   for (let i = 0; i < 10; i += 1) {
     const focused = await page.evaluate(() => document.activeElement?.dataset?.testid);
     if (focused === "signin-token") break;
@@ -230,6 +254,16 @@ test("the keyboard alone signs in", async () => {
   await page.keyboard.press("Enter");
   await page.waitForSelector("[data-testid=caller-role][data-role=county]");
   await ready(page, "board");
+  // Tab reaches the zone view's link; Enter opens it.
+  for (let i = 0; i < 30; i += 1) {
+    await page.keyboard.press("Tab");
+    const focused = await page.evaluate(() => document.activeElement?.dataset?.testid);
+    if (focused === "nav-zone") break;
+  }
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset?.testid), "nav-zone");
+  await page.keyboard.press("Enter");
+  await ready(page, "zone");
+  await page.getByTestId("zone-view").waitFor();
   await close();
 });
 
@@ -281,7 +315,7 @@ test("the township board shows the API's figures for the day, and its trends", a
 });
 
 test("a zone worker sees its one zone, its roster in full, and nothing of other zones", async () => {
-  const { page, close } = await open({ width: 1280, height: 900 });
+  const { page, requested, close } = await open({ width: 1280, height: 900 });
   await signIn(page, "zone_worker");
   const zones = page.getByTestId("caller-zone");
   assert.equal(await zones.count(), 1);
@@ -321,26 +355,67 @@ test("a zone worker sees its one zone, its roster in full, and nothing of other 
   const township = await api("admin", "/v1/dashboard");
   const other = township.zones.find((z) => z.zone_id !== workerZone);
   await page.goto(`${base}/#/zone/${other.zone_id}`);
-  await page.waitForTimeout(1000);
+  await page.getByText("您只能查看自己负责的片区").waitFor();
   assert.equal(await page.locator(`[data-testid=zone-view][data-zone-id="${other.zone_id}"]`).count(), 0);
   assert.ok(!(await page.locator("body").innerText()).includes(other.name), "another zone's name");
+  assert.deepEqual(
+    requested.filter((url) => url.includes(other.zone_id)),
+    [],
+    "the page never asks for another zone's data",
+  );
   await close();
 });
 
-test("county and auditor see figures and no personal data", async () => {
-  const names = (await api("admin", "/v1/quarantine/roster")).items.map((r) => r.name);
-  const banquetHosts = (await api("admin", "/v1/banquets")).items.map((b) => b.host?.name).filter(Boolean);
-  assert.ok(names.length > 0);
+/** Every page of a list, as the admin reads it. */
+async function everything(path) {
+  const items = [];
+  let cursor = null;
+  do {
+    const sep = path.includes("?") ? "&" : "?";
+    const page = await api("admin", `${path}${sep}limit=500${cursor ? `&cursor=${cursor}` : ""}`);
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return items;
+}
+
+test("county and auditor see figures and no personal data, in any view", async () => {
+  const returnees = await everything("/v1/returnees");
+  const secrets = new Set();
+  for (const r of returnees) {
+    for (const value of [r.personal?.name, r.personal?.resident_id, r.personal?.phone, r.personal?.address]) {
+      if (value) secrets.add(value);
+    }
+  }
+  for (const b of await everything("/v1/banquets")) {
+    if (b.host?.name) secrets.add(b.host.name);
+    if (b.host?.phone) secrets.add(b.host.phone);
+  }
+  assert.ok(secrets.size > returnees.length, `${secrets.size} personal values to look for`);
   for (const role of ["county", "auditor"]) {
     const { page, close } = await open();
     await signIn(page, role);
     await assertBoardEqualsApi(page, await boardMatching(page, role));
+    const pages = [await page.content()];
     await page.goto(`${base}/#/zone/${workerZone}`);
     await ready(page, "zone");
     assert.equal(await page.getByTestId("roster-row").count(), 0, role);
-    const text = await page.locator("body").innerText();
-    for (const name of [...names, ...banquetHosts]) {
-      assert.ok(!text.includes(name), `${role} was shown ${name}`);
+    pages.push(await page.content());
+    await page.goto(`${base}/#/report/${workerZone}`);
+    await ready(page, "report");
+    assert.equal(await page.getByTestId("report-form").count(), 0, `${role} is offered no report form`);
+    pages.push(await page.content());
+    await page.goto(`${base}/#/history`);
+    await ready(page, "history");
+    await page.getByTestId("history-as-of").fill("1000");
+    await page.getByTestId("history-apply").click();
+    await page.waitForSelector('[data-testid=board][data-as-of="1000"]');
+    await ready(page, "history");
+    pages.push(await page.content());
+    for (const html of pages) {
+      for (const secret of secrets) {
+        assert.ok(!html.includes(secret), `${role} was shown ${secret}`);
+      }
     }
     await close();
   }
@@ -387,12 +462,25 @@ test("a submitted daily report changes the board; a refused one changes nothing 
     const figure = await input.getAttribute("data-figure");
     assert.equal(Number(await input.inputValue()), zoneDay.day[figure], `prefilled ${figure}`);
   }
+  // The zone leader corrects one figure before attesting.
+  const corrected = inputs.first();
+  const correctedFigure = await corrected.getAttribute("data-figure");
+  await corrected.fill(String(zoneDay.day[correctedFigure] + 3));
+  const sent = {};
+  for (const input of await inputs.all()) {
+    sent[await input.getAttribute("data-figure")] = Number(await input.inputValue());
+  }
   await page.getByTestId("report-submitted-by").fill("值班员");
   await page.getByTestId("report-submit").click();
   await page.waitForSelector("[data-testid=report-result][data-outcome=ok]");
   const submitted = await api("admin", `/v1/zones/${pending.zone_id}/daily-reports/${date}`);
   assert.equal(submitted.submitted, true);
   assert.equal(submitted.submitted_by, "值班员");
+  assert.equal(submitted.zero_report, false);
+  for (const [figure, value] of Object.entries(sent)) {
+    assert.equal(submitted.figures[figure] ?? 0, value, `attested ${figure}`);
+  }
+  assert.equal(submitted.figures[correctedFigure], zoneDay.day[correctedFigure] + 3);
 
   await page.getByTestId("nav-board").click();
   await ready(page, "board");
@@ -451,8 +539,37 @@ test("an auditor reads the board as it stood at an earlier position", async () =
   assert.equal(then.position, position);
   await assertBoardEqualsApi(page, then);
   await page.screenshot({ path: join(shots, "history.png"), fullPage: true });
+
+  // By township time, whatever the browser's own zone: yesterday 20:00 in
+  // the township is 12:00 UTC.
+  const yesterday = daysBefore(now.today, 1);
+  await page.getByTestId("history-as-of").fill(`${yesterday} 20:00`);
+  await page.getByTestId("history-apply").click();
+  await page.waitForSelector(`[data-testid=board][data-as-of^="${yesterday}T20:00"]`);
+  await ready(page, "history");
+  const sent = await page.getByTestId("board").getAttribute("data-as-of");
+  assert.equal(new Date(sent).toISOString(), `${yesterday}T12:00:00.000Z`, sent);
+  const thenByTime = await api("auditor", `/v1/dashboard?as_of=${encodeURIComponent(sent)}&date=${yesterday}`);
+  await assertBoardEqualsApi(page, thenByTime);
+
   await page.getByTestId("history-clear").click();
   await page.waitForSelector('[data-testid=board][data-as-of=""]');
+  await close();
+});
+
+test("leaving a view closes its live feed", async () => {
+  const { page, close } = await open();
+  await signIn(page, "admin");
+  await page.waitForSelector("[data-testid=live-status][data-state=live]", { timeout: 10_000 });
+  for (const hash of [`#/zone/${workerZone}`, "#/history", "#/board", `#/zone/${workerZone}`, "#/board"]) {
+    await page.goto(`${base}/${hash}`);
+    await ready(page, hash.split("/")[1]);
+  }
+  await page.waitForSelector("[data-testid=live-status][data-state=live]", { timeout: 10_000 });
+  assert.equal(await page.evaluate(() => window.__feeds), 1, "one feed open, the board's");
+  await page.getByTestId("signout").click();
+  await page.getByTestId("signin-token").waitFor();
+  assert.equal(await page.evaluate(() => window.__feeds), 0, "none after signing out");
   await close();
 });
 
@@ -464,9 +581,17 @@ test("the board reads on a phone screen and on a control-room display", async ()
     const { page, close } = await open(viewport);
     await signIn(page, "admin");
     // Nothing wider than the screen: no sideways scrolling of the page.
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    assert.ok(overflow <= 1, `${name}: the page is ${overflow}px wider than the screen`);
+    const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok((await overflow()) <= 1, `${name}: the board is ${await overflow()}px wider than the screen`);
     await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+    for (const [view, hash] of [
+      ["zone", `#/zone/${workerZone}`],
+      ["report", `#/report/${workerZone}`],
+    ]) {
+      await page.goto(`${base}/${hash}`);
+      await ready(page, view);
+      assert.ok((await overflow()) <= 1, `${name}: the ${view} view is ${await overflow()}px too wide`);
+    }
     await close();
   }
 });

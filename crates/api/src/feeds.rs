@@ -22,8 +22,10 @@ struct Counts {
 }
 
 impl OpenFeeds {
-    /// Feeds one token may hold open: a duty room's few screens and tabs.
-    pub const PER_TOKEN: usize = 8;
+    /// Feeds one token may hold open: a duty room's screens and tabs,
+    /// with room for the ones a reload left behind (a feed learns its
+    /// client has gone only at its next heartbeat).
+    pub const PER_TOKEN: usize = 16;
     /// Feeds open at most, all tokens together.
     pub const MOST: usize = 2_000;
     /// How soon a refused client should try again.

@@ -286,7 +286,7 @@ export class LiveFeed {
       return;
     }
     if (this.stopped || generation !== this.generation) return;
-    if (!ticket || typeof ticket.url !== "string" || !ticket.url.startsWith("/")) {
+    if (!ticket || typeof ticket.url !== "string" || !ticket.url.startsWith("/v1/dashboard/live?")) {
       this.onState("offline");
       this.retryLater();
       return;

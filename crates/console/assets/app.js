@@ -137,6 +137,12 @@ const els = {
 
 function setReady(name) {
   document.body.dataset.ready = name;
+  // A select that navigated (its view rebuilt) keeps the keyboard's place.
+  if (name && state.refocus) {
+    const again = document.getElementById(state.refocus);
+    state.refocus = null;
+    if (again) again.focus();
+  }
 }
 
 // ---- Views: one at a time; leaving a view ends its feed and timers ------
@@ -208,13 +214,19 @@ function keepFocus(container, render) {
   }
 }
 
-/** Runs `task(minPosition)` one at a time; schedule() debounces live reloads. */
-function serial(task, delay) {
+/**
+ * Runs `task(minPosition)` one at a time. schedule() (a live move) runs it
+ * at once when the last run started `gap` ms ago or more, else when it
+ * will have: however fast the log moves, a view reads at most once a
+ * `gap`, and never waits longer than that to show a move.
+ */
+function serial(task, gap) {
   let timer = null;
   let running = false;
   let again = false;
   let wanted = 0;
   let cancelled = false;
+  let lastStart = 0;
   async function run() {
     timer = null;
     if (cancelled) return;
@@ -223,6 +235,7 @@ function serial(task, delay) {
       return;
     }
     running = true;
+    lastStart = Date.now();
     try {
       await task(wanted);
     } catch (_) {
@@ -238,8 +251,8 @@ function serial(task, delay) {
   function schedule(position) {
     if (cancelled) return;
     if (position) wanted = Math.max(wanted, position);
-    clearTimeout(timer);
-    timer = setTimeout(run, delay);
+    if (timer) return; // already due: it reads the latest `wanted`
+    timer = setTimeout(run, Math.max(0, lastStart + gap - Date.now()));
   }
   function now() {
     clearTimeout(timer);
@@ -366,7 +379,10 @@ function zoneSelect(testid, id, zones, current, onChange) {
     zones.map((z) => h("option", { value: z.zone_id }, z.name)),
   );
   select.value = current;
-  select.addEventListener("change", () => onChange(select.value));
+  select.addEventListener("change", () => {
+    state.refocus = id;
+    onChange(select.value);
+  });
   return select;
 }
 
@@ -380,8 +396,12 @@ function showSignIn(reason) {
   els.nav.hidden = true;
   els.live.hidden = true;
   document.title = "登录 · 防控指挥中心";
+  // Not a password field: browsers offer to keep those in their password
+  // store, and the token must not outlive the tab. Masked by the stylesheet.
   const input = h("input", {
-    type: "password",
+    type: "text",
+    class: "secret",
+    autocapitalize: "off",
     id: "signin-token",
     name: "token",
     "data-testid": "signin-token",
@@ -620,7 +640,7 @@ function showBoard(history) {
     ctx.data,
   );
   main.append(ctx.board);
-  ctx.runner = serial((minPosition) => loadBoard(ctx, minPosition), 300);
+  ctx.runner = serial((minPosition) => loadBoard(ctx, minPosition), LIVE_GAP_MS);
   v.cleanups.push(() => ctx.runner.cancel(), () => stopFeed(ctx));
 
   const userLoad = () => {
@@ -644,6 +664,9 @@ function showBoard(history) {
   focusHeading();
   ctx.runner.now();
 }
+
+/** How often, at most, a live view reads again as the log moves. */
+const LIVE_GAP_MS = 1000;
 
 /** How often, at most, a live board reads its 14-day trends again. */
 const TREND_REFRESH_MS = 30_000;
@@ -876,7 +899,7 @@ function zonesPanel(d, zoneWorker) {
     {},
     h("th", { scope: "col", rowspan: "2", class: "col-name" }, "片区"),
     h("th", { scope: "col", rowspan: "2" }, "日报"),
-    h("th", { scope: "col", rowspan: "2" }, "在隔离"),
+    h("th", { scope: "col", rowspan: "2" }, "当前在隔离"),
     KEY_FIGURES.map((code) => h("th", { scope: "colgroup", colspan: "2" }, figureLabel(code))),
   );
   const head2 = h(
@@ -1218,7 +1241,7 @@ async function showZone(zoneId) {
       : h("p", { class: "note" }, "隔离名单、卡口、关停场所和宴席等名单需要现场工作角色（管理员或片区工作人员）的令牌；县级部门和审计只看统计数字。"),
   );
   main.append(ctx.section);
-  ctx.runner = serial((minPosition) => loadZone(ctx, minPosition), 300);
+  ctx.runner = serial((minPosition) => loadZone(ctx, minPosition), LIVE_GAP_MS);
   v.cleanups.push(() => ctx.runner.cancel(), () => stopFeed(ctx));
   const userLoad = () => {
     ctx.seq += 1;
@@ -1253,7 +1276,14 @@ async function loadZone(ctx, minPosition) {
     if (ctx.reportLink) ctx.reportLink.setAttribute("href", "#/report/" + encodeURIComponent(ctx.zoneId) + "/" + zd.date);
     keepFocus(ctx.figures, () => ctx.figures.replaceChildren(...zoneFigures(zd)));
     ctx.errorBox.replaceChildren();
-    if (state.caller.field_work) {
+    // The lists (roster, posts, venues, banquets) are read again when the
+    // zone's own figures moved, the user asked, or a minute has passed: a
+    // write in another zone moves the log but not this zone's lists.
+    const figuresNow = JSON.stringify({ ...zd, position: 0 });
+    const listed = ctx.listed;
+    const listsCurrent =
+      listed && listed.seq === seq && listed.figures === figuresNow && Date.now() - listed.at < 60_000;
+    if (state.caller.field_work && !listsCurrent) {
       const params = wait ? { min_position: wait } : {};
       const roster = await api.roster(ctx.zoneId, params);
       if (!v.alive) return;
@@ -1266,6 +1296,7 @@ async function loadZone(ctx, minPosition) {
       keepFocus(ctx.lists, () =>
         ctx.lists.replaceChildren(rosterPanel(roster), checkpointsPanel(posts), venuesPanel(venues), banquetsPanel(banquets)),
       );
+      ctx.listed = { seq, figures: figuresNow, at: Date.now() };
     }
     if (zd.date === zd.today) {
       if (!ctx.feed) {
@@ -1497,7 +1528,14 @@ async function showReport(zoneId, date) {
   }
   state.lastZone = zoneId;
   const go = (z, d) => navigate("#/report/" + encodeURIComponent(z) + "/" + d);
-  const dateInput = h("input", { type: "date", id: "report-date", name: "date", "data-testid": "report-date", required: true });
+  const dateInput = h("input", {
+    type: "date",
+    id: "report-date",
+    name: "date",
+    "data-testid": "report-date",
+    required: true,
+    max: townshipToday(),
+  });
   dateInput.value = date;
   dateInput.addEventListener("change", () => {
     if (isDate(dateInput.value) && dateInput.value !== date) go(zoneId, dateInput.value);
@@ -1683,6 +1721,7 @@ function reportForm(v, { zoneId, date, report, zd, statusBox }) {
   );
 
   let busy = false;
+  let lastKey = null;
   const refuse = (title, detail, fields) => {
     result.dataset.outcome = "refused";
     result.className = "result result-bad";
@@ -1731,7 +1770,12 @@ function reportForm(v, { zoneId, date, report, zd, statusBox }) {
     delete result.dataset.outcome;
     result.className = "result";
     setChildren(result, h("p", {}, "正在提交…"));
-    const key = api.newIdempotencyKey();
+    // The same figures sent again (a click after a failed attempt) reuse
+    // the key, so the server answers them once; changed figures are a new
+    // submission.
+    const sent = JSON.stringify(body);
+    if (!lastKey || lastKey.sent !== sent) lastKey = { sent, key: api.newIdempotencyKey() };
+    const key = lastKey.key;
     try {
       let written;
       try {
@@ -1747,6 +1791,7 @@ function reportForm(v, { zoneId, date, report, zd, statusBox }) {
         }
       }
       if (!v.alive) return;
+      lastKey = null;
       state.writePosition = Math.max(state.writePosition, Number(written && written.position) || 0);
       const event = written && Array.isArray(written.events) ? written.events.find((e) => e.type === "DailyReportSubmitted") : null;
       let revision = event && event.data ? event.data.revision : null;

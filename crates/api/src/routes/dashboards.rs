@@ -516,7 +516,9 @@ pub struct LiveFiguresQuery {
     /// A ticket from `POST /v1/dashboard/live/tickets`, for a client that
     /// cannot send `Authorization` (a browser's `EventSource`).
     pub ticket: Option<String>,
-    /// Seconds between heartbeat comments while nothing happens (1-60, default 15).
+    /// Seconds between heartbeat comments while nothing happens (1-60,
+    /// default 5: a feed learns that its browser has gone, and frees its
+    /// place among the token's feeds, only when it next writes).
     pub heartbeat_seconds: Option<u64>,
 }
 
@@ -549,7 +551,7 @@ async fn live_figures(
 ) -> Result<HttpResponse, ApiError> {
     let q: LiveFiguresQuery = query(&req)?;
     let heartbeat = match q.heartbeat_seconds {
-        None => 15,
+        None => 5,
         Some(s) if (1..=60).contains(&s) => s,
         Some(_) => return Err(ApiError::field("heartbeat_seconds", "must be 1 to 60")),
     };
