@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 use crate::problem::ApiError;
+use crate::tickets::TicketGuard;
+use crate::AppState;
 
 #[derive(Debug, Clone, Default)]
 pub struct OpenFeeds {
@@ -73,6 +75,75 @@ impl Drop for FeedSlot {
                 counts.by_token.remove(&self.token_id);
             }
         }
+    }
+}
+
+/// The seconds between heartbeat comments a client asked for (1-60), or
+/// the feed's default.
+pub fn heartbeat(asked: Option<u64>, default: u64) -> Result<std::time::Duration, ApiError> {
+    match asked {
+        None => Ok(std::time::Duration::from_secs(default)),
+        Some(s) if (1..=60).contains(&s) => Ok(std::time::Duration::from_secs(s)),
+        Some(_) => Err(ApiError::field("heartbeat_seconds", "must be 1 to 60")),
+    }
+}
+
+/// What keeps one live feed open: its place among the token's feeds, the
+/// ticket that opened it (held while connected), and the conditions it
+/// lives under. Both feeds hold one.
+#[derive(Debug)]
+pub struct FeedLease {
+    _slot: FeedSlot,
+    _ticket: Option<TicketGuard>,
+    projector: fangkong_projections::Projector,
+    /// The token that opened the feed: its revocation ends it.
+    token_id: Uuid,
+    /// The feed's lifetime ends here; the client resumes.
+    ends_at: tokio::time::Instant,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl FeedLease {
+    /// How often an open feed looks at its token: a revocation ends it
+    /// within this.
+    pub const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+    /// Takes a place for a feed of `token_id` about to stream; from here on
+    /// its ticket, if any, counts as used.
+    pub fn take(
+        state: &AppState,
+        token_id: Uuid,
+        ticket: Option<TicketGuard>,
+    ) -> Result<FeedLease, ApiError> {
+        let slot = state.feeds.open(token_id)?;
+        let mut ticket = ticket;
+        if let Some(ticket) = ticket.as_mut() {
+            ticket.streaming();
+        }
+        Ok(FeedLease {
+            _slot: slot,
+            _ticket: ticket,
+            projector: state.projector.clone(),
+            token_id,
+            ends_at: tokio::time::Instant::now() + state.settings.live_max_lifetime,
+            shutdown: state.shutdown.subscribe(),
+        })
+    }
+
+    /// Whether what authorised the feed still holds: the token live (as
+    /// the log says), the server running, the lifetime not over.
+    pub fn holds(&self) -> bool {
+        let live = self.projector.read(|m| {
+            m.tokens
+                .get(self.token_id)
+                .is_some_and(|t| t.revoked_at.is_none())
+        });
+        live && !*self.shutdown.borrow() && tokio::time::Instant::now() < self.ends_at
+    }
+
+    /// Resolves when the server begins to shut down.
+    pub async fn stopping(&mut self) {
+        let _ = self.shutdown.changed().await;
     }
 }
 

@@ -45,6 +45,44 @@ impl Feed {
             Feed::Figures => "/v1/dashboard/live/tickets",
         }
     }
+
+    fn route(self) -> &'static str {
+        match self {
+            Feed::Events => "/v1/events/live",
+            Feed::Figures => "/v1/dashboard/live",
+        }
+    }
+}
+
+/// A ticket that opens one live feed.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct LiveTicket {
+    /// Pass as `?ticket=`.
+    pub ticket: String,
+    /// The feed it opens, ticket included: `new EventSource(url)`.
+    pub url: String,
+    /// It must open its feed before then.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Issues `token_id` a ticket for `feed`: the `201` both ticket routes answer.
+pub fn issued(
+    tickets: &LiveTickets,
+    token_id: Uuid,
+    feed: Feed,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    use actix_web::http::header;
+    let ticket = tickets.issue(token_id, feed)?;
+    let url = format!("{}?ticket={ticket}", feed.route());
+    let lifetime = chrono::Duration::from_std(LiveTickets::LIFETIME).unwrap_or_default();
+    Ok(actix_web::HttpResponse::Created()
+        .insert_header((header::LOCATION, url.clone()))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(LiveTicket {
+            ticket,
+            url,
+            expires_at: chrono::Utc::now() + lifetime,
+        }))
 }
 
 #[derive(Debug)]

@@ -35,6 +35,11 @@ function html(tag, attrs, ...children) {
 }
 
 /** "2026-12-02" reads "12-02". */
+/** What a plotted day carries for a reader that is not a pair of eyes. */
+function datum(series, date, value) {
+  return { "data-series": series.code, "data-date": date, "data-value": value };
+}
+
 export function shortDate(date) {
   return String(date).slice(5);
 }
@@ -177,9 +182,7 @@ export function trendChart(spec) {
               width: groupW,
               height: Math.max(0, y0 - y1),
               class: "bar " + s.tone,
-              "data-series": s.code,
-              "data-date": date,
-              "data-value": v,
+              ...datum(s, date, v),
             },
             svg("title", {}, shortDate(date) + " " + s.label + "：" + v),
           ),
@@ -200,9 +203,7 @@ export function trendChart(spec) {
               width: Math.max(1, w - 1),
               height: Math.max(0, top + plotH - y1),
               class: "bar " + s.tone,
-              "data-series": s.code,
-              "data-date": date,
-              "data-value": v,
+              ...datum(s, date, v),
             },
             svg("title", {}, shortDate(date) + " " + s.label + "：" + v),
           ),
@@ -227,9 +228,7 @@ export function trendChart(spec) {
             cy: y(v).toFixed(1),
             r: 4,
             class: "point " + s.tone,
-            "data-series": s.code,
-            "data-date": date,
-            "data-value": v,
+            ...datum(s, date, v),
           },
           svg("title", {}, shortDate(date) + " " + s.label + "：" + v),
         ),

@@ -10,8 +10,9 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{query, Paged, ReadErrors};
 use crate::access::{Audit, Authorized, EventsFeed, FeedCaller};
+use crate::feeds::FeedLease;
 use crate::problem::ApiError;
-use crate::tickets::LiveTickets;
+use crate::tickets::Feed;
 use crate::AppState;
 use fangkong_domain::access::Role;
 
@@ -150,17 +151,6 @@ impl LogEvent {
     }
 }
 
-/// A ticket that opens the live feed once.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LiveTicket {
-    /// Pass as `?ticket=`; single use.
-    pub ticket: String,
-    /// The feed it opens, ticket included: `new EventSource(url)`.
-    pub url: String,
-    /// It must be used before then.
-    pub expires_at: DateTime<Utc>,
-}
-
 /// A ticket for a browser's EventSource, which cannot send `Authorization`.
 ///
 /// Answers a random ticket that stands for the calling token for one connection to
@@ -172,7 +162,7 @@ pub struct LiveTicket {
 #[utoipa::path(
     tag = "audit",
     responses(
-        (status = 201, description = "Issued", body = LiveTicket, headers(("Location" = String, description = "The feed the ticket opens"))),
+        (status = 201, description = "Issued", body = crate::tickets::LiveTicket, headers(("Location" = String, description = "The feed the ticket opens"))),
         ReadErrors
     )
 )]
@@ -181,19 +171,7 @@ async fn live_ticket(
     caller: Authorized<Audit>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let ticket = state
-        .tickets
-        .issue(caller.token_id, crate::tickets::Feed::Events)?;
-    let url = format!("/v1/events/live?ticket={ticket}");
-    let lifetime = chrono::Duration::from_std(LiveTickets::LIFETIME).unwrap_or_default();
-    Ok(HttpResponse::Created()
-        .insert_header((actix_web::http::header::LOCATION, url.clone()))
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(LiveTicket {
-            ticket,
-            url,
-            expires_at: Utc::now() + lifetime,
-        }))
+    crate::tickets::issued(&state.tickets, caller.token_id, Feed::Events)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -237,11 +215,7 @@ async fn live_events(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: LiveQuery = query(&req)?;
-    let heartbeat = match q.heartbeat_seconds {
-        None => 15,
-        Some(s) if (1..=60).contains(&s) => s,
-        Some(_) => return Err(ApiError::field("heartbeat_seconds", "must be 1 to 60")),
-    };
+    let heartbeat = crate::feeds::heartbeat(q.heartbeat_seconds, 15)?;
     let resume = match req.headers().get("Last-Event-ID") {
         None => None,
         Some(v) => Some(
@@ -256,22 +230,12 @@ async fn live_events(
         None => state.store().head().await?.position,
     };
     let category = checked_name("category", q.category)?;
-    let slot = state.feeds.open(caller.token_id)?;
-    let mut ticket = ticket;
-    if let Some(ticket) = ticket.as_mut() {
-        ticket.streaming();
-    }
     let live = Live {
-        _ticket: ticket,
-        _slot: slot,
-        projector: state.projector.clone(),
-        token_id: caller.token_id,
-        ends_at: tokio::time::Instant::now() + state.settings.live_max_lifetime,
+        lease: FeedLease::take(&state, caller.token_id, ticket)?,
         last_sent: tokio::time::Instant::now(),
         store: state.store().clone(),
         after,
         heads: state.store().subscribe(),
-        shutdown: state.shutdown.subscribe(),
         mask: caller.role != Role::Admin,
         filter: fangkong_store::LogFilter {
             category,
@@ -283,7 +247,7 @@ async fn live_events(
             "retry: {RECONNECT_MS}\n: from position {after}\n\n"
         ))]),
         named: q.named.unwrap_or(true),
-        heartbeat: std::time::Duration::from_secs(heartbeat),
+        heartbeat,
     };
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -293,20 +257,11 @@ async fn live_events(
 }
 
 struct Live {
-    /// The ticket that opened the feed, held while it is connected.
-    _ticket: Option<crate::tickets::TicketGuard>,
-    /// Its place among the token's open feeds.
-    _slot: crate::feeds::FeedSlot,
-    projector: fangkong_projections::Projector,
-    /// The token that opened the feed: its revocation ends it.
-    token_id: uuid::Uuid,
-    /// The feed's lifetime ends here; the client resumes with Last-Event-ID.
-    ends_at: tokio::time::Instant,
+    lease: FeedLease,
     last_sent: tokio::time::Instant,
     store: fangkong_store::EventStore,
     after: u64,
     heads: tokio::sync::watch::Receiver<u64>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
     mask: bool,
     filter: fangkong_store::LogFilter,
     pending: std::collections::VecDeque<web::Bytes>,
@@ -318,24 +273,10 @@ struct Live {
 /// How soon a browser reconnects to an ended feed, in milliseconds.
 const RECONNECT_MS: u64 = 2_000;
 
-/// How often an open feed looks at its token: a revocation ends it within this.
-const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
-
 impl Live {
-    /// Whether what authorised the feed still holds: the token live (as
-    /// the log says), the server running, the lifetime not over.
-    fn may_go_on(&self) -> bool {
-        let live = self.projector.read(|m| {
-            m.tokens
-                .get(self.token_id)
-                .is_some_and(|t| t.revoked_at.is_none())
-        });
-        live && !*self.shutdown.borrow() && tokio::time::Instant::now() < self.ends_at
-    }
-
     async fn next(mut self) -> Option<(Result<web::Bytes, actix_web::Error>, Live)> {
         loop {
-            if !self.may_go_on() {
+            if !self.lease.holds() {
                 return None;
             }
             if let Some(bytes) = self.pending.pop_front() {
@@ -369,11 +310,11 @@ impl Live {
                         return None;
                     }
                 }
-                _ = self.shutdown.changed() => return None,
+                _ = self.lease.stopping() => return None,
                 _ = tokio::time::sleep_until(heartbeat_at) => {
                     self.pending.push_back(web::Bytes::from_static(b": heartbeat\n\n"));
                 }
-                _ = tokio::time::sleep(REVOCATION_CHECK) => {}
+                _ = tokio::time::sleep(FeedLease::REVOCATION_CHECK) => {}
             }
         }
     }

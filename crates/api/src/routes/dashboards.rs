@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::{path_id, query, ReadErrors};
 use crate::access::{Authorized, FeedCaller, Figures, FiguresFeed};
 use crate::export;
+use crate::feeds::FeedLease;
 use crate::problem::ApiError;
 use crate::AppState;
 
@@ -464,17 +465,6 @@ async fn daily_reports(
     }
 }
 
-/// A ticket that opens the figures' live feed.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FiguresTicket {
-    /// Pass as `?ticket=`.
-    pub ticket: String,
-    /// The feed it opens, ticket included: `new EventSource(url)`.
-    pub url: String,
-    /// It must be used before then.
-    pub expires_at: DateTime<Utc>,
-}
-
 /// A ticket for a browser's EventSource on `/v1/dashboard/live`.
 ///
 /// As `POST /v1/events/live/tickets`, for the figures' feed, which every role may open: the
@@ -484,7 +474,7 @@ pub struct FiguresTicket {
 #[utoipa::path(
     tag = "dashboards",
     responses(
-        (status = 201, description = "Issued", body = FiguresTicket, headers(("Location" = String, description = "The feed the ticket opens"))),
+        (status = 201, description = "Issued", body = crate::tickets::LiveTicket, headers(("Location" = String, description = "The feed the ticket opens"))),
         ReadErrors
     )
 )]
@@ -493,20 +483,11 @@ async fn live_figures_ticket(
     caller: Authorized<Figures>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let ticket = state
-        .tickets
-        .issue(caller.token_id, crate::tickets::Feed::Figures)?;
-    let url = format!("/v1/dashboard/live?ticket={ticket}");
-    let lifetime =
-        chrono::Duration::from_std(crate::tickets::LiveTickets::LIFETIME).unwrap_or_default();
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, url.clone()))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(FiguresTicket {
-            ticket,
-            url,
-            expires_at: Utc::now() + lifetime,
-        }))
+    crate::tickets::issued(
+        &state.tickets,
+        caller.token_id,
+        crate::tickets::Feed::Figures,
+    )
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -550,31 +531,18 @@ async fn live_figures(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: LiveFiguresQuery = query(&req)?;
-    let heartbeat = match q.heartbeat_seconds {
-        None => 5,
-        Some(s) if (1..=60).contains(&s) => s,
-        Some(_) => return Err(ApiError::field("heartbeat_seconds", "must be 1 to 60")),
-    };
+    let heartbeat = crate::feeds::heartbeat(q.heartbeat_seconds, 5)?;
     state.figures_current()?;
-    let slot = state.feeds.open(caller.token_id)?;
-    let mut ticket = ticket;
-    if let Some(ticket) = ticket.as_mut() {
-        ticket.streaming();
-    }
+    let lease = FeedLease::take(&state, caller.token_id, ticket)?;
     let mut positions = state.projector.watch_position();
     // The first frame is the position now.
     positions.mark_changed();
     let feed = FiguresFeedState {
-        _ticket: ticket,
-        _slot: slot,
-        projector: state.projector.clone(),
-        token_id: caller.token_id,
-        ends_at: tokio::time::Instant::now() + state.settings.live_max_lifetime,
+        lease,
         last_sent: tokio::time::Instant::now(),
         positions,
-        shutdown: state.shutdown.subscribe(),
         pending: Some(web::Bytes::from_static(b"retry: 2000\n\n")),
-        heartbeat: Duration::from_secs(heartbeat),
+        heartbeat,
     };
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -584,39 +552,20 @@ async fn live_figures(
 }
 
 struct FiguresFeedState {
-    /// The ticket that opened the feed, held while it is connected.
-    _ticket: Option<crate::tickets::TicketGuard>,
-    /// Its place among the token's open feeds.
-    _slot: crate::feeds::FeedSlot,
-    projector: fangkong_projections::Projector,
-    /// The token that opened the feed: its revocation ends it.
-    token_id: Uuid,
-    ends_at: tokio::time::Instant,
+    lease: FeedLease,
     last_sent: tokio::time::Instant,
     positions: tokio::sync::watch::Receiver<u64>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
     pending: Option<web::Bytes>,
     heartbeat: Duration,
 }
 
 /// Changes of the figures closer together than this go out as one frame.
 const COALESCE: Duration = Duration::from_millis(250);
-/// How often an open feed looks at its token.
-const REVOCATION_CHECK: Duration = Duration::from_millis(500);
 
 impl FiguresFeedState {
-    fn may_go_on(&self) -> bool {
-        let live = self.projector.read(|m| {
-            m.tokens
-                .get(self.token_id)
-                .is_some_and(|t| t.revoked_at.is_none())
-        });
-        live && !*self.shutdown.borrow() && tokio::time::Instant::now() < self.ends_at
-    }
-
     async fn next(mut self) -> Option<(Result<web::Bytes, actix_web::Error>, Self)> {
         loop {
-            if !self.may_go_on() {
+            if !self.lease.holds() {
                 return None;
             }
             if let Some(bytes) = self.pending.take() {
@@ -641,11 +590,11 @@ impl FiguresFeedState {
                     self.positions.mark_changed();
                     tokio::time::sleep(COALESCE).await;
                 }
-                _ = self.shutdown.changed() => return None,
+                _ = self.lease.stopping() => return None,
                 _ = tokio::time::sleep_until(heartbeat_at) => {
                     self.pending = Some(web::Bytes::from_static(b": heartbeat\n\n"));
                 }
-                _ = tokio::time::sleep(REVOCATION_CHECK) => {}
+                _ = tokio::time::sleep(FeedLease::REVOCATION_CHECK) => {}
             }
         }
     }
