@@ -492,11 +492,14 @@ test("a submitted daily report changes the board; a refused one changes nothing 
   await close();
 });
 
-test("a write elsewhere appears on an open board within 2 s, from the live feed", async () => {
+test("a write elsewhere appears on an open board within 2 s, from the live feed; its trend follows", async () => {
   const { page, close } = await open();
   await signIn(page, "county");
   await page.waitForSelector("[data-testid=live-status][data-state=live]", { timeout: 10_000 });
   const answer = await boardMatching(page, "county");
+  // A board that has been quiet a moment, as on a duty room's wall (the
+  // page reads again at most once a second).
+  await page.waitForTimeout(1200);
   const line = answer.zones[0];
   const cell = page.locator(
     `[data-testid=zone-row][data-zone-id="${line.zone_id}"] [data-figure=crossings][data-scope=day]`,
@@ -520,6 +523,18 @@ test("a write elsewhere appears on an open board within 2 s, from the live feed"
   console.log(`# the crossing appeared on the board ${took} ms after the write was answered`);
   const status = page.getByTestId("live-status");
   assert.ok(Number(await status.getAttribute("data-position")) >= written.position);
+  // The 14-day trend, read again at most every 30 s, catches up with
+  // nothing else written.
+  const point = `[data-testid=trend-chart][data-chart=crossings] [data-series=crossings][data-date="${answer.date}"]`;
+  const before = Number(await page.locator(point).getAttribute("data-value"));
+  const pull = await api("county", `/v1/reports/daily?date=${answer.date}&min_position=${written.position}`);
+  const want = pull.rows.reduce((sum, row) => sum + (row.figures.crossings ?? 0), 0);
+  assert.equal(want, before + 1, "the chart showed the day's crossings before the write");
+  await page.waitForFunction(
+    ({ selector, want }) => document.querySelector(selector)?.dataset.value === String(want),
+    { selector: point, want },
+    { timeout: 35_000 },
+  );
   await close();
 });
 

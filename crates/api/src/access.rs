@@ -353,10 +353,17 @@ fn authorize_ticket<P: Policy>(
         Claim::Granted { token_id, guard } => (token_id, guard),
         Claim::Refused(why) => return Err(unauthenticated(why)),
         Claim::Unknown => {
-            let ip = client_ip(req, &state.settings.trusted_proxies);
-            state.failed_auth.failed(ip);
-            if let Some(retry_after) = state.failed_auth.refused(ip) {
-                return Err(ApiError::TooManyFailedAttempts { retry_after });
+            // A ticket of the right shape is no guess (256 random bits
+            // are not guessed): most likely one this server expired,
+            // pushed out for a newer one of the same token, or lost in a
+            // restart. Only other text counts against the address, which
+            // a whole office may share.
+            if !ticket_shaped(ticket) {
+                let ip = client_ip(req, &state.settings.trusted_proxies);
+                state.failed_auth.failed(ip);
+                if let Some(retry_after) = state.failed_auth.refused(ip) {
+                    return Err(ApiError::TooManyFailedAttempts { retry_after });
+                }
             }
             return Err(unauthenticated(&format!(
                 "not a ticket of this server: ask POST {} for one",
@@ -395,6 +402,13 @@ impl FeedRoute for EventsFeed {
 pub struct FiguresFeed;
 impl FeedRoute for FiguresFeed {
     const FEED: Feed = Feed::Figures;
+}
+
+/// Whether `ticket` looks like one this server issues (`fkt_` and 64 hex).
+fn ticket_shaped(ticket: &str) -> bool {
+    ticket
+        .strip_prefix("fkt_")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// A live feed's caller: by `?ticket=` when one is given (a browser's
@@ -602,6 +616,26 @@ pub fn keep_ends(text: &str, head: usize, tail: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_text_unlike_an_issued_ticket_counts_as_a_guess() {
+        let issued = crate::tickets::LiveTickets::default()
+            .issue(Uuid::now_v7(), Feed::Figures)
+            .expect("issued");
+        assert!(ticket_shaped(&issued));
+        for guess in [
+            "fkt_00",
+            "fkt_",
+            "",
+            "fk_0123",
+            &issued[..issued.len() - 1],
+            &format!("{issued}0"),
+            &issued.replace("fkt_", "fkx_"),
+            &format!("fkt_{}", "g".repeat(64)),
+        ] {
+            assert!(!ticket_shaped(guess), "{guess}");
+        }
+    }
 
     #[test]
     fn personal_data_is_masked_by_what_each_field_is() {

@@ -354,6 +354,15 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
             .match_pattern()
             .unwrap_or_else(|| "default".to_owned());
         let connection = request.connection_info();
+        // The address as the limits see it: X-Forwarded-For only from a
+        // trusted proxy, never as any caller says.
+        let client_ip = request
+            .app_data::<web::Data<AppState>>()
+            .map(|state| {
+                crate::access::client_ip(request.request(), &state.settings.trusted_proxies)
+                    .to_string()
+            })
+            .unwrap_or_default();
         let user_agent = request
             .headers()
             .get(actix_web::http::header::USER_AGENT)
@@ -366,7 +375,7 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
             http.flavor = ?request.version(),
             http.scheme = %connection.scheme(),
             http.host = %connection.host(),
-            http.client_ip = %connection.realip_remote_addr().unwrap_or(""),
+            http.client_ip = %client_ip,
             http.user_agent = %user_agent,
             http.target = %redacted_target(request.path(), request.query_string()),
             http.status_code = tracing::field::Empty,
@@ -387,21 +396,29 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
     }
 }
 
-/// The request target with the value of every parameter whose name, as
-/// the query parser decodes it (`%74icket` is `ticket`), is `ticket`
-/// hidden: a live-feed ticket stays out of the logs, as a token does.
+/// The request target with every parameter that may carry a secret
+/// hidden: one whose name, as the query parser decodes it (`%74icket` is
+/// `ticket`), is `ticket`, and any that holds something shaped like a
+/// ticket or a token however it is named or spelled. A live-feed ticket
+/// stays out of the logs, as a token does.
 fn redacted_target(path: &str, query: &str) -> String {
     if query.is_empty() {
         return path.to_owned();
     }
+    let secretish = |text: &str| {
+        let text = text.to_ascii_lowercase();
+        text.contains("fkt_") || text.contains("fk_")
+    };
     let query: Vec<String> = query
         .split('&')
         .map(|pair| {
-            let secret = form_urlencoded::parse(pair.as_bytes())
-                .next()
-                .is_some_and(|(name, _)| name == "ticket");
-            if secret {
+            let decoded = form_urlencoded::parse(pair.as_bytes()).next();
+            if decoded.as_ref().is_some_and(|(name, _)| name == "ticket") {
                 "ticket=***".to_owned()
+            } else if secretish(pair)
+                || decoded.is_some_and(|(name, value)| secretish(&name) || secretish(&value))
+            {
+                "***".to_owned()
             } else {
                 pair.to_owned()
             }
@@ -422,9 +439,23 @@ mod tests {
             "%74%69%63%6B%65%74=fkt_secret",
             "heartbeat_seconds=1&ticket=fkt_secret",
             "ticket=fkt_secret&ticket=fkt_secret",
+            // Spellings the parser takes for another name: still hidden.
+            "ticket[]=fkt_secret",
+            "ticket+=fkt_secret",
+            "x=1;ticket=fkt_secret",
+            "ticket%3Dfkt_secret",
+            "TICKET=FKT_secret",
+            "t=%66kt_secret",
+            "token=fk_secret",
         ] {
             let target = redacted_target("/v1/dashboard/live", query);
-            assert!(!target.contains("fkt_secret"), "{query}: {target}");
+            let lower = target.to_ascii_lowercase();
+            assert!(
+                !lower.contains("fkt_secret")
+                    && !lower.contains("fk_secret")
+                    && !lower.contains("%66kt"),
+                "{query}: {target}"
+            );
         }
         assert_eq!(
             redacted_target("/v1/events/live", "after=3&named=false"),

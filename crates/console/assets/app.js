@@ -235,7 +235,8 @@ function serial(task, gap) {
       return;
     }
     running = true;
-    lastStart = Date.now();
+    // The monotonic clock: a wall clock set back must not stall the view.
+    lastStart = performance.now();
     try {
       await task(wanted);
     } catch (_) {
@@ -252,7 +253,7 @@ function serial(task, gap) {
     if (cancelled) return;
     if (position) wanted = Math.max(wanted, position);
     if (timer) return; // already due: it reads the latest `wanted`
-    timer = setTimeout(run, Math.max(0, lastStart + gap - Date.now()));
+    timer = setTimeout(run, Math.max(0, lastStart + gap - performance.now()));
   }
   function now() {
     clearTimeout(timer);
@@ -402,6 +403,7 @@ function showSignIn(reason) {
     type: "text",
     class: "secret",
     autocapitalize: "off",
+    autocorrect: "off",
     id: "signin-token",
     name: "token",
     "data-testid": "signin-token",
@@ -641,7 +643,11 @@ function showBoard(history) {
   );
   main.append(ctx.board);
   ctx.runner = serial((minPosition) => loadBoard(ctx, minPosition), LIVE_GAP_MS);
-  v.cleanups.push(() => ctx.runner.cancel(), () => stopFeed(ctx));
+  v.cleanups.push(
+    () => ctx.runner.cancel(),
+    () => stopFeed(ctx),
+    () => clearTimeout(ctx.trendCatchUp),
+  );
 
   const userLoad = () => {
     ctx.seq += 1;
@@ -668,6 +674,9 @@ function showBoard(history) {
 /** How often, at most, a live view reads again as the log moves. */
 const LIVE_GAP_MS = 1000;
 
+/** How long a live zone view keeps its lists while its figures stand still. */
+const LISTS_REFRESH_MS = 60_000;
+
 /** How often, at most, a live board reads its 14-day trends again. */
 const TREND_REFRESH_MS = 30_000;
 
@@ -689,8 +698,15 @@ async function loadBoard(ctx, minPosition) {
     // trends at most every TREND_REFRESH_MS, so a phone on a poor network
     // is not made to fetch them several times a second.
     const trend = ctx.trend;
-    const fresh =
-      trend && !asOf && trend.date === board.date && Date.now() - trend.at < TREND_REFRESH_MS;
+    const age = trend ? performance.now() - trend.at : Infinity;
+    const fresh = trend && !asOf && trend.date === board.date && age < TREND_REFRESH_MS;
+    if (fresh && !ctx.trendCatchUp) {
+      // A skipped read is made up when it falls due, moves or not.
+      ctx.trendCatchUp = setTimeout(() => {
+        ctx.trendCatchUp = null;
+        ctx.runner.schedule();
+      }, TREND_REFRESH_MS - age + 50);
+    }
     const daily = fresh
       ? trend.daily
       : await api.dailyRows({
@@ -700,7 +716,7 @@ async function loadBoard(ctx, minPosition) {
           min_position: wait,
         });
     if (!v.alive) return;
-    if (!fresh) ctx.trend = { date: board.date, at: Date.now(), daily };
+    if (!fresh) ctx.trend = { date: board.date, at: performance.now(), daily };
     if (!asOf) state.today = board.today;
     renderBoard(ctx, board, daily);
     ctx.errorBox.replaceChildren();
@@ -1242,7 +1258,11 @@ async function showZone(zoneId) {
   );
   main.append(ctx.section);
   ctx.runner = serial((minPosition) => loadZone(ctx, minPosition), LIVE_GAP_MS);
-  v.cleanups.push(() => ctx.runner.cancel(), () => stopFeed(ctx));
+  v.cleanups.push(
+    () => ctx.runner.cancel(),
+    () => stopFeed(ctx),
+    () => clearTimeout(ctx.listsCatchUp),
+  );
   const userLoad = () => {
     ctx.seq += 1;
     ctx.pendingReady = true;
@@ -1281,8 +1301,17 @@ async function loadZone(ctx, minPosition) {
     // write in another zone moves the log but not this zone's lists.
     const figuresNow = JSON.stringify({ ...zd, position: 0 });
     const listed = ctx.listed;
+    const listedAge = listed ? performance.now() - listed.at : Infinity;
     const listsCurrent =
-      listed && listed.seq === seq && listed.figures === figuresNow && Date.now() - listed.at < 60_000;
+      listed && listed.seq === seq && listed.figures === figuresNow && listedAge < LISTS_REFRESH_MS;
+    if (state.caller.field_work && listsCurrent && !ctx.listsCatchUp) {
+      // A skipped read is made up when it falls due: a change that moves
+      // no figure (a new post, a new planned end) still shows.
+      ctx.listsCatchUp = setTimeout(() => {
+        ctx.listsCatchUp = null;
+        ctx.runner.schedule();
+      }, LISTS_REFRESH_MS - listedAge + 50);
+    }
     if (state.caller.field_work && !listsCurrent) {
       const params = wait ? { min_position: wait } : {};
       const roster = await api.roster(ctx.zoneId, params);
@@ -1296,7 +1325,7 @@ async function loadZone(ctx, minPosition) {
       keepFocus(ctx.lists, () =>
         ctx.lists.replaceChildren(rosterPanel(roster), checkpointsPanel(posts), venuesPanel(venues), banquetsPanel(banquets)),
       );
-      ctx.listed = { seq, figures: figuresNow, at: Date.now() };
+      ctx.listed = { seq, figures: figuresNow, at: performance.now() };
     }
     if (zd.date === zd.today) {
       if (!ctx.feed) {

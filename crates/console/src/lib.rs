@@ -50,7 +50,7 @@ pub fn index() -> &'static Asset {
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'; \
-     require-trusted-types-for 'script'";
+     require-trusted-types-for 'script'; trusted-types 'none'";
 
 #[cfg(test)]
 mod tests {

@@ -60,6 +60,9 @@ pub async fn run(
     let app_state = state.clone();
     let mut server = HttpServer::new(move || fangkong_api::http::app(app_state.clone(), limit))
         .shutdown_timeout(30)
+        // A client that closes its side is gone: a live feed ends (and
+        // frees its place) at once, not at its next heartbeat.
+        .h1_allow_half_closed(false)
         .disable_signals()
         .bind(options.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.bind))?;

@@ -281,7 +281,9 @@ pub enum WriteErrors {
     /// The token's role may not use this route.
     #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(crate::problem::Problem),
-    /// Too many failed authentications from this address; see `Retry-After`.
+    /// Too many requests; see `Retry-After`. `code`: `too_many_failed_attempts` (failed
+    /// authentications from this address), `rate_limited` (this token's rate), or, where a live
+    /// feed or its ticket is asked for, `too_many_feeds` (the token holds as many as it may).
     #[response(status = 429, content_type = "application/problem+json")]
     TooManyFailedAttempts(crate::problem::Problem),
     /// The entity (or one it refers to) does not exist.
@@ -320,7 +322,9 @@ pub enum ReadErrors {
     /// The token's role may not use this route.
     #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(crate::problem::Problem),
-    /// Too many failed authentications from this address; see `Retry-After`.
+    /// Too many requests; see `Retry-After`. `code`: `too_many_failed_attempts` (failed
+    /// authentications from this address), `rate_limited` (this token's rate), or, where a live
+    /// feed or its ticket is asked for, `too_many_feeds` (the token holds as many as it may).
     #[response(status = 429, content_type = "application/problem+json")]
     TooManyFailedAttempts(crate::problem::Problem),
     /// No such entity (or one outside the caller's zones).
