@@ -547,8 +547,19 @@ fn demo_tokens() -> Vec<(Role, String, Vec<uuid::Uuid>)> {
     ]
 }
 
-async fn fill_demo(store: &EventStore, township: fangkong_domain::Township) -> anyhow::Result<()> {
-    let state = fangkong_api::AppState::new(store.clone(), township, Default::default());
+/// Fills an empty store with the demo township. `signing_key`: the key the
+/// server that follows will sign heads with, so the Merkle index built
+/// while filling is sealed by it and resumed, not rebuilt.
+async fn fill_demo(
+    store: &EventStore,
+    township: fangkong_domain::Township,
+    signing_key: Option<std::sync::Arc<fangkong_heads::SigningKey>>,
+) -> anyhow::Result<()> {
+    let settings = fangkong_api::Settings {
+        signing_key,
+        ..Default::default()
+    };
+    let state = fangkong_api::AppState::new(store.clone(), township, settings);
     let started = std::time::Instant::now();
     let events = fangkong_demo::fill(&state)
         .await
@@ -615,7 +626,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open(&store).await?;
             let fresh = store.head().await?.position == 0;
             if demo {
-                fill_demo(&store, township).await?;
+                fill_demo(&store, township, settings.signing_key.clone()).await?;
             }
             // A new store gets its first token(s), printed this once.
             let first_tokens = match (fresh, demo) {
@@ -655,7 +666,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let township = fangkong_domain::Township::parse_time_zone(&time_zone)
                 .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
             let store = open(&store).await?;
-            fill_demo(&store, township).await?;
+            fill_demo(&store, township, None).await?;
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
