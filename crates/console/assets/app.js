@@ -302,6 +302,24 @@ function tickAgo() {
 
 setInterval(tickAgo, 1000);
 
+/**
+ * A view of today follows the figures' feed; one of another day is still
+ * and says so. `shown` is the dashboard just read (date, today, position).
+ */
+function followIfToday(ctx, shown) {
+  if (shown.date === shown.today) {
+    if (!ctx.feed) {
+      live.lastAt = Date.now();
+      setLive("connecting", shown.position);
+      startFeed(ctx);
+    }
+  } else {
+    stopFeed(ctx);
+    live.lastAt = null;
+    setLive("paused", shown.position, "所选日期非今日，不实时更新");
+  }
+}
+
 /** Starts the figures' feed for a view; reloads through `runner` when they move. */
 function startFeed(ctx) {
   if (ctx.feed) return;
@@ -722,16 +740,8 @@ async function loadBoard(ctx, minPosition) {
     ctx.errorBox.replaceChildren();
     if (ctx.history) {
       setLive("history", board.position);
-    } else if (board.date === board.today) {
-      if (!ctx.feed) {
-        live.lastAt = Date.now();
-        setLive("connecting", board.position);
-        startFeed(ctx);
-      }
     } else {
-      stopFeed(ctx);
-      live.lastAt = null;
-      setLive("paused", board.position, "所选日期非今日，不实时更新");
+      followIfToday(ctx, board);
     }
   } catch (error) {
     if (!v.alive || isSignedOut(error)) return;
@@ -1327,17 +1337,7 @@ async function loadZone(ctx, minPosition) {
       );
       ctx.listed = { seq, figures: figuresNow, at: performance.now() };
     }
-    if (zd.date === zd.today) {
-      if (!ctx.feed) {
-        live.lastAt = Date.now();
-        setLive("connecting", zd.position);
-        startFeed(ctx);
-      }
-    } else {
-      stopFeed(ctx);
-      live.lastAt = null;
-      setLive("paused", zd.position, "所选日期非今日，不实时更新");
-    }
+    followIfToday(ctx, zd);
   } catch (error) {
     if (!v.alive || isSignedOut(error)) return;
     showProblem(ctx.errorBox, error, "片区数据读取失败");
