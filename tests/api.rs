@@ -591,6 +591,16 @@ async fn an_auditor_follows_verifies_and_proves_the_log(s: &Server) {
     let (zone, village, grid) = geography(s).await;
     let kept = s.get("/v1/audit/head").await.ok();
     assert_eq!(kept["position"], base + 3);
+    let kept_hash = kept["hash"].as_str().expect("hash").to_owned();
+    // Whether the log as it stands extends the head kept at base + 3.
+    let proof_of_kept = || async {
+        s.get(&format!(
+            "/v1/audit/proof?position={}&hash={kept_hash}",
+            base + 3
+        ))
+        .await
+        .ok()
+    };
     assert!(
         kept["recorded_at"].is_string(),
         "position, hash and time: {kept}"
@@ -692,14 +702,7 @@ async fn an_auditor_follows_verifies_and_proves_the_log(s: &Server) {
         (verified["intact"].as_bool(), verified["checked"].as_u64()),
         (Some(true), Some(base + 6))
     );
-    let proof = s
-        .get(&format!(
-            "/v1/audit/proof?position={}&hash={}",
-            base + 3,
-            kept["hash"].as_str().expect("hash")
-        ))
-        .await
-        .ok();
+    let proof = proof_of_kept().await;
     assert_eq!(proof["extends"], true);
     assert_eq!(proof["head_position"], base + 6);
     let forged = s
@@ -724,14 +727,7 @@ async fn an_auditor_follows_verifies_and_proves_the_log(s: &Server) {
     let verified = s.get("/v1/audit/verify").await.ok();
     assert_eq!(verified["intact"], false);
     assert_eq!(verified["first_break"]["position"], base + 5);
-    let proof = s
-        .get(&format!(
-            "/v1/audit/proof?position={}&hash={}",
-            base + 3,
-            kept["hash"].as_str().expect("hash")
-        ))
-        .await
-        .ok();
+    let proof = proof_of_kept().await;
     assert_eq!(
         proof["extends"], false,
         "the log after the kept head was altered"
@@ -745,14 +741,7 @@ async fn an_auditor_follows_verifies_and_proves_the_log(s: &Server) {
     ))
     .await
     .expect("tamper with plain SQL");
-    let proof = s
-        .get(&format!(
-            "/v1/audit/proof?position={}&hash={}",
-            base + 3,
-            kept["hash"].as_str().expect("hash")
-        ))
-        .await
-        .ok();
+    let proof = proof_of_kept().await;
     assert_eq!(proof["extends"], false, "{proof}");
     assert_eq!(
         proof["stored_hash"], kept["hash"],

@@ -224,11 +224,9 @@ async fn signed_heads_are_checked_and_every_tampering_is_named(db: Arc<TestDb>) 
     assert!(said(&out).contains("cut short"), "{}", said(&out));
 }
 
-/// A log rewritten and re-chained from scratch verifies on its own: only
-/// the kept head's Merkle root tells it is not the log it signed.
-async fn a_rechained_log_fails_against_a_kept_head(db: Arc<TestDb>) {
-    let store = db.open().await.expect("open");
-    for i in 0..20 {
+/// One publicity event per number, in order, on one stream.
+async fn append_numbered(store: &fangkong_store::EventStore, numbers: Vec<i32>) {
+    for i in numbers {
         store
             .append(
                 "zone-1",
@@ -238,6 +236,13 @@ async fn a_rechained_log_fails_against_a_kept_head(db: Arc<TestDb>) {
             .await
             .expect("append");
     }
+}
+
+/// A log rewritten and re-chained from scratch verifies on its own: only
+/// the kept head's Merkle root tells it is not the log it signed.
+async fn a_rechained_log_fails_against_a_kept_head(db: Arc<TestDb>) {
+    let store = db.open().await.expect("open");
+    append_numbered(&store, (0..20).collect()).await;
     let key = fangkong_heads::SigningKey::random().expect("a key");
     let mut indexer = fangkong_store::merkle::Indexer::resume(&store, None)
         .await
@@ -266,17 +271,11 @@ async fn a_rechained_log_fails_against_a_kept_head(db: Arc<TestDb>) {
         TestDb::postgres().await.expect("PostgreSQL")
     };
     let rewritten = other.open().await.expect("open");
-    for i in 0..25 {
-        let i = if i == 7 { 700 } else { i };
-        rewritten
-            .append(
-                "zone-1",
-                ExpectedVersion::Any,
-                vec![NewEvent::new("PublicityRecorded", json!({"i": i}))],
-            )
-            .await
-            .expect("append");
-    }
+    append_numbered(
+        &rewritten,
+        (0..25).map(|i| if i == 7 { 700 } else { i }).collect(),
+    )
+    .await;
     assert!(rewritten.verify(1, None).await.expect("verify").is_intact());
     rewritten.close().await;
     let out = check(other.url());

@@ -51,7 +51,8 @@ impl OpenFeeds {
     }
 
     /// Feeds open now, all tokens together.
-    pub fn total(&self) -> usize {
+    #[cfg(test)]
+    fn total(&self) -> usize {
         self.open.lock().map_or(0, |c| c.total)
     }
 }
@@ -77,6 +78,10 @@ impl Drop for FeedSlot {
         }
     }
 }
+
+/// How soon a browser reconnects to an ended feed (`retry:`), in
+/// milliseconds.
+pub const RECONNECT_MS: u64 = 2_000;
 
 /// The seconds between heartbeat comments a client asked for (1-60), or
 /// the feed's default.

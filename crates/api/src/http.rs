@@ -405,10 +405,12 @@ fn redacted_target(path: &str, query: &str) -> String {
     if query.is_empty() {
         return path.to_owned();
     }
-    let secretish = |text: &str| {
-        let text = text.to_ascii_lowercase();
-        text.contains("fkt_") || text.contains("fk_")
+    // Case-blind, without copying the text.
+    let holds = |text: &[u8], marker: &[u8]| {
+        text.windows(marker.len())
+            .any(|w| w.eq_ignore_ascii_case(marker))
     };
+    let secretish = |text: &str| holds(text.as_bytes(), b"fkt_") || holds(text.as_bytes(), b"fk_");
     let query: Vec<String> = query
         .split('&')
         .map(|pair| {

@@ -244,7 +244,8 @@ async fn live_events(
         // `retry:` tells a browser how soon to reconnect (it resumes with
         // Last-Event-ID).
         pending: std::collections::VecDeque::from([web::Bytes::from(format!(
-            "retry: {RECONNECT_MS}\n: from position {after}\n\n"
+            "retry: {}\n: from position {after}\n\n",
+            crate::feeds::RECONNECT_MS
         ))]),
         named: q.named.unwrap_or(true),
         heartbeat,
@@ -269,9 +270,6 @@ struct Live {
     /// Each event named by its type (or all unnamed `message` events).
     named: bool,
 }
-
-/// How soon a browser reconnects to an ended feed, in milliseconds.
-const RECONNECT_MS: u64 = 2_000;
 
 impl Live {
     async fn next(mut self) -> Option<(Result<web::Bytes, actix_web::Error>, Live)> {

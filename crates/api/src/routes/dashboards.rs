@@ -498,13 +498,14 @@ pub struct LiveFiguresQuery {
     /// cannot send `Authorization` (a browser's `EventSource`).
     pub ticket: Option<String>,
     /// Seconds between heartbeat comments while nothing happens (1-60,
-    /// default 5: a feed learns that its browser has gone, and frees its
-    /// place among the token's feeds, only when it next writes).
+    /// default 5: a client gone without closing its connection is noticed,
+    /// and its place among the token's feeds freed, when a write fails).
     pub heartbeat_seconds: Option<u64>,
 }
 
-/// One frame of the figures' feed: the position the figures now reflect.
-#[derive(Debug, Serialize, ToSchema)]
+/// One frame's `data` on the figures' feed: the position the figures now
+/// reflect. The frames are written from this type.
+#[derive(Debug, Serialize)]
 pub struct FiguresMoved {
     pub position: u64,
 }
@@ -521,7 +522,7 @@ pub struct FiguresMoved {
 #[utoipa::path(
     tag = "dashboards",
     params(LiveFiguresQuery, ("Last-Event-ID" = Option<u64>, Header, description = "Ignored: the first frame is always the current position")),
-    responses((status = 200, description = "Server-Sent Events (text/event-stream), without end: `retry: 2000`, then frames `id: <position>`, `event: position`, `data: {\"position\": <position>}` (a `FiguresMoved`); comment lines (`: heartbeat`) while nothing moves.", content_type = "text/event-stream", body = String,
+    responses((status = 200, description = "Server-Sent Events (text/event-stream), without end: `retry: 2000`, then frames `id: <position>`, `event: position`, `data: {\"position\": <position>}`; comment lines (`: heartbeat`) while nothing moves.", content_type = "text/event-stream", body = String,
         example = json!("retry: 2000\n\nid: 4812\nevent: position\ndata: {\"position\":4812}\n\n: heartbeat\n\n")), ReadErrors)
 )]
 #[get("/dashboard/live")]
@@ -541,7 +542,10 @@ async fn live_figures(
         lease,
         last_sent: tokio::time::Instant::now(),
         positions,
-        pending: Some(web::Bytes::from_static(b"retry: 2000\n\n")),
+        pending: Some(web::Bytes::from(format!(
+            "retry: {}\n\n",
+            crate::feeds::RECONNECT_MS
+        ))),
         heartbeat,
     };
     Ok(HttpResponse::Ok()
@@ -574,8 +578,10 @@ impl FiguresFeedState {
             }
             if self.positions.has_changed().unwrap_or(false) {
                 let position = *self.positions.borrow_and_update();
+                let data = serde_json::to_string(&FiguresMoved { position })
+                    .unwrap_or_else(|_| "{}".into());
                 self.pending = Some(web::Bytes::from(format!(
-                    "id: {position}\nevent: position\ndata: {{\"position\":{position}}}\n\n"
+                    "id: {position}\nevent: position\ndata: {data}\n\n"
                 )));
                 continue;
             }
