@@ -77,6 +77,9 @@ fn designed(method: &str, path: &str) -> Option<&'static [&'static str]> {
     Some(match (method, path) {
         ("get", "/healthz" | "/readyz" | "/metrics") => PUBLIC,
         (_, p) if p.starts_with("/v1/tokens") => ADMIN,
+        // Erasing a person, and their subject access report: admin only.
+        ("post", "/v1/returnees/{returnee_id}/erasure")
+        | ("get", "/v1/returnees/{returnee_id}/personal-data") => ADMIN,
         ("post", "/v1/zones")
         | ("put", "/v1/zones/{zone_id}/leader" | "/v1/zones/{zone_id}/dhis2-org-unit") => ADMIN,
         ("get", "/v1/zones" | "/v1/zones/{zone_id}") => ALL,

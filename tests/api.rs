@@ -1280,6 +1280,7 @@ async fn the_demo_township_is_believable_and_added_once(db: std::sync::Arc<TestD
     assert!(s.stop().success());
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_fangkong"))
         .args(["demo", "--database-url", db.url()])
+        .envs(support::state_key_env(&db))
         .output()
         .expect("fangkong demo runs");
     assert!(again.status.success());

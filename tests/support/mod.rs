@@ -29,7 +29,8 @@ pub fn create_token(db: &TestDb, role: &str, zones: &[&str], name: &str) -> Stri
     let mut command = Command::new(env!("CARGO_BIN_EXE_fangkong"));
     command
         .args(["token", "create", "--role", role, "--name", name])
-        .env("FANGKONG_DATABASE_URL", db.url());
+        .env("FANGKONG_DATABASE_URL", db.url())
+        .envs(state_key_env(db));
     for zone in zones {
         command.args(["--zone", zone]);
     }
@@ -49,6 +50,8 @@ pub fn create_token(db: &TestDb, role: &str, zones: &[&str], name: &str) -> Stri
 /// sits beside a PostgreSQL store, so its keys come from the environment (a
 /// SQLite store's tests use the key files the server creates beside the
 /// database).
+/// The PostgreSQL tests' key-encryption key.
+pub const KEK: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 /// The PostgreSQL tests' signing seed, one byte repeated.
 pub const SIGNING_SEED: &str = "17";
 
@@ -57,6 +60,7 @@ pub fn state_key_env(db: &TestDb) -> Vec<(&'static str, String)> {
         vec![
             ("FANGKONG_STATE_KEY", "42".repeat(32)),
             ("FANGKONG_SIGNING_KEY", SIGNING_SEED.repeat(32)),
+            ("FANGKONG_KEK", KEK.to_owned()),
         ]
     } else {
         vec![]
@@ -94,6 +98,38 @@ impl Server {
 
     pub fn start(db: TestDb, extra: &[&str]) -> Server {
         Self::start_on(Arc::new(db), extra)
+    }
+
+    /// Starts with more environment (a key, say), which the harness's
+    /// token is made with too.
+    #[allow(dead_code, reason = "not every test file starts a server so")]
+    pub fn start_env(db: Arc<TestDb>, env: &[(&str, &str)]) -> Server {
+        let out = Command::new(env!("CARGO_BIN_EXE_fangkong"))
+            .args([
+                "token",
+                "create",
+                "--role",
+                "admin",
+                "--name",
+                "test harness",
+            ])
+            .env("FANGKONG_DATABASE_URL", db.url())
+            .envs(state_key_env(&db))
+            .envs(env.iter().copied())
+            .output()
+            .expect("fangkong token create runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned();
+        let mut all = vec![("RUST_LOG", "warn")];
+        all.extend(env.iter().copied());
+        Self::spawn_with(db, &[], &all, Stdio::inherit(), Some(token))
     }
 
     pub fn start_on(db: Arc<TestDb>, extra: &[&str]) -> Server {

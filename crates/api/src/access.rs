@@ -13,7 +13,7 @@ use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use fangkong_domain::access::Role;
 pub use ipnet::IpNet;
-use serde_json::Value;
+
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -568,23 +568,6 @@ pub struct Quota {
     pub reset: u64,
 }
 
-/// An event's payload as a caller may see it: the fields its type declares
-/// personal masked unless `personal` (names to the family name, resident
-/// ID numbers to their first six and last four characters, mobile numbers
-/// to their first three and last four digits, addresses entirely), and its
-/// secrets removed for everyone.
-pub fn show_event(event_type: &str, data: &mut Value, personal: bool) {
-    use fangkong_domain::personal::{rewrite, PersonalKind};
-    rewrite(event_type, data, |kind, text| match kind {
-        PersonalKind::Secret => None,
-        _ if personal => Some(text.to_owned()),
-        PersonalKind::Name => Some(mask_name(text)),
-        PersonalKind::ResidentId => Some(keep_ends(text, 6, 4)),
-        PersonalKind::Phone => Some(keep_ends(text, 3, 4)),
-        PersonalKind::Address => Some("***".into()),
-    });
-}
-
 /// The family name (the first character), then one `*` per other character.
 pub fn mask_name(name: &str) -> String {
     let mut chars = name.chars();
@@ -635,35 +618,6 @@ mod tests {
         ] {
             assert!(!ticket_shaped(guess), "{guess}");
         }
-    }
-
-    #[test]
-    fn personal_data_is_masked_by_what_each_field_is() {
-        let mut registered = serde_json::json!({
-            "zone_id": "z",
-            "personal": {"name": "张三丰", "resident_id": "11010519491231002X",
-                         "phone": "13812345678", "address": "桥头村三组12号"},
-        });
-        show_event("ReturneeRegistered", &mut registered, false);
-        assert_eq!(registered["personal"]["name"], "张**");
-        assert_eq!(registered["personal"]["resident_id"], "110105********002X");
-        assert_eq!(registered["personal"]["phone"], "138****5678");
-        assert_eq!(registered["personal"]["address"], "***");
-        assert_eq!(registered["zone_id"], "z");
-        // Outside any `personal` object: a leader's and a team member's phone.
-        let mut leader = serde_json::json!({"leader": "王镇长", "phone": "13900001111"});
-        show_event("ZoneLeaderAssigned", &mut leader, false);
-        assert_eq!(leader["phone"], "139****1111");
-        let mut team = serde_json::json!({"members": [{"name": "李四", "phone": "13900002222"}]});
-        show_event("ResponsibilityTeamAssigned", &mut team, false);
-        assert_eq!(team["members"][0]["phone"], "139****2222");
-        // Secrets leave for no one, admin included.
-        let mut issued = serde_json::json!({"token_id": "t", "secret_sha256": "ab"});
-        show_event("TokenIssued", &mut issued, true);
-        assert!(issued.get("secret_sha256").is_none());
-        let mut unmasked = serde_json::json!({"phone": "13900001111"});
-        show_event("ZoneLeaderAssigned", &mut unmasked, true);
-        assert_eq!(unmasked["phone"], "13900001111");
     }
 
     #[test]

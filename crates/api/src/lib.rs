@@ -4,11 +4,13 @@
 
 pub mod access;
 pub mod contract;
+pub mod disclosures;
 pub mod export;
 pub mod extract;
 pub mod feeds;
 pub mod http;
 pub mod metrics;
+pub mod personal;
 pub mod problem;
 pub mod routes;
 pub mod tickets;
@@ -103,11 +105,18 @@ pub struct AppState {
     /// Turns at walking the whole chain (verification, extension proofs):
     /// one at a time.
     pub chain_walks: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The record of who was shown personal data.
+    pub disclosures: disclosures::Disclosures,
 }
 
 impl AppState {
     /// Must run inside a tokio runtime: it starts the projections' tailer.
-    pub fn new(store: EventStore, township: Township, settings: Settings) -> Self {
+    pub fn new(
+        store: EventStore,
+        township: Township,
+        vault: fangkong_vault::Vault,
+        settings: Settings,
+    ) -> Self {
         let metrics = metrics::Metrics::default();
         let shutdown = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
         AppState {
@@ -121,7 +130,8 @@ impl AppState {
                 township,
                 settings.projector.clone(),
             ),
-            commands: fangkong_app::Application::new(store, township),
+            disclosures: disclosures::Disclosures::start(store.clone()),
+            commands: fangkong_app::Application::new(store, township, vault),
             metrics,
             tickets: tickets::LiveTickets::default(),
             feeds: feeds::OpenFeeds::default(),
@@ -134,6 +144,11 @@ impl AppState {
             shutdown,
             chain_walks: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
         }
+    }
+
+    /// The keys personal data is sealed under.
+    pub fn vault(&self) -> &fangkong_vault::Vault {
+        self.commands.vault()
     }
 
     pub fn store(&self) -> &EventStore {

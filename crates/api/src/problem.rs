@@ -209,6 +209,18 @@ impl From<AppError> for ApiError {
             e @ AppError::Contended { .. } => ApiError::Contended(e.to_string()),
             AppError::Corrupt { position } => ApiError::LogCorrupt { position },
             AppError::Store(e) => e.into(),
+            e @ AppError::PersonalDataErased { .. } => ApiError::Unmet {
+                code: "personal_data_erased",
+                detail: e.to_string(),
+            },
+            e @ AppError::PersonalDataInClear { .. } => ApiError::Unmet {
+                code: "personal_data_not_encrypted",
+                detail: e.to_string(),
+            },
+            AppError::Vault(error) => {
+                tracing::error!(%error, "personal data keys failed");
+                ApiError::Internal
+            }
             AppError::NoRandomness => ApiError::Internal,
         }
     }

@@ -41,11 +41,14 @@ pub struct Written {
     pub replayed: bool,
 }
 
-impl From<Outcome> for Written {
-    /// For the writer, whose zone the command was checked against, with
-    /// secrets removed.
-    fn from(outcome: Outcome) -> Self {
-        Written {
+impl Written {
+    /// For the writer, whose zone the command was checked against: sealed
+    /// fields opened, secrets removed. Also answers whether personal data
+    /// was shown unmasked.
+    pub fn shown(outcome: Outcome, vault: &fangkong_vault::Vault) -> (Written, bool) {
+        let mut disclosed = false;
+        let stream_id = outcome.stream_id;
+        let written = Written {
             id: outcome.entity_id,
             version: outcome.version,
             position: outcome.position,
@@ -54,7 +57,13 @@ impl From<Outcome> for Written {
                 .events
                 .into_iter()
                 .map(|mut e| {
-                    crate::access::show_event(&e.event_type, &mut e.data, true);
+                    disclosed |= crate::personal::show_event(
+                        vault,
+                        &stream_id,
+                        &e.event_type,
+                        &mut e.data,
+                        true,
+                    );
                     WrittenEvent {
                         position: e.position,
                         event_type: e.event_type,
@@ -63,11 +72,10 @@ impl From<Outcome> for Written {
                     }
                 })
                 .collect(),
-        }
+        };
+        (written, disclosed)
     }
-}
 
-impl Written {
     /// Whether the write created its entity (as the first try's answer
     /// said, for replays too).
     pub fn created(&self) -> bool {

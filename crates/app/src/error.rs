@@ -30,6 +30,19 @@ pub enum AppError {
     Corrupt { position: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The person's personal data was erased: nothing new is recorded
+    /// under their key.
+    #[error(
+        "the personal data of {subject} was erased: nothing personal is recorded for them again"
+    )]
+    PersonalDataErased { subject: String },
+    /// Erasure asked of a person whose data this store recorded before it
+    /// sealed personal data: only a rewritten chain could remove it.
+    #[error("the event at position {position} holds this person's data in the clear (recorded before personal data was sealed): it cannot be erased without rewriting the log; start a new store to erase by key")]
+    PersonalDataInClear { position: u64 },
+    /// The key-encryption key or a data key failed.
+    #[error("personal data keys: {0}")]
+    Vault(String),
     /// The machine could not give randomness for a secret.
     #[error("no randomness available")]
     NoRandomness,

@@ -51,13 +51,16 @@ pub struct RecordedChange {
     pub position: u64,
     pub event_type: String,
     pub schema_version: u32,
-    /// The event's data as stored (the API masks what a reader may not see).
+    /// The event's data as stored, personal fields sealed (the API opens
+    /// and masks what a reader may see).
     pub data: serde_json::Value,
 }
 
 /// What a command did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
+    /// The stream written to: the data subject of its personal fields.
+    pub stream_id: String,
     /// The entity written to.
     pub entity_id: Uuid,
     /// Its stream version after the write.
@@ -100,6 +103,7 @@ struct Cached {
 #[derive(Debug, Clone)]
 pub struct Application {
     store: EventStore,
+    vault: fangkong_vault::Vault,
     township: Township,
     cache: Arc<Mutex<HashMap<String, Cached>>>,
     turns: Arc<[tokio::sync::Mutex<()>]>,
@@ -111,9 +115,10 @@ pub struct Application {
 }
 
 impl Application {
-    pub fn new(store: EventStore, township: Township) -> Self {
+    pub fn new(store: EventStore, township: Township, vault: fangkong_vault::Vault) -> Self {
         Application {
             store,
+            vault,
             township,
             cache: Arc::new(Mutex::new(HashMap::new())),
             turns: (0..TURNS).map(|_| tokio::sync::Mutex::new(())).collect(),
@@ -126,6 +131,11 @@ impl Application {
 
     pub fn store(&self) -> &EventStore {
         &self.store
+    }
+
+    /// The keys personal data is sealed under.
+    pub fn vault(&self) -> &fangkong_vault::Vault {
+        &self.vault
     }
 
     pub fn township(&self) -> Township {
@@ -341,6 +351,7 @@ impl Application {
                     return Ok(replay);
                 }
                 return Ok(Outcome {
+                    stream_id: target.stream_id.clone(),
                     entity_id: target.entity_id,
                     version: loaded.version,
                     position: loaded.position,
@@ -348,26 +359,38 @@ impl Application {
                     replayed: false,
                 });
             }
-            let new_events: Vec<NewEvent> = events
-                .iter()
-                .enumerate()
-                .map(|(i, event)| {
-                    let event_id = match &envelope.idempotency_key {
-                        Some(key) => key_event_id(
-                            key,
-                            envelope.actor.token_id,
-                            target.operation,
-                            &target.stream_id,
-                            i,
-                        ),
-                        None => Uuid::now_v7(),
-                    };
-                    NewEvent::new(event.event_type(), event.to_payload())
+            let mut new_events: Vec<NewEvent> = Vec::with_capacity(events.len());
+            for (i, event) in events.iter().enumerate() {
+                let event_id = match &envelope.idempotency_key {
+                    Some(key) => key_event_id(
+                        key,
+                        envelope.actor.token_id,
+                        target.operation,
+                        &target.stream_id,
+                        i,
+                    ),
+                    None => Uuid::now_v7(),
+                };
+                // Sealed before the store hashes it: the chain covers the
+                // ciphertext, so destroying the key erases the person and
+                // every hash still verifies.
+                let mut payload = event.to_payload();
+                crate::personal::seal_payload(
+                    &self.vault,
+                    &target.stream_id,
+                    event.event_type(),
+                    &mut payload,
+                )
+                .await?;
+                new_events.push(
+                    NewEvent::new(event.event_type(), payload)
                         .with_id(event_id)
                         .with_schema_version(event.schema_version())
-                        .with_metadata(metadata.clone())
-                })
-                .collect();
+                        .with_metadata(metadata.clone()),
+                );
+            }
+            let stored: Vec<serde_json::Value> =
+                new_events.iter().map(|e| e.payload.clone()).collect();
             let expected = match (independent, loaded.version) {
                 (true, _) => ExpectedVersion::Any,
                 (false, 0) => ExpectedVersion::NoStream,
@@ -406,17 +429,19 @@ impl Application {
                         );
                     }
                     return Ok(Outcome {
+                        stream_id: target.stream_id.clone(),
                         entity_id: target.entity_id,
                         version: outcome.stream_version,
                         position: outcome.position,
                         events: events
                             .iter()
+                            .zip(stored)
                             .enumerate()
-                            .map(|(i, e)| RecordedChange {
+                            .map(|(i, (e, data))| RecordedChange {
                                 position: outcome.first_position + i as u64,
                                 event_type: e.event_type().to_owned(),
                                 schema_version: e.schema_version(),
-                                data: e.to_payload(),
+                                data,
                             })
                             .collect(),
                         replayed: false,
@@ -533,6 +558,7 @@ impl Application {
             .collect();
         let last = events.last().unwrap_or(&first);
         Ok(Some(Outcome {
+            stream_id: target.stream_id.clone(),
             entity_id: target.entity_id,
             version: last.stream_version,
             position: last.position,

@@ -9,6 +9,7 @@ mod command;
 mod envelope;
 mod error;
 mod execute;
+pub mod personal;
 pub mod tokens;
 
 pub use command::{Command, Target};

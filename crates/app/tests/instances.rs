@@ -19,9 +19,17 @@ use futures::future::join_all;
 async fn two_instances(db: &TestDb) -> (EventStore, [Application; 2]) {
     let store = EventStore::open(db.url()).await.expect("the store opens");
     let township = Township::default();
+    // One KEK, two instances: each holds the data keys it loads or makes.
+    let kek = fangkong_vault::Kek::random().expect("a KEK");
+    let vault = || async {
+        let kek = fangkong_vault::Kek::from_hex(&kek.to_hex()).expect("the KEK");
+        fangkong_vault::Vault::open(store.clone(), kek)
+            .await
+            .expect("the vault opens")
+    };
     let apps = [
-        Application::new(store.clone(), township),
-        Application::new(store.clone(), township),
+        Application::new(store.clone(), township, vault().await),
+        Application::new(store.clone(), township, vault().await),
     ];
     (store, apps)
 }

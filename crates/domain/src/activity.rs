@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::event_enum;
+use crate::personal::Personal;
 use crate::{
     Aggregate, Context, Count, DomainError, LocalDate, Name, PublicityChannel, Symptom,
     Temperature, ZoneId,
@@ -168,7 +169,11 @@ impl Aggregate for ZoneActivity {
 pub struct StaffHealthCheckRecorded {
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: LocalDate,
-    pub staff: Name,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(schema_with = crate::personal::shown_schema::<Name>)
+    )]
+    pub staff: Personal<Name>,
     pub temperature: Temperature,
     #[serde(default)]
     pub symptoms: Vec<Symptom>,
@@ -221,7 +226,7 @@ impl Aggregate for StaffChecks {
         ctx.check_not_future("the check")?;
         Ok(vec![StaffHealthCheckRecorded {
             date: ctx.occurred_on,
-            staff: command.staff.clone(),
+            staff: Personal::Clear(command.staff.clone()),
             temperature: command.temperature,
             symptoms: command.symptoms.clone(),
             abnormal: command.temperature.is_fever() || !command.symptoms.is_empty(),
@@ -286,7 +291,7 @@ mod tests {
             })
             .then(&[StaffHealthCheckRecorded {
                 date: day("2020-02-01"),
-                staff: name("镇干部甲"),
+                staff: Personal::Clear(name("镇干部甲")),
                 temperature: temp(37.6),
                 symptoms: vec![],
                 abnormal: true,

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::event_enum;
+use crate::personal::Personal;
 use crate::{
     Aggregate, BanquetId, BanquetKind, Context, Count, DomainError, LocalDate, Name, PhoneNumber,
     Text, VillageId, ZoneId,
@@ -29,7 +30,11 @@ pub struct BanquetReported {
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub planned_date: LocalDate,
     pub expected_guests: Count,
-    pub personal: BanquetHost,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(schema_with = crate::personal::shown_schema::<BanquetHost>)
+    )]
+    pub personal: Personal<BanquetHost>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,7 +149,7 @@ impl Aggregate for Banquet {
                 kind: *kind,
                 planned_date: *planned_date,
                 expected_guests: *expected_guests,
-                personal: host.clone(),
+                personal: Personal::Clear(host.clone()),
             }
             .into()]);
         }
@@ -241,10 +246,10 @@ mod tests {
             kind: BanquetKind::Wedding,
             planned_date: day("2020-02-02"),
             expected_guests: Count::parse(200).expect("count"),
-            personal: BanquetHost {
+            personal: Personal::Clear(BanquetHost {
                 name: name("刘家"),
                 phone: None,
-            },
+            }),
         }
         .into()
     }
@@ -330,7 +335,7 @@ mod tests {
                 kind: r.kind,
                 planned_date: r.planned_date,
                 expected_guests: r.expected_guests,
-                host: r.personal,
+                host: r.personal.clear().cloned().expect("reported in the clear"),
             })
             .then_rejects("banquet_already_reported");
     }

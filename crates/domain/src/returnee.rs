@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::event_enum;
+use crate::personal::Personal;
 use crate::schedule::Schedule;
 use crate::{
     Aggregate, Context, DomainError, GridId, LocalDate, Name, Origin, PhoneNumber,
@@ -40,7 +41,11 @@ pub struct ReturneeRegistered {
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub arrival_date: LocalDate,
     pub origin: Origin,
-    pub personal: PersonalData,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(schema_with = crate::personal::shown_schema::<PersonalData>)
+    )]
+    pub personal: Personal<PersonalData>,
 }
 
 /// One test, two checks, three questions (一测二查三询).
@@ -65,7 +70,11 @@ pub struct TeamMember {
     pub role: TeamRole,
     pub name: Name,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<PhoneNumber>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(schema_with = crate::personal::shown_schema::<PhoneNumber>)
+    )]
+    pub phone: Option<Personal<PhoneNumber>>,
 }
 
 /// Five for one (五包一): one named person in each of the five roles.
@@ -180,6 +189,31 @@ pub struct QuarantineEnded {
     pub reason: QuarantineEndReason,
 }
 
+/// On what ground a person's personal data was erased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErasureBasis {
+    /// The person asked, or the administrator decided (a reason given).
+    Request,
+    /// The retention period after the quarantine (or the registration,
+    /// without one) passed.
+    Retention,
+}
+
+/// The person's personal data was erased: the key their fields were
+/// sealed under is destroyed, so no earlier event's name, ID number,
+/// phone or address opens again, while every count stands. Holds no
+/// personal data itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PersonalDataErased {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
+    pub date: LocalDate,
+    pub basis: ErasureBasis,
+    pub reason: Text,
+}
+
 event_enum! {
     /// What happens to a returnee.
     pub enum ReturneeEvent {
@@ -193,6 +227,7 @@ event_enum! {
         QuarantinePeriodChanged: 1,
         ExposureRecorded: 1,
         QuarantineEnded: 1,
+        PersonalDataErased: 1,
     }
 }
 
@@ -251,6 +286,10 @@ pub enum ReturneeCommand {
     EndQuarantine {
         reason: QuarantineEndReason,
     },
+    ErasePersonalData {
+        basis: ErasureBasis,
+        reason: Text,
+    },
 }
 
 /// Where a returnee stands.
@@ -302,6 +341,8 @@ pub struct Returnee {
     pub team: Vec<TeamMember>,
     pub quarantine: Option<Quarantine>,
     pub quarantines_ended: u32,
+    /// The day the last quarantine ended: retention runs from it.
+    pub last_quarantine_end: Option<LocalDate>,
     pub abnormal_reports: u32,
     /// An abnormal finding not yet referred.
     pub abnormal_pending: bool,
@@ -313,6 +354,28 @@ impl Returnee {
         self.registration
             .as_ref()
             .ok_or(DomainError::ReturneeNotRegistered)
+    }
+
+    /// Whether the person's personal data was erased.
+    pub fn personal_data_erased(&self) -> bool {
+        self.registration
+            .as_ref()
+            .is_some_and(|r| r.personal.is_erased())
+    }
+
+    /// The first day on which the person's personal data is due for
+    /// erasure, `retention_days` after their quarantine ended (or after
+    /// their arrival, when no quarantine was started): none while a
+    /// quarantine is under way, before registration, or once erased.
+    pub fn erasure_due_on(&self, retention_days: u32) -> Option<LocalDate> {
+        let registration = self.registration.as_ref()?;
+        if self.quarantine.is_some() || registration.personal.is_erased() {
+            return None;
+        }
+        let from = self
+            .last_quarantine_end
+            .unwrap_or(registration.arrival_date);
+        from.checked_add_days(chrono::Days::new(u64::from(retention_days)))
     }
 
     fn active_quarantine(&self) -> Result<&Quarantine, DomainError> {
@@ -401,7 +464,7 @@ impl Aggregate for Returnee {
                     grid_id: r.grid_id,
                     arrival_date: r.arrival_date,
                     origin: r.origin.clone(),
-                    personal: r.personal.clone(),
+                    personal: Personal::Clear(r.personal.clone()),
                 }
                 .into()])
             }
@@ -578,6 +641,19 @@ impl Aggregate for Returnee {
                 }
                 .into()])
             }
+            ReturneeCommand::ErasePersonalData { basis, reason } => {
+                self.registered()?;
+                // Erasing twice erases nothing more.
+                if self.personal_data_erased() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![PersonalDataErased {
+                    date: ctx.today,
+                    basis: *basis,
+                    reason: reason.clone(),
+                }
+                .into()])
+            }
         }
     }
 
@@ -639,12 +715,23 @@ impl Aggregate for Returnee {
             ReturneeEvent::QuarantineEnded(e) => {
                 self.quarantine = None;
                 self.quarantines_ended += 1;
+                self.last_quarantine_end = Some(e.date);
                 self.status = match e.reason {
                     QuarantineEndReason::Completed => ReturneeStatus::Released,
                     QuarantineEndReason::ReferredForTreatment => ReturneeStatus::UnderTreatment,
                     QuarantineEndReason::Transferred => ReturneeStatus::Transferred,
                     QuarantineEndReason::LostToFollowUp => ReturneeStatus::LostToFollowUp,
                 };
+            }
+            ReturneeEvent::PersonalDataErased(_) => {
+                if let Some(r) = &mut self.registration {
+                    r.personal = Personal::Erased;
+                }
+                for member in &mut self.team {
+                    if member.phone.is_some() {
+                        member.phone = Some(Personal::Erased);
+                    }
+                }
             }
         }
         self

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::event_enum;
+use crate::personal::Personal;
 use crate::{
     Aggregate, Context, Count, Dhis2Uid, DomainError, GridId, Name, PhoneNumber, VillageId, ZoneId,
 };
@@ -24,7 +25,11 @@ pub struct ZoneLeaderAssigned {
     /// A member of the township leadership (片长).
     pub leader: Name,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<PhoneNumber>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(schema_with = crate::personal::shown_schema::<PhoneNumber>)
+    )]
+    pub phone: Option<Personal<PhoneNumber>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +112,7 @@ pub struct Grid {
 pub struct Zone {
     pub id: Option<ZoneId>,
     pub name: Option<Name>,
-    pub leader: Option<(Name, Option<PhoneNumber>)>,
+    pub leader: Option<(Name, Option<Personal<PhoneNumber>>)>,
     pub villages: BTreeMap<VillageId, Village>,
     #[serde(default)]
     pub dhis2_org_unit: Option<Dhis2Uid>,
@@ -150,6 +155,7 @@ impl Aggregate for Zone {
             }
             ZoneCommand::AssignLeader { leader, phone } => {
                 let zone_id = established(self)?;
+                let phone = phone.clone().map(Personal::Clear);
                 if self.leader.as_ref() == Some(&(leader.clone(), phone.clone())) {
                     // Assigning the same leader again changes nothing.
                     return Ok(vec![]);
@@ -157,7 +163,7 @@ impl Aggregate for Zone {
                 Ok(vec![ZoneLeaderAssigned {
                     zone_id,
                     leader: leader.clone(),
-                    phone: phone.clone(),
+                    phone,
                 }
                 .into()])
             }

@@ -289,7 +289,13 @@ async fn run_backend(backend: &str, args: &Args) -> anyhow::Result<()> {
         rate_per_second: 0,
         ..Settings::default()
     };
-    let state = web::Data::new(AppState::new(store.clone(), Township::default(), settings));
+    let vault = fangkong_vault::Vault::open(store.clone(), fangkong_vault::Kek::random()?).await?;
+    let state = web::Data::new(AppState::new(
+        store.clone(),
+        Township::default(),
+        vault,
+        settings,
+    ));
     let (token, _) = state
         .commands
         .issue_token(&fangkong_app::Envelope::system(), "load", Role::Admin, &[])

@@ -375,6 +375,10 @@ impl Board {
                 },
             );
         }
+        // Erasing a person's data is no work in the field: no figure moves.
+        if matches!(event, ReturneeEvent::PersonalDataErased(_)) {
+            return;
+        }
         let Some(person) = self.people.get_mut(&id) else {
             return;
         };
@@ -396,6 +400,8 @@ impl Board {
             ReturneeEvent::ResponsibilityTeamAssigned(_) => {
                 zone.add(day, Figure::ResponsibilityTeamsAssigned, 1, at)
             }
+            // Left before any figure moved (above).
+            ReturneeEvent::PersonalDataErased(_) => {}
             ReturneeEvent::QuarantineStarted(e) => {
                 zone.add(day, Figure::QuarantinesStarted, 1, at);
                 if person.observation.is_none() {

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDate;
+use fangkong_domain::personal::Personal;
+use fangkong_domain::returnee::PersonalData;
 use fangkong_domain::returnee::ReturneeEvent;
 use fangkong_domain::schedule::Schedule;
 use fangkong_domain::{RiskLevel, Temperature};
@@ -18,7 +20,9 @@ pub struct Placement {
     pub village_id: Uuid,
     pub grid_id: Uuid,
     pub risk: RiskLevel,
-    pub name: String,
+    /// The person's data as the log holds it (sealed): the roster opens it
+    /// when it answers, so saved state never holds a name.
+    pub personal: Personal<PersonalData>,
     /// Days a temperature was taken at a screening.
     #[serde(default)]
     pub screened_days: BTreeSet<NaiveDate>,
@@ -71,7 +75,7 @@ impl QuarantineRoster {
                         village_id: e.village_id.as_uuid(),
                         grid_id: e.grid_id.as_uuid(),
                         risk: e.origin.risk,
-                        name: e.personal.name.to_string(),
+                        personal: e.personal.clone(),
                         screened_days: BTreeSet::new(),
                     },
                 );
@@ -136,6 +140,16 @@ impl QuarantineRoster {
                 }
                 if let Some(entry) = self.active.get_mut(&id) {
                     entry.visits.insert(e.screened_on);
+                }
+            }
+            ReturneeEvent::PersonalDataErased(_) => {
+                for placement in self
+                    .placements
+                    .get_mut(&id)
+                    .into_iter()
+                    .chain(self.active.get_mut(&id).map(|e| &mut e.placement))
+                {
+                    placement.personal = Personal::Erased;
                 }
             }
             ReturneeEvent::ResponsibilityTeamAssigned(_) => {}

@@ -44,7 +44,7 @@ impl StateKey {
 pub const CHECKPOINT_NAME: &str = "read-models";
 /// Bumped whenever the shape or meaning of the saved state changes: a
 /// state in another format is never resumed, the log is replayed instead.
-pub const STATE_FORMAT: u32 = 5;
+pub const STATE_FORMAT: u32 = 6;
 /// Events read per page while replaying.
 const PAGE: usize = 1_000;
 /// As-of boards kept, so an auditor paging through one moment, or walking

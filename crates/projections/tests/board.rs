@@ -102,12 +102,14 @@ fn quarantined(log: &mut Log, zone: Uuid, start: &str) -> Uuid {
             region: Name::parse("武汉").expect("region"),
             risk: RiskLevel::High,
         },
-        personal: fangkong_domain::returnee::PersonalData {
-            name: Name::parse("张三").expect("name"),
-            resident_id: ResidentIdNumber::parse("11010519491231002X").expect("id"),
-            phone: PhoneNumber::parse("13812345678").expect("phone"),
-            address: Text::parse("一组").expect("address"),
-        },
+        personal: fangkong_domain::personal::Personal::Clear(
+            fangkong_domain::returnee::PersonalData {
+                name: Name::parse("张三").expect("name"),
+                resident_id: ResidentIdNumber::parse("11010519491231002X").expect("id"),
+                phone: PhoneNumber::parse("13812345678").expect("phone"),
+                address: Text::parse("一组").expect("address"),
+            },
+        ),
     };
     let at = format!("{start}T02:00:00Z");
     log.at(

@@ -71,6 +71,64 @@ impl StateKeyArgs {
     }
 }
 
+#[derive(Debug, clap::Args)]
+struct KekArgs {
+    /// The key-encryption key every person's data key is wrapped under,
+    /// 64 hex digits. Keep it out of the database (and out of its
+    /// backups); every instance serving one store needs the same.
+    #[arg(long, env = "FANGKONG_KEK", hide_env_values = true)]
+    kek: Option<String>,
+    /// Where the key is kept when FANGKONG_KEK is not set; created (mode
+    /// 0600) with a random key when missing and the store holds no data
+    /// keys. Default: `kek.key` beside a SQLite database,
+    /// `fangkong-data/kek.key` for PostgreSQL.
+    #[arg(long, env = "FANGKONG_KEK_FILE")]
+    kek_file: Option<std::path::PathBuf>,
+}
+
+impl KekArgs {
+    fn path(&self, store: &Store) -> std::path::PathBuf {
+        match &self.kek_file {
+            Some(path) => path.clone(),
+            None => default_key_file(&store.database_url).with_file_name("kek.key"),
+        }
+    }
+
+    async fn kek(&self, args: &Store, store: &EventStore) -> anyhow::Result<fangkong_vault::Kek> {
+        state_key::key_encryption_key(self.kek.as_deref(), &self.path(args), store).await
+    }
+
+    /// The store's data keys, opened under the KEK (refusing a wrong one).
+    async fn vault(
+        &self,
+        args: &Store,
+        store: &EventStore,
+    ) -> anyhow::Result<fangkong_vault::Vault> {
+        let kek = self.kek(args, store).await?;
+        fangkong_vault::Vault::open(store.clone(), kek)
+            .await
+            .map_err(|e| anyhow::anyhow!("personal data keys: {e}"))
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum KeysAction {
+    /// Wrap every person's data key under a new key-encryption key, in one
+    /// transaction (stop the servers first). The new key replaces the key
+    /// file (the old one is kept beside it as `.old` until you remove it),
+    /// or, when the KEK came from FANGKONG_KEK, is written to
+    /// --new-kek-file for you to put in its place.
+    RotateKek {
+        #[command(flatten)]
+        store: Store,
+        #[command(flatten)]
+        kek: KekArgs,
+        /// Where to write the new key (required with FANGKONG_KEK).
+        #[arg(long)]
+        new_kek_file: Option<std::path::PathBuf>,
+    },
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum AuditAction {
     /// Check a kept signed head: against the service (--url: its current
@@ -336,6 +394,41 @@ enum Command {
         state_key: StateKeyArgs,
         #[command(flatten)]
         signing_key: SigningKeyArgs,
+        #[command(flatten)]
+        kek: KekArgs,
+        /// Days after a quarantine ends (or after arrival, for a returnee
+        /// never quarantined) before the person's personal data is erased;
+        /// the job runs at start and hourly.
+        #[arg(
+            long,
+            env = "FANGKONG_PERSONAL_DATA_RETENTION_DAYS",
+            default_value_t = 30
+        )]
+        personal_data_retention_days: u32,
+    },
+    /// Erase personal data: `--due` erases everyone past the retention
+    /// period now (what the server's hourly job does).
+    Erase {
+        #[command(flatten)]
+        store: Store,
+        #[command(flatten)]
+        kek: KekArgs,
+        /// Erase every person whose retention has passed.
+        #[arg(long, required = true)]
+        due: bool,
+        #[arg(
+            long,
+            env = "FANGKONG_PERSONAL_DATA_RETENTION_DAYS",
+            default_value_t = 30
+        )]
+        personal_data_retention_days: u32,
+        #[arg(long, env = "FANGKONG_TIME_ZONE", default_value = "Asia/Shanghai")]
+        time_zone: String,
+    },
+    /// Personal data keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
     },
     /// Replay the whole log into fresh read models, compare them with the
     /// saved state, and save them. Exits 1 when the saved state differed.
@@ -352,6 +445,8 @@ enum Command {
     Demo {
         #[command(flatten)]
         store: Store,
+        #[command(flatten)]
+        kek: KekArgs,
         #[arg(long, env = "FANGKONG_TIME_ZONE", default_value = "Asia/Shanghai")]
         time_zone: String,
     },
@@ -413,6 +508,8 @@ enum TokenAction {
     Create {
         #[command(flatten)]
         store: Store,
+        #[command(flatten)]
+        kek: KekArgs,
         /// admin, zone_worker, county or auditor.
         #[arg(long)]
         role: String,
@@ -432,6 +529,8 @@ enum TokenAction {
     Revoke {
         #[command(flatten)]
         store: Store,
+        #[command(flatten)]
+        kek: KekArgs,
         token_id: uuid::Uuid,
     },
 }
@@ -553,13 +652,14 @@ fn demo_tokens() -> Vec<(Role, String, Vec<uuid::Uuid>)> {
 async fn fill_demo(
     store: &EventStore,
     township: fangkong_domain::Township,
+    vault: fangkong_vault::Vault,
     signing_key: Option<std::sync::Arc<fangkong_heads::SigningKey>>,
 ) -> anyhow::Result<()> {
     let settings = fangkong_api::Settings {
         signing_key,
         ..Default::default()
     };
-    let state = fangkong_api::AppState::new(store.clone(), township, settings);
+    let state = fangkong_api::AppState::new(store.clone(), township, vault, settings);
     let started = std::time::Instant::now();
     let events = fangkong_demo::fill(&state)
         .await
@@ -602,6 +702,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reading,
             state_key,
             signing_key,
+            kek,
+            personal_data_retention_days,
             publish_heads,
             nats_url,
             heads_subject,
@@ -623,10 +725,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .map_err(|e| anyhow::anyhow!("--retired-signing-key {k}: {e}"))
                 })
                 .collect::<anyhow::Result<_>>()?;
-            let store = open(&store).await?;
+            let store_args = store;
+            let store = open(&store_args).await?;
+            let vault = kek.vault(&store_args, &store).await?;
             let fresh = store.head().await?.position == 0;
             if demo {
-                fill_demo(&store, township, settings.signing_key.clone()).await?;
+                fill_demo(
+                    &store,
+                    township,
+                    vault.clone(),
+                    settings.signing_key.clone(),
+                )
+                .await?;
             }
             // A new store gets its first token(s), printed this once.
             let first_tokens = match (fresh, demo) {
@@ -637,6 +747,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve::run(
                 store,
                 township,
+                vault,
                 settings,
                 serve::Options {
                     bind: &bind,
@@ -644,6 +755,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     workers,
                     first_tokens,
                     witnessing,
+                    retention_days: personal_data_retention_days,
                 },
             )
             .await?;
@@ -662,12 +774,98 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store.close().await;
             outcome
         }
-        Command::Demo { store, time_zone } => {
+        Command::Demo {
+            store,
+            kek,
+            time_zone,
+        } => {
             let township = fangkong_domain::Township::parse_time_zone(&time_zone)
                 .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
-            let store = open(&store).await?;
-            fill_demo(&store, township, None).await?;
+            let store_args = store;
+            let store = open(&store_args).await?;
+            let vault = kek.vault(&store_args, &store).await?;
+            fill_demo(&store, township, vault, None).await?;
             store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Erase {
+            store,
+            kek,
+            due: _,
+            personal_data_retention_days,
+            time_zone,
+        } => {
+            let township = fangkong_domain::Township::parse_time_zone(&time_zone)
+                .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+            let store_args = store;
+            let store = open(&store_args).await?;
+            let vault = kek.vault(&store_args, &store).await?;
+            let commands = fangkong_app::Application::new(store.clone(), township, vault);
+            let started = std::time::Instant::now();
+            let run = commands
+                .erase_due(personal_data_retention_days)
+                .await
+                .map_err(|e| anyhow::anyhow!("erasing: {e}"))?;
+            store.close().await;
+            println!(
+                "erased the personal data of {} of {} returnees in {:.2}s ({} due but recorded in the clear before sealing: left)",
+                run.erased,
+                run.considered,
+                started.elapsed().as_secs_f64(),
+                run.in_clear
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            action:
+                KeysAction::RotateKek {
+                    store,
+                    kek,
+                    new_kek_file,
+                },
+        } => {
+            let store_args = store;
+            let store = open(&store_args).await?;
+            let path = kek.path(&store_args);
+            if kek.kek.is_none() && !path.exists() {
+                anyhow::bail!(
+                    "no key-encryption key at {}: nothing to rotate",
+                    path.display()
+                );
+            }
+            let old = kek.kek(&store_args, &store).await?;
+            let new = fangkong_vault::Kek::random()?;
+            let target = match (&kek.kek, new_kek_file) {
+                (_, Some(file)) => file,
+                (None, None) => path.clone(),
+                (Some(_), None) => anyhow::bail!(
+                    "the KEK came from FANGKONG_KEK: give --new-kek-file for the new one"
+                ),
+            };
+            // The new key is on disk before any data key is wrapped under
+            // it, and takes the file's place only once they all are.
+            let staged = target.with_extension("new");
+            let _ = std::fs::remove_file(&staged);
+            state_key::load_or_create(
+                &staged,
+                "new key-encryption key",
+                |text| fangkong_vault::Kek::from_hex(text).map_err(|e| e.to_string()),
+                || Ok((fangkong_vault::Kek::from_hex(&new.to_hex())?, new.to_hex())),
+            )?;
+            let rewrapped = fangkong_vault::rotate_kek(&store, &old, &new)
+                .await
+                .map_err(|e| anyhow::anyhow!("rotating: {e}"))?;
+            store.close().await;
+            if target == path && target.exists() {
+                std::fs::rename(&target, target.with_extension("old"))?;
+            }
+            std::fs::rename(&staged, &target)?;
+            println!(
+                "rewrapped {rewrapped} data keys from KEK {} to KEK {}; the new key is in {}",
+                old.id(),
+                new.id(),
+                target.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi => {
@@ -683,7 +881,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .verify_with_progress(from, to, |position| progress.at(position))
                 .await?;
             progress.done();
+            let access = store.verify_disclosures().await?;
             store.close().await;
+            if let Some(seq) = access.broken_at {
+                println!(
+                    "BROKEN personal data access record at row {seq} ({} rows verified before it)",
+                    access.checked
+                );
+                return Ok(ExitCode::from(1));
+            }
+            println!(
+                "personal data access record intact: {} rows",
+                access.checked
+            );
             match report.first_break {
                 None => {
                     println!(

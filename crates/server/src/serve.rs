@@ -16,15 +16,62 @@ pub struct Options<'a> {
     pub first_tokens: Vec<(Role, String, Vec<uuid::Uuid>)>,
     /// Signed heads published to NATS, when asked for.
     pub witnessing: Option<crate::witness::Witnessing>,
+    /// Days after a quarantine (or an arrival without one) before a
+    /// person's personal data is erased.
+    pub retention_days: u32,
 }
+
+/// How often the retention job looks for people due for erasure.
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3_600);
+/// How often data keys another instance created or erased are picked up.
+const KEYS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn run(
     store: EventStore,
     township: Township,
+    vault: fangkong_vault::Vault,
     settings: fangkong_api::Settings,
     options: Options<'_>,
 ) -> anyhow::Result<()> {
-    let state = actix_web::web::Data::new(AppState::new(store.clone(), township, settings));
+    let state = actix_web::web::Data::new(AppState::new(
+        store.clone(),
+        township,
+        vault.clone(),
+        settings,
+    ));
+    let mut stopping = state.shutdown.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(KEYS_EVERY) => {}
+                _ = stopping.changed() => return,
+            }
+            if let Err(error) = vault.refresh().await {
+                tracing::warn!(%error, "data keys of other instances not picked up");
+            }
+        }
+    });
+    let commands = state.commands.clone();
+    let retention_days = options.retention_days;
+    let mut stopping = state.shutdown.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match commands.erase_due(retention_days).await {
+                Ok(run) if run.erased > 0 || run.in_clear > 0 => tracing::info!(
+                    erased = run.erased,
+                    recorded_in_clear = run.in_clear,
+                    retention_days,
+                    "personal data past its retention erased"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "the retention job failed; it runs again"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RETENTION_EVERY) => {}
+                _ = stopping.changed() => return,
+            }
+        }
+    });
     for (role, name, zones) in &options.first_tokens {
         let (token, _) = state
             .commands
@@ -93,6 +140,8 @@ pub async fn run(
         handle.stop(true).await;
     });
     server.await?;
+    // Every read of personal data the server answered is on record.
+    state.disclosures.flush().await;
     // The last head covers every write the server took, and goes out
     // before the store closes.
     if let Some((task, witnessing)) = publisher {

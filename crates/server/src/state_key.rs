@@ -93,3 +93,52 @@ pub fn signing_key(path: &Path) -> anyhow::Result<fangkong_heads::SigningKey> {
         },
     )
 }
+
+/// The key-encryption key personal data keys are wrapped under. A key
+/// file others may read is refused (whoever reads it and the database
+/// reads every person's data); a missing one is created only for a store
+/// that holds no data keys yet, never over keys wrapped under another.
+pub async fn key_encryption_key(
+    hex: Option<&str>,
+    path: &Path,
+    store: &fangkong_store::EventStore,
+) -> anyhow::Result<fangkong_vault::Kek> {
+    if let Some(hex) = hex {
+        return fangkong_vault::Kek::from_hex(hex)
+            .map_err(|e| anyhow::anyhow!("FANGKONG_KEK: {e}"));
+    }
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "the key-encryption key file {} may be read by others (mode {:o}): chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    if !path.exists() {
+        let held = store.subject_keys().await?;
+        if let Some(row) = held.iter().find(|row| row.wrapped.is_some()) {
+            anyhow::bail!(
+                "no key-encryption key at {} (nor FANGKONG_KEK), but this store's personal data \
+                 keys are wrapped under KEK {}: give the key they were made with \
+                 (--kek-file or FANGKONG_KEK); without it no one's personal data can be read",
+                path.display(),
+                row.kek_id
+            );
+        }
+    }
+    load_or_create(
+        path,
+        "key-encryption key",
+        |text| fangkong_vault::Kek::from_hex(text).map_err(|e| e.to_string()),
+        || {
+            let key = fangkong_vault::Kek::random()?;
+            let text = key.to_hex();
+            Ok((key, text))
+        },
+    )
+}

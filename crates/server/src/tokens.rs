@@ -11,8 +11,18 @@ use fangkong_store::LogFilter;
 
 use crate::{open, TokenAction};
 
-fn commands(store: &fangkong_store::EventStore) -> Application {
-    Application::new(store.clone(), Default::default())
+async fn commands(
+    args: &crate::Store,
+    kek: &crate::KekArgs,
+    store: &fangkong_store::EventStore,
+) -> anyhow::Result<Application> {
+    // Token events hold no personal data, but the application seals what
+    // any event holds: it runs with the store's own keys.
+    Ok(Application::new(
+        store.clone(),
+        Default::default(),
+        kek.vault(args, store).await?,
+    ))
 }
 
 fn refused(e: AppError) -> anyhow::Error {
@@ -23,14 +33,17 @@ pub async fn run(action: TokenAction) -> anyhow::Result<ExitCode> {
     match action {
         TokenAction::Create {
             store,
+            kek,
             role,
             zones,
             name,
         } => {
-            let store = open(&store).await?;
+            let args = store;
+            let store = open(&args).await?;
             let role = parse_role(&role).map_err(refused);
             let outcome = match role {
-                Ok(role) => commands(&store)
+                Ok(role) => commands(&args, &kek, &store)
+                    .await?
                     .issue_token(&Envelope::system(), &name, role, &zones)
                     .await
                     .map_err(refused),
@@ -75,9 +88,15 @@ pub async fn run(action: TokenAction) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        TokenAction::Revoke { store, token_id } => {
-            let store = open(&store).await?;
-            let outcome = commands(&store)
+        TokenAction::Revoke {
+            store,
+            kek,
+            token_id,
+        } => {
+            let args = store;
+            let store = open(&args).await?;
+            let outcome = commands(&args, &kek, &store)
+                .await?
                 .revoke_token(&Envelope::system(), token_id)
                 .await
                 .map_err(refused);

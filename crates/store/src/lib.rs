@@ -15,6 +15,7 @@
 
 mod batch;
 mod chain;
+mod disclosures;
 mod error;
 mod postgres;
 mod sqlite;
@@ -34,10 +35,11 @@ use uuid::Uuid;
 use batch::{AppendRequest, PreparedEvent, WriterCache};
 use chain::{event_hash, ChainedFields};
 
+pub use disclosures::{Disclosure, DisclosureReport, NewDisclosure};
 pub use error::StoreError;
 pub use types::{
     AppendOutcome, ChainBreak, Checkpoint, ExpectedVersion, ExtensionProof, Head, LogFilter,
-    NewEvent, RecordedEvent, VerifyReport,
+    NewEvent, RecordedEvent, SubjectKey, VerifyReport,
 };
 
 /// Longest stream id accepted: ids are keys, not documents.
@@ -333,6 +335,78 @@ impl EventStore {
     /// The saved state of a read model, if any.
     pub async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
         dispatch!(&self.inner.backend, b => b.load_checkpoint(name).await)
+    }
+
+    /// Stores `wrapped` as the data key of `subject` unless the subject
+    /// already has a row; answers the row now stored (the existing one if
+    /// another writer got there first, an erased tombstone included), so
+    /// concurrent creators all end up with one key. Durable when it answers.
+    pub async fn put_subject_key(
+        &self,
+        subject: &str,
+        kek_id: &str,
+        wrapped: &[u8],
+    ) -> Result<SubjectKey, StoreError> {
+        dispatch!(&self.inner.backend, b => b.put_subject_key(subject, kek_id, wrapped).await)
+    }
+
+    /// The stored key row of `subject`, if any.
+    pub async fn subject_key(&self, subject: &str) -> Result<Option<SubjectKey>, StoreError> {
+        dispatch!(&self.inner.backend, b => b.subject_key(subject).await)
+    }
+
+    /// All key rows, live and erased, ordered by subject: for loading into
+    /// memory and for rewrapping under a new key-encryption key.
+    pub async fn subject_keys(&self) -> Result<Vec<SubjectKey>, StoreError> {
+        dispatch!(&self.inner.backend, b => b.subject_keys(None).await)
+    }
+
+    /// Key rows created or erased at or after `since_us` (microseconds since
+    /// the epoch): how an instance hears of other instances' keys.
+    pub async fn subject_keys_changed_since(
+        &self,
+        since_us: i64,
+    ) -> Result<Vec<SubjectKey>, StoreError> {
+        dispatch!(&self.inner.backend, b => b.subject_keys(Some(since_us)).await)
+    }
+
+    /// Destroys the live key of each of `subjects` (the row stays, as a
+    /// tombstone with the time and `reason`); answers how many were live.
+    /// Then, best effort, scrubs the old bytes from where the database may
+    /// still hold them (SQLite's WAL, PostgreSQL's dead row versions): a
+    /// failure there is logged, the erasure stands.
+    pub async fn erase_subject_keys(
+        &self,
+        subjects: &[String],
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        if subjects.is_empty() {
+            return Ok(0);
+        }
+        let erased =
+            dispatch!(&self.inner.backend, b => b.erase_subject_keys(subjects, reason).await)?;
+        if erased > 0 {
+            dispatch!(&self.inner.backend, b => b.scrub_subject_keys().await);
+        }
+        Ok(erased)
+    }
+
+    /// Replaces the wrapping of live keys: for each `(subject, kek_id,
+    /// wrapped)`, in one transaction, the row is updated unless it was
+    /// erased meanwhile. Answers how many rows were updated. The old
+    /// wrappings are scrubbed as after an erasure (best effort).
+    pub async fn rewrap_subject_keys(
+        &self,
+        rows: &[(String, String, Vec<u8>)],
+    ) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let updated = dispatch!(&self.inner.backend, b => b.rewrap_subject_keys(rows).await)?;
+        if updated > 0 {
+            dispatch!(&self.inner.backend, b => b.scrub_subject_keys().await);
+        }
+        Ok(updated)
     }
 
     /// The end of the log as it stood at `at`: the last position before the

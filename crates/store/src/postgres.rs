@@ -16,8 +16,10 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::batch::{carried_ids, ids_to_confirm, plan, AppendRequest, Plan, StoredId, WriterCache};
+use crate::types::{SubjectKeyRow, SELECT_SUBJECT_KEY};
 use crate::{
     now_micros, AppendOutcome, Checkpoint, Head, LogFilter, RawEvent, StoreError, StoreOptions,
+    SubjectKey,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -26,12 +28,20 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 const APPEND_LOCK: i64 = 0x6661_6e67_6b6f_6e67;
 const CHANNEL: &str = "fangkong_events";
 
+/// The database server's clock in microseconds: key rows are stamped by
+/// it, so instances whose own clocks differ agree on what changed when.
+const NOW_US: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint";
+
+/// Rows per statement when writing many key rows: each statement stays well
+/// inside the statement timeout.
+const KEY_CHUNK: usize = 5_000;
+
 const SELECT_EVENT: &str = "SELECT position, stream_id, stream_version, event_id, event_type, \
      schema_version, payload, metadata, recorded_at, hash FROM events";
 
 #[derive(Debug, Clone)]
 pub(crate) struct PgBackend {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     /// The writer's own connection: never tested before use (a failure
     /// surfaces on the next statement anyway) to save a round trip per batch.
     writer: PgPool,
@@ -249,6 +259,130 @@ impl PgBackend {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// The insert commits on its own (synchronous_commit is on) before the
+    /// row that won is read back; a concurrent insert of the same subject
+    /// makes this one wait for it and then do nothing.
+    pub(crate) async fn put_subject_key(
+        &self,
+        subject: &str,
+        kek_id: &str,
+        wrapped: &[u8],
+    ) -> Result<SubjectKey, StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO subject_keys (subject, kek_id, wrapped, created_at_us) \
+             VALUES ($1, $2, $3, {NOW_US}) ON CONFLICT (subject) DO NOTHING"
+        ))
+        .bind(subject)
+        .bind(kek_id)
+        .bind(wrapped)
+        .execute(&self.pool)
+        .await?;
+        let row: SubjectKeyRow =
+            sqlx::query_as(&format!("{SELECT_SUBJECT_KEY} WHERE subject = $1"))
+                .bind(subject)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.into())
+    }
+
+    pub(crate) async fn subject_key(
+        &self,
+        subject: &str,
+    ) -> Result<Option<SubjectKey>, StoreError> {
+        let row: Option<SubjectKeyRow> =
+            sqlx::query_as(&format!("{SELECT_SUBJECT_KEY} WHERE subject = $1"))
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(SubjectKey::from))
+    }
+
+    /// Every row, or those created or erased at or after `since_us`.
+    pub(crate) async fn subject_keys(
+        &self,
+        since_us: Option<i64>,
+    ) -> Result<Vec<SubjectKey>, StoreError> {
+        let rows: Vec<SubjectKeyRow> = match since_us {
+            None => {
+                sqlx::query_as(&format!("{SELECT_SUBJECT_KEY} ORDER BY subject"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Some(since) => {
+                sqlx::query_as(&format!(
+                    "{SELECT_SUBJECT_KEY} WHERE created_at_us >= $1 OR erased_at_us >= $1 \
+                     ORDER BY subject"
+                ))
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(rows.into_iter().map(SubjectKey::from).collect())
+    }
+
+    pub(crate) async fn erase_subject_keys(
+        &self,
+        subjects: &[String],
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        let mut erased = 0;
+        let mut tx = self.pool.begin().await?;
+        for chunk in subjects.chunks(KEY_CHUNK) {
+            erased += sqlx::query(&format!(
+                "UPDATE subject_keys SET wrapped = NULL, erased_at_us = {NOW_US}, \
+                 erased_reason = $1 WHERE wrapped IS NOT NULL AND subject = ANY($2)"
+            ))
+            .bind(reason)
+            .bind(chunk)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(erased)
+    }
+
+    pub(crate) async fn rewrap_subject_keys(
+        &self,
+        rows: &[(String, String, Vec<u8>)],
+    ) -> Result<u64, StoreError> {
+        let mut updated = 0;
+        let mut tx = self.pool.begin().await?;
+        for chunk in rows.chunks(KEY_CHUNK) {
+            let subjects: Vec<&str> = chunk.iter().map(|(s, _, _)| s.as_str()).collect();
+            let kek_ids: Vec<&str> = chunk.iter().map(|(_, k, _)| k.as_str()).collect();
+            let wrapped: Vec<&[u8]> = chunk.iter().map(|(_, _, w)| w.as_slice()).collect();
+            updated += sqlx::query(
+                "UPDATE subject_keys AS k SET kek_id = r.kek_id, wrapped = r.wrapped \
+                 FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS r(subject, kek_id, wrapped) \
+                 WHERE k.subject = r.subject AND k.wrapped IS NOT NULL",
+            )
+            .bind(&subjects)
+            .bind(&kek_ids)
+            .bind(&wrapped)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// An UPDATE leaves the old row version, key bytes and all, in the
+    /// table until vacuum reclaims it: ask for that now. Best effort (the
+    /// freed space is not zeroed, and the server's WAL and backups still
+    /// hold what they hold); VACUUM cannot run in a transaction, hence the
+    /// simple protocol.
+    pub(crate) async fn scrub_subject_keys(&self) {
+        if let Err(error) = sqlx::raw_sql("VACUUM subject_keys")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(%error, "vacuuming subject_keys after replacing data keys failed: old row versions stay until autovacuum");
+        }
     }
 
     /// The stored Merkle frontier and the chain hash at its size.

@@ -17,8 +17,10 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::batch::{carried_ids, ids_to_confirm, plan, AppendRequest, Plan, StoredId, WriterCache};
+use crate::types::{SubjectKeyRow, SELECT_SUBJECT_KEY};
 use crate::{
     now_micros, AppendOutcome, Checkpoint, Head, LogFilter, RawEvent, StoreError, StoreOptions,
+    SubjectKey,
 };
 use chrono::{DateTime, Utc};
 
@@ -33,8 +35,8 @@ const SELECT_EVENT: &str = "SELECT position, stream_id, stream_version, event_id
 
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteBackend {
-    write: SqlitePool,
-    read: SqlitePool,
+    pub(crate) write: SqlitePool,
+    pub(crate) read: SqlitePool,
     /// The database file as opened: appends refuse to commit, and
     /// readiness fails, once the file at the path is another or none.
     file: Arc<OpenedFile>,
@@ -121,6 +123,9 @@ impl SqliteBackend {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
+            // Freed space is overwritten with zeros, so an erased data key's
+            // bytes do not linger in the file's free pages and cells.
+            .pragma("secure_delete", "on")
             .busy_timeout(options.statement_timeout);
         let path = connect.get_filename().to_path_buf();
         let in_memory = path.as_os_str().is_empty() || path.as_os_str() == ":memory:";
@@ -321,6 +326,151 @@ impl SqliteBackend {
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Through the write connection like every write, so the appender and
+    /// this take turns; the insert and the read-back of whichever row won
+    /// share one transaction, committed with a full sync before answering.
+    pub(crate) async fn put_subject_key(
+        &self,
+        subject: &str,
+        kek_id: &str,
+        wrapped: &[u8],
+    ) -> Result<SubjectKey, StoreError> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO subject_keys (subject, kek_id, wrapped, created_at_us) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (subject) DO NOTHING",
+        )
+        .bind(subject)
+        .bind(kek_id)
+        .bind(wrapped)
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+        let row: SubjectKeyRow = sqlx::query_as(&format!("{SELECT_SUBJECT_KEY} WHERE subject = ?"))
+            .bind(subject)
+            .fetch_one(&mut *tx)
+            .await?;
+        // A key acknowledged into a file that is no longer the store's
+        // would be lost with whatever was sealed under it.
+        self.file.check()?;
+        tx.commit().await?;
+        Ok(row.into())
+    }
+
+    pub(crate) async fn subject_key(
+        &self,
+        subject: &str,
+    ) -> Result<Option<SubjectKey>, StoreError> {
+        let row: Option<SubjectKeyRow> =
+            sqlx::query_as(&format!("{SELECT_SUBJECT_KEY} WHERE subject = ?"))
+                .bind(subject)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.map(SubjectKey::from))
+    }
+
+    /// Every row, or those created or erased at or after `since_us`.
+    pub(crate) async fn subject_keys(
+        &self,
+        since_us: Option<i64>,
+    ) -> Result<Vec<SubjectKey>, StoreError> {
+        let rows: Vec<SubjectKeyRow> = match since_us {
+            None => {
+                sqlx::query_as(&format!("{SELECT_SUBJECT_KEY} ORDER BY subject"))
+                    .fetch_all(&self.read)
+                    .await?
+            }
+            Some(since) => {
+                sqlx::query_as(&format!(
+                    "{SELECT_SUBJECT_KEY} WHERE created_at_us >= ? OR erased_at_us >= ? \
+                     ORDER BY subject"
+                ))
+                .bind(since)
+                .bind(since)
+                .fetch_all(&self.read)
+                .await?
+            }
+        };
+        Ok(rows.into_iter().map(SubjectKey::from).collect())
+    }
+
+    pub(crate) async fn erase_subject_keys(
+        &self,
+        subjects: &[String],
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        let mut erased = 0;
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        // Stamped once the write lock is held, close to the commit: other
+        // instances look for changes by this time.
+        let now = now_micros();
+        for chunk in subjects.chunks(MAX_PARAMS / 2) {
+            let mut update = QueryBuilder::<Sqlite>::new(
+                "UPDATE subject_keys SET wrapped = NULL, erased_at_us = ",
+            );
+            update
+                .push_bind(now)
+                .push(", erased_reason = ")
+                .push_bind(reason)
+                .push(" WHERE wrapped IS NOT NULL AND subject IN (");
+            let mut list = update.separated(", ");
+            for subject in chunk {
+                list.push_bind(subject.as_str());
+            }
+            update.push(")");
+            erased += update.build().execute(&mut *tx).await?.rows_affected();
+        }
+        self.file.check()?;
+        tx.commit().await?;
+        Ok(erased)
+    }
+
+    pub(crate) async fn rewrap_subject_keys(
+        &self,
+        rows: &[(String, String, Vec<u8>)],
+    ) -> Result<u64, StoreError> {
+        let mut updated = 0;
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        for (subject, kek_id, wrapped) in rows {
+            updated += sqlx::query(
+                "UPDATE subject_keys SET kek_id = ?, wrapped = ? \
+                 WHERE subject = ? AND wrapped IS NOT NULL",
+            )
+            .bind(kek_id)
+            .bind(wrapped)
+            .bind(subject)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        self.file.check()?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// With `secure_delete` the database file no longer holds replaced key
+    /// bytes, but committed WAL frames still hold the pages as they were:
+    /// copy the WAL into the file and truncate it. Best effort: it waits
+    /// (up to the busy timeout) for readers, and gives up rather than fail
+    /// the erasure that already committed.
+    pub(crate) async fn scrub_subject_keys(&self) {
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&self.write)
+            .await
+        {
+            Ok((0, _, _)) => {}
+            Ok((_, frames, copied)) => tracing::warn!(
+                wal.frames = frames,
+                wal.copied = copied,
+                "the WAL could not be truncated after replacing data keys: old key bytes stay in it until the next checkpoint"
+            ),
+            Err(error) => tracing::warn!(
+                %error,
+                "checkpointing the WAL after replacing data keys failed: old key bytes stay in it until the next checkpoint"
+            ),
+        }
     }
 
     /// The stored Merkle frontier and the chain hash at its size.

@@ -220,3 +220,54 @@ pub struct Checkpoint {
     pub state: String,
     pub saved_at: DateTime<Utc>,
 }
+
+/// A data subject's key as the store holds it: wrapped under a
+/// key-encryption key the database never sees, or, once erased, a tombstone
+/// without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectKey {
+    /// Whose key: the stream id of the person's entity.
+    pub subject: String,
+    /// Which key-encryption key wrapped it.
+    pub kek_id: String,
+    /// The wrapped key; `None` once erased.
+    pub wrapped: Option<Vec<u8>>,
+    pub created_at_us: i64,
+    pub erased_at_us: Option<i64>,
+    pub erased_reason: Option<String>,
+}
+
+impl SubjectKey {
+    /// True once the key was destroyed.
+    pub fn is_erased(&self) -> bool {
+        self.wrapped.is_none()
+    }
+}
+
+/// A `subject_keys` row as both backends select it ([`SELECT_SUBJECT_KEY`]).
+pub(crate) type SubjectKeyRow = (
+    String,
+    String,
+    Option<Vec<u8>>,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
+
+pub(crate) const SELECT_SUBJECT_KEY: &str = "SELECT subject, kek_id, wrapped, created_at_us, \
+     erased_at_us, erased_reason FROM subject_keys";
+
+impl From<SubjectKeyRow> for SubjectKey {
+    fn from(
+        (subject, kek_id, wrapped, created_at_us, erased_at_us, erased_reason): SubjectKeyRow,
+    ) -> Self {
+        SubjectKey {
+            subject,
+            kek_id,
+            wrapped,
+            created_at_us,
+            erased_at_us,
+            erased_reason,
+        }
+    }
+}

@@ -25,7 +25,87 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(inclusion)
         .service(consistency)
         .service(verify)
-        .service(proof);
+        .service(proof)
+        .service(personal_data_access);
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AccessQuery {
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// One answer that showed personal data unmasked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PersonalDataAccess {
+    /// Its place in the record (1, 2, ...).
+    pub seq: u64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The token that read it, and its role.
+    pub token_id: uuid::Uuid,
+    pub role: String,
+    /// The route, as the router matched it.
+    pub route: String,
+    /// Whose data: the data subjects' streams (`returnee-<id>`).
+    pub subjects: Vec<String>,
+    /// SHA-256 over the previous row's hash and this row's fields: the
+    /// record is a chain, so an edited or removed row is found by
+    /// `fangkong verify`.
+    pub hash: String,
+}
+
+/// A page of the personal data access record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PersonalDataAccessPage {
+    pub items: Vec<PersonalDataAccess>,
+    /// Pass as `cursor` for the next page; absent when there is no more.
+    pub next_cursor: Option<String>,
+}
+
+/// Who was shown whose personal data, oldest first. Admin and auditor only.
+///
+/// Every answer that showed a person's personal data unmasked (a returnee, a list, the roster, a
+/// banquet's host, a leader's phone, the log or live feed read as admin, a write's answer, a
+/// subject access report) is noted: the token and its role, the data subjects, when, and the
+/// route. Notes are written within a fraction of a second of the answer, in groups. The rows
+/// form a hash chain (`fangkong verify` checks it). Cursor-paged with `limit` and `cursor`.
+#[utoipa::path(
+    tag = "audit",
+    params(AccessQuery),
+    responses((status = 200, description = "A page of the record", body = PersonalDataAccessPage), ReadErrors)
+)]
+#[get("/audit/personal-data-access")]
+async fn personal_data_access(
+    _caller: Authorized<Audit>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q: AccessQuery = query(&req)?;
+    let page = super::Page {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let limit = page.limit()?;
+    let rows = state.store().disclosures(page.after()?, limit).await?;
+    let next_cursor = (rows.len() == limit)
+        .then(|| rows.last().map(|d| d.seq.to_string()))
+        .flatten();
+    let items = rows
+        .into_iter()
+        .map(|d| PersonalDataAccess {
+            seq: d.seq,
+            at: d.note.at,
+            token_id: d.note.token_id,
+            role: d.note.role,
+            route: d.note.route,
+            subjects: d.note.subjects,
+            hash: hex::encode(d.hash),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(PersonalDataAccessPage { items, next_cursor }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -104,10 +184,20 @@ async fn list_events(
         .then(|| events.last().map(|e| e.position.to_string()))
         .flatten();
     let mask = caller.role != Role::Admin;
+    let mut disclosed = Vec::new();
     let items: Vec<LogEvent> = events
         .into_iter()
-        .map(|e| LogEvent::shown(e, mask))
+        .map(|e| {
+            let (shown, personal) = LogEvent::shown(e, state.vault(), mask);
+            if personal {
+                disclosed.push(shown.stream_id.clone());
+            }
+            shown
+        })
         .collect();
+    state
+        .disclosures
+        .record(&caller, "GET /v1/events", disclosed);
     Ok(HttpResponse::Ok().json(Paged { items, next_cursor }))
 }
 
@@ -133,10 +223,16 @@ fn checked_name(field: &str, raw: Option<String>) -> Result<Option<String>, ApiE
 impl LogEvent {
     /// The event as the caller may see it: personal data masked for every
     /// role but admin.
-    pub(crate) fn shown(e: fangkong_store::RecordedEvent, mask: bool) -> LogEvent {
+    /// Also answers whether personal data was shown unmasked.
+    pub(crate) fn shown(
+        e: fangkong_store::RecordedEvent,
+        vault: &fangkong_vault::Vault,
+        mask: bool,
+    ) -> (LogEvent, bool) {
         let mut data = e.payload;
-        crate::access::show_event(&e.event_type, &mut data, !mask);
-        LogEvent {
+        let disclosed =
+            crate::personal::show_event(vault, &e.stream_id, &e.event_type, &mut data, !mask);
+        let shown = LogEvent {
             position: e.position,
             stream_id: e.stream_id,
             stream_version: e.stream_version,
@@ -147,7 +243,8 @@ impl LogEvent {
             metadata: e.metadata,
             recorded_at: e.recorded_at,
             hash: hex::encode(e.hash),
-        }
+        };
+        (shown, disclosed)
     }
 }
 
@@ -237,6 +334,9 @@ async fn live_events(
         after,
         heads: state.store().subscribe(),
         mask: caller.role != Role::Admin,
+        vault: state.vault().clone(),
+        disclosures: state.disclosures.clone(),
+        reader: (*caller).clone(),
         filter: fangkong_store::LogFilter {
             category,
             ..Default::default()
@@ -264,6 +364,10 @@ struct Live {
     after: u64,
     heads: tokio::sync::watch::Receiver<u64>,
     mask: bool,
+    vault: fangkong_vault::Vault,
+    /// Where each frame showing personal data is noted, as read by `reader`.
+    disclosures: crate::disclosures::Disclosures,
+    reader: crate::access::Caller,
     filter: fangkong_store::LogFilter,
     pending: std::collections::VecDeque<web::Bytes>,
     heartbeat: std::time::Duration,
@@ -286,8 +390,15 @@ impl Live {
                     for event in page {
                         self.after = event.position;
                         let (position, kind) = (event.position, event.event_type.clone());
-                        let data = serde_json::to_string(&LogEvent::shown(event, self.mask))
-                            .unwrap_or_else(|_| "{}".into());
+                        let (shown, personal) = LogEvent::shown(event, &self.vault, self.mask);
+                        if personal {
+                            self.disclosures.record(
+                                &self.reader,
+                                "GET /v1/events/live",
+                                std::iter::once(shown.stream_id.clone()),
+                            );
+                        }
+                        let data = serde_json::to_string(&shown).unwrap_or_else(|_| "{}".into());
                         let frame = if self.named {
                             format!("id: {position}\nevent: {kind}\ndata: {data}\n\n")
                         } else {

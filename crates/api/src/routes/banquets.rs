@@ -1,5 +1,6 @@
 //! Reported banquets (宴席) and the outcome of persuading the family.
 
+use crate::personal::Shown;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDate, Utc};
 use fangkong_domain::banquet::{Banquet, BanquetCommand, BanquetHost};
@@ -89,11 +90,21 @@ pub struct BanquetView {
     /// planned, postponed, cancelled, scaled_down
     #[schema(schema_with = schemas::banquet_status)]
     pub status: String,
-    pub host: HostBody,
+    #[schema(schema_with = fangkong_domain::personal::shown_schema::<HostBody>)]
+    pub host: Shown<HostBody>,
     pub version: u64,
 }
 
-fn view(b: &Banquet, version: u64) -> Option<BanquetView> {
+impl BanquetView {
+    /// The data subject whose data this view shows unmasked, if any.
+    fn disclosed(&self) -> Option<String> {
+        self.host
+            .is_clear()
+            .then(|| BanquetId::from_uuid(self.banquet_id).stream_id())
+    }
+}
+
+fn view(b: &Banquet, version: u64, vault: &fangkong_vault::Vault) -> Option<BanquetView> {
     let r = b.report.as_ref()?;
     Some(BanquetView {
         banquet_id: r.banquet_id.as_uuid(),
@@ -103,10 +114,17 @@ fn view(b: &Banquet, version: u64) -> Option<BanquetView> {
         planned_date: b.planned_date,
         guests: b.guests,
         status: super::code_of(b.status),
-        host: HostBody {
-            name: r.personal.name.to_string(),
-            phone: r.personal.phone.as_ref().map(|p| p.to_string()),
-        },
+        host: crate::personal::open(
+            vault,
+            &r.banquet_id.stream_id(),
+            "BanquetReported",
+            &["personal"],
+            &r.personal,
+        )
+        .map(|host: fangkong_domain::banquet::BanquetHost| HostBody {
+            name: host.name.to_string(),
+            phone: host.phone.as_ref().map(|p| p.to_string()),
+        }),
         version,
     })
 }
@@ -224,8 +242,14 @@ async fn list_banquets(
             let report = e.state.report.as_ref()?;
             let keep = caller.sees_zone(report.zone_id.as_uuid())
                 && status.is_none_or(|s| e.state.status == s);
-            keep.then(|| view(&e.state, e.version)).flatten()
+            keep.then(|| view(&e.state, e.version, state.vault()))
+                .flatten()
         },
+        Some(super::Disclosed {
+            caller: &caller,
+            route: "GET /v1/banquets",
+            subject: &BanquetView::disclosed,
+        }),
     )
     .await
 }
@@ -248,8 +272,12 @@ async fn get_banquet(
 ) -> Result<HttpResponse, ApiError> {
     let id = banquet_id(&path)?;
     let loaded = state.commands.load::<Banquet>(&id.stream_id()).await?;
-    let view = view(&loaded.state, loaded.version).ok_or_else(|| super::not_found("banquet"))?;
+    let view = view(&loaded.state, loaded.version, state.vault())
+        .ok_or_else(|| super::not_found("banquet"))?;
     caller.check_zone(Some(view.zone_id), "banquet")?;
+    state
+        .disclosures
+        .record(&caller, "GET /v1/banquets/{banquet_id}", view.disclosed());
     Ok(entity(loaded.version, &view))
 }
 

@@ -185,6 +185,7 @@ async fn list_checkpoints(
         q.zone_id,
         |m| &m.directory.checkpoints,
         |e| view(&e.state, e.version).filter(|v| caller.sees_zone(v.zone_id)),
+        None,
     )
     .await
 }

@@ -73,11 +73,25 @@ pub(crate) async fn run_on<C: Command, P: crate::access::Policy>(
     command: C,
 ) -> Result<Written, ApiError> {
     let envelope = headers.envelope(body_hash, occurred_at);
-    Ok(state
-        .commands
-        .execute(&envelope, target, command)
-        .await?
-        .into())
+    let outcome = state.commands.execute(&envelope, target, command).await?;
+    Ok(shown_write(state, &headers.caller, outcome))
+}
+
+/// A write's answer as its sender sees it, recorded in the access record
+/// when it shows personal data.
+pub(crate) fn shown_write(
+    state: &AppState,
+    caller: &crate::access::Caller,
+    outcome: fangkong_app::Outcome,
+) -> Written {
+    let subject = outcome.stream_id.clone();
+    let (written, disclosed) = Written::shown(outcome, state.vault());
+    if disclosed {
+        state
+            .disclosures
+            .record(caller, "write", std::iter::once(subject));
+    }
+    written
 }
 
 /// Parses one field, naming it on failure.
@@ -225,6 +239,7 @@ pub(crate) async fn listed<A, V>(
     zone: Option<uuid::Uuid>,
     listing: fn(&fangkong_projections::ReadModels) -> &fangkong_projections::Listing<A>,
     mut item: impl FnMut(&fangkong_projections::Entry<A>) -> Option<V>,
+    disclosed: Option<Disclosed<'_, V>>,
 ) -> Result<HttpResponse, ApiError>
 where
     A: fangkong_projections::directory::Listed,
@@ -249,7 +264,22 @@ where
         Paged { items, next_cursor }
     })
     .await?;
+    if let Some(d) = disclosed {
+        state.disclosures.record(
+            d.caller,
+            d.route,
+            paged.items.iter().filter_map(|v| (d.subject)(v)),
+        );
+    }
     Ok(dashboards::with_freshness(freshness, &paged))
+}
+
+/// How a list notes the personal data its page shows: who asked, by which
+/// route, and the data subject an item shows unmasked, if any.
+pub(crate) struct Disclosed<'a, V> {
+    pub caller: &'a crate::access::Caller,
+    pub route: &'static str,
+    pub subject: &'a dyn Fn(&V) -> Option<String>,
 }
 
 /// A filter's value as the domain code it names; an unknown one is refused
@@ -419,11 +449,16 @@ pub struct StreamEvent {
     pub recorded_at: chrono::DateTime<chrono::Utc>,
 }
 
-impl From<fangkong_store::RecordedEvent> for StreamEvent {
-    /// For callers the entity's zone admits (its secrets removed all the same).
-    fn from(mut e: fangkong_store::RecordedEvent) -> Self {
-        crate::access::show_event(&e.event_type, &mut e.payload, true);
-        StreamEvent {
+impl StreamEvent {
+    /// For callers the entity's zone admits (its secrets removed all the
+    /// same); answers whether personal data was shown.
+    pub(crate) fn shown(
+        mut e: fangkong_store::RecordedEvent,
+        vault: &fangkong_vault::Vault,
+    ) -> (StreamEvent, bool) {
+        let disclosed =
+            crate::personal::show_event(vault, &e.stream_id, &e.event_type, &mut e.payload, true);
+        let shown = StreamEvent {
             position: e.position,
             version: e.stream_version,
             event_type: e.event_type,
@@ -431,6 +466,7 @@ impl From<fangkong_store::RecordedEvent> for StreamEvent {
             data: e.payload,
             metadata: e.metadata,
             recorded_at: e.recorded_at,
-        }
+        };
+        (shown, disclosed)
     }
 }

@@ -23,9 +23,12 @@ use super::{
 };
 use crate::access::{Authorized, Field};
 use crate::extract::{Json, WriteHeaders};
+use crate::personal::{open, Shown};
 use crate::problem::ApiError;
 use crate::write::Written;
 use crate::AppState;
+use fangkong_domain::personal::Personal;
+use fangkong_vault::Vault;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(register_returnee)
@@ -40,7 +43,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(refer)
         .service(change_period)
         .service(record_exposure)
-        .service(end_quarantine);
+        .service(end_quarantine)
+        .service(erase_personal_data)
+        .service(personal_data);
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -218,13 +223,14 @@ pub struct ReturneeView {
     pub grid_id: Uuid,
     pub arrival_date: NaiveDate,
     pub origin: OriginBody,
-    pub personal: PersonalBody,
+    #[schema(schema_with = fangkong_domain::personal::shown_schema::<PersonalBody>)]
+    pub personal: Shown<PersonalBody>,
     /// unregistered, registered, in_quarantine, released, under_treatment, transferred, lost_to_follow_up
     #[schema(schema_with = schemas::returnee_status)]
     pub status: String,
     pub screenings: u32,
     pub last_screened_on: Option<NaiveDate>,
-    pub team: Vec<MemberBody>,
+    pub team: Vec<MemberView>,
     pub quarantine: Option<QuarantineView>,
     pub abnormal_reports: u32,
     /// An abnormal finding awaits referral.
@@ -233,8 +239,33 @@ pub struct ReturneeView {
     pub version: u64,
 }
 
-fn view(r: &Returnee, version: u64, today: NaiveDate) -> Option<ReturneeView> {
+impl ReturneeView {
+    /// The data subject whose data this view shows unmasked, if any.
+    fn disclosed(&self) -> Option<String> {
+        let shown = self.personal.is_clear()
+            || self
+                .team
+                .iter()
+                .any(|m| m.phone.as_ref().is_some_and(Shown::is_clear));
+        shown.then(|| ReturneeId::from_uuid(self.returnee_id).stream_id())
+    }
+}
+
+/// A member of the five-for-one team as an answer shows them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberView {
+    #[schema(schema_with = schemas::team_role)]
+    pub role: TeamRole,
+    pub name: String,
+    #[schema(schema_with = fangkong_domain::personal::shown_schema::<String>)]
+    pub phone: Option<Shown<String>>,
+}
+
+/// The returnee as an answer shows them, personal data opened with the
+/// vault (the caller is one entitled to it).
+fn view(r: &Returnee, version: u64, today: NaiveDate, vault: &Vault) -> Option<ReturneeView> {
     let reg = r.registration.as_ref()?;
+    let stream_id = reg.returnee_id.stream_id();
     Some(ReturneeView {
         returnee_id: reg.returnee_id.as_uuid(),
         zone_id: reg.zone_id.as_uuid(),
@@ -245,22 +276,38 @@ fn view(r: &Returnee, version: u64, today: NaiveDate) -> Option<ReturneeView> {
             region: reg.origin.region.to_string(),
             risk: reg.origin.risk,
         },
-        personal: PersonalBody {
-            name: reg.personal.name.to_string(),
-            resident_id: reg.personal.resident_id.to_string(),
-            phone: reg.personal.phone.to_string(),
-            address: reg.personal.address.to_string(),
-        },
+        personal: open(
+            vault,
+            &stream_id,
+            "ReturneeRegistered",
+            &["personal"],
+            &reg.personal,
+        )
+        .map(|p: PersonalData| PersonalBody {
+            name: p.name.to_string(),
+            resident_id: p.resident_id.to_string(),
+            phone: p.phone.to_string(),
+            address: p.address.to_string(),
+        }),
         status: r.status.code().to_owned(),
         screenings: r.screenings,
         last_screened_on: r.last_screened_on,
         team: r
             .team
             .iter()
-            .map(|m| MemberBody {
+            .map(|m| MemberView {
                 role: m.role,
                 name: m.name.to_string(),
-                phone: m.phone.as_ref().map(|p| p.to_string()),
+                phone: m.phone.as_ref().map(|p| {
+                    open(
+                        vault,
+                        &stream_id,
+                        "ResponsibilityTeamAssigned",
+                        &["members", "[]", "phone"],
+                        p,
+                    )
+                    .map(|p: PhoneNumber| p.to_string())
+                }),
             })
             .collect(),
         quarantine: r.quarantine.as_ref().map(|q| QuarantineView {
@@ -431,8 +478,14 @@ async fn list_returnees(
             let keep = caller.sees_zone(reg.zone_id.as_uuid())
                 && status.is_none_or(|s| r.status == s)
                 && risk.is_none_or(|k| reg.origin.risk == k);
-            keep.then(|| view(r, e.version, today)).flatten()
+            keep.then(|| view(r, e.version, today, state.vault()))
+                .flatten()
         },
+        Some(super::Disclosed {
+            caller: &caller,
+            route: "GET /v1/returnees",
+            subject: &ReturneeView::disclosed,
+        }),
     )
     .await
 }
@@ -462,8 +515,11 @@ async fn get_returnee(
     let loaded = state.commands.load::<Returnee>(&id.stream_id()).await?;
     caller.check_zone(zone_of(&loaded.state), "returnee")?;
     let today = state.commands.context(None)?.today;
-    let view =
-        view(&loaded.state, loaded.version, today).ok_or_else(|| super::not_found("returnee"))?;
+    let view = view(&loaded.state, loaded.version, today, state.vault())
+        .ok_or_else(|| super::not_found("returnee"))?;
+    state
+        .disclosures
+        .record(&caller, "GET /v1/returnees/{returnee_id}", view.disclosed());
     Ok(entity(loaded.version, &view))
 }
 
@@ -512,7 +568,22 @@ async fn returnee_events(
     if events.is_empty() && state.store().stream_version(&id.stream_id()).await? == 0 {
         return Err(super::not_found("returnee"));
     }
-    let events: Vec<StreamEvent> = events.into_iter().map(StreamEvent::from).collect();
+    let mut disclosed = false;
+    let events: Vec<StreamEvent> = events
+        .into_iter()
+        .map(|e| {
+            let (shown, personal) = StreamEvent::shown(e, state.vault());
+            disclosed |= personal;
+            shown
+        })
+        .collect();
+    if disclosed {
+        state.disclosures.record(
+            &caller,
+            "GET /v1/returnees/{returnee_id}/events",
+            std::iter::once(id.stream_id()),
+        );
+    }
     Ok(HttpResponse::Ok().json(events))
 }
 
@@ -581,7 +652,8 @@ pub(crate) async fn team(
             name: field(&format!("members[{i}].name"), Name::parse(&m.name))?,
             phone: optional(&format!("members[{i}].phone"), m.phone, |p| {
                 PhoneNumber::parse(&p)
-            })?,
+            })?
+            .map(Personal::Clear),
         });
     }
     let command = ReturneeCommand::AssignTeam { members };
@@ -972,4 +1044,123 @@ async fn end_quarantine(
         end(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
         None,
     ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "本人申请删除个人信息"}))]
+pub struct ErasureBody {
+    /// Why (kept in the log: write no personal data here).
+    pub reason: String,
+}
+
+/// Erase a returnee's personal data. Admin only.
+///
+/// Records `PersonalDataErased` (holding no personal data) and destroys the key the person's
+/// name, resident ID number, phone, address and team phones were sealed under: from then on
+/// every view, list, export, live feed, as-of read, rebuild and saved state shows them as
+/// `{"erased": true}`, while every figure stays as it was and the log still verifies. Sent
+/// again, it records nothing more. Refused with 409 when the rule it breaks is
+/// `personal_data_not_encrypted` (the person was recorded before this store sealed personal
+/// data: start a new store to erase by key).
+#[utoipa::path(
+    tag = "returnees",
+    params(("returnee_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry")),
+    request_body = ErasureBody,
+    responses((status = 200, description = "Erased (or already erased)", body = Written, headers(("ETag" = String, description = "Its stream version, quoted"))), WriteErrors)
+)]
+#[post("/returnees/{returnee_id}/erasure")]
+async fn erase_personal_data(
+    caller: Authorized<crate::access::Admin>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<ErasureBody>,
+) -> Result<HttpResponse, ApiError> {
+    let headers = WriteHeaders::parse(&req, caller)?;
+    let id = returnee_id(&path)?;
+    let reason = field("reason", Text::parse(&body.value.reason))?;
+    let target = fangkong_app::Target::new(id.stream_id(), id.as_uuid(), "returnee.erase");
+    let envelope = headers.envelope(body.canonical_hash, None);
+    let outcome = state
+        .commands
+        .erase_personal_data(
+            &envelope,
+            &target,
+            fangkong_domain::returnee::ErasureBasis::Request,
+            reason,
+        )
+        .await?;
+    Ok(written(
+        super::shown_write(&state, &headers.caller, outcome),
+        None,
+    ))
+}
+
+/// Everything the service holds about one person, for a subject access request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PersonalDataReport {
+    pub returnee_id: Uuid,
+    /// When this report was made.
+    pub generated_at: DateTime<Utc>,
+    /// The person's data was erased: the fields below show `{"erased": true}`.
+    pub erased: bool,
+    /// The returnee as the service shows them today.
+    pub returnee: ReturneeView,
+    /// Every event of the person's record, personal fields opened: where
+    /// each piece of data comes from.
+    pub events: Vec<StreamEvent>,
+}
+
+/// Everything held about one returnee, decrypted, with its sources. Admin only.
+///
+/// The JSON document to hand over on a person's request for their data: the returnee as shown
+/// today (personal data, team, quarantine) and every event of their record with its personal
+/// fields opened, each with its position, time and metadata. The read is noted in the personal
+/// data access record.
+#[utoipa::path(
+    tag = "returnees",
+    params(("returnee_id" = Uuid, Path)),
+    responses((status = 200, description = "The person's data", body = PersonalDataReport), ReadErrors)
+)]
+#[get("/returnees/{returnee_id}/personal-data")]
+async fn personal_data(
+    caller: Authorized<crate::access::Admin>,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = returnee_id(&path)?;
+    let loaded = state.commands.load::<Returnee>(&id.stream_id()).await?;
+    let today = state.commands.context(None)?.today;
+    let returnee = view(&loaded.state, loaded.version, today, state.vault())
+        .ok_or_else(|| super::not_found("returnee"))?;
+    let mut events = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = state
+            .store()
+            .read_stream(&id.stream_id(), from, 1_000)
+            .await?;
+        let full = page.len() == 1_000;
+        from += page.len() as u64;
+        events.extend(
+            page.into_iter()
+                .map(|e| StreamEvent::shown(e, state.vault()).0),
+        );
+        if !full {
+            break;
+        }
+    }
+    state.disclosures.record(
+        &caller,
+        "GET /v1/returnees/{returnee_id}/personal-data",
+        returnee.disclosed(),
+    );
+    Ok(HttpResponse::Ok().json(PersonalDataReport {
+        returnee_id: id.as_uuid(),
+        generated_at: Utc::now(),
+        erased: loaded.state.personal_data_erased(),
+        returnee,
+        events,
+    }))
 }

@@ -1,8 +1,11 @@
 //! The quarantine roster (一人一户一专班): who is in home quarantine, day n of
 //! the period, today's visit, missed visits.
 
+use crate::personal::{open, Shown};
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use chrono::NaiveDate;
+use fangkong_domain::returnee::PersonalData;
+use fangkong_domain::ReturneeId;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -33,7 +36,8 @@ pub struct RosterQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RosterItem {
     pub returnee_id: Uuid,
-    pub name: String,
+    #[schema(schema_with = fangkong_domain::personal::shown_schema::<String>)]
+    pub name: Shown<String>,
     pub zone_id: Uuid,
     pub village_id: Uuid,
     pub grid_id: Uuid,
@@ -93,7 +97,14 @@ async fn quarantine_roster(
                 })
                 .map(|e| RosterItem {
                     returnee_id: e.returnee_id,
-                    name: e.placement.name.clone(),
+                    name: open(
+                        state.vault(),
+                        &ReturneeId::from_uuid(e.returnee_id).stream_id(),
+                        "ReturneeRegistered",
+                        &["personal"],
+                        &e.placement.personal,
+                    )
+                    .map(|p: PersonalData| p.name.to_string()),
                     zone_id: e.placement.zone_id,
                     village_id: e.placement.village_id,
                     grid_id: e.placement.grid_id,
@@ -117,6 +128,15 @@ async fn quarantine_roster(
             }
         })
         .await?;
+    state.disclosures.record(
+        &caller,
+        "GET /v1/quarantine/roster",
+        roster
+            .items
+            .iter()
+            .filter(|item| item.name.is_clear())
+            .map(|item| ReturneeId::from_uuid(item.returnee_id).stream_id()),
+    );
     let mut response = HttpResponse::Ok();
     freshness.headers(&mut response);
     Ok(response.json(roster))

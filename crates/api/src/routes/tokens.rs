@@ -235,12 +235,10 @@ async fn revoke_token(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let token_id = path_id(&path, "token")?;
-    let envelope = WriteHeaders::parse(&req, caller)?.envelope([0; 32], None);
-    let written: Written = state
-        .commands
-        .revoke_token(&envelope, token_id)
-        .await?
-        .into();
+    let headers = WriteHeaders::parse(&req, caller)?;
+    let envelope = headers.envelope([0; 32], None);
+    let outcome = state.commands.revoke_token(&envelope, token_id).await?;
+    let written: Written = super::shown_write(&state, &headers.caller, outcome);
     // The revocation holds in this process before the answer goes out.
     state
         .projector

@@ -232,6 +232,7 @@ async fn list_venues(
                 && status.is_none_or(|s| e.state.status == s);
             keep.then(|| view(&e.state, e.version)).flatten()
         },
+        None,
     )
     .await
 }

@@ -1,5 +1,6 @@
 //! Zones: establish, list, read; leader, villages, grids.
 
+use crate::personal::Shown;
 use actix_web::{get, post, put, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use fangkong_domain::zone::{Zone, ZoneCommand};
@@ -100,7 +101,8 @@ pub struct ZoneView {
     pub zone_id: Uuid,
     pub name: String,
     pub leader: Option<String>,
-    pub leader_phone: Option<String>,
+    #[schema(schema_with = fangkong_domain::personal::shown_schema::<String>)]
+    pub leader_phone: Option<Shown<String>>,
     /// Its organisation unit in the county's DHIS2, once linked.
     pub dhis2_org_unit: Option<String>,
     pub villages: Vec<VillageView>,
@@ -113,20 +115,36 @@ fn shown_to(mut view: ZoneView, caller: &Caller) -> ZoneView {
     if !caller.sees_personal_data(Some(view.zone_id)) {
         view.leader_phone = view
             .leader_phone
-            .map(|p| crate::access::keep_ends(&p, 3, 4));
+            .map(|p| p.map(|p| crate::access::keep_ends(&p, 3, 4)));
     }
     view
 }
 
-pub(crate) fn view(zone: &Zone, version: u64) -> Option<ZoneView> {
+/// The zone whose leader's phone `caller` is shown unmasked, if any.
+fn disclosed(view: &ZoneView, caller: &Caller) -> Option<String> {
+    let shown = caller.sees_personal_data(Some(view.zone_id))
+        && view.leader_phone.as_ref().is_some_and(Shown::is_clear);
+    shown.then(|| ZoneId::from_uuid(view.zone_id).stream_id())
+}
+
+pub(crate) fn view(zone: &Zone, version: u64, vault: &fangkong_vault::Vault) -> Option<ZoneView> {
+    let zone_id = zone.id?;
     Some(ZoneView {
         zone_id: zone.id?.as_uuid(),
         name: zone.name.as_ref()?.to_string(),
         leader: zone.leader.as_ref().map(|(n, _)| n.to_string()),
-        leader_phone: zone
-            .leader
-            .as_ref()
-            .and_then(|(_, p)| p.as_ref().map(|p| p.to_string())),
+        leader_phone: zone.leader.as_ref().and_then(|(_, p)| {
+            p.as_ref().map(|p| {
+                crate::personal::open(
+                    vault,
+                    &zone_id.stream_id(),
+                    "ZoneLeaderAssigned",
+                    &["phone"],
+                    p,
+                )
+                .map(|p: fangkong_domain::PhoneNumber| p.to_string())
+            })
+        }),
         dhis2_org_unit: zone.dhis2_org_unit.as_ref().map(|u| u.to_string()),
         villages: zone
             .villages
@@ -289,10 +307,15 @@ async fn list_zones(
         None,
         |m| &m.directory.zones,
         |e| {
-            view(&e.state, e.version)
+            view(&e.state, e.version, state.vault())
                 .filter(|v| caller.sees_zone(v.zone_id))
                 .map(|v| shown_to(v, &caller))
         },
+        Some(super::Disclosed {
+            caller: &caller,
+            route: "GET /v1/zones",
+            subject: &|v| disclosed(v, &caller),
+        }),
     )
     .await
 }
@@ -319,7 +342,12 @@ async fn get_zone(
     let zone_id = ZoneId::from_uuid(path_id(&path, "zone")?);
     caller.check_zone(Some(zone_id.as_uuid()), "zone")?;
     let loaded = established(&state, zone_id).await?;
-    let view = view(&loaded.state, loaded.version).ok_or(ApiError::Internal)?;
+    let view = view(&loaded.state, loaded.version, state.vault()).ok_or(ApiError::Internal)?;
+    state.disclosures.record(
+        &caller,
+        "GET /v1/zones/{zone_id}",
+        disclosed(&view, &caller),
+    );
     Ok(entity(loaded.version, &shown_to(view, &caller)))
 }
 

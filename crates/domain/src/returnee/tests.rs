@@ -48,7 +48,7 @@ fn registered(arrival: &str) -> ReturneeEvent {
         grid_id: r.grid_id,
         arrival_date: r.arrival_date,
         origin: r.origin,
-        personal: r.personal,
+        personal: Personal::Clear(r.personal),
     }
     .into()
 }
@@ -378,6 +378,49 @@ fn personal_data_sits_in_one_object_of_the_registration() {
     }
 }
 
+#[test]
+fn erasure_leaves_every_count_and_erases_the_person_once() {
+    let erase = || ReturneeCommand::ErasePersonalData {
+        basis: ErasureBasis::Request,
+        reason: Text::parse("本人申请删除").expect("text"),
+    };
+    given::<Returnee>(&[], on("2020-02-01"))
+        .when(erase())
+        .then_rejects("returnee_not_registered");
+    let state = given::<Returnee>(
+        &[registered("2020-01-20"), started("2020-01-20")],
+        on("2020-02-01"),
+    )
+    .when(erase())
+    .then_types(&["PersonalDataErased"]);
+    assert!(state.personal_data_erased());
+    assert_eq!(state.status, ReturneeStatus::InQuarantine, "counts stand");
+    let erased = ReturneeEvent::from(PersonalDataErased {
+        date: day("2020-02-01"),
+        basis: ErasureBasis::Request,
+        reason: Text::parse("本人申请删除").expect("text"),
+    });
+    given::<Returnee>(&[registered("2020-01-20"), erased], on("2020-02-01"))
+        .when(erase())
+        .then(&[]);
+}
+
+#[test]
+fn erasure_falls_due_after_the_quarantine_or_the_arrival_and_never_during_one() {
+    let fold = |events: &[ReturneeEvent]| Returnee::fold(events);
+    let registered_only = fold(&[registered("2020-01-20")]);
+    assert_eq!(registered_only.erasure_due_on(30), Some(day("2020-02-19")));
+    let in_quarantine = fold(&[registered("2020-01-20"), started("2020-01-20")]);
+    assert_eq!(in_quarantine.erasure_due_on(30), None);
+    let ended = ReturneeEvent::from(QuarantineEnded {
+        date: day("2020-02-03"),
+        reason: QuarantineEndReason::Completed,
+    });
+    let released = fold(&[registered("2020-01-20"), started("2020-01-20"), ended]);
+    assert_eq!(released.erasure_due_on(30), Some(day("2020-03-04")));
+    assert_eq!(Returnee::default().erasure_due_on(30), None);
+}
+
 // Property tests: any sequence of commands, checked against a model of the
 // rules written independently of the aggregate. Each command's outcome (the
 // event types, or the rule's code) and the state reached must be the
@@ -394,6 +437,7 @@ struct Model {
     screened: BTreeSet<LocalDate>,
     abnormal_pending: bool,
     ended: u32,
+    erased: bool,
 }
 
 impl Model {
@@ -513,6 +557,13 @@ impl Model {
                 self.ended += 1;
                 Ok(vec!["QuarantineEnded"])
             }
+            ReturneeCommand::ErasePersonalData { .. } => {
+                if self.erased {
+                    return Ok(vec![]);
+                }
+                self.erased = true;
+                Ok(vec!["PersonalDataErased"])
+            }
         }
     }
 }
@@ -565,6 +616,10 @@ fn command() -> impl Strategy<Value = (ReturneeCommand, u8)> {
         }),
         prop::sample::select(QuarantineEndReason::ALL.to_vec())
             .prop_map(|reason| ReturneeCommand::EndQuarantine { reason }),
+        Just(ReturneeCommand::ErasePersonalData {
+            basis: ErasureBasis::Request,
+            reason: Text::parse("本人申请删除").expect("text"),
+        }),
     ];
     // The day offset from 2020-01-15 at which the command happens.
     (cmd, 0u8..40)

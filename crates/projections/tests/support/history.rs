@@ -7,6 +7,7 @@
 //! late sync). Payloads are rendered from the domain's own event types.
 #![allow(dead_code)]
 
+use fangkong_domain::personal::Personal;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
@@ -255,7 +256,7 @@ impl Generator {
                 format!("staff-{today}"),
                 StaffEvent::from(StaffHealthCheckRecorded {
                     date: today,
-                    staff: name("干部"),
+                    staff: Personal::Clear(name("干部")),
                     temperature: temp(if abnormal { 37.6 } else { 36.4 }),
                     symptoms: vec![],
                     abnormal,
@@ -286,12 +287,12 @@ impl Generator {
                         region: name("武汉"),
                         risk,
                     },
-                    personal: PersonalData {
+                    personal: Personal::Clear(PersonalData {
                         name: name("张三"),
                         resident_id: ResidentIdNumber::parse("11010519491231002X").expect("id"),
                         phone: PhoneNumber::parse("13812345678").expect("phone"),
                         address: Text::parse("一组").expect("address"),
-                    },
+                    }),
                 }),
             );
             self.emit(
@@ -534,10 +535,10 @@ impl Generator {
                     kind: BanquetKind::Wedding,
                     planned_date: today + Duration::days(3),
                     expected_guests: count(120),
-                    personal: BanquetHost {
+                    personal: Personal::Clear(BanquetHost {
                         name: name("王五"),
                         phone: None,
-                    },
+                    }),
                 }),
             );
             match self.rng.below(3) {

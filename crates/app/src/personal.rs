@@ -1,0 +1,209 @@
+//! Personal data on its way into the log, and out of it for good: every
+//! event's personal fields are sealed under the key of its data subject
+//! (the entity's stream) before the event is hashed, and erasing a person
+//! records why, then destroys that key.
+
+use fangkong_domain::personal::{sealed_paths, sealing_context, visit_sealed};
+use fangkong_domain::returnee::{ErasureBasis, ReturneeCommand};
+use fangkong_domain::Text;
+use fangkong_store::RecordedEvent;
+use fangkong_vault::{Vault, VaultError};
+use serde_json::Value;
+
+use crate::{AppError, Application, Envelope, Outcome, Target};
+
+/// Whether a stored value at a sealed path is sealed (or was erased).
+fn is_sealed(value: &Value) -> bool {
+    value.get("sealed").is_some_and(Value::is_string)
+        || value.get("erased") == Some(&Value::Bool(true))
+}
+
+/// Seals every personal field of `payload` in place under the subject's
+/// key (creating the key for a new subject).
+pub(crate) async fn seal_payload(
+    vault: &Vault,
+    stream_id: &str,
+    event_type: &str,
+    payload: &mut Value,
+) -> Result<(), AppError> {
+    if sealed_paths(event_type).is_empty() {
+        return Ok(());
+    }
+    // Taken out in one pass and put back in the same order: sealing awaits
+    // the key, which a visitor over the payload cannot.
+    let mut clear = Vec::new();
+    visit_sealed(event_type, payload, |path, value| {
+        if !is_sealed(value) && !value.is_null() {
+            clear.push((path, std::mem::take(value)));
+        }
+    });
+    let mut sealed = Vec::with_capacity(clear.len());
+    for (path, value) in &clear {
+        let context = sealing_context(stream_id, event_type, path);
+        let text = vault
+            .seal(stream_id, &context, value)
+            .await
+            .map_err(|e| vault_error(e, stream_id))?;
+        sealed.push(serde_json::json!({ "sealed": text }));
+    }
+    let mut sealed = sealed.into_iter();
+    visit_sealed(event_type, payload, |_, value| {
+        if value.is_null() {
+            if let Some(next) = sealed.next() {
+                *value = next;
+            }
+        }
+    });
+    Ok(())
+}
+
+pub(crate) fn vault_error(error: VaultError, subject: &str) -> AppError {
+    match error {
+        VaultError::Erased { .. } => AppError::PersonalDataErased {
+            subject: subject.to_owned(),
+        },
+        VaultError::Store(e) => AppError::Store(e),
+        other => AppError::Vault(other.to_string()),
+    }
+}
+
+/// The first stored event of `events` holding personal data in the clear
+/// (written before this store sealed personal data), if any.
+pub fn first_clear(events: &[RecordedEvent]) -> Option<u64> {
+    events.iter().find_map(|e| {
+        let mut payload = e.payload.clone();
+        let mut clear = false;
+        visit_sealed(&e.event_type, &mut payload, |_, value| {
+            clear |= !is_sealed(value) && !value.is_null();
+        });
+        clear.then_some(e.position)
+    })
+}
+
+/// What a retention run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionRun {
+    /// Returnees whose personal data was due and is now erased.
+    pub erased: u64,
+    /// Due, but recorded in the clear before sealing: left as they are.
+    pub in_clear: u64,
+    /// Returnees looked at.
+    pub considered: u64,
+}
+
+impl Application {
+    /// Erases every returnee whose personal data is due for erasure
+    /// `retention_days` after their quarantine ended (or their arrival,
+    /// without one), as of `today`: each gets its `PersonalDataErased`
+    /// (reason `retention`), then their keys are destroyed together.
+    /// Returnees are found by folding the log's returnee streams.
+    pub async fn erase_due(&self, retention_days: u32) -> Result<RetentionRun, AppError> {
+        use fangkong_domain::returnee::Returnee;
+        use fangkong_domain::Aggregate;
+        let today = self.context(None)?.today;
+        let mut run = RetentionRun::default();
+        let filter = fangkong_store::LogFilter {
+            category: Some("returnee".into()),
+            ..Default::default()
+        };
+        let mut people: std::collections::HashMap<String, Returnee> = Default::default();
+        let mut after = 0;
+        loop {
+            let page = self.store().read_all(after, 5_000, &filter).await?;
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            for recorded in &page {
+                let event = crate::decode::<Returnee>(recorded)?;
+                let state = people.remove(&recorded.stream_id).unwrap_or_default();
+                people.insert(recorded.stream_id.clone(), state.apply(&event));
+            }
+        }
+        run.considered = people.len() as u64;
+        let reason =
+            Text::parse("retention").map_err(|e| AppError::invalid("reason", e.message))?;
+        let mut erased = Vec::new();
+        for (stream_id, person) in people {
+            let due = person
+                .erasure_due_on(retention_days)
+                .is_some_and(|day| day <= today);
+            let Some(registration) = person.registration.as_ref().filter(|_| due) else {
+                continue;
+            };
+            let target = Target::new(
+                stream_id.clone(),
+                registration.returnee_id.as_uuid(),
+                "returnee.erase",
+            );
+            let events = self.store().read_stream(&stream_id, 1, 10_000).await?;
+            if first_clear(&events).is_some() {
+                run.in_clear += 1;
+                continue;
+            }
+            self.execute(
+                &Envelope::system(),
+                &target,
+                ReturneeCommand::ErasePersonalData {
+                    basis: ErasureBasis::Retention,
+                    reason: reason.clone(),
+                },
+            )
+            .await?;
+            erased.push(stream_id);
+        }
+        run.erased = erased.len() as u64;
+        self.vault()
+            .erase(&erased, "retention")
+            .await
+            .map_err(|e| vault_error(e, "the due subjects"))?;
+        Ok(run)
+    }
+
+    /// Erases a returnee's personal data: refused if any of it was recorded
+    /// in the clear (erasing it would mean rewriting the chain); otherwise
+    /// records `PersonalDataErased` and then destroys the key. Sent again
+    /// (or after a crash between the two) it destroys a key still there.
+    pub async fn erase_personal_data(
+        &self,
+        envelope: &Envelope,
+        target: &Target,
+        basis: ErasureBasis,
+        reason: Text,
+    ) -> Result<Outcome, AppError> {
+        let mut events = Vec::new();
+        let mut from = 1;
+        loop {
+            let page = self
+                .store()
+                .read_stream(&target.stream_id, from, 1_000)
+                .await?;
+            let full = page.len() == 1_000;
+            from += page.len() as u64;
+            events.extend(page);
+            if !full {
+                break;
+            }
+        }
+        if let Some(position) = first_clear(&events) {
+            return Err(AppError::PersonalDataInClear { position });
+        }
+        let outcome = self
+            .execute(
+                envelope,
+                target,
+                ReturneeCommand::ErasePersonalData {
+                    basis,
+                    reason: reason.clone(),
+                },
+            )
+            .await?;
+        let basis = match basis {
+            ErasureBasis::Request => "request",
+            ErasureBasis::Retention => "retention",
+        };
+        self.vault()
+            .erase(std::slice::from_ref(&target.stream_id), basis)
+            .await
+            .map_err(|e| vault_error(e, &target.stream_id))?;
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,15 @@
+-- The record of who was shown personal data: one row per answer that
+-- showed a person's data unmasked (the token, its role, the route, the
+-- data subjects). Chained like the log (`hash` covers the previous row's
+-- hash and this row's fields), so a row edited, removed or cut off the
+-- end is found by verification. Not part of the event log: reading must
+-- not move the log's positions.
+CREATE TABLE personal_data_access (
+    seq       INTEGER PRIMARY KEY,
+    at_us     INTEGER NOT NULL,
+    token_id  TEXT    NOT NULL,
+    role      TEXT    NOT NULL,
+    route     TEXT    NOT NULL,
+    subjects  TEXT    NOT NULL,
+    hash      BLOB    NOT NULL
+);

@@ -1,0 +1,255 @@
+//! Data subjects' wrapped keys, on both backends: the first key stored for a
+//! subject is the one kept, erasure destroys it once and for good, rewrapping
+//! leaves erased rows alone, and on SQLite an erased key's bytes are gone
+//! from the database file and its WAL.
+
+use fangkong_store::testing::TestDb;
+use fangkong_store::{EventStore, SubjectKey};
+use uuid::Uuid;
+
+async fn open(db: &TestDb) -> EventStore {
+    db.open().await.expect("the store opens")
+}
+
+/// 80 bytes no other test data will contain by chance.
+fn wrapped() -> Vec<u8> {
+    (0..5)
+        .flat_map(|_| Uuid::new_v4().into_bytes())
+        .collect::<Vec<u8>>()
+}
+
+async fn put(store: &EventStore, subject: &str, kek_id: &str, key: &[u8]) -> SubjectKey {
+    store
+        .put_subject_key(subject, kek_id, key)
+        .await
+        .expect("the key is stored")
+}
+
+async fn row(store: &EventStore, subject: &str) -> SubjectKey {
+    store
+        .subject_key(subject)
+        .await
+        .expect("read")
+        .expect("the row is there")
+}
+
+async fn a_second_put_for_a_subject_answers_the_first_key(db: &TestDb) {
+    let store = open(db).await;
+    let (first, second) = (wrapped(), wrapped());
+    let stored = put(&store, "returnee-b", "kek-1", &first).await;
+    assert_eq!(stored.subject, "returnee-b");
+    assert_eq!(stored.kek_id, "kek-1");
+    assert_eq!(stored.wrapped.as_deref(), Some(&first[..]));
+    assert!(stored.erased_at_us.is_none() && stored.erased_reason.is_none());
+
+    let again = put(&store, "returnee-b", "kek-2", &second).await;
+    assert_eq!(again, stored, "the first writer's row is kept and answered");
+    assert_eq!(row(&store, "returnee-b").await, stored);
+
+    put(&store, "returnee-a", "kek-1", &second).await;
+    let all = store.subject_keys().await.expect("read");
+    let subjects: Vec<_> = all.iter().map(|k| k.subject.as_str()).collect();
+    assert_eq!(subjects, ["returnee-a", "returnee-b"], "ordered by subject");
+    assert_eq!(
+        store.subject_key("returnee-c").await.expect("read"),
+        None,
+        "a subject without a key has no row"
+    );
+    store.close().await;
+}
+
+async fn concurrent_puts_for_one_subject_all_answer_the_one_stored_key(db: &TestDb) {
+    let store = open(db).await;
+    for round in 0..10 {
+        let subject = format!("returnee-race-{round}");
+        let puts = (0..8).map(|_| {
+            let (store, subject) = (store.clone(), subject.clone());
+            tokio::spawn(async move {
+                let key = wrapped();
+                store.put_subject_key(&subject, "kek-1", &key).await
+            })
+        });
+        let mut answers = Vec::new();
+        for put in puts.collect::<Vec<_>>() {
+            answers.push(put.await.expect("task").expect("stored"));
+        }
+        let kept = row(&store, &subject).await;
+        assert!(
+            answers.iter().all(|a| *a == kept),
+            "round {round}: every writer is answered the one stored row"
+        );
+    }
+    store.close().await;
+}
+
+async fn erasing_destroys_a_live_key_once_and_keeps_a_tombstone(db: &TestDb) {
+    let store = open(db).await;
+    put(&store, "returnee-x", "kek-1", &wrapped()).await;
+    put(&store, "returnee-y", "kek-1", &wrapped()).await;
+    let subjects = vec![
+        "returnee-x".to_owned(),
+        "returnee-x".to_owned(),
+        "returnee-nobody".to_owned(),
+    ];
+    let erased = store
+        .erase_subject_keys(&subjects, "erasure request 17")
+        .await
+        .expect("erased");
+    assert_eq!(erased, 1, "one live key, named twice, one keyless subject");
+    let tombstone = row(&store, "returnee-x").await;
+    assert!(tombstone.is_erased());
+    assert_eq!(tombstone.wrapped, None);
+    assert_eq!(tombstone.kek_id, "kek-1");
+    assert_eq!(
+        tombstone.erased_reason.as_deref(),
+        Some("erasure request 17")
+    );
+    let erased_at = tombstone.erased_at_us.expect("an erasure time");
+    assert!(erased_at >= tombstone.created_at_us);
+    assert_eq!(
+        store.subject_key("returnee-nobody").await.expect("read"),
+        None,
+        "erasing a keyless subject writes nothing"
+    );
+    assert!(
+        !row(&store, "returnee-y").await.is_erased(),
+        "others keep theirs"
+    );
+
+    let again = store
+        .erase_subject_keys(&subjects, "again")
+        .await
+        .expect("erased");
+    assert_eq!(again, 0, "an erased key is counted once");
+    assert_eq!(
+        row(&store, "returnee-x").await,
+        tombstone,
+        "the first erasure stands"
+    );
+
+    let revived = put(&store, "returnee-x", "kek-1", &wrapped()).await;
+    assert_eq!(revived, tombstone, "no new key over a tombstone");
+    store.close().await;
+}
+
+async fn rewrapping_replaces_live_keys_and_skips_erased_ones(db: &TestDb) {
+    let store = open(db).await;
+    for subject in ["returnee-1", "returnee-2", "returnee-3"] {
+        put(&store, subject, "old", &wrapped()).await;
+    }
+    store
+        .erase_subject_keys(&["returnee-2".to_owned()], "asked")
+        .await
+        .expect("erased");
+    let replacements: Vec<(String, String, Vec<u8>)> = ["returnee-1", "returnee-2", "returnee-3"]
+        .into_iter()
+        .map(|s| (s.to_owned(), "new".to_owned(), wrapped()))
+        .collect();
+    let updated = store
+        .rewrap_subject_keys(&replacements)
+        .await
+        .expect("rewrapped");
+    assert_eq!(updated, 2);
+    for (subject, _, key) in &replacements {
+        let now = row(&store, subject).await;
+        if subject == "returnee-2" {
+            assert_eq!(now.wrapped, None, "an erased key stays erased");
+            assert_eq!(now.kek_id, "old");
+        } else {
+            assert_eq!(now.wrapped.as_deref(), Some(&key[..]));
+            assert_eq!(now.kek_id, "new");
+        }
+    }
+    store.close().await;
+}
+
+async fn rows_changed_since_an_instant_are_the_ones_created_or_erased_from_it(db: &TestDb) {
+    let store = open(db).await;
+    let early = put(&store, "returnee-early", "k", &wrapped()).await;
+    let gone = put(&store, "returnee-gone", "k", &wrapped()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let late = put(&store, "returnee-late", "k", &wrapped()).await;
+    assert!(late.created_at_us > early.created_at_us.max(gone.created_at_us));
+
+    let changed = store
+        .subject_keys_changed_since(late.created_at_us)
+        .await
+        .expect("read");
+    assert_eq!(changed, vec![late.clone()], "at or after the instant");
+
+    store
+        .erase_subject_keys(&["returnee-gone".to_owned()], "asked")
+        .await
+        .expect("erased");
+    let changed = store
+        .subject_keys_changed_since(late.created_at_us)
+        .await
+        .expect("read");
+    let subjects: Vec<_> = changed.iter().map(|k| k.subject.as_str()).collect();
+    assert_eq!(subjects, ["returnee-gone", "returnee-late"]);
+    assert_eq!(
+        store
+            .subject_keys_changed_since(0)
+            .await
+            .expect("read")
+            .len(),
+        3
+    );
+    store.close().await;
+}
+
+fangkong_store::each_backend!(threads = 2; [by_ref];
+    a_second_put_for_a_subject_answers_the_first_key,
+    concurrent_puts_for_one_subject_all_answer_the_one_stored_key,
+    erasing_destroys_a_live_key_once_and_keeps_a_tombstone,
+    rewrapping_replaces_live_keys_and_skips_erased_ones,
+    rows_changed_since_an_instant_are_the_ones_created_or_erased_from_it,
+);
+
+/// Which of the database file and its WAL hold any 16 consecutive bytes of
+/// `key`: freeing a cell overwrites only part of it, so a search for the
+/// whole key would miss what is left of it.
+fn found_in(db_path: &std::path::Path, key: &[u8]) -> Vec<&'static str> {
+    let mut wal = db_path.as_os_str().to_owned();
+    wal.push("-wal");
+    [("database", db_path.to_path_buf()), ("wal", wal.into())]
+        .into_iter()
+        .filter(|(_, path)| {
+            // The WAL may not exist at all: then it holds nothing.
+            let bytes = std::fs::read(path).unwrap_or_default();
+            key.windows(16)
+                .any(|piece| bytes.windows(piece.len()).any(|w| w == piece))
+        })
+        .map(|(name, _)| name)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_key_leaves_no_bytes_in_the_sqlite_file_or_its_wal() {
+    let db = TestDb::sqlite();
+    let path = db.sqlite_path().expect("a file");
+    let store = open(&db).await;
+    let key = wrapped();
+    put(&store, "returnee-secret", "kek-1", &key).await;
+    // Neighbours on the same page, so the page itself lives on.
+    for n in 0..20 {
+        put(&store, &format!("returnee-{n}"), "kek-1", &wrapped()).await;
+    }
+    assert!(
+        !found_in(&path, &key).is_empty(),
+        "the test must see the key where SQLite wrote it"
+    );
+
+    let erased = store
+        .erase_subject_keys(&["returnee-secret".to_owned()], "asked")
+        .await
+        .expect("erased");
+    assert_eq!(erased, 1);
+    assert_eq!(
+        found_in(&path, &key),
+        Vec::<&str>::new(),
+        "the erased key's bytes must be nowhere in the files"
+    );
+    store.close().await;
+    assert_eq!(found_in(&path, &key), Vec::<&str>::new());
+}

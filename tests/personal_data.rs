@@ -1,0 +1,441 @@
+//! Personal data that can be erased without breaking the chain, end to end
+//! on both backends: sealed before hashing, erased by destroying its key
+//! (every route, as-of read, rebuild and saved state then shows it erased
+//! while figures and verification stand), retention by rule, a wrong or
+//! missing key-encryption key refused, rotation, and the record of who
+//! read whose data.
+
+mod support;
+
+use std::sync::Arc;
+
+use fangkong_store::testing::TestDb;
+use serde_json::{json, Value};
+use support::{days_ago, id, place, today, Server};
+
+const NAME: &str = "欧阳明月";
+const RESIDENT_ID: &str = "11010519491231002X";
+const PHONE: &str = "13812345678";
+const TEAM_PHONE: &str = "13900007777";
+
+async fn register(
+    s: &Server,
+    (zone, village, grid): &(String, String, String),
+    arrival: &str,
+) -> String {
+    id(&s
+        .post(
+            "/v1/returnees",
+            json!({
+                "zone_id": zone, "village_id": village, "grid_id": grid,
+                "arrival_date": arrival,
+                "origin": {"region": "湖北省武汉市", "risk": "high"},
+                "personal": {"name": NAME, "resident_id": RESIDENT_ID,
+                             "phone": PHONE, "address": "桥头村三组12号"}
+            }),
+        )
+        .await
+        .ok())
+}
+
+fn fangkong(db: &TestDb, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fangkong"))
+        .args(args)
+        .env("FANGKONG_DATABASE_URL", db.url())
+        .envs(support::state_key_env(db))
+        .output()
+        .expect("fangkong runs")
+}
+
+/// Every stored byte, searched for the person's name and ID number: the
+/// SQLite file and its WAL, or every table of the PostgreSQL database as text.
+async fn plaintext_stored(db: &TestDb) -> Vec<&'static str> {
+    let mut found = vec![];
+    for needle in [NAME, RESIDENT_ID, PHONE] {
+        let hit = match db.backend() {
+            "sqlite" => {
+                let path = db
+                    .url()
+                    .trim_start_matches("sqlite://")
+                    .split('?')
+                    .next()
+                    .expect("a path")
+                    .to_owned();
+                [path.clone(), format!("{path}-wal")].iter().any(|file| {
+                    std::fs::read(file).is_ok_and(|bytes| {
+                        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+                    })
+                })
+            }
+            _ => {
+                let mut any = false;
+                for (table, column) in [
+                    ("events", "position"),
+                    ("projection_checkpoints", "name"),
+                    ("subject_keys", "subject"),
+                    ("personal_data_access", "seq"),
+                ] {
+                    // Rows whose text holds the needle, counted by a no-op
+                    // update (the harness runs statements, not queries).
+                    let hits = db
+                        .execute_raw(&format!(
+                            "UPDATE {table} SET {column} = {column} WHERE {table}::text LIKE '%{needle}%'"
+                        ))
+                        .await
+                        .expect("searched");
+                    any |= hits > 0;
+                }
+                any
+            }
+        };
+        if hit {
+            found.push(needle);
+        }
+    }
+    found
+}
+
+fn erased(v: &Value) -> bool {
+    v == &json!({"erased": true})
+}
+
+async fn an_erased_person_is_unreadable_everywhere_while_the_chain_and_figures_stand(
+    db: Arc<TestDb>,
+) {
+    let s = Server::start_on(db.clone(), &[]);
+    let place = place(&s, None, "一片区").await;
+    let zone = place.0.clone();
+    let r = register(&s, &place, &today(&s).await).await;
+    let roles = [
+        "village_stationed_cadre",
+        "village_cadre",
+        "group_leader",
+        "village_doctor",
+        "auxiliary_police",
+    ];
+    let members: Vec<Value> = roles
+        .iter()
+        .map(|role| json!({"role": role, "name": "王五", "phone": TEAM_PHONE}))
+        .collect();
+    s.put(
+        &format!("/v1/returnees/{r}/responsibility-team"),
+        json!({"members": members}),
+    )
+    .await
+    .ok();
+    s.post(&format!("/v1/returnees/{r}/quarantine"), json!({}))
+        .await
+        .ok();
+    s.post(
+        &format!("/v1/returnees/{r}/health-checks"),
+        json!({"temperature": 38.6, "symptoms": ["cough"]}),
+    )
+    .await
+    .ok();
+    let referred = s
+        .post(
+            &format!("/v1/returnees/{r}/referrals"),
+            json!({"facility": "镇卫生院"}),
+        )
+        .await
+        .ok();
+    let before_erasure = referred["position"].as_u64().expect("a position");
+
+    // Written sealed: the log holds no name, ID number or phone.
+    assert_eq!(
+        plaintext_stored(&db).await,
+        Vec::<&str>::new(),
+        "sealed before hashing"
+    );
+    let shown = s.get(&format!("/v1/returnees/{r}")).await.ok();
+    assert_eq!(shown["personal"]["name"], NAME, "opened for an admin");
+    assert_eq!(shown["team"][0]["phone"], TEAM_PHONE);
+    let figures_before = s
+        .get(&format!(
+            "/v1/zones/{zone}/dashboard?min_position={before_erasure}"
+        ))
+        .await
+        .ok();
+
+    // Erasure: an admin with a reason; a zone worker may not.
+    let worker = s.create_token("zone_worker", &[&zone], "片区干部").await;
+    let refused = s
+        .send(
+            s.client
+                .post(s.url(&format!("/v1/returnees/{r}/erasure")))
+                .bearer_auth(&worker)
+                .json(&json!({"reason": "本人申请"})),
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    s.post(&format!("/v1/returnees/{r}/erasure"), json!({}))
+        .await
+        .problem(422, "invalid_fields");
+    let erasure = s
+        .post(
+            &format!("/v1/returnees/{r}/erasure"),
+            json!({"reason": "本人申请删除"}),
+        )
+        .await
+        .ok();
+    assert_eq!(erasure["events"][0]["type"], "PersonalDataErased");
+    assert_eq!(erasure["events"][0]["data"]["basis"], "request");
+    let at = erasure["position"].as_u64().expect("a position");
+    let again = s
+        .post(
+            &format!("/v1/returnees/{r}/erasure"),
+            json!({"reason": "本人申请删除"}),
+        )
+        .await
+        .ok();
+    assert_eq!(again["events"], json!([]), "erased once");
+
+    // Every route shows the person's fields as erased.
+    let mut answers = vec![];
+    let one = s.get(&format!("/v1/returnees/{r}")).await.ok();
+    assert!(erased(&one["personal"]), "{one}");
+    assert!(one["team"]
+        .as_array()
+        .expect("team")
+        .iter()
+        .all(|m| erased(&m["phone"])));
+    assert_eq!(one["status"], "in_quarantine", "everything else stands");
+    answers.push(one);
+    let list = s
+        .get(&format!("/v1/returnees?min_position={at}"))
+        .await
+        .ok();
+    assert!(erased(&list["items"][0]["personal"]));
+    answers.push(list);
+    let stream = s.get(&format!("/v1/returnees/{r}/events")).await.ok();
+    assert!(erased(&stream[0]["data"]["personal"]), "{}", stream[0]);
+    answers.push(stream);
+    let log = s.get("/v1/events?category=returnee").await.ok();
+    assert!(erased(&log["items"][0]["data"]["personal"]));
+    answers.push(log);
+    let roster = s
+        .get(&format!("/v1/quarantine/roster?min_position={at}"))
+        .await
+        .ok();
+    assert!(erased(&roster["items"][0]["name"]), "{roster}");
+    answers.push(roster);
+    // As it stood before the erasure: the figures then, the person erased.
+    let then = s
+        .get(&format!("/v1/quarantine/roster?as_of={before_erasure}"))
+        .await
+        .ok();
+    assert!(erased(&then["items"][0]["name"]), "{then}");
+    answers.push(then);
+    let report = s
+        .get(&format!("/v1/returnees/{r}/personal-data"))
+        .await
+        .ok();
+    assert_eq!(report["erased"], true);
+    answers.push(report);
+    for answer in &answers {
+        let text = answer.to_string();
+        assert!(
+            !text.contains(NAME) && !text.contains(RESIDENT_ID) && !text.contains(PHONE),
+            "{text}"
+        );
+    }
+    // Every figure as it was.
+    let figures_after = s
+        .get(&format!("/v1/zones/{zone}/dashboard?min_position={at}"))
+        .await
+        .ok();
+    assert_eq!(figures_after["to_date"], figures_before["to_date"]);
+    assert_eq!(figures_after["today"], figures_before["today"]);
+
+    // The record of who read it: the admin's reads before the erasure.
+    let record = s.get("/v1/audit/personal-data-access?limit=1000").await;
+    let record = record.ok();
+    let subject = format!("returnee-{r}");
+    let rows = record["items"].as_array().expect("rows");
+    assert!(
+        rows.iter()
+            .any(|row| row["route"] == "GET /v1/returnees/{returnee_id}"
+                && row["role"] == "admin"
+                && row["subjects"] == json!([subject])),
+        "{record}"
+    );
+    assert!(rows
+        .iter()
+        .all(|row| row["hash"].as_str().is_some_and(|h| h.len() == 64)));
+
+    assert!(s.stop().success());
+    // The chain verifies byte for byte, the access record too; a rebuild
+    // equals the saved state; nothing stored holds the person in the clear.
+    let verified = fangkong(&db, &["verify"]);
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success() && said.contains("intact"),
+        "{said}"
+    );
+    assert!(
+        said.contains("personal data access record intact"),
+        "{said}"
+    );
+    let rebuilt = fangkong(&db, &["rebuild"]);
+    let said = String::from_utf8_lossy(&rebuilt.stderr);
+    assert!(
+        rebuilt.status.success() && said.contains("equals the rebuild"),
+        "{said}"
+    );
+    assert_eq!(plaintext_stored(&db).await, Vec::<&str>::new());
+    let restarted = Server::start_on(db.clone(), &[]);
+    let one = restarted.get(&format!("/v1/returnees/{r}")).await.ok();
+    assert!(erased(&one["personal"]), "after a restart from saved state");
+}
+
+async fn a_wrong_or_missing_key_encryption_key_refuses_to_start_and_rotation_keeps_everyone_readable(
+    db: Arc<TestDb>,
+) {
+    let s = Server::start_on(db.clone(), &[]);
+    let place = place(&s, None, "一片区").await;
+    let r = register(&s, &place, &today(&s).await).await;
+    assert!(s.stop().success());
+
+    let wrong = std::process::Command::new(env!("CARGO_BIN_EXE_fangkong"))
+        .args(["erase", "--due"])
+        .env("FANGKONG_DATABASE_URL", db.url())
+        .envs(support::state_key_env(&db))
+        .env("FANGKONG_KEK", "77".repeat(32))
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success(), "a wrong KEK is refused");
+    assert!(
+        said.contains("does not open this store's data keys"),
+        "{said}"
+    );
+
+    let new_key = std::env::temp_dir().join(format!("fangkong-kek-{}", uuid::Uuid::new_v4()));
+    let rotated = match db.backend() {
+        "sqlite" => {
+            // Without the file the store's keys were made with: refused.
+            let dir = std::path::Path::new(db.url().trim_start_matches("sqlite://"))
+                .parent()
+                .expect("a directory")
+                .to_owned();
+            let file = dir.join("kek.key");
+            let aside = dir.join("kek.key.aside");
+            std::fs::rename(&file, &aside).expect("moved aside");
+            let missing = fangkong(&db, &["erase", "--due"]);
+            let said = String::from_utf8_lossy(&missing.stderr);
+            assert!(!missing.status.success(), "a missing KEK is refused");
+            assert!(said.contains("no key-encryption key"), "{said}");
+            assert!(!file.exists(), "and none is made over the store's keys");
+            std::fs::rename(&aside, &file).expect("put back");
+            let out = fangkong(&db, &["keys", "rotate-kek"]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(dir.join("kek.old").exists(), "the old key kept aside");
+            out
+        }
+        _ => {
+            let out = fangkong(
+                &db,
+                &[
+                    "keys",
+                    "rotate-kek",
+                    "--new-kek-file",
+                    new_key.to_str().expect("path"),
+                ],
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out
+        }
+    };
+    let said = String::from_utf8_lossy(&rotated.stdout);
+    assert!(said.contains("rewrapped 1 data keys"), "{said}");
+
+    // The old KEK no longer opens the store; the new one reads everyone.
+    let mut env: Vec<(String, String)> = vec![];
+    if db.backend() == "postgres" {
+        let old = fangkong(&db, &["erase", "--due"]);
+        assert!(
+            !old.status.success(),
+            "the old KEK is refused after rotation"
+        );
+        let new = std::fs::read_to_string(&new_key).expect("the new key was written");
+        env.push(("FANGKONG_KEK".into(), new.trim().to_owned()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let s = Server::start_env(db.clone(), &env);
+    let one = s.get(&format!("/v1/returnees/{r}")).await.ok();
+    assert_eq!(one["personal"]["name"], NAME, "readable under the new KEK");
+    let _ = std::fs::remove_file(&new_key);
+}
+
+async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
+    let s = Server::start_on(db.clone(), &[]);
+    let place = place(&s, None, "一片区").await;
+    // Arrived 40 days ago and never quarantined: due after 30.
+    let due = register(&s, &place, &days_ago(40)).await;
+    // Arrived today: not due.
+    let recent = register(&s, &place, &today(&s).await).await;
+    // Arrived 40 days ago but in quarantine now: never due during one.
+    let quarantined = register(&s, &place, &days_ago(40)).await;
+    s.post(
+        &format!("/v1/returnees/{quarantined}/quarantine"),
+        json!({}),
+    )
+    .await
+    .ok();
+    assert!(s.stop().success());
+
+    let out = fangkong(&db, &["erase", "--due"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("erased the personal data of 1 of 3 returnees"),
+        "{said}"
+    );
+
+    let s = Server::start_on(db.clone(), &[]);
+    assert!(erased(
+        &s.get(&format!("/v1/returnees/{due}")).await.ok()["personal"]
+    ));
+    for kept in [&recent, &quarantined] {
+        assert_eq!(
+            s.get(&format!("/v1/returnees/{kept}")).await.ok()["personal"]["name"],
+            NAME
+        );
+    }
+    let events = s.get(&format!("/v1/returnees/{due}/events")).await.ok();
+    let last = events
+        .as_array()
+        .expect("events")
+        .last()
+        .expect("an event")
+        .clone();
+    assert_eq!(last["type"], "PersonalDataErased");
+    assert_eq!(last["data"]["basis"], "retention");
+    assert_eq!(last["data"]["reason"], "retention");
+    // Run again: nothing more is due.
+    assert!(s.stop().success());
+    let out = fangkong(&db, &["erase", "--due"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("erased the personal data of 0 of 3 returnees"),
+        "{said}"
+    );
+}
+
+fangkong_store::each_backend!(
+    an_erased_person_is_unreadable_everywhere_while_the_chain_and_figures_stand,
+    a_wrong_or_missing_key_encryption_key_refuses_to_start_and_rotation_keeps_everyone_readable,
+    the_retention_job_erases_exactly_the_due_subjects,
+);
