@@ -50,6 +50,8 @@ const ORDER: &[(&str, &str)] = &[
     ("POST", "/v1/zones/{zone_id}/publicity"),
     ("POST", "/v1/staff-health-checks"),
     ("PUT", "/v1/zones/{zone_id}/daily-reports/{date}"),
+    // Last: it erases the returnee the examples before it wrote to.
+    ("POST", "/v1/returnees/{returnee_id}/erasure"),
 ];
 
 /// The example of a request body: on the media type, or on the schema it

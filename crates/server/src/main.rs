@@ -890,10 +890,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(1));
             }
-            println!(
-                "personal data access record intact: {} rows",
-                access.checked
-            );
             match report.first_break {
                 None => {
                     println!(
@@ -901,6 +897,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         report.checked,
                         report.verified_head.position,
                         hex::encode(report.verified_head.hash)
+                    );
+                    println!(
+                        "personal data access record intact: {} rows",
+                        access.checked
                     );
                     Ok(ExitCode::SUCCESS)
                 }
