@@ -10,6 +10,7 @@ mod support;
 use std::sync::Arc;
 
 use fangkong_store::testing::TestDb;
+use futures::StreamExt;
 use serde_json::{json, Value};
 use support::{days_ago, id, place, today, Server};
 
@@ -232,6 +233,27 @@ async fn an_erased_person_is_unreadable_everywhere_while_the_chain_and_figures_s
         .ok();
     assert_eq!(report["erased"], true);
     answers.push(report);
+    // The live feed, replayed from the start as an admin sees it.
+    let feed = s
+        .client
+        .get(s.url("/v1/events/live?after=0&heartbeat_seconds=1&category=returnee"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .expect("the feed opens");
+    let mut feed = feed.bytes_stream();
+    let mut live = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !live.contains("event: PersonalDataErased") {
+        let chunk = tokio::time::timeout_at(deadline, feed.next())
+            .await
+            .expect("the log's events arrive")
+            .expect("the feed stays open")
+            .expect("bytes");
+        live.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(live.contains(r#""personal":{"erased":true}"#), "{live}");
+    answers.push(Value::String(live));
     for answer in &answers {
         let text = answer.to_string();
         assert!(
@@ -434,8 +456,165 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
     );
 }
 
+async fn the_access_record_notes_every_unmasked_read_and_no_other_and_an_edit_is_found(
+    db: Arc<TestDb>,
+) {
+    let s = Server::start_on(db.clone(), &[]);
+    let place = place(&s, None, "一片区").await;
+    let zone = place.0.clone();
+    s.put(
+        &format!("/v1/zones/{zone}/leader"),
+        json!({"leader": "李镇长", "phone": "13911112222"}),
+    )
+    .await
+    .ok();
+    let r = register(&s, &place, &today(&s).await).await;
+    let written = s
+        .post(&format!("/v1/returnees/{r}/quarantine"), json!({}))
+        .await
+        .ok();
+    let at = written["position"].as_u64().expect("a position");
+    let worker = s.create_token("zone_worker", &[&zone], "片区干部").await;
+    let county = s.create_token("county", &[], "县疾控").await;
+    let auditor = s.create_token("auditor", &[], "审计").await;
+    let server = &s;
+    let read = |token: String, path: String| async move {
+        server
+            .send(server.client.get(server.url(&path)).bearer_auth(token))
+            .await
+    };
+    // Unmasked: each of these notes the worker's or the admin's read.
+    read(worker.clone(), format!("/v1/returnees/{r}"))
+        .await
+        .ok();
+    read(worker.clone(), format!("/v1/returnees?min_position={at}"))
+        .await
+        .ok();
+    read(worker.clone(), format!("/v1/returnees/{r}/events"))
+        .await
+        .ok();
+    read(
+        worker.clone(),
+        format!("/v1/quarantine/roster?min_position={at}"),
+    )
+    .await
+    .ok();
+    read(worker.clone(), format!("/v1/zones/{zone}")).await.ok();
+    read(s.token.clone(), "/v1/events?category=returnee".into())
+        .await
+        .ok();
+    read(s.token.clone(), format!("/v1/returnees/{r}/personal-data"))
+        .await
+        .ok();
+    // Masked or figures only: nothing to note.
+    read(county.clone(), format!("/v1/zones/{zone}")).await.ok();
+    read(auditor.clone(), "/v1/events?category=returnee".into())
+        .await
+        .ok();
+    read(county.clone(), "/v1/dashboard".into()).await.ok();
+
+    let token_id = |token: &str| {
+        token
+            .strip_prefix("fk_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|id| uuid::Uuid::try_parse(id).ok())
+            .expect("a token id")
+            .to_string()
+    };
+    let subject = format!("returnee-{r}");
+    let expected: Vec<(String, String, String)> = [
+        (&worker, "GET /v1/returnees/{returnee_id}", subject.clone()),
+        (&worker, "GET /v1/returnees", subject.clone()),
+        (
+            &worker,
+            "GET /v1/returnees/{returnee_id}/events",
+            subject.clone(),
+        ),
+        (&worker, "GET /v1/quarantine/roster", subject.clone()),
+        (&worker, "GET /v1/zones/{zone_id}", format!("zone-{zone}")),
+        (&s.token, "GET /v1/events", subject.clone()),
+        (
+            &s.token,
+            "GET /v1/returnees/{returnee_id}/personal-data",
+            subject.clone(),
+        ),
+    ]
+    .into_iter()
+    .map(|(token, route, subject)| (token_id(token), route.to_owned(), subject))
+    .collect();
+    // Written in groups within moments: wait for the last.
+    let mut rows = vec![];
+    for _ in 0..50 {
+        let page = s
+            .get("/v1/audit/personal-data-access?limit=1000")
+            .await
+            .ok();
+        rows = page["items"].as_array().expect("rows").clone();
+        if rows
+            .iter()
+            .any(|row| row["route"] == "GET /v1/returnees/{returnee_id}/personal-data")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let reads: Vec<(String, String, String)> = rows
+        .iter()
+        .filter(|row| row["route"].as_str().is_some_and(|r| r.starts_with("GET")))
+        .flat_map(|row| {
+            let token = row["token_id"].as_str().expect("token").to_owned();
+            let route = row["route"].as_str().expect("route").to_owned();
+            row["subjects"]
+                .as_array()
+                .expect("subjects")
+                .iter()
+                .map(move |subject| {
+                    (
+                        token.clone(),
+                        route.clone(),
+                        subject.as_str().expect("subject").to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        reads, expected,
+        "every unmasked read, in order, and nothing else"
+    );
+    // A write's answer showed its sender their own data: noted too.
+    assert!(rows
+        .iter()
+        .any(|row| row["route"] == "write" && row["subjects"] == json!([subject])));
+
+    assert!(s.stop().success());
+    assert!(fangkong(&db, &["verify"]).status.success());
+    // An edited row, then a removed one: verification names where.
+    db.execute_raw("UPDATE personal_data_access SET role = 'county' WHERE seq = 2")
+        .await
+        .expect("edited");
+    let out = fangkong(&db, &["verify"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("BROKEN personal data access record at row 2"),
+        "{said}"
+    );
+    db.execute_raw("DELETE FROM personal_data_access WHERE seq = 2")
+        .await
+        .expect("removed");
+    let out = fangkong(&db, &["verify"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("BROKEN personal data access record at row 2"),
+        "{said}"
+    );
+}
+
 fangkong_store::each_backend!(
     an_erased_person_is_unreadable_everywhere_while_the_chain_and_figures_stand,
     a_wrong_or_missing_key_encryption_key_refuses_to_start_and_rotation_keeps_everyone_readable,
     the_retention_job_erases_exactly_the_due_subjects,
+    the_access_record_notes_every_unmasked_read_and_no_other_and_an_edit_is_found,
 );
