@@ -409,6 +409,7 @@ async fn tokens_are_issued_listed_and_revoked_through_the_api_and_the_cli(db: Ar
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fangkong"))
         .args(["token", "revoke", &auditor_id])
         .env("FANGKONG_DATABASE_URL", s.db.url())
+        .envs(support::state_key_env(&s.db))
         .output()
         .expect("token revoke runs");
     assert!(out.status.success());
@@ -439,9 +440,15 @@ async fn tokens_are_issued_listed_and_revoked_through_the_api_and_the_cli(db: Ar
             &uuid::Uuid::now_v7().to_string(),
         ])
         .env("FANGKONG_DATABASE_URL", s.db.url())
+        .envs(support::state_key_env(&s.db))
         .output()
         .expect("token create runs");
     assert!(!bad.status.success(), "an unknown zone is refused");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("zone"),
+        "refused for the zone: {}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     assert!(bad.stdout.is_empty());
 }
 

@@ -1,9 +1,10 @@
 //! The record of who read personal data: every answer that shows a
 //! person's data unmasked is noted (the token and its role, whose data,
 //! when, which route) in a hash-chained record of its own that auditors
-//! page through. Notes are queued as the answer is built and written in
-//! groups off the request's path, so reads do not wait on a commit; a
-//! clean stop writes what is queued.
+//! page through. An answer waits until its note is committed, and is not
+//! given when it cannot be (503): nothing is shown off the record. Notes
+//! waiting together are written in one transaction, so the wait is one
+//! commit shared by every concurrent reader.
 
 use std::time::Duration;
 
@@ -11,27 +12,20 @@ use fangkong_store::{EventStore, NewDisclosure};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::access::Caller;
+use crate::problem::ApiError;
 
 /// Most notes written in one transaction.
 const GROUP: usize = 1_000;
-/// How long a note may wait for others to join its group.
-const LINGER: Duration = Duration::from_millis(50);
+/// How long a note waits for others to join its group: short beside a
+/// commit, so a lone reader loses nothing by it.
+const LINGER: Duration = Duration::from_micros(400);
 
-enum Message {
-    Note(NewDisclosure),
-    Flush(oneshot::Sender<()>),
-}
+type Written = oneshot::Sender<bool>;
 
 /// Where answers note what they disclosed. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Disclosures {
-    queue: mpsc::UnboundedSender<Message>,
-}
-
-impl std::fmt::Debug for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Message")
-    }
+    queue: mpsc::UnboundedSender<(NewDisclosure, Written)>,
 }
 
 impl Disclosures {
@@ -42,12 +36,19 @@ impl Disclosures {
         Disclosures { queue }
     }
 
-    /// Notes that `caller` was shown the personal data of `subjects` (data
-    /// subjects: entity stream ids) through `route`.
-    pub fn record(&self, caller: &Caller, route: &str, subjects: impl IntoIterator<Item = String>) {
+    /// Notes that `caller` is shown the personal data of `subjects` (data
+    /// subjects: entity stream ids) through `route`, and answers once the
+    /// note is committed. Unavailable when it cannot be: the answer that
+    /// would have shown the data must not be given.
+    pub async fn record(
+        &self,
+        caller: &Caller,
+        route: &str,
+        subjects: impl IntoIterator<Item = String>,
+    ) -> Result<(), ApiError> {
         let mut subjects: Vec<String> = subjects.into_iter().collect();
         if subjects.is_empty() {
-            return;
+            return Ok(());
         }
         subjects.sort();
         subjects.dedup();
@@ -58,60 +59,48 @@ impl Disclosures {
             route: route.to_owned(),
             subjects,
         };
-        if self.queue.send(Message::Note(note)).is_err() {
-            tracing::error!(
-                "the access record's writer stopped: a read of personal data went unrecorded"
-            );
-        }
-    }
-
-    /// Waits until everything noted so far is written.
-    pub async fn flush(&self) {
         let (done, written) = oneshot::channel();
-        if self.queue.send(Message::Flush(done)).is_ok() {
-            let _ = written.await;
+        if self.queue.send((note, done)).is_err() {
+            tracing::error!("the access record's writer stopped: personal data is not shown");
+            return Err(ApiError::Unavailable);
+        }
+        match written.await {
+            Ok(true) => Ok(()),
+            _ => Err(ApiError::Unavailable),
         }
     }
 }
 
-async fn write(store: EventStore, mut notes: mpsc::UnboundedReceiver<Message>) {
+async fn write(store: EventStore, mut notes: mpsc::UnboundedReceiver<(NewDisclosure, Written)>) {
     let mut group = Vec::with_capacity(GROUP);
-    let mut waiting = Vec::new();
-    while let Some(first) = notes.recv().await {
+    let mut waiting = Vec::with_capacity(GROUP);
+    while let Some((note, done)) = notes.recv().await {
+        group.push(note);
+        waiting.push(done);
         let deadline = tokio::time::Instant::now() + LINGER;
-        let mut next = Some(first);
-        loop {
-            match next.take() {
-                Some(Message::Note(note)) => group.push(note),
-                Some(Message::Flush(done)) => {
-                    waiting.push(done);
-                    break;
-                }
-                None => {}
-            }
-            if group.len() >= GROUP {
-                break;
-            }
-            match tokio::time::timeout_at(deadline, notes.recv()).await {
-                Ok(Some(message)) => next = Some(message),
-                Ok(None) | Err(_) => break,
-            }
+        while group.len() < GROUP {
+            // Whatever is already queued joins at once; then a short wait.
+            let next = match notes.try_recv() {
+                Ok(next) => Some(next),
+                Err(_) => tokio::time::timeout_at(deadline, notes.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+            };
+            let Some((note, done)) = next else { break };
+            group.push(note);
+            waiting.push(done);
         }
-        // Retried until written: a note is never dropped for a passing
-        // database error.
-        let mut pause = Duration::from_millis(50);
-        while !group.is_empty() {
-            match store.record_disclosures(&group).await {
-                Ok(()) => group.clear(),
-                Err(error) => {
-                    tracing::error!(%error, notes = group.len(), "the access record could not be written; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
+        let written = match store.record_disclosures(&group).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, notes = group.len(), "the access record could not be written: those answers are refused");
+                false
             }
-        }
+        };
+        group.clear();
         for done in waiting.drain(..) {
-            let _ = done.send(());
+            let _ = done.send(written);
         }
     }
 }

@@ -138,6 +138,21 @@ impl Application {
         &self.vault
     }
 
+    /// What a retry must repeat: the operation, the stream and what was
+    /// asked. Keyed with the store's own key: the hash sits in the log's
+    /// metadata, and an unkeyed hash of a body holding a person's name and
+    /// ID number would let any reader of the log confirm a guess of them,
+    /// erased or not.
+    fn request_hash(&self, target: &Target, fingerprint: &[u8; 32]) -> Result<[u8; 32], AppError> {
+        self.vault
+            .keyed_hash(&[
+                target.operation.as_bytes(),
+                target.stream_id.as_bytes(),
+                fingerprint,
+            ])
+            .map_err(|e| crate::personal::vault_error(e, fangkong_vault::STORE_KEY))
+    }
+
     pub fn township(&self) -> Township {
         self.township
     }
@@ -283,7 +298,7 @@ impl Application {
             true => None,
             false => Some(self.turn(&target.stream_id).lock().await),
         };
-        let request_hash = request_hash(target, &envelope.fingerprint);
+        let request_hash = self.request_hash(target, &envelope.fingerprint)?;
         if let Some(replay) = self
             .replay(envelope, target, &request_hash, &command)
             .await?
@@ -494,7 +509,7 @@ impl Application {
         target: &Target,
         command: &C,
     ) -> Result<Option<Outcome>, AppError> {
-        let request_hash = request_hash(target, &envelope.fingerprint);
+        let request_hash = self.request_hash(target, &envelope.fingerprint)?;
         self.replay(envelope, target, &request_hash, command).await
     }
 
@@ -619,18 +634,6 @@ pub fn decode<A: Aggregate>(recorded: &RecordedEvent) -> Result<A::Event, AppErr
             position: recorded.position,
         }
     })
-}
-
-/// What a retry must repeat: the operation, the stream and what was asked.
-fn request_hash(target: &Target, fingerprint: &[u8; 32]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(target.operation.as_bytes());
-    h.update([0]);
-    h.update(target.stream_id.as_bytes());
-    h.update([0]);
-    h.update(fingerprint);
-    h.finalize().into()
 }
 
 /// A random pause, growing with the attempts.

@@ -20,7 +20,7 @@ fn is_sealed(value: &Value) -> bool {
 
 /// Seals every personal field of `payload` in place under the subject's
 /// key (creating the key for a new subject).
-pub(crate) async fn seal_payload(
+pub async fn seal_payload(
     vault: &Vault,
     stream_id: &str,
     event_type: &str,
@@ -92,69 +92,106 @@ pub struct RetentionRun {
 }
 
 impl Application {
-    /// Erases every returnee whose personal data is due for erasure
-    /// `retention_days` after their quarantine ended (or their arrival,
-    /// without one), as of `today`: each gets its `PersonalDataErased`
-    /// (reason `retention`), then their keys are destroyed together.
-    /// Returnees are found by folding the log's returnee streams.
+    /// Erases every returnee whose personal data is due: `retention_days`
+    /// after their quarantine's end was recorded, or after their
+    /// registration was recorded when no quarantine was ever started;
+    /// never during a quarantine. The days run from when the service
+    /// recorded these (its own clock), not from dates a client sends, so a
+    /// backdated end cannot make anyone due early. Each due person gets
+    /// `PersonalDataErased` (reason `retention`), and keys are destroyed
+    /// after each group of events; a person already recorded as erased
+    /// whose key survived (a crash between the two) has it destroyed too.
     pub async fn erase_due(&self, retention_days: u32) -> Result<RetentionRun, AppError> {
-        use fangkong_domain::returnee::Returnee;
+        use fangkong_domain::returnee::{Returnee, ReturneeEvent};
         use fangkong_domain::Aggregate;
-        let today = self.context(None)?.today;
+        struct Tracked {
+            state: Returnee,
+            registered_at: chrono::DateTime<chrono::Utc>,
+            ended_at: Option<chrono::DateTime<chrono::Utc>>,
+        }
+        let now = chrono::Utc::now();
+        let retention = chrono::Duration::days(i64::from(retention_days));
         let mut run = RetentionRun::default();
         let filter = fangkong_store::LogFilter {
             category: Some("returnee".into()),
             ..Default::default()
         };
-        let mut people: std::collections::HashMap<String, Returnee> = Default::default();
+        let mut people: std::collections::HashMap<String, Tracked> = Default::default();
         let mut after = 0;
         loop {
             let page = self.store().read_all(after, 5_000, &filter).await?;
             let Some(last) = page.last() else { break };
             after = last.position;
-            for recorded in &page {
-                let event = crate::decode::<Returnee>(recorded)?;
-                let state = people.remove(&recorded.stream_id).unwrap_or_default();
-                people.insert(recorded.stream_id.clone(), state.apply(&event));
+            for recorded in page {
+                let event = crate::decode::<Returnee>(&recorded)?;
+                let tracked = people.entry(recorded.stream_id).or_insert_with(|| Tracked {
+                    state: Returnee::default(),
+                    registered_at: recorded.recorded_at,
+                    ended_at: None,
+                });
+                match &event {
+                    ReturneeEvent::ReturneeRegistered(_) => {
+                        tracked.registered_at = recorded.recorded_at
+                    }
+                    ReturneeEvent::QuarantineEnded(_) => {
+                        tracked.ended_at = Some(recorded.recorded_at)
+                    }
+                    _ => {}
+                }
+                tracked.state = std::mem::take(&mut tracked.state).apply(&event);
             }
         }
         run.considered = people.len() as u64;
         let reason =
             Text::parse("retention").map_err(|e| AppError::invalid("reason", e.message))?;
-        let mut erased = Vec::new();
+        let mut due = Vec::new();
+        let mut leftover = Vec::new();
         for (stream_id, person) in people {
-            let due = person
-                .erasure_due_on(retention_days)
-                .is_some_and(|day| day <= today);
-            let Some(registration) = person.registration.as_ref().filter(|_| due) else {
+            let Some(registration) = person.state.registration.as_ref() else {
                 continue;
             };
-            let target = Target::new(
-                stream_id.clone(),
-                registration.returnee_id.as_uuid(),
-                "returnee.erase",
-            );
-            let events = self.store().read_stream(&stream_id, 1, 10_000).await?;
-            if first_clear(&events).is_some() {
-                run.in_clear += 1;
+            if person.state.personal_data_erased() {
+                if self.vault().has_key(&stream_id) {
+                    leftover.push(stream_id);
+                }
                 continue;
             }
-            self.execute(
-                &Envelope::system(),
-                &target,
-                ReturneeCommand::ErasePersonalData {
-                    basis: ErasureBasis::Retention,
-                    reason: reason.clone(),
-                },
-            )
-            .await?;
-            erased.push(stream_id);
+            let since = person.ended_at.unwrap_or(person.registered_at);
+            if person.state.quarantine.is_none() && since + retention <= now {
+                due.push((stream_id, registration.returnee_id.as_uuid()));
+            }
         }
-        run.erased = erased.len() as u64;
-        self.vault()
-            .erase(&erased, "retention")
-            .await
-            .map_err(|e| vault_error(e, "the due subjects"))?;
+        if !leftover.is_empty() {
+            self.vault()
+                .erase(&leftover, "retention")
+                .await
+                .map_err(|e| vault_error(e, "a person erased before"))?;
+        }
+        for group in due.chunks(500) {
+            let mut erased = Vec::with_capacity(group.len());
+            for (stream_id, returnee_id) in group {
+                let events = self.store().read_stream(stream_id, 1, 10_000).await?;
+                if first_clear(&events).is_some() {
+                    run.in_clear += 1;
+                    continue;
+                }
+                self.execute(
+                    &Envelope::system(),
+                    &Target::new(stream_id.clone(), *returnee_id, "returnee.erase"),
+                    ReturneeCommand::ErasePersonalData {
+                        basis: ErasureBasis::Retention,
+                        reason: reason.clone(),
+                    },
+                )
+                .await?;
+                erased.push(stream_id.clone());
+            }
+            run.erased += erased.len() as u64;
+            self.vault()
+                .erase(&erased, "retention")
+                .await
+                .map_err(|e| vault_error(e, "the due people"))?;
+        }
         Ok(run)
     }
 

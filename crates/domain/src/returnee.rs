@@ -341,8 +341,6 @@ pub struct Returnee {
     pub team: Vec<TeamMember>,
     pub quarantine: Option<Quarantine>,
     pub quarantines_ended: u32,
-    /// The day the last quarantine ended: retention runs from it.
-    pub last_quarantine_end: Option<LocalDate>,
     pub abnormal_reports: u32,
     /// An abnormal finding not yet referred.
     pub abnormal_pending: bool,
@@ -361,21 +359,6 @@ impl Returnee {
         self.registration
             .as_ref()
             .is_some_and(|r| r.personal.is_erased())
-    }
-
-    /// The first day on which the person's personal data is due for
-    /// erasure, `retention_days` after their quarantine ended (or after
-    /// their arrival, when no quarantine was started): none while a
-    /// quarantine is under way, before registration, or once erased.
-    pub fn erasure_due_on(&self, retention_days: u32) -> Option<LocalDate> {
-        let registration = self.registration.as_ref()?;
-        if self.quarantine.is_some() || registration.personal.is_erased() {
-            return None;
-        }
-        let from = self
-            .last_quarantine_end
-            .unwrap_or(registration.arrival_date);
-        from.checked_add_days(chrono::Days::new(u64::from(retention_days)))
     }
 
     fn active_quarantine(&self) -> Result<&Quarantine, DomainError> {
@@ -715,7 +698,6 @@ impl Aggregate for Returnee {
             ReturneeEvent::QuarantineEnded(e) => {
                 self.quarantine = None;
                 self.quarantines_ended += 1;
-                self.last_quarantine_end = Some(e.date);
                 self.status = match e.reason {
                     QuarantineEndReason::Completed => ReturneeStatus::Released,
                     QuarantineEndReason::ReferredForTreatment => ReturneeStatus::UnderTreatment,

@@ -38,6 +38,7 @@ const TYPES: &[&str] = &[
     "HealthCheckRecorded",
     "AbnormalConditionReported",
     "ReferredForTreatment",
+    "PersonalDataErased",
     "QuarantinePeriodChanged",
     "ExposureRecorded",
     "QuarantineEnded",

@@ -71,14 +71,16 @@ impl StateKeyArgs {
     }
 }
 
+/// The key-encryption key every person's data key is wrapped under, 64
+/// hex digits, from the environment only (a command-line argument would
+/// show in the process list). Keep it out of the database and its
+/// backups; every instance serving one store needs the same.
+const KEK_ENV: &str = "FANGKONG_KEK";
+
 #[derive(Debug, clap::Args)]
 struct KekArgs {
-    /// The key-encryption key every person's data key is wrapped under,
-    /// 64 hex digits. Keep it out of the database (and out of its
-    /// backups); every instance serving one store needs the same.
-    #[arg(long, env = "FANGKONG_KEK", hide_env_values = true)]
-    kek: Option<String>,
-    /// Where the key is kept when FANGKONG_KEK is not set; created (mode
+    /// Where the key-encryption key is kept when FANGKONG_KEK (64 hex
+    /// digits, from the environment only) is not set; created (mode
     /// 0600) with a random key when missing and the store holds no data
     /// keys. Default: `kek.key` beside a SQLite database,
     /// `fangkong-data/kek.key` for PostgreSQL.
@@ -94,8 +96,13 @@ impl KekArgs {
         }
     }
 
+    /// The KEK given in the environment, if any.
+    fn from_env(&self) -> Option<String> {
+        std::env::var(KEK_ENV).ok().filter(|k| !k.trim().is_empty())
+    }
+
     async fn kek(&self, args: &Store, store: &EventStore) -> anyhow::Result<fangkong_vault::Kek> {
-        state_key::key_encryption_key(self.kek.as_deref(), &self.path(args), store).await
+        state_key::key_encryption_key(self.from_env().as_deref(), &self.path(args), store).await
     }
 
     /// The store's data keys, opened under the KEK (refusing a wrong one).
@@ -107,7 +114,19 @@ impl KekArgs {
         let kek = self.kek(args, store).await?;
         fangkong_vault::Vault::open(store.clone(), kek)
             .await
-            .map_err(|e| anyhow::anyhow!("personal data keys: {e}"))
+            .map_err(|e| {
+                // A rotation stopped between its commit and the file's
+                // rename leaves the key it committed to beside the old one.
+                let staged = self.path(args).with_extension("new");
+                match staged.exists() {
+                    true => anyhow::anyhow!(
+                        "personal data keys: {e} (a key rotation left its new key at {}: \
+                         if the rotation committed, that is the key to use)",
+                        staged.display()
+                    ),
+                    false => anyhow::anyhow!("personal data keys: {e}"),
+                }
+            })
     }
 }
 
@@ -398,11 +417,13 @@ enum Command {
         kek: KekArgs,
         /// Days after a quarantine ends (or after arrival, for a returnee
         /// never quarantined) before the person's personal data is erased;
-        /// the job runs at start and hourly.
+        /// the job runs at start and hourly. At least 1: a server never
+        /// erases what was recorded today.
         #[arg(
             long,
             env = "FANGKONG_PERSONAL_DATA_RETENTION_DAYS",
-            default_value_t = 30
+            default_value_t = 30,
+            value_parser = clap::value_parser!(u32).range(1..)
         )]
         personal_data_retention_days: u32,
     },
@@ -827,7 +848,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store_args = store;
             let store = open(&store_args).await?;
             let path = kek.path(&store_args);
-            if kek.kek.is_none() && !path.exists() {
+            let from_env = kek.from_env();
+            if from_env.is_none() && !path.exists() {
                 anyhow::bail!(
                     "no key-encryption key at {}: nothing to rotate",
                     path.display()
@@ -835,7 +857,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let old = kek.kek(&store_args, &store).await?;
             let new = fangkong_vault::Kek::random()?;
-            let target = match (&kek.kek, new_kek_file) {
+            let target = match (&from_env, new_kek_file) {
                 (_, Some(file)) => file,
                 (None, None) => path.clone(),
                 (Some(_), None) => anyhow::bail!(
@@ -861,7 +883,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             std::fs::rename(&staged, &target)?;
             println!(
-                "rewrapped {rewrapped} data keys from KEK {} to KEK {}; the new key is in {}",
+                "rewrapped {rewrapped} keys (every person's and the store's own) from KEK {} to KEK {}; the new key is in {}",
                 old.id(),
                 new.id(),
                 target.display()

@@ -140,8 +140,6 @@ pub async fn run(
         handle.stop(true).await;
     });
     server.await?;
-    // Every read of personal data the server answered is on record.
-    state.disclosures.flush().await;
     // The last head covers every write the server took, and goes out
     // before the store closes.
     if let Some((task, witnessing)) = publisher {

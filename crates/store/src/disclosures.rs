@@ -121,17 +121,25 @@ impl EventStore {
                     sqlx::query(lock).execute(&mut *tx).await?;
                 }
                 let last = sqlx::query($last).fetch_optional(&mut *tx).await?;
-                let (mut seq, mut previous) = match last {
-                    Some(row) => {
-                        let seq: i64 = row.try_get("seq")?;
-                        let hash: Vec<u8> = row.try_get("hash")?;
-                        (
-                            u64::try_from(seq).unwrap_or(0),
-                            hash.as_slice().try_into().unwrap_or([0u8; 32]),
-                        )
-                    }
-                    None => (0, [0u8; 32]),
-                };
+                let (mut seq, mut previous) =
+                    match last {
+                        Some(row) => {
+                            let seq: i64 = row.try_get("seq")?;
+                            let hash: Vec<u8> = row.try_get("hash")?;
+                            // A damaged last row is never chained over: the
+                            // record stops until an administrator looks.
+                            match (u64::try_from(seq), <[u8; 32]>::try_from(hash.as_slice())) {
+                                (Ok(seq), Ok(hash)) if seq > 0 => (seq, hash),
+                                _ => return Err(StoreError::Corrupt {
+                                    position: u64::try_from(seq).unwrap_or(0),
+                                    reason:
+                                        "the last row of the personal data access record is damaged"
+                                            .into(),
+                                }),
+                            }
+                        }
+                        None => (0, [0u8; 32]),
+                    };
                 for note in notes {
                     seq += 1;
                     let hash = link(&previous, seq, note);

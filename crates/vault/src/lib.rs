@@ -5,8 +5,16 @@
 //! only wrapped under a key-encryption key (KEK) that never enters the
 //! database; personal fields of events are sealed under the subject's data
 //! key. Erasing a subject destroys its wrapped key, so what was sealed under
-//! it, in the log and in every backup of it, can no longer be read, while
-//! the hash chain over the sealed text stays intact.
+//! it can no longer be read from the log as it stands, while the hash chain
+//! over the sealed text stays intact. (A backup taken before the erasure
+//! still holds the wrapped key: with the KEK it opens; keep backups no
+//! longer than the retention period.)
+//!
+//! The store also has a key of its own (subject [`STORE_KEY`]), made with
+//! the store's first vault: it marks the KEK the store was made with, so a
+//! second KEK is refused even before any person's key exists, and it keys
+//! the hashes of requests kept for idempotency (which must not let anyone
+//! without it confirm a guess of what a request held).
 //!
 //! Both wrapping and sealing are XChaCha20-Poly1305 with a random 24-byte
 //! nonce in front of the ciphertext. A wrapped key is bound to its subject
@@ -34,6 +42,8 @@ const TAG_LEN: usize = 16;
 const KEK_ID_DOMAIN: &[u8] = b"fangkong kek id v1";
 /// Start of the associated data of a wrapped key; the subject follows.
 const WRAP_DOMAIN: &[u8] = b"fangkong data key v1\0";
+/// The subject of the store's own key; no stream id starts with `~`.
+pub const STORE_KEY: &str = "~store";
 /// How far back each refresh looks again: a row is stamped before its
 /// transaction commits, so one stamped just before the newest row seen may
 /// become visible only after it.
@@ -201,7 +211,7 @@ impl Vault {
             let slot = slot_of(&kek, &kek_id, &row)?;
             keys.insert(row.subject, slot);
         }
-        Ok(Vault {
+        let vault = Vault {
             inner: Arc::new(Inner {
                 store,
                 kek,
@@ -209,7 +219,35 @@ impl Vault {
                 keys: RwLock::new(keys),
                 seen_us: AtomicI64::new(seen),
             }),
-        })
+        };
+        // The first vault of a store claims it for its KEK; any other KEK
+        // is refused from then on (the row it finds is not under it).
+        vault.key_for_writing(STORE_KEY).await?;
+        Ok(vault)
+    }
+
+    /// HMAC-SHA256 of `parts` (each length-prefixed) under the store's own
+    /// key: for hashes kept beside the log that must not confirm a guess
+    /// of what they cover to anyone without the key.
+    pub fn keyed_hash(&self, parts: &[&[u8]]) -> Result<[u8; 32], VaultError> {
+        use hmac::Mac as _;
+        let keys = self.read_keys();
+        let Some(Slot::Live(key)) = keys.get(STORE_KEY) else {
+            return Err(VaultError::Damaged {
+                subject: STORE_KEY.to_owned(),
+            });
+        };
+        let mut mac =
+            <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&key.0[..]).map_err(|_| {
+                VaultError::Damaged {
+                    subject: STORE_KEY.to_owned(),
+                }
+            })?;
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        Ok(mac.finalize().into_bytes().into())
     }
 
     /// The id of the KEK this vault runs under.
@@ -274,6 +312,18 @@ impl Vault {
     /// tombstone, with `reason`) and in memory. Answers how many keys were
     /// destroyed now; subjects already erased or without a key count 0.
     pub async fn erase(&self, subjects: &[String], reason: &str) -> Result<u64, VaultError> {
+        // The store's own key is no person's: never erased.
+        let people: Vec<String>;
+        let subjects = if subjects.iter().any(|s| s == STORE_KEY) {
+            people = subjects
+                .iter()
+                .filter(|s| *s != STORE_KEY)
+                .cloned()
+                .collect();
+            &people[..]
+        } else {
+            subjects
+        };
         let erased = self
             .inner
             .store

@@ -3,10 +3,21 @@
 
 use fangkong_store::testing::TestDb;
 use fangkong_store::EventStore;
-use fangkong_vault::{rotate_kek, Kek, Opened, Vault, VaultError};
+use fangkong_vault::{rotate_kek, Kek, Opened, Vault, VaultError, STORE_KEY};
 use serde_json::{json, Value};
 
 const CONTEXT: &[u8] = b"ReturneeRegistered/name";
+
+/// Rows of people's keys (the store's own key aside).
+async fn people_keys(store: &fangkong_store::EventStore) -> usize {
+    store
+        .subject_keys()
+        .await
+        .expect("read")
+        .iter()
+        .filter(|k| k.subject != fangkong_vault::STORE_KEY)
+        .count()
+}
 
 async fn store(db: &TestDb) -> EventStore {
     db.open().await.expect("the store opens")
@@ -60,7 +71,7 @@ async fn a_sealed_value_opens_to_what_was_sealed(db: &TestDb) {
     assert!(vault.has_key("returnee-1"));
     assert!(!vault.is_erased("returnee-1"));
     assert_eq!(
-        store.subject_keys().await.expect("read").len(),
+        people_keys(&store).await,
         1,
         "one key per subject, however many values"
     );
@@ -205,6 +216,62 @@ async fn a_wrong_kek_is_refused_naming_both_keks(db: &TestDb) {
     store.close().await;
 }
 
+async fn a_store_is_claimed_by_its_first_kek_before_anyone_is_sealed(db: &TestDb) {
+    let store = store(db).await;
+    let (first, second) = (kek(), kek());
+    let vault = Vault::open(store.clone(), same(&first))
+        .await
+        .expect("opens");
+    // No person's key yet, and still a second KEK is refused: two
+    // instances started with different keys cannot both write.
+    assert!(matches!(
+        Vault::open(store.clone(), same(&second)).await,
+        Err(VaultError::WrongKek { .. })
+    ));
+    // The store's own key keys request hashes: the same input hashes alike
+    // here, and differently under another store's key.
+    let again = Vault::open(store.clone(), same(&first))
+        .await
+        .expect("reopens");
+    let hash = vault
+        .keyed_hash(&[b"returnee.register", b"returnee-1"])
+        .expect("hashed");
+    assert_eq!(
+        hash,
+        again
+            .keyed_hash(&[b"returnee.register", b"returnee-1"])
+            .expect("hashed")
+    );
+    assert_ne!(
+        hash,
+        vault
+            .keyed_hash(&[b"returnee.register", b"returnee-2"])
+            .expect("hashed")
+    );
+    let other_db = TestDb::sqlite();
+    let other = other_db.open().await.expect("opens");
+    let elsewhere = Vault::open(other.clone(), same(&first))
+        .await
+        .expect("opens");
+    assert_ne!(
+        hash,
+        elsewhere
+            .keyed_hash(&[b"returnee.register", b"returnee-1"])
+            .expect("hashed")
+    );
+    // The store's own key is no person's: never erased.
+    assert_eq!(
+        vault
+            .erase(&[STORE_KEY.to_owned()], "request")
+            .await
+            .expect("erase"),
+        0
+    );
+    assert!(vault.keyed_hash(&[b"x"]).is_ok());
+    other.close().await;
+    store.close().await;
+}
+
 async fn a_stored_key_that_does_not_unwrap_under_its_kek_is_damaged(db: &TestDb) {
     let store = store(db).await;
     let kek = kek();
@@ -253,8 +320,8 @@ async fn after_rotation_the_new_kek_reads_everything_and_the_old_is_refused(db: 
     }
     assert_eq!(
         rotate_kek(&store, &old, &new).await.expect("rotated"),
-        4,
-        "the live keys only"
+        5,
+        "the live keys only (four people's and the store's own)"
     );
 
     let rotated = Vault::open(store.clone(), same(&new)).await.expect("opens");
@@ -301,7 +368,7 @@ async fn concurrent_first_seals_for_one_subject_agree_on_one_key(db: &TestDb) {
             }
         }
     }
-    assert_eq!(store.subject_keys().await.expect("read").len(), 10);
+    assert_eq!(people_keys(&store).await, 10);
     store.close().await;
 }
 
@@ -311,6 +378,7 @@ fangkong_store::each_backend!(threads = 2; [by_ref];
     an_erased_subject_opens_as_erased_and_takes_nothing_new,
     a_second_vault_on_the_same_store_reads_what_the_first_sealed,
     a_wrong_kek_is_refused_naming_both_keks,
+    a_store_is_claimed_by_its_first_kek_before_anyone_is_sealed,
     a_stored_key_that_does_not_unwrap_under_its_kek_is_damaged,
     after_rotation_the_new_kek_reads_everything_and_the_old_is_refused,
     concurrent_first_seals_for_one_subject_agree_on_one_key,

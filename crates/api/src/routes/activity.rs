@@ -268,7 +268,7 @@ pub(crate) async fn staff_check(
                 .recorded(&envelope, &earlier, &command)
                 .await?
             {
-                return Ok(super::shown_write(state, &headers.caller, first));
+                return super::shown_write(state, &headers.caller, earlier.operation, first).await;
             }
         }
     }

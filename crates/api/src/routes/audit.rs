@@ -197,7 +197,8 @@ async fn list_events(
         .collect();
     state
         .disclosures
-        .record(&caller, "GET /v1/events", disclosed);
+        .record(&caller, "GET /v1/events", disclosed)
+        .await?;
     Ok(HttpResponse::Ok().json(Paged { items, next_cursor }))
 }
 
@@ -391,12 +392,20 @@ impl Live {
                         self.after = event.position;
                         let (position, kind) = (event.position, event.event_type.clone());
                         let (shown, personal) = LogEvent::shown(event, &self.vault, self.mask);
-                        if personal {
-                            self.disclosures.record(
-                                &self.reader,
-                                "GET /v1/events/live",
-                                std::iter::once(shown.stream_id.clone()),
-                            );
+                        // Not on record, not sent: the feed ends (the client
+                        // resumes from the last position it got).
+                        if personal
+                            && self
+                                .disclosures
+                                .record(
+                                    &self.reader,
+                                    "GET /v1/events/live",
+                                    std::iter::once(shown.stream_id.clone()),
+                                )
+                                .await
+                                .is_err()
+                        {
+                            return None;
                         }
                         let data = serde_json::to_string(&shown).unwrap_or_else(|_| "{}".into());
                         let frame = if self.named {

@@ -277,7 +277,8 @@ async fn get_banquet(
     caller.check_zone(Some(view.zone_id), "banquet")?;
     state
         .disclosures
-        .record(&caller, "GET /v1/banquets/{banquet_id}", view.disclosed());
+        .record(&caller, "GET /v1/banquets/{banquet_id}", view.disclosed())
+        .await?;
     Ok(entity(loaded.version, &view))
 }
 

@@ -74,24 +74,30 @@ pub(crate) async fn run_on<C: Command, P: crate::access::Policy>(
 ) -> Result<Written, ApiError> {
     let envelope = headers.envelope(body_hash, occurred_at);
     let outcome = state.commands.execute(&envelope, target, command).await?;
-    Ok(shown_write(state, &headers.caller, outcome))
+    shown_write(state, &headers.caller, target.operation, outcome).await
 }
 
 /// A write's answer as its sender sees it, recorded in the access record
 /// when it shows personal data.
-pub(crate) fn shown_write(
+pub(crate) async fn shown_write(
     state: &AppState,
     caller: &crate::access::Caller,
+    operation: &str,
     outcome: fangkong_app::Outcome,
-) -> Written {
+) -> Result<Written, ApiError> {
     let subject = outcome.stream_id.clone();
     let (written, disclosed) = Written::shown(outcome, state.vault());
     if disclosed {
         state
             .disclosures
-            .record(caller, "write", std::iter::once(subject));
+            .record(
+                caller,
+                &format!("write {operation}"),
+                std::iter::once(subject),
+            )
+            .await?;
     }
-    written
+    Ok(written)
 }
 
 /// Parses one field, naming it on failure.
@@ -265,11 +271,14 @@ where
     })
     .await?;
     if let Some(d) = disclosed {
-        state.disclosures.record(
-            d.caller,
-            d.route,
-            paged.items.iter().filter_map(|v| (d.subject)(v)),
-        );
+        state
+            .disclosures
+            .record(
+                d.caller,
+                d.route,
+                paged.items.iter().filter_map(|v| (d.subject)(v)),
+            )
+            .await?;
     }
     Ok(dashboards::with_freshness(freshness, &paged))
 }

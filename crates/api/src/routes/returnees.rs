@@ -519,7 +519,8 @@ async fn get_returnee(
         .ok_or_else(|| super::not_found("returnee"))?;
     state
         .disclosures
-        .record(&caller, "GET /v1/returnees/{returnee_id}", view.disclosed());
+        .record(&caller, "GET /v1/returnees/{returnee_id}", view.disclosed())
+        .await?;
     Ok(entity(loaded.version, &view))
 }
 
@@ -578,11 +579,14 @@ async fn returnee_events(
         })
         .collect();
     if disclosed {
-        state.disclosures.record(
-            &caller,
-            "GET /v1/returnees/{returnee_id}/events",
-            std::iter::once(id.stream_id()),
-        );
+        state
+            .disclosures
+            .record(
+                &caller,
+                "GET /v1/returnees/{returnee_id}/events",
+                std::iter::once(id.stream_id()),
+            )
+            .await?;
     }
     Ok(HttpResponse::Ok().json(events))
 }
@@ -1092,7 +1096,7 @@ async fn erase_personal_data(
         )
         .await?;
     Ok(written(
-        super::shown_write(&state, &headers.caller, outcome),
+        super::shown_write(&state, &headers.caller, target.operation, outcome).await?,
         None,
     ))
 }
@@ -1135,6 +1139,7 @@ async fn personal_data(
     let returnee = view(&loaded.state, loaded.version, today, state.vault())
         .ok_or_else(|| super::not_found("returnee"))?;
     let mut events = Vec::new();
+    let mut shown_any = false;
     let mut from = 1;
     loop {
         let page = state
@@ -1143,19 +1148,25 @@ async fn personal_data(
             .await?;
         let full = page.len() == 1_000;
         from += page.len() as u64;
-        events.extend(
-            page.into_iter()
-                .map(|e| StreamEvent::shown(e, state.vault()).0),
-        );
+        for event in page {
+            let (event, personal) = StreamEvent::shown(event, state.vault());
+            shown_any |= personal;
+            events.push(event);
+        }
         if !full {
             break;
         }
     }
-    state.disclosures.record(
-        &caller,
-        "GET /v1/returnees/{returnee_id}/personal-data",
-        returnee.disclosed(),
-    );
+    // Whatever the view or any event shows, opened, is on record.
+    let subject = (shown_any || returnee.disclosed().is_some()).then(|| id.stream_id());
+    state
+        .disclosures
+        .record(
+            &caller,
+            "GET /v1/returnees/{returnee_id}/personal-data",
+            subject,
+        )
+        .await?;
     Ok(HttpResponse::Ok().json(PersonalDataReport {
         returnee_id: id.as_uuid(),
         generated_at: Utc::now(),

@@ -128,15 +128,18 @@ async fn quarantine_roster(
             }
         })
         .await?;
-    state.disclosures.record(
-        &caller,
-        "GET /v1/quarantine/roster",
-        roster
-            .items
-            .iter()
-            .filter(|item| item.name.is_clear())
-            .map(|item| ReturneeId::from_uuid(item.returnee_id).stream_id()),
-    );
+    state
+        .disclosures
+        .record(
+            &caller,
+            "GET /v1/quarantine/roster",
+            roster
+                .items
+                .iter()
+                .filter(|item| item.name.is_clear())
+                .map(|item| ReturneeId::from_uuid(item.returnee_id).stream_id()),
+        )
+        .await?;
     let mut response = HttpResponse::Ok();
     freshness.headers(&mut response);
     Ok(response.json(roster))

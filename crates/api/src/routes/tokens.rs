@@ -238,7 +238,8 @@ async fn revoke_token(
     let headers = WriteHeaders::parse(&req, caller)?;
     let envelope = headers.envelope([0; 32], None);
     let outcome = state.commands.revoke_token(&envelope, token_id).await?;
-    let written: Written = super::shown_write(&state, &headers.caller, outcome);
+    let written: Written =
+        super::shown_write(&state, &headers.caller, "token.revoke", outcome).await?;
     // The revocation holds in this process before the answer goes out.
     state
         .projector

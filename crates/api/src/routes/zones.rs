@@ -343,11 +343,14 @@ async fn get_zone(
     caller.check_zone(Some(zone_id.as_uuid()), "zone")?;
     let loaded = established(&state, zone_id).await?;
     let view = view(&loaded.state, loaded.version, state.vault()).ok_or(ApiError::Internal)?;
-    state.disclosures.record(
-        &caller,
-        "GET /v1/zones/{zone_id}",
-        disclosed(&view, &caller),
-    );
+    state
+        .disclosures
+        .record(
+            &caller,
+            "GET /v1/zones/{zone_id}",
+            disclosed(&view, &caller),
+        )
+        .await?;
     Ok(entity(loaded.version, &shown_to(view, &caller)))
 }
 

@@ -405,22 +405,6 @@ fn erasure_leaves_every_count_and_erases_the_person_once() {
         .then(&[]);
 }
 
-#[test]
-fn erasure_falls_due_after_the_quarantine_or_the_arrival_and_never_during_one() {
-    let fold = |events: &[ReturneeEvent]| Returnee::fold(events);
-    let registered_only = fold(&[registered("2020-01-20")]);
-    assert_eq!(registered_only.erasure_due_on(30), Some(day("2020-02-19")));
-    let in_quarantine = fold(&[registered("2020-01-20"), started("2020-01-20")]);
-    assert_eq!(in_quarantine.erasure_due_on(30), None);
-    let ended = ReturneeEvent::from(QuarantineEnded {
-        date: day("2020-02-03"),
-        reason: QuarantineEndReason::Completed,
-    });
-    let released = fold(&[registered("2020-01-20"), started("2020-01-20"), ended]);
-    assert_eq!(released.erasure_due_on(30), Some(day("2020-03-04")));
-    assert_eq!(Returnee::default().erasure_due_on(30), None);
-}
-
 // Property tests: any sequence of commands, checked against a model of the
 // rules written independently of the aggregate. Each command's outcome (the
 // event types, or the rule's code) and the state reached must be the

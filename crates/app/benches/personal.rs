@@ -1,0 +1,225 @@
+//! What sealing personal data costs appends, and what erasing costs, in
+//! one run: `cargo bench -p fangkong-app --bench personal` (PostgreSQL too
+//! when `FANGKONG_TEST_POSTGRES` is set; `FANGKONG_BENCH_EVENTS` events per
+//! run, default 20,000).
+//!
+//! Each figure appends the same events to a fresh store, by 1 and by 64
+//! appenders, once as they are and once sealed through the application's
+//! own `seal_payload` (a data key made, wrapped and stored for each new
+//! person, then AEAD per personal field), so the ratio is the cost of
+//! sealing. Two mixes: every event a new person's registration (the worst
+//! case: one key per event), and a returnee's record as the field makes it
+//! (registration, five-for-one team with phones, quarantine, 14 visits:
+//! one key and six sealed fields in 17 events). Then the erasure of one
+//! person and the retention job over 10,000 due people are timed.
+
+use std::time::Instant;
+
+use fangkong_app::personal::seal_payload;
+use fangkong_store::testing::TestDb;
+use fangkong_store::{EventStore, ExpectedVersion, NewEvent};
+use fangkong_vault::{Kek, Vault};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+type Make = fn(Uuid) -> Vec<(&'static str, Value)>;
+
+fn registration(returnee: Uuid) -> (&'static str, Value) {
+    (
+        "ReturneeRegistered",
+        json!({
+            "returnee_id": returnee, "zone_id": Uuid::now_v7(), "village_id": Uuid::now_v7(),
+            "grid_id": Uuid::now_v7(), "arrival_date": "2020-01-24",
+            "origin": {"region": "湖北省武汉市", "risk": "high"},
+            "personal": {"name": "张三丰", "resident_id": "11010519491231002X",
+                         "phone": "13812345678", "address": "桥头村三组12号"}
+        }),
+    )
+}
+
+fn registration_only(returnee: Uuid) -> Vec<(&'static str, Value)> {
+    vec![registration(returnee)]
+}
+
+/// A returnee's record: 17 events, the first two carrying personal data.
+fn record(returnee: Uuid) -> Vec<(&'static str, Value)> {
+    let roles = [
+        "village_stationed_cadre",
+        "village_cadre",
+        "group_leader",
+        "village_doctor",
+        "auxiliary_police",
+    ];
+    let members: Vec<Value> = roles
+        .iter()
+        .map(|r| json!({"role": r, "name": "王五", "phone": "13900001111"}))
+        .collect();
+    let mut events = vec![
+        registration(returnee),
+        ("ResponsibilityTeamAssigned", json!({ "members": members })),
+        (
+            "QuarantineStarted",
+            json!({"start_date": "2020-01-24", "planned_days": 14, "planned_end": "2020-02-06"}),
+        ),
+    ];
+    for day in 0..14 {
+        events.push((
+            "HealthCheckRecorded",
+            json!({"date": format!("2020-01-{:02}", 24 + day % 7), "temperature": 36.6,
+                   "symptoms": [], "visited_by": "村医"}),
+        ));
+    }
+    events
+}
+
+async fn store_and_vault(db: &TestDb) -> (EventStore, Vault) {
+    let store = db.open().await.expect("the store opens");
+    let vault = Vault::open(store.clone(), Kek::random().expect("a KEK"))
+        .await
+        .expect("the vault opens");
+    (store, vault)
+}
+
+/// Events per second: `people` records of `make`, spread over `appenders`.
+async fn appends(db: &TestDb, appenders: usize, people: usize, make: Make, sealed: bool) -> f64 {
+    let (store, vault) = store_and_vault(db).await;
+    let per_task = people.div_ceil(appenders);
+    let started = Instant::now();
+    let tasks = (0..appenders).map(|_| {
+        let (store, vault) = (store.clone(), vault.clone());
+        tokio::spawn(async move {
+            let mut appended = 0usize;
+            for _ in 0..per_task {
+                let returnee = Uuid::now_v7();
+                let stream = format!("returnee-{returnee}");
+                for (event_type, mut payload) in make(returnee) {
+                    if sealed {
+                        seal_payload(&vault, &stream, event_type, &mut payload)
+                            .await
+                            .expect("sealed");
+                    }
+                    store
+                        .append(
+                            &stream,
+                            ExpectedVersion::Any,
+                            vec![NewEvent::new(event_type, payload)],
+                        )
+                        .await
+                        .expect("appended");
+                    appended += 1;
+                }
+            }
+            appended
+        })
+    });
+    let mut events = 0;
+    for task in futures::future::join_all(tasks).await {
+        events += task.expect("an appender");
+    }
+    let rate = events as f64 / started.elapsed().as_secs_f64();
+    store.close().await;
+    rate
+}
+
+async fn backend(name: &str) -> Option<TestDb> {
+    match name {
+        "sqlite" => Some(TestDb::sqlite()),
+        _ => TestDb::postgres().await,
+    }
+}
+
+/// The erasure of one person, then the retention job over 10,000 due.
+async fn erasures(db: &TestDb) {
+    let (store, vault) = store_and_vault(db).await;
+    let app = fangkong_app::Application::new(store.clone(), Default::default(), vault);
+    let mut people = Vec::with_capacity(10_001);
+    while people.len() < 10_001 {
+        let tasks = (0..500).map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let returnee = Uuid::now_v7();
+                let stream = format!("returnee-{returnee}");
+                let (event_type, mut payload) = registration(returnee);
+                seal_payload(app.vault(), &stream, event_type, &mut payload)
+                    .await
+                    .expect("sealed");
+                app.store()
+                    .append(
+                        &stream,
+                        ExpectedVersion::NoStream,
+                        vec![NewEvent::new(event_type, payload)],
+                    )
+                    .await
+                    .expect("appended");
+                (stream, returnee)
+            })
+        });
+        for task in futures::future::join_all(tasks).await {
+            people.push(task.expect("a registration"));
+        }
+    }
+    let (stream, returnee) = people.pop().expect("one person");
+    let started = Instant::now();
+    app.erase_personal_data(
+        &fangkong_app::Envelope::system(),
+        &fangkong_app::Target::new(stream, returnee, "returnee.erase"),
+        fangkong_domain::returnee::ErasureBasis::Request,
+        fangkong_domain::Text::parse("bench").expect("text"),
+    )
+    .await
+    .expect("erased");
+    println!(
+        "erasure of one person: {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    // Arrived 2020-01-24, never quarantined: all due after 30 days.
+    let started = Instant::now();
+    let run = app.erase_due(30).await.expect("the retention job runs");
+    println!(
+        "retention job: {} of {} people erased in {:.2} s",
+        run.erased,
+        run.considered,
+        started.elapsed().as_secs_f64()
+    );
+    store.close().await;
+}
+
+#[tokio::main]
+async fn main() {
+    let events: usize = std::env::var("FANGKONG_BENCH_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let mixes: [(&str, Make, usize); 2] = [
+        ("every event a new person", registration_only, 1),
+        ("a returnee's record (17 events)", record, 17),
+    ];
+    for name in ["sqlite", "postgres"] {
+        println!("== {name}");
+        if backend(name).await.is_none() {
+            println!("PostgreSQL not configured (FANGKONG_TEST_POSTGRES): skipped");
+            continue;
+        }
+        for (mix, make, per_person) in mixes {
+            for appenders in [1usize, 64] {
+                // A lone appender commits each event alone: fewer of them.
+                let total = if appenders == 1 { events / 8 } else { events };
+                let people = (total / per_person).max(appenders);
+                let (Some(plain_db), Some(sealed_db)) = (backend(name).await, backend(name).await)
+                else {
+                    continue;
+                };
+                let plain = appends(&plain_db, appenders, people, make, false).await;
+                let sealed = appends(&sealed_db, appenders, people, make, true).await;
+                println!(
+                    "{mix:<32} {appenders:>2} appender(s): plain {plain:>7.0} events/s, \
+                     sealed {sealed:>7.0} events/s, sealing costs {:>5.1}%",
+                    100.0 * (1.0 - sealed / plain)
+                );
+            }
+        }
+        if let Some(db) = backend(name).await {
+            erasures(&db).await;
+        }
+    }
+}
