@@ -630,9 +630,9 @@ async fn the_access_record_notes_every_unmasked_read_and_no_other_and_an_edit_is
         "every unmasked read, in order, and nothing else"
     );
     // A write's answer showed its sender their own data: noted too.
-    assert!(rows
-        .iter()
-        .any(|row| row["route"] == "write returnee.register" && row["subjects"] == json!([subject])));
+    assert!(rows.iter().any(
+        |row| row["route"] == "write returnee.register" && row["subjects"] == json!([subject])
+    ));
 
     assert!(s.stop().success());
     assert!(fangkong(&db, &["verify"]).status.success());

@@ -97,12 +97,12 @@ impl KekArgs {
     }
 
     /// The KEK given in the environment, if any.
-    fn from_env(&self) -> Option<String> {
+    fn given_in_env(&self) -> Option<String> {
         std::env::var(KEK_ENV).ok().filter(|k| !k.trim().is_empty())
     }
 
     async fn kek(&self, args: &Store, store: &EventStore) -> anyhow::Result<fangkong_vault::Kek> {
-        state_key::key_encryption_key(self.from_env().as_deref(), &self.path(args), store).await
+        state_key::key_encryption_key(self.given_in_env().as_deref(), &self.path(args), store).await
     }
 
     /// The store's data keys, opened under the KEK (refusing a wrong one).
@@ -848,7 +848,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store_args = store;
             let store = open(&store_args).await?;
             let path = kek.path(&store_args);
-            let from_env = kek.from_env();
+            let from_env = kek.given_in_env();
             if from_env.is_none() && !path.exists() {
                 anyhow::bail!(
                     "no key-encryption key at {}: nothing to rotate",
