@@ -375,6 +375,7 @@ impl Application {
                 });
             }
             let mut new_events: Vec<NewEvent> = Vec::with_capacity(events.len());
+            let mut sealing = None;
             for (i, event) in events.iter().enumerate() {
                 let event_id = match &envelope.idempotency_key {
                     Some(key) => key_event_id(
@@ -392,11 +393,11 @@ impl Application {
                 let mut payload = event.to_payload();
                 crate::personal::seal_payload(
                     &self.vault,
+                    &mut sealing,
                     &target.stream_id,
                     event.event_type(),
                     &mut payload,
-                )
-                .await?;
+                )?;
                 new_events.push(
                     NewEvent::new(event.event_type(), payload)
                         .with_id(event_id)
@@ -411,9 +412,11 @@ impl Application {
                 (false, 0) => ExpectedVersion::NoStream,
                 (false, version) => ExpectedVersion::Exact(version),
             };
+            // A subject's first key is stored with the events it sealed.
+            let new_key = sealing.as_ref().and_then(|k| k.pending.clone());
             match self
                 .store
-                .append(&target.stream_id, expected, new_events)
+                .append_with_key(&target.stream_id, expected, new_events, new_key)
                 .await
             {
                 Ok(outcome) if outcome.duplicate => {
@@ -427,6 +430,9 @@ impl Application {
                     }
                 }
                 Ok(outcome) => {
+                    if let Some(sealing) = sealing {
+                        self.vault.committed(sealing);
+                    }
                     self.writes.fetch_add(1, Ordering::Relaxed);
                     self.appended
                         .fetch_add(events.len() as u64, Ordering::Relaxed);
@@ -488,6 +494,17 @@ impl Application {
                     {
                         return Ok(replay);
                     }
+                }
+                Err(StoreError::SubjectKeyTaken { subject }) => {
+                    // Another writer made the subject's key first: seal
+                    // again under it (the decision itself still stands).
+                    if attempts >= MIN_ATTEMPTS {
+                        return Err(AppError::Contended { attempts });
+                    }
+                    self.vault
+                        .learn(&subject)
+                        .await
+                        .map_err(|e| crate::personal::vault_error(e, &subject))?;
                 }
                 Err(StoreError::EventIdReused { .. }) => {
                     return Err(AppError::KeyReused {

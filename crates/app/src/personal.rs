@@ -7,7 +7,7 @@ use fangkong_domain::personal::{sealed_paths, sealing_context, visit_sealed};
 use fangkong_domain::returnee::{ErasureBasis, ReturneeCommand};
 use fangkong_domain::Text;
 use fangkong_store::RecordedEvent;
-use fangkong_vault::{Vault, VaultError};
+use fangkong_vault::{SealingKey, Vault, VaultError};
 use serde_json::Value;
 
 use crate::{AppError, Application, Envelope, Outcome, Target};
@@ -18,10 +18,13 @@ fn is_sealed(value: &Value) -> bool {
         || value.get("erased") == Some(&Value::Bool(true))
 }
 
-/// Seals every personal field of `payload` in place under the subject's
-/// key (creating the key for a new subject).
-pub async fn seal_payload(
+/// Seals every personal field of `payload` in place for the subject
+/// `stream_id`, under `key` (taken from the vault on the first field that
+/// needs one: the subject's key, or a fresh one to be stored with the
+/// append, see [`fangkong_vault::SealingKey`]).
+pub fn seal_payload(
     vault: &Vault,
+    key: &mut Option<SealingKey>,
     stream_id: &str,
     event_type: &str,
     payload: &mut Value,
@@ -29,32 +32,31 @@ pub async fn seal_payload(
     if sealed_paths(event_type).is_empty() {
         return Ok(());
     }
-    // Taken out in one pass and put back in the same order: sealing awaits
-    // the key, which a visitor over the payload cannot.
-    let mut clear = Vec::new();
+    let mut failed = None;
     visit_sealed(event_type, payload, |path, value| {
-        if !is_sealed(value) && !value.is_null() {
-            clear.push((path, std::mem::take(value)));
+        if failed.is_some() || is_sealed(value) || value.is_null() {
+            return;
         }
-    });
-    let mut sealed = Vec::with_capacity(clear.len());
-    for (path, value) in &clear {
+        let sealing = match key {
+            Some(sealing) => sealing,
+            None => match vault.sealing_key(stream_id) {
+                Ok(sealing) => key.insert(sealing),
+                Err(e) => {
+                    failed = Some(e);
+                    return;
+                }
+            },
+        };
         let context = sealing_context(stream_id, event_type, path);
-        let text = vault
-            .seal(stream_id, &context, value)
-            .await
-            .map_err(|e| vault_error(e, stream_id))?;
-        sealed.push(serde_json::json!({ "sealed": text }));
-    }
-    let mut sealed = sealed.into_iter();
-    visit_sealed(event_type, payload, |_, value| {
-        if value.is_null() {
-            if let Some(next) = sealed.next() {
-                *value = next;
-            }
+        match vault.seal_with(sealing, &context, value) {
+            Ok(text) => *value = serde_json::json!({ "sealed": text }),
+            Err(e) => failed = Some(e),
         }
     });
-    Ok(())
+    match failed {
+        Some(e) => Err(vault_error(e, stream_id)),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn vault_error(error: VaultError, subject: &str) -> AppError {

@@ -280,7 +280,65 @@ async fn identical_keyed_crossings_over_two_instances_write_once(db: &TestDb) {
     store.close().await;
 }
 
+async fn first_personal_writes_from_two_instances_agree_on_one_key(db: &TestDb) {
+    use fangkong_domain::activity::{RecordStaffHealthCheck, StaffChecks};
+    use fangkong_domain::personal::sealing_context;
+    let (store, [a, b]) = two_instances(db).await;
+    // The day's staff checks: one subject, written by both instances at
+    // once, neither holding a key for it yet.
+    let today = a.context(None).expect("a context").today;
+    let stream = StaffChecks::stream_id(today);
+    let target = Arc::new(Target::new(
+        stream.clone(),
+        uuid::Uuid::nil(),
+        "staff.check",
+    ));
+    let sends = (0..16).map(|w| {
+        let (app, target) = (
+            if w % 2 == 0 { a.clone() } else { b.clone() },
+            target.clone(),
+        );
+        async move {
+            app.execute(
+                &Envelope::system(),
+                &target,
+                RecordStaffHealthCheck {
+                    staff: name(&format!("干部{w}")),
+                    temperature: Temperature::parse(36.5).expect("t"),
+                    symptoms: vec![],
+                },
+            )
+            .await
+        }
+    });
+    for answer in join_all(sends).await {
+        answer.expect("every check is recorded");
+    }
+    // One key, and every name sealed under it opens for a third instance.
+    let kek = a.vault().kek_id();
+    assert_eq!(kek, b.vault().kek_id());
+    let rows = store.subject_keys().await.expect("rows");
+    assert_eq!(rows.iter().filter(|r| r.subject == stream).count(), 1);
+    let events = store.read_stream(&stream, 1, 100).await.expect("read");
+    assert_eq!(events.len(), 16);
+    b.vault().refresh().await.expect("refreshed");
+    for event in events {
+        let sealed = event.payload["staff"]["sealed"].as_str().expect("sealed");
+        let context = sealing_context(&stream, "StaffHealthCheckRecorded", &["staff"]);
+        let opened = b
+            .vault()
+            .open_sealed(&stream, &context, sealed)
+            .expect("opens");
+        assert!(
+            matches!(opened, fangkong_vault::Opened::Clear(_)),
+            "{opened:?}"
+        );
+    }
+    store.close().await;
+}
+
 fangkong_store::each_backend!(threads = 2; [by_ref];
+    first_personal_writes_from_two_instances_agree_on_one_key,
     crossings_from_two_instances_never_collide,
     ordered_commands_beaten_by_the_other_instance_land_on_fresh_state,
     a_no_op_is_judged_on_the_stream_as_it_stands,

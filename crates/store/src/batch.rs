@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::chain::{event_hash, ChainedFields};
-use crate::{AppendOutcome, ExpectedVersion, Head, StoreError};
+use crate::{AppendOutcome, ExpectedVersion, Head, NewSubjectKey, StoreError};
 
 /// An event with its JSON already rendered to the text the log will store,
 /// done on the caller's task so the single writer only writes.
@@ -30,6 +30,8 @@ pub(crate) struct AppendRequest {
     pub stream_id: String,
     pub expected: ExpectedVersion,
     pub events: Vec<PreparedEvent>,
+    /// The first key of the subject the events are sealed for, if new.
+    pub subject_key: Option<NewSubjectKey>,
     pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
 }
 
@@ -59,6 +61,17 @@ pub(crate) struct Plan<'a> {
     pub outcomes: Vec<Result<AppendOutcome, StoreError>>,
     /// The head after the rows are written.
     pub head: Head,
+    /// First keys of subjects, stored with the rows.
+    pub keys: Vec<&'a NewSubjectKey>,
+}
+
+/// Subjects whose first key the batch brings: those already stored must be
+/// looked up, since an append bringing one is refused.
+pub(crate) fn new_subjects(requests: &[AppendRequest]) -> Vec<String> {
+    requests
+        .iter()
+        .filter_map(|r| r.subject_key.as_ref().map(|k| k.subject.clone()))
+        .collect()
 }
 
 /// Every event id the batch carries.
@@ -69,13 +82,16 @@ pub(crate) fn carried_ids(requests: &[AppendRequest]) -> Vec<Uuid> {
         .collect()
 }
 
+/// `keyed`: subjects that have a stored key.
 pub(crate) fn plan<'a>(
     head: Head,
     versions: &HashMap<String, u64>,
     known_ids: &HashMap<Uuid, StoredId>,
+    keyed: &std::collections::HashSet<String>,
     requests: &'a [AppendRequest],
     recorded_at_us: i64,
 ) -> Plan<'a> {
+    let mut keys: Vec<&NewSubjectKey> = Vec::new();
     let mut rows = Vec::with_capacity(requests.iter().map(|r| r.events.len()).sum());
     let mut outcomes = Vec::with_capacity(requests.len());
     let mut head = head;
@@ -87,6 +103,14 @@ pub(crate) fn plan<'a>(
         if let Some(answer) = earlier_result(request, known_ids, &batch_ids) {
             outcomes.push(answer);
             continue;
+        }
+        if let Some(key) = &request.subject_key {
+            if keyed.contains(&key.subject) || keys.iter().any(|k| k.subject == key.subject) {
+                outcomes.push(Err(StoreError::SubjectKeyTaken {
+                    subject: key.subject.clone(),
+                }));
+                continue;
+            }
         }
         let actual = batch_versions
             .get(request.stream_id.as_str())
@@ -140,6 +164,7 @@ pub(crate) fn plan<'a>(
             head = Head { position, hash };
         }
         batch_versions.insert(&request.stream_id, version);
+        keys.extend(request.subject_key.as_ref());
         outcomes.push(Ok(AppendOutcome {
             stream_version: version,
             first_position,
@@ -152,6 +177,7 @@ pub(crate) fn plan<'a>(
         rows,
         outcomes,
         head,
+        keys,
     }
 }
 
@@ -166,7 +192,12 @@ pub(crate) fn ids_to_confirm(
     requests
         .iter()
         .zip(&plan.outcomes)
-        .filter(|(_, outcome)| matches!(outcome, Err(StoreError::WrongExpectedVersion { .. })))
+        .filter(|(_, outcome)| {
+            matches!(
+                outcome,
+                Err(StoreError::WrongExpectedVersion { .. } | StoreError::SubjectKeyTaken { .. })
+            )
+        })
         .flat_map(|(request, _)| request.events.iter().map(|e| e.event_id))
         .filter(|id| !looked_up.contains(id))
         .collect()
@@ -295,6 +326,7 @@ mod tests {
                     metadata: "{}".into(),
                 })
                 .collect(),
+            subject_key: None,
             reply,
         }
     }
@@ -311,6 +343,7 @@ mod tests {
             Head::GENESIS,
             &HashMap::new(),
             &HashMap::new(),
+            &Default::default(),
             &requests,
             0,
         );
@@ -336,6 +369,7 @@ mod tests {
             Head::GENESIS,
             &HashMap::new(),
             &HashMap::new(),
+            &Default::default(),
             &requests,
             0,
         );
@@ -368,6 +402,7 @@ mod tests {
             },
             &HashMap::new(),
             &known,
+            &Default::default(),
             &requests,
             0,
         );
@@ -389,7 +424,14 @@ mod tests {
             position: 41,
             hash: [9; 32],
         };
-        let plan = plan(head, &HashMap::new(), &HashMap::new(), &requests, 5);
+        let plan = plan(
+            head,
+            &HashMap::new(),
+            &HashMap::new(),
+            &Default::default(),
+            &requests,
+            5,
+        );
         assert_eq!(plan.rows[0].position, 42);
         let expected_first = event_hash(
             &[9; 32],

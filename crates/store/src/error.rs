@@ -16,6 +16,11 @@ pub enum StoreError {
     #[error("event id {event_id} is already stored with other content or in another stream")]
     EventIdReused { event_id: Uuid },
 
+    /// The append brought a first key for a subject that has one (another
+    /// writer made it first): seal under the stored key and append again.
+    #[error("the data subject {subject} already has a key")]
+    SubjectKeyTaken { subject: String },
+
     #[error("invalid append: {0}")]
     InvalidAppend(String),
 

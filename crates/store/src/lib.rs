@@ -39,7 +39,7 @@ pub use disclosures::{Disclosure, DisclosureReport, NewDisclosure};
 pub use error::StoreError;
 pub use types::{
     AppendOutcome, ChainBreak, Checkpoint, ExpectedVersion, ExtensionProof, Head, LogFilter,
-    NewEvent, RecordedEvent, SubjectKey, VerifyReport,
+    NewEvent, NewSubjectKey, RecordedEvent, SubjectKey, VerifyReport,
 };
 
 /// Longest stream id accepted: ids are keys, not documents.
@@ -259,7 +259,22 @@ impl EventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        let request = prepare(stream_id, expected, events)?;
+        self.append_with_key(stream_id, expected, events, None)
+            .await
+    }
+
+    /// [`EventStore::append`], storing `key` (the first key of the subject
+    /// the events are sealed for) in the same transaction. Refused with
+    /// [`StoreError::SubjectKeyTaken`] when the subject has a key by then.
+    pub async fn append_with_key(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        key: Option<NewSubjectKey>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let mut request = prepare(stream_id, expected, events)?;
+        request.subject_key = key;
         let (reply, answer) = oneshot::channel();
         self.inner
             .appends
@@ -611,6 +626,7 @@ fn prepare(
         stream_id: stream_id.to_owned(),
         expected,
         events: prepared,
+        subject_key: None,
         reply,
     })
 }

@@ -15,7 +15,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::batch::{carried_ids, ids_to_confirm, plan, AppendRequest, Plan, StoredId, WriterCache};
+use crate::batch::{
+    carried_ids, ids_to_confirm, new_subjects, plan, AppendRequest, Plan, StoredId, WriterCache,
+};
 use crate::types::{SubjectKeyRow, SELECT_SUBJECT_KEY};
 use crate::{
     now_micros, AppendOutcome, Checkpoint, Head, LogFilter, RawEvent, StoreError, StoreOptions,
@@ -144,9 +146,10 @@ impl PgBackend {
             known.extend(known_ids_on(&mut tx, &all).await?);
             looked_up.extend(all);
         }
+        let keyed = keyed_on(&mut tx, &new_subjects(requests)).await?;
         let now = now_micros();
         let plan = loop {
-            let plan = plan(head, cache.versions(), &known, requests, now);
+            let plan = plan(head, cache.versions(), &known, &keyed, requests, now);
             let confirm = ids_to_confirm(&plan, requests, &looked_up);
             if confirm.is_empty() {
                 break plan;
@@ -156,6 +159,9 @@ impl PgBackend {
         };
         if !plan.rows.is_empty() {
             insert_rows(&mut tx, &plan).await?;
+        }
+        if !plan.keys.is_empty() {
+            insert_keys(&mut tx, &plan).await?;
         }
         tx.commit().await?;
         cache.committed(&plan);
@@ -661,6 +667,39 @@ async fn known_ids_on(
 
 /// All rows in one statement (arrays, whatever their number), and the NOTIFY
 /// that PostgreSQL delivers only if the transaction commits.
+/// Which of `subjects` have a stored key (live or erased).
+async fn keyed_on(
+    conn: &mut PgConnection,
+    subjects: &[String],
+) -> Result<HashSet<String>, sqlx::Error> {
+    if subjects.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT subject FROM subject_keys WHERE subject = ANY($1)")
+            .bind(subjects)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The first keys of subjects the plan's appends bring, in their transaction.
+async fn insert_keys(conn: &mut PgConnection, plan: &Plan<'_>) -> Result<(), sqlx::Error> {
+    let subjects: Vec<&str> = plan.keys.iter().map(|k| k.subject.as_str()).collect();
+    let keks: Vec<&str> = plan.keys.iter().map(|k| k.kek_id.as_str()).collect();
+    let wrapped: Vec<&[u8]> = plan.keys.iter().map(|k| k.wrapped.as_slice()).collect();
+    sqlx::query(&format!(
+        "INSERT INTO subject_keys (subject, kek_id, wrapped, created_at_us) \
+         SELECT s, k, w, {NOW_US} FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS t(s, k, w)"
+    ))
+    .bind(&subjects)
+    .bind(&keks)
+    .bind(&wrapped)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn insert_rows(conn: &mut PgConnection, plan: &Plan<'_>) -> Result<(), sqlx::Error> {
     let n = plan.rows.len();
     let mut positions = Vec::with_capacity(n);

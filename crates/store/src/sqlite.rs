@@ -16,7 +16,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::batch::{carried_ids, ids_to_confirm, plan, AppendRequest, Plan, StoredId, WriterCache};
+use crate::batch::{
+    carried_ids, ids_to_confirm, new_subjects, plan, AppendRequest, Plan, StoredId, WriterCache,
+};
 use crate::types::{SubjectKeyRow, SELECT_SUBJECT_KEY};
 use crate::{
     now_micros, AppendOutcome, Checkpoint, Head, LogFilter, RawEvent, StoreError, StoreOptions,
@@ -190,9 +192,10 @@ impl SqliteBackend {
         // undone by SQLite on its own, leaving the transaction usable.
         let mut known = HashMap::new();
         let mut looked_up = HashSet::new();
+        let keyed = keyed_on(&mut tx, &new_subjects(requests)).await?;
         let now = now_micros();
         let plan = loop {
-            let plan = plan(head, cache.versions(), &known, requests, now);
+            let plan = plan(head, cache.versions(), &known, &keyed, requests, now);
             let confirm = ids_to_confirm(&plan, requests, &looked_up);
             if !confirm.is_empty() {
                 known.extend(known_ids_on(&mut tx, &confirm).await?);
@@ -200,7 +203,10 @@ impl SqliteBackend {
                 continue;
             }
             match insert_rows(&mut tx, &plan).await {
-                Ok(()) => break plan,
+                Ok(()) => {
+                    insert_keys(&mut tx, &plan, now).await?;
+                    break plan;
+                }
                 Err(sqlx::Error::Database(e))
                     if e.is_unique_violation() && looked_up.len() < carried_ids(requests).len() =>
                 {
@@ -668,6 +674,48 @@ async fn head_on(conn: &mut SqliteConnection) -> Result<Head, sqlx::Error> {
         },
         None => Head::GENESIS,
     })
+}
+
+/// Which of `subjects` have a stored key (live or erased).
+async fn keyed_on(
+    conn: &mut SqliteConnection,
+    subjects: &[String],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let mut keyed = HashSet::new();
+    for chunk in subjects.chunks(500) {
+        let mut query =
+            QueryBuilder::<Sqlite>::new("SELECT subject FROM subject_keys WHERE subject IN (");
+        let mut list = query.separated(", ");
+        for subject in chunk {
+            list.push_bind(subject.as_str());
+        }
+        query.push(")");
+        for row in query.build().fetch_all(&mut *conn).await? {
+            keyed.insert(row.try_get::<String, _>("subject")?);
+        }
+    }
+    Ok(keyed)
+}
+
+/// The first keys of subjects the plan's appends bring, in their transaction.
+async fn insert_keys(
+    conn: &mut SqliteConnection,
+    plan: &Plan<'_>,
+    now_us: i64,
+) -> Result<(), sqlx::Error> {
+    for chunk in plan.keys.chunks(200) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO subject_keys (subject, kek_id, wrapped, created_at_us) ",
+        );
+        query.push_values(chunk, |mut row, key| {
+            row.push_bind(key.subject.as_str())
+                .push_bind(key.kek_id.as_str())
+                .push_bind(key.wrapped.as_slice())
+                .push_bind(now_us);
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 async fn insert_rows(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<(), sqlx::Error> {

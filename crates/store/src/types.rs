@@ -224,6 +224,16 @@ pub struct Checkpoint {
 /// A data subject's key as the store holds it: wrapped under a
 /// key-encryption key the database never sees, or, once erased, a tombstone
 /// without it.
+/// A data subject's first key, stored in the transaction that appends the
+/// first events sealed under it: the key and what it sealed are committed
+/// together or not at all, with one commit between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSubjectKey {
+    pub subject: String,
+    pub kek_id: String,
+    pub wrapped: Vec<u8>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubjectKey {
     /// Whose key: the stream id of the person's entity.

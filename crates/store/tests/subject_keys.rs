@@ -198,7 +198,96 @@ async fn rows_changed_since_an_instant_are_the_ones_created_or_erased_from_it(db
     store.close().await;
 }
 
+async fn a_first_key_is_stored_with_its_events_and_a_second_is_refused(db: &TestDb) {
+    use fangkong_store::{ExpectedVersion, NewEvent, NewSubjectKey, StoreError};
+    let store = open(db).await;
+    let key = |bytes: &[u8]| NewSubjectKey {
+        subject: "returnee-k".into(),
+        kek_id: "kek-1".into(),
+        wrapped: bytes.to_vec(),
+    };
+    let (first, second) = (wrapped(), wrapped());
+    let registered = NewEvent::new(
+        "ReturneeRegistered",
+        serde_json::json!({"personal": {"sealed": "x"}}),
+    );
+    let event_id = registered.event_id;
+    let outcome = store
+        .append_with_key(
+            "returnee-k",
+            ExpectedVersion::NoStream,
+            vec![registered],
+            Some(key(&first)),
+        )
+        .await
+        .expect("appended with its key");
+    assert_eq!(row(&store, "returnee-k").await.wrapped, Some(first.clone()));
+    // Another writer's first key for the same subject: refused, nothing
+    // written, the stored key unchanged.
+    let refused = store
+        .append_with_key(
+            "returnee-k",
+            ExpectedVersion::Any,
+            vec![NewEvent::new(
+                "ResponsibilityTeamAssigned",
+                serde_json::json!({}),
+            )],
+            Some(key(&second)),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::SubjectKeyTaken { ref subject }) if subject == "returnee-k"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.stream_version("returnee-k").await.expect("version"),
+        1
+    );
+    assert_eq!(row(&store, "returnee-k").await.wrapped, Some(first));
+    // A retry of the first append (same event id, same key) is answered
+    // as the first was, not refused for its key.
+    let retried = store
+        .append_with_key(
+            "returnee-k",
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(
+                "ReturneeRegistered",
+                serde_json::json!({"personal": {"sealed": "x"}}),
+            )
+            .with_id(event_id)],
+            Some(key(&second)),
+        )
+        .await
+        .expect("a retry");
+    assert!(retried.duplicate);
+    assert_eq!(retried.position, outcome.position);
+    // An append refused for its version stores no key either.
+    let stale = store
+        .append_with_key(
+            "returnee-other",
+            ExpectedVersion::Exact(3),
+            vec![NewEvent::new("Happened", serde_json::json!({}))],
+            Some(NewSubjectKey {
+                subject: "returnee-other".into(),
+                kek_id: "kek-1".into(),
+                wrapped: wrapped(),
+            }),
+        )
+        .await;
+    assert!(matches!(
+        stale,
+        Err(StoreError::WrongExpectedVersion { .. })
+    ));
+    assert!(store
+        .subject_key("returnee-other")
+        .await
+        .expect("read")
+        .is_none());
+    store.close().await;
+}
+
 fangkong_store::each_backend!(threads = 2; [by_ref];
+    a_first_key_is_stored_with_its_events_and_a_second_is_refused,
     a_second_put_for_a_subject_answers_the_first_key,
     concurrent_puts_for_one_subject_all_answer_the_one_stored_key,
     erasing_destroys_a_live_key_once_and_keeps_a_tombstone,

@@ -31,7 +31,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
-use fangkong_store::{EventStore, StoreError, SubjectKey};
+use fangkong_store::{EventStore, NewSubjectKey, StoreError, SubjectKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -157,6 +157,18 @@ enum Slot {
     Erased,
 }
 
+/// The key a subject's new events are sealed with: the key the store holds,
+/// or, for a subject without one, a fresh key whose wrapped form goes into
+/// the store in the transaction that appends the events it sealed
+/// (`pending`), so the two are committed together, with one commit.
+#[derive(Debug)]
+pub struct SealingKey {
+    subject: String,
+    key: DataKey,
+    /// The key to store with the append, when the subject has none yet.
+    pub pending: Option<NewSubjectKey>,
+}
+
 /// What one sealed value opened to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Opened<T> {
@@ -270,6 +282,65 @@ impl Vault {
         let clear =
             Zeroizing::new(serde_json::to_vec(plaintext).expect("a JSON value always serialises"));
         Ok(URL_SAFE_NO_PAD.encode(seal_bytes(&key.0, context, &clear)?))
+    }
+
+    /// The key to seal `subject`'s new events with (memory only): its key,
+    /// or a fresh one to be stored with the append. Refused once the
+    /// subject was erased.
+    pub fn sealing_key(&self, subject: &str) -> Result<SealingKey, VaultError> {
+        match self.read_keys().get(subject) {
+            Some(Slot::Live(key)) => {
+                return Ok(SealingKey {
+                    subject: subject.to_owned(),
+                    key: key.clone(),
+                    pending: None,
+                })
+            }
+            Some(Slot::Erased) => return Err(erased(subject)),
+            None => {}
+        }
+        let key = DataKey::random()?;
+        let wrapped = self.inner.kek.wrap(subject, &key)?;
+        Ok(SealingKey {
+            subject: subject.to_owned(),
+            key,
+            pending: Some(NewSubjectKey {
+                subject: subject.to_owned(),
+                kek_id: self.inner.kek_id.clone(),
+                wrapped,
+            }),
+        })
+    }
+
+    /// Seals `plaintext` under `key`, binding `context`: as [`Vault::seal`].
+    pub fn seal_with(
+        &self,
+        key: &SealingKey,
+        context: &[u8],
+        plaintext: &serde_json::Value,
+    ) -> Result<String, VaultError> {
+        let clear =
+            Zeroizing::new(serde_json::to_vec(plaintext).expect("a JSON value always serialises"));
+        Ok(URL_SAFE_NO_PAD.encode(seal_bytes(&key.key.0, context, &clear)?))
+    }
+
+    /// The append that stored `key` (if it was new) committed: it is the
+    /// subject's key from now on, unless an erasure came first.
+    pub fn committed(&self, key: SealingKey) {
+        if key.pending.is_some() {
+            remember(&mut self.write_keys(), key.subject, Slot::Live(key.key));
+        }
+    }
+
+    /// Loads `subject`'s stored key (after an append found another writer
+    /// had made it first).
+    pub async fn learn(&self, subject: &str) -> Result<(), VaultError> {
+        if let Some(row) = self.inner.store.subject_key(subject).await? {
+            self.note_seen(&row);
+            let slot = slot_of(&self.inner.kek, &self.inner.kek_id, &row)?;
+            remember(&mut self.write_keys(), row.subject, slot);
+        }
+        Ok(())
     }
 
     /// Opens a sealed value from memory alone. [`Opened::Erased`] when the
