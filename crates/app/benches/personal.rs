@@ -204,7 +204,11 @@ async fn main() {
         ("every event a new person", registration_only, 1),
         ("a returnee's record (17 events)", record, 17),
     ];
+    let only = std::env::var("FANGKONG_BENCH_BACKEND").ok();
     for name in ["sqlite", "postgres"] {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         println!("== {name}");
         if backend(name).await.is_none() {
             println!("PostgreSQL not configured (FANGKONG_TEST_POSTGRES): skipped");

@@ -129,13 +129,17 @@ impl PgBackend {
             .await?;
         // Read after the lock is held: this statement's snapshot then
         // includes every earlier append.
-        let (head, versions) =
-            head_and_versions_on(&mut tx, &cache.unknown_streams(requests)).await?;
+        let (head, versions, keyed) = head_and_versions_on(
+            &mut tx,
+            &cache.unknown_streams(requests),
+            &new_subjects(requests),
+        )
+        .await?;
         cache.sync(head);
         cache.learn(versions);
         let unknown = cache.unknown_streams(requests);
         if !unknown.is_empty() {
-            let (_, versions) = head_and_versions_on(&mut tx, &unknown).await?;
+            let (_, versions, _) = head_and_versions_on(&mut tx, &unknown, &[]).await?;
             cache.learn(versions);
         }
 
@@ -146,7 +150,6 @@ impl PgBackend {
             known.extend(known_ids_on(&mut tx, &all).await?);
             looked_up.extend(all);
         }
-        let keyed = keyed_on(&mut tx, &new_subjects(requests)).await?;
         let now = now_micros();
         let plan = loop {
             let plan = plan(head, cache.versions(), &known, &keyed, requests, now);
@@ -159,9 +162,6 @@ impl PgBackend {
         };
         if !plan.rows.is_empty() {
             insert_rows(&mut tx, &plan).await?;
-        }
-        if !plan.keys.is_empty() {
-            insert_keys(&mut tx, &plan).await?;
         }
         tx.commit().await?;
         cache.committed(&plan);
@@ -603,25 +603,36 @@ async fn head_on(conn: &mut PgConnection) -> Result<Head, sqlx::Error> {
 /// The head, and the current version of each of `streams` (0 for a new
 /// one), in one round trip. Each version is the top of the
 /// (stream_id, stream_version) index: one seek, however long the stream.
+/// The head, the versions of `streams`, and which of `subjects` have a
+/// stored key, in one round trip.
 async fn head_and_versions_on(
     conn: &mut PgConnection,
     streams: &[String],
-) -> Result<(Head, Vec<(String, u64)>), sqlx::Error> {
+    subjects: &[String],
+) -> Result<(Head, Vec<(String, u64)>, HashSet<String>), sqlx::Error> {
     let rows: Vec<(Option<String>, i64, Option<Vec<u8>>)> = sqlx::query_as(
         "SELECT NULL::text, position, hash FROM \
            (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) AS head \
          UNION ALL \
          SELECT wanted, COALESCE((SELECT MAX(e.stream_version) FROM events e \
            WHERE e.stream_id = wanted), 0), NULL \
-         FROM UNNEST($1::text[]) AS wanted",
+         FROM UNNEST($1::text[]) AS wanted \
+         UNION ALL \
+         SELECT subject, -1, NULL FROM subject_keys WHERE subject = ANY($2::text[])",
     )
     .bind(streams)
+    .bind(subjects)
     .fetch_all(&mut *conn)
     .await?;
     let mut head = Head::GENESIS;
     let mut versions = Vec::with_capacity(streams.len());
+    let mut keyed = HashSet::new();
     for (stream, number, hash) in rows {
         match (stream, hash) {
+            // A subject with a stored key (versions are never negative).
+            (Some(subject), _) if number < 0 => {
+                keyed.insert(subject);
+            }
             (Some(stream), _) => versions.push((stream, number as u64)),
             (None, Some(hash)) => {
                 head = Head {
@@ -636,7 +647,7 @@ async fn head_and_versions_on(
             (None, None) => {}
         }
     }
-    Ok((head, versions))
+    Ok((head, versions, keyed))
 }
 
 async fn known_ids_on(
@@ -667,39 +678,6 @@ async fn known_ids_on(
 
 /// All rows in one statement (arrays, whatever their number), and the NOTIFY
 /// that PostgreSQL delivers only if the transaction commits.
-/// Which of `subjects` have a stored key (live or erased).
-async fn keyed_on(
-    conn: &mut PgConnection,
-    subjects: &[String],
-) -> Result<HashSet<String>, sqlx::Error> {
-    if subjects.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let rows: Vec<String> =
-        sqlx::query_scalar("SELECT subject FROM subject_keys WHERE subject = ANY($1)")
-            .bind(subjects)
-            .fetch_all(&mut *conn)
-            .await?;
-    Ok(rows.into_iter().collect())
-}
-
-/// The first keys of subjects the plan's appends bring, in their transaction.
-async fn insert_keys(conn: &mut PgConnection, plan: &Plan<'_>) -> Result<(), sqlx::Error> {
-    let subjects: Vec<&str> = plan.keys.iter().map(|k| k.subject.as_str()).collect();
-    let keks: Vec<&str> = plan.keys.iter().map(|k| k.kek_id.as_str()).collect();
-    let wrapped: Vec<&[u8]> = plan.keys.iter().map(|k| k.wrapped.as_slice()).collect();
-    sqlx::query(&format!(
-        "INSERT INTO subject_keys (subject, kek_id, wrapped, created_at_us) \
-         SELECT s, k, w, {NOW_US} FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS t(s, k, w)"
-    ))
-    .bind(&subjects)
-    .bind(&keks)
-    .bind(&wrapped)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 async fn insert_rows(conn: &mut PgConnection, plan: &Plan<'_>) -> Result<(), sqlx::Error> {
     let n = plan.rows.len();
     let mut positions = Vec::with_capacity(n);
@@ -732,6 +710,10 @@ async fn insert_rows(conn: &mut PgConnection, plan: &Plan<'_>) -> Result<(), sql
            SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], \
              $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[], \
              $9::timestamptz[], $10::bytea[]) \
+         ), keys AS ( \
+           INSERT INTO subject_keys (subject, kek_id, wrapped, created_at_us) \
+           SELECT s, k, w, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint \
+           FROM UNNEST($13::text[], $14::text[], $15::bytea[]) AS t(s, k, w) \
          ) SELECT pg_notify($11, $12)",
     )
     .bind(&positions)
@@ -746,6 +728,26 @@ async fn insert_rows(conn: &mut PgConnection, plan: &Plan<'_>) -> Result<(), sql
     .bind(&hashes)
     .bind(CHANNEL)
     .bind(plan.head.position.to_string())
+    // The first keys of subjects, in the same statement: no round trip
+    // of their own.
+    .bind(
+        plan.keys
+            .iter()
+            .map(|k| k.subject.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        plan.keys
+            .iter()
+            .map(|k| k.kek_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        plan.keys
+            .iter()
+            .map(|k| k.wrapped.as_slice())
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *conn)
     .await?;
     Ok(())
