@@ -197,6 +197,22 @@ pub fn shown_schema<T: utoipa::PartialSchema>(
         .into()
 }
 
+/// [`shown_schema`] for a field that may be `null` (none given).
+#[cfg(feature = "openapi")]
+pub fn shown_or_null_schema<T: utoipa::PartialSchema>(
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    let mut one_of = OneOfBuilder::new();
+    if let utoipa::openapi::RefOr::T(Schema::OneOf(shown)) = shown_schema::<T>() {
+        for item in shown.items {
+            one_of = one_of.item(item);
+        }
+    }
+    one_of
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .into()
+}
+
 /// The personal and secret fields of an event type (none for most).
 pub fn fields_of(event_type: &str) -> &'static [PersonalField] {
     match event_type {

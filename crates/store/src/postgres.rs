@@ -618,7 +618,8 @@ async fn head_and_versions_on(
            WHERE e.stream_id = wanted), 0), NULL \
          FROM UNNEST($1::text[]) AS wanted \
          UNION ALL \
-         SELECT subject, -1, NULL FROM subject_keys WHERE subject = ANY($2::text[])",
+         SELECT keyed, -1, NULL FROM UNNEST($2::text[]) AS keyed \
+           WHERE EXISTS (SELECT 1 FROM subject_keys k WHERE k.subject = keyed)",
     )
     .bind(streams)
     .bind(subjects)

@@ -257,7 +257,7 @@ pub struct MemberView {
     #[schema(schema_with = schemas::team_role)]
     pub role: TeamRole,
     pub name: String,
-    #[schema(schema_with = fangkong_domain::personal::shown_schema::<String>)]
+    #[schema(schema_with = fangkong_domain::personal::shown_or_null_schema::<String>)]
     pub phone: Option<Shown<String>>,
 }
 

@@ -101,7 +101,7 @@ pub struct ZoneView {
     pub zone_id: Uuid,
     pub name: String,
     pub leader: Option<String>,
-    #[schema(schema_with = fangkong_domain::personal::shown_schema::<String>)]
+    #[schema(schema_with = fangkong_domain::personal::shown_or_null_schema::<String>)]
     pub leader_phone: Option<Shown<String>>,
     /// Its organisation unit in the county's DHIS2, once linked.
     pub dhis2_org_unit: Option<String>,
