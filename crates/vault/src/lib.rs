@@ -167,6 +167,17 @@ pub struct SealingKey {
     key: DataKey,
     /// The key to store with the append, when the subject has none yet.
     pub pending: Option<NewSubjectKey>,
+    /// Where a fresh key is known as pending until it is committed, or
+    /// forgotten when this is dropped without.
+    vault: Option<Vault>,
+}
+
+impl Drop for SealingKey {
+    fn drop(&mut self) {
+        if let Some(vault) = self.vault.take() {
+            vault.forget_pending(&self.subject, &self.key);
+        }
+    }
 }
 
 /// What one sealed value opened to.
@@ -191,6 +202,10 @@ struct Inner {
     kek: Kek,
     kek_id: String,
     keys: RwLock<HashMap<String, Slot>>,
+    /// Fresh keys whose append is on its way: a reader that sees the
+    /// append committed before the writer has noted it opens with these.
+    /// Never used to seal (a key not yet stored may never be).
+    pending: std::sync::Mutex<HashMap<String, Vec<DataKey>>>,
     /// The newest creation or erasure stamp seen in the store's rows: the
     /// next refresh asks for rows changed since shortly before it. Stamps
     /// come from one clock (the database server's, or the one machine's
@@ -229,6 +244,7 @@ impl Vault {
                 kek,
                 kek_id,
                 keys: RwLock::new(keys),
+                pending: Default::default(),
                 seen_us: AtomicI64::new(seen),
             }),
         };
@@ -294,6 +310,7 @@ impl Vault {
                     subject: subject.to_owned(),
                     key: key.clone(),
                     pending: None,
+                    vault: None,
                 })
             }
             Some(Slot::Erased) => return Err(erased(subject)),
@@ -301,9 +318,14 @@ impl Vault {
         }
         let key = DataKey::random()?;
         let wrapped = self.inner.kek.wrap(subject, &key)?;
+        self.pending()
+            .entry(subject.to_owned())
+            .or_default()
+            .push(key.clone());
         Ok(SealingKey {
             subject: subject.to_owned(),
             key,
+            vault: Some(self.clone()),
             pending: Some(NewSubjectKey {
                 subject: subject.to_owned(),
                 kek_id: self.inner.kek_id.clone(),
@@ -326,9 +348,33 @@ impl Vault {
 
     /// The append that stored `key` (if it was new) committed: it is the
     /// subject's key from now on, unless an erasure came first.
-    pub fn committed(&self, key: SealingKey) {
+    pub fn committed(&self, mut key: SealingKey) {
         if key.pending.is_some() {
-            remember(&mut self.write_keys(), key.subject, Slot::Live(key.key));
+            remember(
+                &mut self.write_keys(),
+                key.subject.clone(),
+                Slot::Live(key.key.clone()),
+            );
+        }
+        // Noted: no longer pending (the drop forgets it there).
+        drop(key.vault.take());
+        self.forget_pending(&key.subject, &key.key);
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<DataKey>>> {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn forget_pending(&self, subject: &str, key: &DataKey) {
+        let mut pending = self.pending();
+        if let Some(keys) = pending.get_mut(subject) {
+            keys.retain(|k| k.0[..] != key.0[..]);
+            if keys.is_empty() {
+                pending.remove(subject);
+            }
         }
     }
 
@@ -353,14 +399,32 @@ impl Vault {
         context: &[u8],
         sealed: &str,
     ) -> Result<Opened<serde_json::Value>, VaultError> {
-        let keys = self.read_keys();
-        let key = match keys.get(subject) {
-            None => return Ok(Opened::Unavailable),
-            Some(Slot::Erased) => return Ok(Opened::Erased),
-            Some(Slot::Live(key)) => key,
-        };
         let damaged = || VaultError::Damaged {
             subject: subject.to_owned(),
+        };
+        let keys = self.read_keys();
+        let key = match keys.get(subject) {
+            None => {
+                drop(keys);
+                // Perhaps sealed under a key whose append committed a
+                // moment ago and is not noted here yet.
+                let bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| damaged())?;
+                let pending = self.pending();
+                let opened = pending
+                    .get(subject)
+                    .into_iter()
+                    .flatten()
+                    .find_map(|key| open_bytes(&key.0, context, &bytes));
+                drop(pending);
+                return match opened {
+                    Some(clear) => serde_json::from_slice(&clear)
+                        .map(Opened::Clear)
+                        .map_err(|_| damaged()),
+                    None => Ok(Opened::Unavailable),
+                };
+            }
+            Some(Slot::Erased) => return Ok(Opened::Erased),
+            Some(Slot::Live(key)) => key,
         };
         let bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| damaged())?;
         let clear = open_bytes(&key.0, context, &bytes).ok_or_else(damaged)?;

@@ -372,7 +372,53 @@ async fn concurrent_first_seals_for_one_subject_agree_on_one_key(db: &TestDb) {
     store.close().await;
 }
 
+async fn a_value_sealed_under_a_key_on_its_way_opens_for_readers_and_not_after_it_is_abandoned(
+    db: &TestDb,
+) {
+    let store = store(db).await;
+    let kek = kek();
+    let vault = vault(&store, &kek).await;
+    let value = json!("张三");
+    let key = vault.sealing_key("returnee-p").expect("a fresh key");
+    assert!(key.pending.is_some(), "the subject had no key");
+    let sealed = vault.seal_with(&key, b"ctx", &value).expect("sealed");
+    // The append committed; the writer has not noted it yet: a reader of
+    // the committed event opens it all the same.
+    assert_eq!(
+        open_with(&vault, "returnee-p", b"ctx", &sealed),
+        Opened::Clear(value.clone())
+    );
+    assert!(!vault.has_key("returnee-p"), "pending keys seal nothing");
+    vault.committed(key);
+    assert!(vault.has_key("returnee-p"));
+    assert_eq!(
+        open_with(&vault, "returnee-p", b"ctx", &sealed),
+        Opened::Clear(value.clone())
+    );
+    // A key whose append failed is forgotten when dropped.
+    let abandoned = vault.sealing_key("returnee-q").expect("a fresh key");
+    let lost = vault.seal_with(&abandoned, b"ctx", &value).expect("sealed");
+    drop(abandoned);
+    assert_eq!(
+        open_with(&vault, "returnee-q", b"ctx", &lost),
+        Opened::Unavailable
+    );
+    store.close().await;
+}
+
+fn open_with(
+    vault: &Vault,
+    subject: &str,
+    context: &[u8],
+    sealed: &str,
+) -> Opened<serde_json::Value> {
+    vault
+        .open_sealed(subject, context, sealed)
+        .expect("authentic")
+}
+
 fangkong_store::each_backend!(threads = 2; [by_ref];
+    a_value_sealed_under_a_key_on_its_way_opens_for_readers_and_not_after_it_is_abandoned,
     a_sealed_value_opens_to_what_was_sealed,
     a_value_opened_under_another_context_or_subject_is_damaged,
     an_erased_subject_opens_as_erased_and_takes_nothing_new,
