@@ -39,6 +39,26 @@ pub fn event_schemas(
     )>,
 ) -> Vec<(&'static str, u32)> {
     use codec::EventSchemas;
+    // Personal fields' schemas come from `personal::shown_schema`, which
+    // inlines the value's schema: what it refers to is pushed here.
+    <returnee::PersonalData as utoipa::ToSchema>::schemas(out);
+    <banquet::BanquetHost as utoipa::ToSchema>::schemas(out);
+    for (name, schema) in [
+        (
+            <PhoneNumber as utoipa::ToSchema>::name(),
+            <PhoneNumber as utoipa::PartialSchema>::schema(),
+        ),
+        (
+            <ResidentIdNumber as utoipa::ToSchema>::name(),
+            <ResidentIdNumber as utoipa::PartialSchema>::schema(),
+        ),
+        (
+            <Name as utoipa::ToSchema>::name(),
+            <Name as utoipa::PartialSchema>::schema(),
+        ),
+    ] {
+        out.push((name.into_owned(), schema));
+    }
     [
         zone::ZoneEvent::event_schemas(out),
         returnee::ReturneeEvent::event_schemas(out),
