@@ -696,6 +696,12 @@ async fn fill_demo(
     Ok(())
 }
 
+/// The township of `--time-zone`.
+fn township_of(time_zone: &str) -> anyhow::Result<fangkong_domain::Township> {
+    fangkong_domain::Township::parse_time_zone(time_zone)
+        .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))
+}
+
 async fn open(store: &Store) -> anyhow::Result<EventStore> {
     let options = fangkong_store::StoreOptions {
         statement_timeout: std::time::Duration::from_millis(store.store_timeout_ms.max(1)),
@@ -734,8 +740,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 subject: heads_subject,
                 every: std::time::Duration::from_secs(seconds.max(1)),
             });
-            let township = fangkong_domain::Township::parse_time_zone(&time_zone)
-                .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+            let township = township_of(&time_zone)?;
             let mut settings = reading.settings(demo, state_key.key(&store)?, &bind)?;
             settings.signing_key = Some(std::sync::Arc::new(signing_key.key(&store)?));
             settings.retired_keys = signing_key
@@ -787,8 +792,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state_key,
             time_zone,
         } => {
-            let township = fangkong_domain::Township::parse_time_zone(&time_zone)
-                .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+            let township = township_of(&time_zone)?;
             let key = state_key.key(&store)?;
             let store = open(&store).await?;
             let outcome = rebuild::run(&store, township, &key).await;
@@ -800,8 +804,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             kek,
             time_zone,
         } => {
-            let township = fangkong_domain::Township::parse_time_zone(&time_zone)
-                .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+            let township = township_of(&time_zone)?;
             let store_args = store;
             let store = open(&store_args).await?;
             let vault = kek.vault(&store_args, &store).await?;
@@ -816,8 +819,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             personal_data_retention_days,
             time_zone,
         } => {
-            let township = fangkong_domain::Township::parse_time_zone(&time_zone)
-                .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+            let township = township_of(&time_zone)?;
             let store_args = store;
             let store = open(&store_args).await?;
             let vault = kek.vault(&store_args, &store).await?;
