@@ -1,7 +1,9 @@
 //! What sealing personal data costs appends, and what erasing costs, in
 //! one run: `cargo bench -p fangkong-app --bench personal` (PostgreSQL too
-//! when `FANGKONG_TEST_POSTGRES` is set; `FANGKONG_BENCH_EVENTS` events per
-//! run, default 20,000).
+//! when `FANGKONG_TEST_POSTGRES` is set; `FANGKONG_BENCH_BACKEND` picks
+//! one; `FANGKONG_BENCH_EVENTS` events per run, default 20,000, an eighth
+//! of them for one appender; `FANGKONG_BENCH_APPENDERS` the appender
+//! counts, default `1,64`).
 //!
 //! Each figure appends the same events to a fresh store, by 1 and by 64
 //! appenders, once as they are and once sealed through the application's
@@ -126,6 +128,14 @@ async fn appends(db: &TestDb, appenders: usize, people: usize, make: Make, seale
     rate
 }
 
+/// Rounds of each figure: plain and sealed alternate which goes first.
+const ROUNDS: usize = 5;
+
+fn median(rates: &mut [f64]) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates.get(rates.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 async fn backend(name: &str) -> Option<TestDb> {
     match name {
         "sqlite" => Some(TestDb::sqlite()),
@@ -204,6 +214,14 @@ async fn main() {
         ("every event a new person", registration_only, 1),
         ("a returnee's record (17 events)", record, 17),
     ];
+    let appender_counts: Vec<usize> = std::env::var("FANGKONG_BENCH_APPENDERS")
+        .ok()
+        .map(|list| {
+            list.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_else(|| vec![1, 64]);
     let only = std::env::var("FANGKONG_BENCH_BACKEND").ok();
     for name in ["sqlite", "postgres"] {
         if only.as_deref().is_some_and(|o| o != name) {
@@ -215,19 +233,28 @@ async fn main() {
             continue;
         }
         for (mix, make, per_person) in mixes {
-            for appenders in [1usize, 64] {
+            for &appenders in &appender_counts {
                 // A lone appender commits each event alone: fewer of them.
                 let total = if appenders == 1 { events / 8 } else { events };
                 let people = (total / per_person).max(appenders);
-                let (Some(plain_db), Some(sealed_db)) = (backend(name).await, backend(name).await)
-                else {
-                    continue;
-                };
-                let plain = appends(&plain_db, appenders, people, make, false).await;
-                let sealed = appends(&sealed_db, appenders, people, make, true).await;
+                // Rounds alternate which goes first, each on fresh stores,
+                // and the medians are compared: one pair of runs on a
+                // shared machine differs by more than the cost measured.
+                let (mut plain, mut sealed) = (Vec::new(), Vec::new());
+                for round in 0..ROUNDS {
+                    for seal in [round % 2 == 1, round % 2 == 0] {
+                        let Some(db) = backend(name).await else {
+                            continue;
+                        };
+                        let rate = appends(&db, appenders, people, make, seal).await;
+                        if seal { &mut sealed } else { &mut plain }.push(rate);
+                    }
+                }
+                let (plain, sealed) = (median(&mut plain), median(&mut sealed));
                 println!(
                     "{mix:<32} {appenders:>2} appender(s): plain {plain:>7.0} events/s, \
-                     sealed {sealed:>7.0} events/s, sealing costs {:>5.1}%",
+                     sealed {sealed:>7.0} events/s, sealing costs {:>5.1}% \
+                     (medians of {ROUNDS} rounds)",
                     100.0 * (1.0 - sealed / plain)
                 );
             }

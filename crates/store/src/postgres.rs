@@ -104,8 +104,9 @@ impl PgBackend {
         cache: &mut WriterCache,
     ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Head), sqlx::Error> {
         match self.attempt(requests, cache, false).await {
-            // An event id is already stored: PostgreSQL has aborted the
-            // transaction, so start again, this time looking every id up.
+            // An event id or a subject's key is already stored: PostgreSQL
+            // has aborted the transaction, so start again, this time looking
+            // every id and subject up.
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 cache.forget();
                 self.attempt(requests, cache, true).await
@@ -129,19 +130,23 @@ impl PgBackend {
             .await?;
         // Read after the lock is held: this statement's snapshot then
         // includes every earlier append.
-        let (head, versions, keyed) = head_and_versions_on(
-            &mut tx,
-            &cache.unknown_streams(requests),
-            &new_subjects(requests),
-        )
-        .await?;
+        // Which new subjects already have a key is looked up only on the
+        // second attempt: a key made elsewhere at the same moment breaks
+        // the first attempt's INSERT like a stored event id does.
+        let (head, versions) =
+            head_and_versions_on(&mut tx, &cache.unknown_streams(requests)).await?;
         cache.sync(head);
         cache.learn(versions);
         let unknown = cache.unknown_streams(requests);
         if !unknown.is_empty() {
-            let (_, versions, _) = head_and_versions_on(&mut tx, &unknown, &[]).await?;
+            let (_, versions) = head_and_versions_on(&mut tx, &unknown).await?;
             cache.learn(versions);
         }
+        let keyed = if look_up_every_id {
+            keyed_on(&mut tx, &new_subjects(requests)).await?
+        } else {
+            HashSet::new()
+        };
 
         let mut known = HashMap::new();
         let mut looked_up = HashSet::new();
@@ -603,37 +608,25 @@ async fn head_on(conn: &mut PgConnection) -> Result<Head, sqlx::Error> {
 /// The head, and the current version of each of `streams` (0 for a new
 /// one), in one round trip. Each version is the top of the
 /// (stream_id, stream_version) index: one seek, however long the stream.
-/// The head, the versions of `streams`, and which of `subjects` have a
-/// stored key, in one round trip.
 async fn head_and_versions_on(
     conn: &mut PgConnection,
     streams: &[String],
-    subjects: &[String],
-) -> Result<(Head, Vec<(String, u64)>, HashSet<String>), sqlx::Error> {
+) -> Result<(Head, Vec<(String, u64)>), sqlx::Error> {
     let rows: Vec<(Option<String>, i64, Option<Vec<u8>>)> = sqlx::query_as(
         "SELECT NULL::text, position, hash FROM \
            (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) AS head \
          UNION ALL \
          SELECT wanted, COALESCE((SELECT MAX(e.stream_version) FROM events e \
            WHERE e.stream_id = wanted), 0), NULL \
-         FROM UNNEST($1::text[]) AS wanted \
-         UNION ALL \
-         SELECT keyed, -1, NULL FROM UNNEST($2::text[]) AS keyed \
-           WHERE EXISTS (SELECT 1 FROM subject_keys k WHERE k.subject = keyed)",
+         FROM UNNEST($1::text[]) AS wanted",
     )
     .bind(streams)
-    .bind(subjects)
     .fetch_all(&mut *conn)
     .await?;
     let mut head = Head::GENESIS;
     let mut versions = Vec::with_capacity(streams.len());
-    let mut keyed = HashSet::new();
     for (stream, number, hash) in rows {
         match (stream, hash) {
-            // A subject with a stored key (versions are never negative).
-            (Some(subject), _) if number < 0 => {
-                keyed.insert(subject);
-            }
             (Some(stream), _) => versions.push((stream, number as u64)),
             (None, Some(hash)) => {
                 head = Head {
@@ -648,7 +641,23 @@ async fn head_and_versions_on(
             (None, None) => {}
         }
     }
-    Ok((head, versions, keyed))
+    Ok((head, versions))
+}
+
+/// Which of `subjects` have a stored key. A statement of its own, made
+/// only when an INSERT met a stored key: joined to the head's statement,
+/// its plan (generic once cached, made while the table was nearly empty)
+/// scanned the whole table on every append.
+async fn keyed_on(
+    conn: &mut PgConnection,
+    subjects: &[String],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let keyed: Vec<String> =
+        sqlx::query_scalar("SELECT subject FROM subject_keys WHERE subject = ANY($1::text[])")
+            .bind(subjects)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(keyed.into_iter().collect())
 }
 
 async fn known_ids_on(

@@ -31,6 +31,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// SQLite allows 32,766 bound parameters per statement; stay well below.
 const MAX_PARAMS: usize = 30_000;
 const EVENT_COLUMNS: usize = 10;
+/// Subject keys one INSERT holds (four parameters each).
+const KEYS_PER_STATEMENT: usize = MAX_PARAMS / 4;
 
 const SELECT_EVENT: &str = "SELECT position, stream_id, stream_version, event_id, event_type, \
      schema_version, payload, metadata, recorded_at_us, hash FROM events";
@@ -192,7 +194,17 @@ impl SqliteBackend {
         // undone by SQLite on its own, leaving the transaction usable.
         let mut known = HashMap::new();
         let mut looked_up = HashSet::new();
-        let keyed = keyed_on(&mut tx, &new_subjects(requests)).await?;
+        // Which new subjects already have a key is looked up only when the
+        // keys' INSERT meets one (a key made elsewhere at the same moment):
+        // one statement less for every append. More keys than one statement
+        // holds are looked up first, as a failed later statement could not
+        // undo an earlier one.
+        let subjects = new_subjects(requests);
+        let mut keyed = HashSet::new();
+        let mut keys_looked_up = subjects.len() > KEYS_PER_STATEMENT;
+        if keys_looked_up {
+            keyed = keyed_on(&mut tx, &subjects).await?;
+        }
         let now = now_micros();
         let plan = loop {
             let plan = plan(head, cache.versions(), &known, &keyed, requests, now);
@@ -202,14 +214,23 @@ impl SqliteBackend {
                 looked_up.extend(confirm);
                 continue;
             }
-            match insert_rows(&mut tx, &plan).await {
-                Ok(()) => {
-                    insert_keys(&mut tx, &plan, now).await?;
-                    break plan;
+            match insert_keys(&mut tx, &plan, now).await {
+                Ok(()) => {}
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && !keys_looked_up => {
+                    keyed = keyed_on(&mut tx, &subjects).await?;
+                    keys_looked_up = true;
+                    continue;
                 }
+                Err(e) => return Err(e),
+            }
+            match insert_rows(&mut tx, &plan).await {
+                Ok(()) => break plan,
                 Err(sqlx::Error::Database(e))
                     if e.is_unique_violation() && looked_up.len() < carried_ids(requests).len() =>
                 {
+                    // The keys just stored are this plan's: the next plan
+                    // stores its own.
+                    remove_keys(&mut tx, &plan).await?;
                     let all = carried_ids(requests);
                     known.extend(known_ids_on(&mut tx, &all).await?);
                     looked_up.extend(all);
@@ -703,7 +724,7 @@ async fn insert_keys(
     plan: &Plan<'_>,
     now_us: i64,
 ) -> Result<(), sqlx::Error> {
-    for chunk in plan.keys.chunks(200) {
+    for chunk in plan.keys.chunks(KEYS_PER_STATEMENT) {
         let mut query = QueryBuilder::<Sqlite>::new(
             "INSERT INTO subject_keys (subject, kek_id, wrapped, created_at_us) ",
         );
@@ -713,6 +734,20 @@ async fn insert_keys(
                 .push_bind(key.wrapped.as_slice())
                 .push_bind(now_us);
         });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Undoes [`insert_keys`] within the transaction.
+async fn remove_keys(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<(), sqlx::Error> {
+    for chunk in plan.keys.chunks(MAX_PARAMS) {
+        let mut query = QueryBuilder::<Sqlite>::new("DELETE FROM subject_keys WHERE subject IN (");
+        let mut list = query.separated(", ");
+        for key in chunk {
+            list.push_bind(key.subject.as_str());
+        }
+        query.push(")");
         query.build().execute(&mut *conn).await?;
     }
     Ok(())

@@ -286,7 +286,106 @@ async fn a_first_key_is_stored_with_its_events_and_a_second_is_refused(db: &Test
     store.close().await;
 }
 
+/// Appends sent together (one group commit, as far as the writer gathers
+/// them): a new subject's key with its events, a key for a subject that
+/// has one, and a retry of a stored event. The key already stored breaks
+/// nothing but its own append, the retry is answered as before, and every
+/// new subject ends with exactly the key its events were sealed under.
+async fn in_one_group_a_taken_key_or_a_retried_event_refuses_only_its_own_append(db: &TestDb) {
+    use fangkong_store::{ExpectedVersion, NewEvent, NewSubjectKey, StoreError};
+    let store = open(db).await;
+    let key = |subject: &str, bytes: &[u8]| NewSubjectKey {
+        subject: subject.into(),
+        kek_id: "kek-1".into(),
+        wrapped: bytes.to_vec(),
+    };
+    let first = wrapped();
+    let stored = NewEvent::new("ReturneeRegistered", serde_json::json!({"n": 0}));
+    let stored_id = stored.event_id;
+    store
+        .append_with_key(
+            "returnee-taken",
+            ExpectedVersion::NoStream,
+            vec![stored],
+            Some(key("returnee-taken", &first)),
+        )
+        .await
+        .expect("the first subject");
+    for round in 0..5 {
+        let mut appends = Vec::new();
+        let mut new_keys = Vec::new();
+        for i in 0..12 {
+            let store = store.clone();
+            let (stream, event, subject_key) = match i % 3 {
+                0 => (
+                    "returnee-taken".to_owned(),
+                    NewEvent::new("ResponsibilityTeamAssigned", serde_json::json!({})),
+                    Some(key("returnee-taken", &wrapped())),
+                ),
+                1 => (
+                    "returnee-taken".to_owned(),
+                    NewEvent::new("ReturneeRegistered", serde_json::json!({"n": 0}))
+                        .with_id(stored_id),
+                    None,
+                ),
+                _ => {
+                    let subject = format!("returnee-new-{round}-{i}");
+                    let bytes = wrapped();
+                    new_keys.push((subject.clone(), bytes.clone()));
+                    (
+                        subject.clone(),
+                        NewEvent::new("ReturneeRegistered", serde_json::json!({"n": i})),
+                        Some(key(&subject, &bytes)),
+                    )
+                }
+            };
+            appends.push(tokio::spawn(async move {
+                let expected = if subject_key.is_some() && i % 3 == 2 {
+                    ExpectedVersion::NoStream
+                } else {
+                    ExpectedVersion::Any
+                };
+                (
+                    i,
+                    store
+                        .append_with_key(&stream, expected, vec![event], subject_key)
+                        .await,
+                )
+            }));
+        }
+        for append in appends {
+            let (i, outcome) = append.await.expect("an append");
+            match i % 3 {
+                0 => assert!(
+                    matches!(outcome, Err(StoreError::SubjectKeyTaken { ref subject }) if subject == "returnee-taken"),
+                    "{outcome:?}"
+                ),
+                1 => assert!(outcome.expect("a retry").duplicate),
+                _ => assert!(!outcome.expect("a new subject").duplicate),
+            }
+        }
+        for (subject, bytes) in new_keys {
+            assert_eq!(
+                row(&store, &subject).await.wrapped,
+                Some(bytes),
+                "{subject}"
+            );
+            assert_eq!(store.stream_version(&subject).await.expect("version"), 1);
+        }
+    }
+    assert_eq!(row(&store, "returnee-taken").await.wrapped, Some(first));
+    assert_eq!(
+        store
+            .stream_version("returnee-taken")
+            .await
+            .expect("version"),
+        1
+    );
+    store.close().await;
+}
+
 fangkong_store::each_backend!(threads = 2; [by_ref];
+    in_one_group_a_taken_key_or_a_retried_event_refuses_only_its_own_append,
     a_first_key_is_stored_with_its_events_and_a_second_is_refused,
     a_second_put_for_a_subject_answers_the_first_key,
     concurrent_puts_for_one_subject_all_answer_the_one_stored_key,
