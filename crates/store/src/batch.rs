@@ -104,6 +104,11 @@ pub(crate) fn plan<'a>(
             outcomes.push(answer);
             continue;
         }
+        // `keyed` is looked up only once a key's INSERT failed, so an
+        // append that is both stale and keyed elsewhere is refused on its
+        // version alone or, beside a key that failed, for its key: either
+        // way nothing of it is written, and its writer decides again on
+        // fresh state and the stored key.
         if let Some(key) = &request.subject_key {
             if keyed.contains(&key.subject) || keys.iter().any(|k| k.subject == key.subject) {
                 outcomes.push(Err(StoreError::SubjectKeyTaken {

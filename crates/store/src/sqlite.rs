@@ -31,6 +31,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// SQLite allows 32,766 bound parameters per statement; stay well below.
 const MAX_PARAMS: usize = 30_000;
 const EVENT_COLUMNS: usize = 10;
+/// Event rows one INSERT holds.
+const ROWS_PER_STATEMENT: usize = MAX_PARAMS / EVENT_COLUMNS;
 /// Subject keys one INSERT holds (four parameters each).
 const KEYS_PER_STATEMENT: usize = MAX_PARAMS / 4;
 
@@ -191,9 +193,17 @@ impl SqliteBackend {
         // Event ids are looked up only where they can change an answer: for
         // appends refused on their version, and for all of them if the insert
         // meets an id that is already stored. A failed INSERT statement is
-        // undone by SQLite on its own, leaving the transaction usable.
+        // undone by SQLite on its own, leaving the transaction usable; but
+        // not the statements before it, so rows that take more than one
+        // statement have every id looked up first.
         let mut known = HashMap::new();
         let mut looked_up = HashSet::new();
+        let all_ids = carried_ids(requests);
+        let mut every_id_looked_up = all_ids.len() > ROWS_PER_STATEMENT;
+        if every_id_looked_up {
+            known.extend(known_ids_on(&mut tx, &all_ids).await?);
+            looked_up.extend(all_ids.iter().copied());
+        }
         // Which new subjects already have a key is looked up only when the
         // keys' INSERT meets one (a key made elsewhere at the same moment):
         // one statement less for every append. More keys than one statement
@@ -225,15 +235,13 @@ impl SqliteBackend {
             }
             match insert_rows(&mut tx, &plan).await {
                 Ok(()) => break plan,
-                Err(sqlx::Error::Database(e))
-                    if e.is_unique_violation() && looked_up.len() < carried_ids(requests).len() =>
-                {
-                    // The keys just stored are this plan's: the next plan
-                    // stores its own.
+                // One statement, undone whole: only the keys just stored
+                // remain, and they are this plan's (the next stores its own).
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && !every_id_looked_up => {
                     remove_keys(&mut tx, &plan).await?;
-                    let all = carried_ids(requests);
-                    known.extend(known_ids_on(&mut tx, &all).await?);
-                    looked_up.extend(all);
+                    known.extend(known_ids_on(&mut tx, &all_ids).await?);
+                    looked_up.extend(all_ids.iter().copied());
+                    every_id_looked_up = true;
                 }
                 Err(e) => return Err(e),
             }
@@ -754,7 +762,7 @@ async fn remove_keys(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<(),
 }
 
 async fn insert_rows(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<(), sqlx::Error> {
-    for rows in plan.rows.chunks(MAX_PARAMS / EVENT_COLUMNS) {
+    for rows in plan.rows.chunks(ROWS_PER_STATEMENT) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO events (position, stream_id, stream_version, event_id, \
              event_type, schema_version, payload, metadata, recorded_at_us, hash) ",

@@ -384,7 +384,83 @@ async fn in_one_group_a_taken_key_or_a_retried_event_refuses_only_its_own_append
     store.close().await;
 }
 
+/// An append longer than one INSERT statement holds (SQLite: 3,000
+/// rows), ending in an event id already stored, sent together with two
+/// retries of that stored event: the long append is refused whole, with no
+/// event and no key left behind, the retries are answered as retries, and
+/// all at once (it once left the first statement's rows in place, answered
+/// as retries of themselves, or looped holding the write lock).
+async fn a_long_append_meeting_a_stored_id_leaves_nothing_behind(db: &TestDb) {
+    use fangkong_store::{ExpectedVersion, NewEvent, NewSubjectKey, StoreError};
+    let store = open(db).await;
+    let stored = || NewEvent::new("Happened", serde_json::json!({}));
+    let first = stored();
+    let stored_id = first.event_id;
+    store
+        .append("other-1", ExpectedVersion::Any, vec![first])
+        .await
+        .expect("the stored event");
+    for round in 0..3 {
+        let subject = format!("returnee-long-{round}");
+        let mut events: Vec<NewEvent> = (0..3000)
+            .map(|i| NewEvent::new("ReturneeRegistered", serde_json::json!({ "n": i })))
+            .collect();
+        events.push(stored().with_id(stored_id));
+        let long = {
+            let (store, subject) = (store.clone(), subject.clone());
+            tokio::spawn(async move {
+                store
+                    .append_with_key(
+                        &subject,
+                        ExpectedVersion::NoStream,
+                        events,
+                        Some(NewSubjectKey {
+                            subject: subject.clone(),
+                            kek_id: "kek-1".into(),
+                            wrapped: wrapped(),
+                        }),
+                    )
+                    .await
+            })
+        };
+        let retries: Vec<_> = (0..2)
+            .map(|_| {
+                let store = store.clone();
+                let retry = stored().with_id(stored_id);
+                tokio::spawn(async move {
+                    store
+                        .append("other-1", ExpectedVersion::Any, vec![retry])
+                        .await
+                })
+            })
+            .collect();
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            let long = long.await.expect("the long append");
+            let mut answers = Vec::new();
+            for retry in retries {
+                answers.push(retry.await.expect("a retry"));
+            }
+            (long, answers)
+        })
+        .await
+        .expect("answered, not stuck");
+        let (long, retries) = answered;
+        assert!(
+            matches!(long, Err(StoreError::EventIdReused { .. })),
+            "{long:?}"
+        );
+        for retry in retries {
+            assert!(retry.expect("a retry").duplicate);
+        }
+        assert_eq!(store.stream_version(&subject).await.expect("version"), 0);
+        assert!(store.subject_key(&subject).await.expect("read").is_none());
+    }
+    assert_eq!(store.head().await.expect("head").position, 1);
+    store.close().await;
+}
+
 fangkong_store::each_backend!(threads = 2; [by_ref];
+    a_long_append_meeting_a_stored_id_leaves_nothing_behind,
     in_one_group_a_taken_key_or_a_retried_event_refuses_only_its_own_append,
     a_first_key_is_stored_with_its_events_and_a_second_is_refused,
     a_second_put_for_a_subject_answers_the_first_key,
