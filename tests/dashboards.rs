@@ -551,7 +551,73 @@ async fn read_models_survive_a_restart_equal_to_a_rebuild(db: Arc<TestDb>) {
     );
 }
 
+/// Zone dashboards are rendered once per position and second and shared:
+/// a write shows at once to the next read of its zone, one zone's render
+/// never answers for another, a zone worker of one zone still cannot read
+/// the other's, and a day or an `as_of` read is its own render.
+async fn a_shared_zone_dashboard_render_follows_writes_and_stays_in_its_zone(db: Arc<TestDb>) {
+    let s = Server::start_on(db, &[]);
+    let a = place(&s, None, "一片区").await;
+    let b = place(&s, None, "二片区").await;
+    let (_, at) = returnee(&s, &a, "high").await;
+    let read = |zone: String, query: String| {
+        let s = &s;
+        async move {
+            s.get(&format!("/v1/zones/{zone}/dashboard?{query}"))
+                .await
+                .ok()
+        }
+    };
+    let before_a = read(a.0.clone(), format!("min_position={at}")).await;
+    let before_b = read(b.0.clone(), format!("min_position={at}")).await;
+    assert_eq!(before_a["day"]["returnees_registered"], 1);
+    assert_eq!(before_b["day"]["returnees_registered"], 0);
+    assert_eq!(before_b["name"], "二片区");
+    // Read again at once: the same answer, byte for byte, each its own.
+    assert_eq!(read(a.0.clone(), String::new()).await, before_a);
+    assert_eq!(read(b.0.clone(), String::new()).await, before_b);
+
+    let (_, moved) = returnee(&s, &b, "low").await;
+    let after_b = read(b.0.clone(), format!("min_position={moved}")).await;
+    assert_eq!(after_b["day"]["returnees_registered"], 1);
+    assert_eq!(after_b["position"], moved);
+    let after_a = read(a.0.clone(), format!("min_position={moved}")).await;
+    assert_eq!(after_a["day"]["returnees_registered"], 1);
+    assert_eq!(after_a["position"], moved);
+
+    // Another day is its own render; so is a read as of the first write.
+    let tomorrow = (chrono::NaiveDate::parse_from_str(&today(&s).await, "%Y-%m-%d")
+        .expect("a date")
+        + chrono::Duration::days(1))
+    .to_string();
+    let next_day = read(b.0.clone(), format!("date={tomorrow}")).await;
+    assert_eq!(next_day["date"], tomorrow);
+    assert_eq!(next_day["day"]["returnees_registered"], 0);
+    let then = read(b.0.clone(), format!("as_of={at}")).await;
+    assert_eq!(then["day"]["returnees_registered"], 0);
+
+    // A worker of zone A is refused B's dashboard, rendered or not.
+    let worker = s
+        .post(
+            "/v1/tokens",
+            json!({"name": "一片区 村医", "role": "zone_worker", "zones": [a.0]}),
+        )
+        .await
+        .ok();
+    let token = worker["token"].as_str().expect("a token").to_owned();
+    let as_worker = |zone: &str| {
+        s.send_raw(
+            s.client
+                .get(s.url(&format!("/v1/zones/{zone}/dashboard")))
+                .bearer_auth(&token),
+        )
+    };
+    assert_eq!(as_worker(&a.0).await.ok()["name"], "一片区");
+    as_worker(&b.0).await.problem(404, "not_found");
+}
+
 fangkong_store::each_backend!(
+    a_shared_zone_dashboard_render_follows_writes_and_stays_in_its_zone,
     dashboards_read_their_own_writes_and_sum_to_the_township,
     the_county_pulls_daily_aggregates_as_json_csv_and_dhis2,
     as_of_reads_show_the_dashboards_as_they_stood,

@@ -12,6 +12,7 @@ pub mod http;
 pub mod metrics;
 pub mod personal;
 pub mod problem;
+pub mod renders;
 pub mod routes;
 pub mod tickets;
 pub mod write;
@@ -107,6 +108,8 @@ pub struct AppState {
     pub chain_walks: std::sync::Arc<tokio::sync::Semaphore>,
     /// The record of who was shown personal data.
     pub disclosures: disclosures::Disclosures,
+    /// Zone dashboards rendered at the latest position and second.
+    pub zone_dashboards: renders::ZoneDashboards,
 }
 
 impl AppState {
@@ -143,6 +146,7 @@ impl AppState {
             settings,
             shutdown,
             chain_walks: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            zone_dashboards: renders::ZoneDashboards::default(),
         }
     }
 

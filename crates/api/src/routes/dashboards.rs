@@ -21,6 +21,7 @@ use crate::access::{Authorized, FeedCaller, Figures, FiguresFeed};
 use crate::export;
 use crate::feeds::FeedLease;
 use crate::problem::ApiError;
+use crate::renders::Moment;
 use crate::AppState;
 
 /// Longest a read waits for the projections to reach `min_position`.
@@ -198,14 +199,38 @@ async fn zone_dashboard(
     let zone_id = path_id(&path.into_inner(), "zone")?;
     caller.check_zone(Some(zone_id), "zone")?;
     let q: DashboardQuery = query(&req)?;
-    let (dashboard, freshness) =
+    let live = q.as_of.is_none();
+    let (rendered, freshness) =
         read_models(&state, q.as_of.as_deref(), q.min_position, |m, clock| {
-            let r = reading(&state, clock);
-            r.zone_dashboard(&m.board, zone_id, q.date.unwrap_or(clock.today))
+            let render = |clock: Clock| {
+                reading(&state, clock)
+                    .zone_dashboard(&m.board, zone_id, q.date.unwrap_or(clock.today))
+                    .map(|dashboard| serde_json::to_vec(&dashboard).map(web::Bytes::from))
+                    .transpose()
+            };
+            if !live {
+                return render(clock);
+            }
+            // Live: rendered once per position and second, for every
+            // caller the zone is open to.
+            let (moment, instant) = Moment::at(m.position(), clock.now);
+            let clock = Clock::at(instant, state.projector.township());
+            let date = q.date.unwrap_or(clock.today);
+            state
+                .zone_dashboards
+                .get_or_render(moment, zone_id, date, || render(clock))
         })
         .await?;
-    match dashboard {
-        Some(dashboard) => Ok(with_freshness(freshness, &dashboard)),
+    let rendered = rendered.map_err(|error| {
+        tracing::error!(%error, "a zone dashboard did not render");
+        ApiError::Internal
+    })?;
+    match rendered {
+        Some(body) => {
+            let mut response = HttpResponse::Ok();
+            freshness.headers(&mut response);
+            Ok(response.content_type("application/json").body(body))
+        }
         None => {
             // Not on the board: unknown, or established after what the
             // board reflects.

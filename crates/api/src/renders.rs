@@ -1,0 +1,169 @@
+//! Zone dashboards rendered once per (zone, day, log position, second) and
+//! reused while those stand: a duty room's screens and a county system
+//! polling ask for the same few answers many times a second, and each
+//! render (the figures to date summed over every day, then JSON) costs
+//! far more than handing back the bytes.
+//!
+//! The second is part of the key because a report turns from pending to
+//! missing by the clock alone. Renders read the clock rounded up to the
+//! whole second: deadlines fall on whole seconds, so the state is the one
+//! the exact instant gives. Only live reads are kept; `as_of` reads are
+//! rebuilt as before.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use actix_web::web::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+/// Renders kept for one (position, second): more would be days nobody
+/// looks at twice.
+const KEPT: usize = 512;
+
+/// What a render depends on besides the zone and the day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Moment {
+    pub position: u64,
+    pub second: i64,
+}
+
+impl Moment {
+    /// The instant renders at this moment are made with: `now` rounded up
+    /// to its whole second.
+    pub(crate) fn at(position: u64, now: DateTime<Utc>) -> (Moment, DateTime<Utc>) {
+        let second = now.timestamp() + i64::from(now.timestamp_subsec_nanos() > 0);
+        let instant = DateTime::from_timestamp(second, 0).unwrap_or(now);
+        (Moment { position, second }, instant)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    moment: Option<Moment>,
+    renders: HashMap<(Uuid, NaiveDate), Option<Bytes>>,
+}
+
+/// The zone dashboards rendered at the latest moment asked for (clones
+/// share them).
+#[derive(Debug, Clone, Default)]
+pub struct ZoneDashboards {
+    kept: Arc<Mutex<Kept>>,
+}
+
+impl ZoneDashboards {
+    /// The render of `zone`'s dashboard for `date` at `moment` (`None`:
+    /// not on the board), made by `render` unless kept. Renders of an
+    /// earlier moment are dropped when a later one is asked for; a read
+    /// that arrives late with an earlier moment renders without keeping.
+    /// A render that fails is answered as it failed and not kept.
+    pub(crate) fn get_or_render<E>(
+        &self,
+        moment: Moment,
+        zone: Uuid,
+        date: NaiveDate,
+        render: impl FnOnce() -> Result<Option<Bytes>, E>,
+    ) -> Result<Option<Bytes>, E> {
+        {
+            let kept = self.lock();
+            if kept.moment == Some(moment) {
+                if let Some(found) = kept.renders.get(&(zone, date)) {
+                    return Ok(found.clone());
+                }
+            }
+        }
+        let rendered = render()?;
+        let mut kept = self.lock();
+        let newer = kept
+            .moment
+            .is_none_or(|m| (m.position, m.second) < (moment.position, moment.second));
+        if newer {
+            kept.moment = Some(moment);
+            kept.renders.clear();
+        }
+        if kept.moment == Some(moment) && kept.renders.len() < KEPT {
+            kept.renders.insert((zone, date), rendered.clone());
+        }
+        Ok(rendered)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        // A render never panics while the lock is held (it runs outside
+        // it), so a poisoned lock still holds whole entries.
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2020, 2, 1).expect("a date")
+    }
+
+    #[test]
+    fn a_render_is_reused_at_the_same_moment_and_made_again_at_a_later_one() {
+        let cache = ZoneDashboards::default();
+        let zone = Uuid::now_v7();
+        let at = |position, second| Moment { position, second };
+        let mut renders = 0;
+        let mut get = |m| {
+            cache
+                .get_or_render(m, zone, day(), || {
+                    renders += 1;
+                    Ok::<_, ()>(Some(Bytes::from(format!("render {renders}"))))
+                })
+                .expect("rendered")
+        };
+        assert_eq!(get(at(10, 100)), Some(Bytes::from("render 1")));
+        assert_eq!(get(at(10, 100)), Some(Bytes::from("render 1")));
+        // A write moved the log, or the clock moved a second: made again.
+        assert_eq!(get(at(11, 100)), Some(Bytes::from("render 2")));
+        assert_eq!(get(at(11, 101)), Some(Bytes::from("render 3")));
+        // A late read of an earlier moment gets its own render, and does
+        // not replace the later one.
+        assert_eq!(get(at(10, 100)), Some(Bytes::from("render 4")));
+        assert_eq!(get(at(11, 101)), Some(Bytes::from("render 3")));
+    }
+
+    #[test]
+    fn zones_and_days_are_kept_apart() {
+        let cache = ZoneDashboards::default();
+        let m = Moment {
+            position: 1,
+            second: 1,
+        };
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let next = day().succ_opt().expect("a day");
+        let keep = |zone, date, render: Option<&'static str>| {
+            cache.get_or_render(m, zone, date, || Ok::<_, ()>(render.map(Bytes::from)))
+        };
+        let _ = (keep(a, day(), Some("a")), keep(b, day(), None));
+        let _ = keep(a, next, Some("a next"));
+        // A failed render is answered and not kept.
+        assert_eq!(
+            cache.get_or_render(m, b, next, || Err("failed")),
+            Err("failed")
+        );
+        let kept = |zone, date| {
+            cache
+                .get_or_render(m, zone, date, || Err::<Option<Bytes>, ()>(()))
+                .expect("kept, not rendered again")
+        };
+        assert_eq!(kept(a, day()), Some(Bytes::from("a")));
+        assert_eq!(kept(b, day()), None);
+        assert_eq!(kept(a, next), Some(Bytes::from("a next")));
+    }
+
+    #[test]
+    fn the_clock_rounds_up_to_the_whole_second() {
+        let exact = DateTime::from_timestamp(1_580_522_400, 0).expect("an instant");
+        let (m, instant) = Moment::at(5, exact);
+        assert_eq!((m.second, instant), (1_580_522_400, exact));
+        let later = DateTime::from_timestamp(1_580_522_400, 1).expect("an instant");
+        let (m, instant) = Moment::at(5, later);
+        assert_eq!(m.second, 1_580_522_401);
+        assert_eq!(instant.timestamp(), 1_580_522_401);
+    }
+}
