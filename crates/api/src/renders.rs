@@ -15,26 +15,49 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::web::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
+use fangkong_domain::Township;
+use fangkong_projections::Clock;
 use uuid::Uuid;
 
 /// Renders kept for one (position, second): more would be days nobody
 /// looks at twice.
 const KEPT: usize = 512;
 
-/// What a render depends on besides the zone and the day.
+/// What a render depends on besides the zone and the day asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Moment {
     pub position: u64,
     pub second: i64,
+    /// The township's day at the exact instant: a day begins at midnight,
+    /// so it is not read from the rounded clock (which would turn to
+    /// tomorrow up to a second early).
+    pub today: NaiveDate,
 }
 
 impl Moment {
-    /// The instant renders at this moment are made with: `now` rounded up
-    /// to its whole second.
-    pub(crate) fn at(position: u64, now: DateTime<Utc>) -> (Moment, DateTime<Utc>) {
+    /// The moment of a read at `now`, and the clock its render is made
+    /// with: `now` rounded up to its whole second (deadlines fall on whole
+    /// seconds and a report is missing once the clock is past one), with
+    /// the exact instant's day.
+    pub(crate) fn at(position: u64, now: DateTime<Utc>, township: &Township) -> (Moment, Clock) {
         let second = now.timestamp() + i64::from(now.timestamp_subsec_nanos() > 0);
-        let instant = DateTime::from_timestamp(second, 0).unwrap_or(now);
-        (Moment { position, second }, instant)
+        let today = township.local_date(now);
+        let clock = Clock {
+            now: DateTime::from_timestamp(second, 0).unwrap_or(now),
+            today,
+        };
+        (
+            Moment {
+                position,
+                second,
+                today,
+            },
+            clock,
+        )
+    }
+
+    fn after(&self, other: &Moment) -> bool {
+        (self.position, self.second, self.today) > (other.position, other.second, other.today)
     }
 }
 
@@ -74,9 +97,7 @@ impl ZoneDashboards {
         }
         let rendered = render()?;
         let mut kept = self.lock();
-        let newer = kept
-            .moment
-            .is_none_or(|m| (m.position, m.second) < (moment.position, moment.second));
+        let newer = kept.moment.is_none_or(|m| moment.after(&m));
         if newer {
             kept.moment = Some(moment);
             kept.renders.clear();
@@ -106,7 +127,11 @@ mod tests {
     fn a_render_is_reused_at_the_same_moment_and_made_again_at_a_later_one() {
         let cache = ZoneDashboards::default();
         let zone = Uuid::now_v7();
-        let at = |position, second| Moment { position, second };
+        let at = |position, second| Moment {
+            position,
+            second,
+            today: day(),
+        };
         let mut renders = 0;
         let mut get = |m| {
             cache
@@ -133,6 +158,7 @@ mod tests {
         let m = Moment {
             position: 1,
             second: 1,
+            today: day(),
         };
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let next = day().succ_opt().expect("a day");
@@ -157,13 +183,33 @@ mod tests {
     }
 
     #[test]
-    fn the_clock_rounds_up_to_the_whole_second() {
+    fn the_clock_rounds_up_to_the_whole_second_and_the_day_is_the_exact_instants() {
+        let township = Township::default();
         let exact = DateTime::from_timestamp(1_580_522_400, 0).expect("an instant");
-        let (m, instant) = Moment::at(5, exact);
-        assert_eq!((m.second, instant), (1_580_522_400, exact));
+        let (m, clock) = Moment::at(5, exact, &township);
+        assert_eq!((m.second, clock.now), (1_580_522_400, exact));
         let later = DateTime::from_timestamp(1_580_522_400, 1).expect("an instant");
-        let (m, instant) = Moment::at(5, later);
+        let (m, clock) = Moment::at(5, later, &township);
         assert_eq!(m.second, 1_580_522_401);
-        assert_eq!(instant.timestamp(), 1_580_522_401);
+        assert_eq!(clock.now.timestamp(), 1_580_522_401);
+        // Half a second before the township's midnight: the clock reads
+        // midnight, the day is still today's, and it is part of the key.
+        use chrono::TimeZone;
+        let midnight = township
+            .local_date(exact)
+            .succ_opt()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .and_then(|local| township.time_zone.from_local_datetime(&local).single())
+            .expect("a midnight")
+            .with_timezone(&Utc);
+        let before = midnight - chrono::Duration::milliseconds(500);
+        let (m, clock) = Moment::at(5, before, &township);
+        assert_eq!(clock.now, midnight);
+        assert_eq!(clock.today, township.local_date(before));
+        assert_eq!(m.today, township.local_date(before));
+        let (at_midnight, _) = Moment::at(5, midnight, &township);
+        assert_eq!(at_midnight.second, m.second);
+        assert_ne!(at_midnight, m);
+        assert_eq!(at_midnight.today, m.today.succ_opt().expect("a day"));
     }
 }

@@ -213,8 +213,7 @@ async fn zone_dashboard(
             }
             // Live: rendered once per position and second, for every
             // caller the zone is open to.
-            let (moment, instant) = Moment::at(m.position(), clock.now);
-            let clock = Clock::at(instant, state.projector.township());
+            let (moment, clock) = Moment::at(m.position(), clock.now, state.projector.township());
             let date = q.date.unwrap_or(clock.today);
             state
                 .zone_dashboards
