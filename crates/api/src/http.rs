@@ -115,10 +115,22 @@ fn console(asset: &fangkong_console::Asset) -> HttpResponse {
 }
 
 /// The route pattern the router matches a request to, found on the path as
-/// the router reads it (percent-decoded), never on the raw text.
+/// the router reads it (percent-decoded), never on the raw text. Found once
+/// per request and kept on it: each layer that names the route (the log
+/// span, the metrics, the cache policy) would otherwise walk every route's
+/// pattern again.
 pub fn route_of(req: &actix_web::HttpRequest) -> Option<String> {
-    req.resource_map().match_pattern(req.match_info().as_str())
+    if let Some(MatchedRoute(route)) = req.extensions().get::<MatchedRoute>() {
+        return route.clone();
+    }
+    let route = req.resource_map().match_pattern(req.match_info().as_str());
+    req.extensions_mut().insert(MatchedRoute(route.clone()));
+    route
 }
+
+/// [`route_of`]'s answer, kept on the request.
+#[derive(Debug, Clone)]
+struct MatchedRoute(Option<String>);
 
 /// The methods each declared route takes, from the contract the routes
 /// registered (the one declaration of each route).
@@ -187,10 +199,8 @@ async fn conditional(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     use actix_web::http::{header, Method, StatusCode};
     let reads = *req.method() == Method::GET;
-    let figures_only = req
-        .resource_map()
-        .match_pattern(req.match_info().as_str())
-        .is_some_and(|route| FIGURES_ONLY.contains(&route.as_str()));
+    let figures_only =
+        route_of(req.request()).is_some_and(|route| FIGURES_ONLY.contains(&route.as_str()));
     let wanted = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -350,9 +360,7 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
         // afterwards adds a second field beside the first, and text logs
         // print both.
         let method = request.method().as_str();
-        let route = request
-            .match_pattern()
-            .unwrap_or_else(|| "default".to_owned());
+        let route = route_of(request.request()).unwrap_or_else(|| "default".to_owned());
         let connection = request.connection_info();
         // The address as the limits see it: X-Forwarded-For only from a
         // trusted proxy, never as any caller says.
@@ -485,10 +493,7 @@ async fn observe(
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
-    let route = req
-        .resource_map()
-        .match_pattern(req.match_info().as_str())
-        .unwrap_or_else(|| "unmatched".into());
+    let route = route_of(req.request()).unwrap_or_else(|| "unmatched".into());
     let outcome = next.call(req).await;
     let status = match &outcome {
         Ok(response) => response.status().as_u16(),
