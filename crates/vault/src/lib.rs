@@ -348,7 +348,7 @@ impl Vault {
 
     /// The append that stored `key` (if it was new) committed: it is the
     /// subject's key from now on, unless an erasure came first.
-    pub fn committed(&self, mut key: SealingKey) {
+    pub fn committed(&self, key: SealingKey) {
         if key.pending.is_some() {
             remember(
                 &mut self.write_keys(),
@@ -356,9 +356,8 @@ impl Vault {
                 Slot::Live(key.key.clone()),
             );
         }
-        // Noted: no longer pending (the drop forgets it there).
-        drop(key.vault.take());
-        self.forget_pending(&key.subject, &key.key);
+        // Noted, then no longer pending: dropping it forgets it there.
+        drop(key);
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<DataKey>>> {
