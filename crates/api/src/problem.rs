@@ -206,7 +206,9 @@ impl From<AppError> for ApiError {
             }
             AppError::KeyReused { key } => ApiError::IdempotencyKeyReused(key),
             AppError::Invalid { field, message } => ApiError::field(field, message),
-            e @ AppError::Contended { .. } => ApiError::Contended(e.to_string()),
+            e @ (AppError::Contended { .. } | AppError::Resequence) => {
+                ApiError::Contended(e.to_string())
+            }
             AppError::Corrupt { position } => ApiError::LogCorrupt { position },
             AppError::Store(e) => e.into(),
             e @ AppError::PersonalDataErased { .. } => ApiError::Unmet {

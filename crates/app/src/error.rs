@@ -43,6 +43,10 @@ pub enum AppError {
     /// The key-encryption key or a data key failed.
     #[error("personal data keys: {0}")]
     Vault(String),
+    /// A batch's command decided ahead of its commit must be decided again
+    /// in its turn; never an answer (the batch runs it again).
+    #[error("the command must be decided again in its turn")]
+    Resequence,
     /// The machine could not give randomness for a secret.
     #[error("no randomness available")]
     NoRandomness,

@@ -31,6 +31,7 @@ use uuid::Uuid;
 use crate::command::{Command, Target};
 use crate::envelope::{key_event_id, Envelope};
 use crate::error::AppError;
+use crate::pipeline::Item;
 
 /// Streams whose state is kept in memory before the cache starts over.
 const MAX_CACHED: usize = 100_000;
@@ -93,7 +94,7 @@ pub struct Loaded<A> {
 }
 
 #[derive(Debug, Clone)]
-struct Cached {
+pub(crate) struct Cached {
     version: u64,
     position: u64,
     state: Arc<dyn Any + Send + Sync>,
@@ -112,6 +113,24 @@ pub struct Application {
     conflicts: Arc<AtomicU64>,
     /// The position of a stored event found undecodable (0: none yet).
     corrupt_at: Arc<AtomicU64>,
+}
+
+impl Cached {
+    fn of<A: Clone + Send + Sync + 'static>(loaded: &Loaded<A>) -> Cached {
+        Cached {
+            version: loaded.version,
+            position: loaded.position,
+            state: Arc::new(loaded.state.clone()),
+        }
+    }
+
+    fn loaded<A: Clone + 'static>(&self) -> Option<Loaded<A>> {
+        Some(Loaded {
+            version: self.version,
+            position: self.position,
+            state: self.state.downcast_ref::<A>()?.clone(),
+        })
+    }
 }
 
 impl Application {
@@ -225,6 +244,25 @@ impl Application {
     where
         A: Aggregate + Send + Sync + 'static,
     {
+        // A command decided ahead of its commit reads the stream as the
+        // commands before it left it, or as this batch last read it.
+        let Some(item) = Item::current().filter(|item| !item.has_passed()) else {
+            return self.load_stored(stream_id).await;
+        };
+        item.read_state();
+        if let Some(loaded) = item.overlay(stream_id).and_then(|c| c.loaded::<A>()) {
+            return Ok(loaded);
+        }
+        let loaded = self.load_stored::<A>(stream_id).await?;
+        item.set_overlay(stream_id, Cached::of(&loaded));
+        Ok(loaded)
+    }
+
+    /// The stream's state as the log holds it now.
+    async fn load_stored<A>(&self, stream_id: &str) -> Result<Loaded<A>, AppError>
+    where
+        A: Aggregate + Send + Sync + 'static,
+    {
         let mut loaded = self.cached::<A>(stream_id).unwrap_or(Loaded {
             version: 0,
             position: 0,
@@ -290,6 +328,9 @@ impl Application {
         target: &Target,
         command: C,
     ) -> Result<Outcome, AppError> {
+        if let Some(item) = Item::current() {
+            return self.execute_ahead(&item, envelope, target, command).await;
+        }
         // A sender's If-Match asks for the exact version, whatever the command.
         let independent = <C::Aggregate as Aggregate>::concurrency(&command)
             == Concurrency::Independent
@@ -307,16 +348,7 @@ impl Application {
         }
         let occurred_at = self.occurred_at(envelope.occurred_at)?;
         let ctx = self.context_at(occurred_at);
-        let metadata = EventMetadata {
-            occurred_at: Some(occurred_at),
-            request_id: Some(envelope.request_id.clone()),
-            correlation_id: envelope.correlation_id.clone(),
-            causation_id: envelope.causation_id.clone(),
-            idempotency_key: envelope.idempotency_key.clone(),
-            request_hash: Some(hex::encode(request_hash)),
-            actor: Some(envelope.actor.record()),
-        }
-        .to_value();
+        let metadata = metadata(envelope, &request_hash, occurred_at);
 
         let started = Instant::now();
         let mut attempts = 0u32;
@@ -374,37 +406,8 @@ impl Application {
                     replayed: false,
                 });
             }
-            let mut new_events: Vec<NewEvent> = Vec::with_capacity(events.len());
             let mut sealing = None;
-            for (i, event) in events.iter().enumerate() {
-                let event_id = match &envelope.idempotency_key {
-                    Some(key) => key_event_id(
-                        key,
-                        envelope.actor.token_id,
-                        target.operation,
-                        &target.stream_id,
-                        i,
-                    ),
-                    None => Uuid::now_v7(),
-                };
-                // Sealed before the store hashes it: the chain covers the
-                // ciphertext, so destroying the key erases the person and
-                // every hash still verifies.
-                let mut payload = event.to_payload();
-                crate::personal::seal_payload(
-                    &self.vault,
-                    &mut sealing,
-                    &target.stream_id,
-                    event.event_type(),
-                    &mut payload,
-                )?;
-                new_events.push(
-                    NewEvent::new(event.event_type(), payload)
-                        .with_id(event_id)
-                        .with_schema_version(event.schema_version())
-                        .with_metadata(metadata.clone()),
-                );
-            }
+            let new_events = self.new_events(envelope, target, &events, &metadata, &mut sealing)?;
             let stored: Vec<serde_json::Value> =
                 new_events.iter().map(|e| e.payload.clone()).collect();
             let expected = match (independent, loaded.version) {
@@ -449,24 +452,7 @@ impl Application {
                             },
                         );
                     }
-                    return Ok(Outcome {
-                        stream_id: target.stream_id.clone(),
-                        entity_id: target.entity_id,
-                        version: outcome.stream_version,
-                        position: outcome.position,
-                        events: events
-                            .iter()
-                            .zip(stored)
-                            .enumerate()
-                            .map(|(i, (e, data))| RecordedChange {
-                                position: outcome.first_position + i as u64,
-                                event_type: e.event_type().to_owned(),
-                                schema_version: e.schema_version(),
-                                data,
-                            })
-                            .collect(),
-                        replayed: false,
-                    });
+                    return Ok(recorded_outcome(target, &events, stored, &outcome));
                 }
                 Err(StoreError::WrongExpectedVersion { actual, .. }) => {
                     self.conflicts.fetch_add(1, Ordering::Relaxed);
@@ -516,6 +502,160 @@ impl Application {
         }
     }
 
+    /// A batch's command decided on the state the commands before it leave
+    /// and queued on their chain (see [`crate::Pipeline`]). Anything but
+    /// new events written on the chain answers [`AppError::Resequence`]:
+    /// the command is then decided again the ordinary way, in its turn.
+    async fn execute_ahead<C: Command>(
+        &self,
+        item: &Item,
+        envelope: &Envelope,
+        target: &Target,
+        command: C,
+    ) -> Result<Outcome, AppError> {
+        if item.has_passed() {
+            // A second command of one batch item: never decided ahead.
+            return Err(AppError::Resequence);
+        }
+        let independent = <C::Aggregate as Aggregate>::concurrency(&command)
+            == Concurrency::Independent
+            && envelope.if_match.is_none();
+        let request_hash = self.request_hash(target, &envelope.fingerprint)?;
+        let occurred_at = self.occurred_at(envelope.occurred_at)?;
+        let ctx = self.context_at(occurred_at);
+        let metadata = metadata(envelope, &request_hash, occurred_at);
+        // From here on the answer depends on the state.
+        item.read_state();
+        // Decided and queued in the stream's turn, so this process's other
+        // writers queue theirs before or after, not in between.
+        let turn = match independent {
+            true => None,
+            false => Some(self.turn(&target.stream_id).lock().await),
+        };
+        let loaded = match item.overlay(&target.stream_id).and_then(|c| c.loaded()) {
+            Some(loaded) => loaded,
+            None => match self.cached::<C::Aggregate>(&target.stream_id) {
+                Some(cached) => cached,
+                None => self.load_stored::<C::Aggregate>(&target.stream_id).await?,
+            },
+        };
+        // A refusal, or nothing to change, may be an answer about stale
+        // state or a retry of a stored write: the ordinary way tells.
+        let events = decide(envelope, target, &loaded, &command, &ctx)
+            .map_err(|_| AppError::Resequence)?;
+        if events.is_empty() {
+            return Err(AppError::Resequence);
+        }
+        let mut sealing = item.sealing_key(&target.stream_id);
+        let new_events = self.new_events(envelope, target, &events, &metadata, &mut sealing)?;
+        let stored: Vec<serde_json::Value> =
+            new_events.iter().map(|e| e.payload.clone()).collect();
+        // The chain, not the version, keeps an independent command on a
+        // stream the batch created from being stored without it.
+        let expected = match (independent, loaded.version) {
+            (true, _) => ExpectedVersion::Any,
+            (false, 0) => ExpectedVersion::NoStream,
+            (false, version) => ExpectedVersion::Exact(version),
+        };
+        let new_key = sealing.as_ref().and_then(|k| k.pending.clone());
+        let chain = item.chain();
+        let submitted = self
+            .store
+            .submit(&target.stream_id, expected, new_events, new_key, Some(&chain))
+            .await
+            .map_err(|_| AppError::Resequence)?;
+        let version = loaded.version + events.len() as u64;
+        let state = events.iter().fold(loaded.state, |s, e| s.apply(e));
+        item.set_overlay(
+            &target.stream_id,
+            Cached {
+                version,
+                position: loaded.position,
+                state: Arc::new(state.clone()),
+            },
+        );
+        if let Some(key) = &sealing {
+            item.keep_sealing_key(key);
+        }
+        item.pass();
+        drop(turn);
+
+        let outcome = match submitted.outcome().await {
+            Ok(outcome) if !outcome.duplicate => outcome,
+            _ => return Err(AppError::Resequence),
+        };
+        item.linked();
+        if let Some(sealing) = sealing {
+            self.vault.committed(sealing);
+        }
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.appended
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        if outcome.stream_version == version {
+            self.remember(
+                &target.stream_id,
+                &Loaded {
+                    version,
+                    position: outcome.position,
+                    state,
+                },
+            );
+        }
+        Ok(recorded_outcome(target, &events, stored, &outcome))
+    }
+
+    /// The events of a decision as the store takes them: ids from the
+    /// idempotency key, personal fields sealed.
+    fn new_events<E: fangkong_domain::EventCodec>(
+        &self,
+        envelope: &Envelope,
+        target: &Target,
+        events: &[E],
+        metadata: &serde_json::Value,
+        sealing: &mut Option<fangkong_vault::SealingKey>,
+    ) -> Result<Vec<NewEvent>, AppError> {
+        let mut new_events: Vec<NewEvent> = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            let event_id = match &envelope.idempotency_key {
+                Some(key) => key_event_id(
+                    key,
+                    envelope.actor.token_id,
+                    target.operation,
+                    &target.stream_id,
+                    i,
+                ),
+                None => Uuid::now_v7(),
+            };
+            // Sealed before the store hashes it: the chain covers the
+            // ciphertext, so destroying the key erases the person and
+            // every hash still verifies.
+            let mut payload = event.to_payload();
+            crate::personal::seal_payload(
+                &self.vault,
+                sealing,
+                &target.stream_id,
+                event.event_type(),
+                &mut payload,
+            )?;
+            new_events.push(
+                NewEvent::new(event.event_type(), payload)
+                    .with_id(event_id)
+                    .with_schema_version(event.schema_version())
+                    .with_metadata(metadata.clone()),
+            );
+        }
+        Ok(new_events)
+    }
+
+    /// Waits, in a batch, until every command before this one is answered
+    /// (at once otherwise): for a decision that reads what they wrote
+    /// beyond the streams it loads, such as a day's recorded figures.
+    pub async fn settle(&self) {
+        if let Some(item) = Item::current() {
+            item.settle().await;
+        }
+    }
+
     /// The stored outcome of `command` if this sender already recorded it
     /// under the envelope's key on `target` (none without a key): for a
     /// route whose stream depends on the day, to find a retry's first try
@@ -526,6 +666,9 @@ impl Application {
         target: &Target,
         command: &C,
     ) -> Result<Option<Outcome>, AppError> {
+        if let Some(item) = Item::current() {
+            item.read_state();
+        }
         let request_hash = self.request_hash(target, &envelope.fingerprint)?;
         self.replay(envelope, target, &request_hash, command).await
     }
@@ -636,6 +779,51 @@ fn decide<C: Command>(
         }
     }
     Ok(loaded.state.handle(command, ctx)?)
+}
+
+/// What a command's events record about it.
+fn metadata(
+    envelope: &Envelope,
+    request_hash: &[u8; 32],
+    occurred_at: DateTime<Utc>,
+) -> serde_json::Value {
+    EventMetadata {
+        occurred_at: Some(occurred_at),
+        request_id: Some(envelope.request_id.clone()),
+        correlation_id: envelope.correlation_id.clone(),
+        causation_id: envelope.causation_id.clone(),
+        idempotency_key: envelope.idempotency_key.clone(),
+        request_hash: Some(hex::encode(request_hash)),
+        actor: Some(envelope.actor.record()),
+    }
+    .to_value()
+}
+
+/// The answer to a command whose events were written.
+fn recorded_outcome<E: fangkong_domain::EventCodec>(
+    target: &Target,
+    events: &[E],
+    stored: Vec<serde_json::Value>,
+    outcome: &fangkong_store::AppendOutcome,
+) -> Outcome {
+    Outcome {
+        stream_id: target.stream_id.clone(),
+        entity_id: target.entity_id,
+        version: outcome.stream_version,
+        position: outcome.position,
+        events: events
+            .iter()
+            .zip(stored)
+            .enumerate()
+            .map(|(i, (e, data))| RecordedChange {
+                position: outcome.first_position + i as u64,
+                event_type: e.event_type().to_owned(),
+                schema_version: e.schema_version(),
+                data,
+            })
+            .collect(),
+        replayed: false,
+    }
 }
 
 /// Reads a stored event as the aggregate's event type.

@@ -10,9 +10,11 @@ mod envelope;
 mod error;
 mod execute;
 pub mod personal;
+mod pipeline;
 pub mod tokens;
 
 pub use command::{Command, Target};
 pub use envelope::{Actor, Envelope, Scope};
 pub use error::AppError;
+pub use pipeline::Pipeline;
 pub use execute::{decode, Application, Loaded, Outcome, RecordedChange, WriteCounts};

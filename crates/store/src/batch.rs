@@ -32,7 +32,23 @@ pub(crate) struct AppendRequest {
     pub events: Vec<PreparedEvent>,
     /// The first key of the subject the events are sealed for, if new.
     pub subject_key: Option<NewSubjectKey>,
+    /// The chain this append is a link of: written only if every earlier
+    /// link was written as it was decided.
+    pub chain: Option<crate::AppendChain>,
     pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+impl AppendRequest {
+    /// Answers the request; an answer other than "written" breaks its chain
+    /// before any later link is planned.
+    pub(crate) fn answer(self, outcome: Result<AppendOutcome, StoreError>) {
+        if let Some(chain) = &self.chain {
+            if !matches!(&outcome, Ok(o) if !o.duplicate) {
+                chain.break_off();
+            }
+        }
+        let _ = self.reply.send(outcome);
+    }
 }
 
 /// Where an already-stored event id lives.
@@ -98,11 +114,76 @@ pub(crate) fn plan<'a>(
     // What this batch itself has written so far, over the stored state.
     let mut batch_versions: HashMap<&str, u64> = HashMap::new();
     let mut batch_ids: HashMap<Uuid, StoredId> = HashMap::new();
+    // Chains a link of this plan already failed: their later links here
+    // are refused too, before any answer has reached the chain itself.
+    let mut broken: Vec<&crate::AppendChain> = Vec::new();
 
     for request in requests {
-        if let Some(answer) = earlier_result(request, known_ids, &batch_ids) {
-            outcomes.push(answer);
-            continue;
+        let outcome = plan_one(
+            request,
+            &mut PlanState {
+                head: &mut head,
+                rows: &mut rows,
+                keys: &mut keys,
+                batch_versions: &mut batch_versions,
+                batch_ids: &mut batch_ids,
+            },
+            versions,
+            known_ids,
+            keyed,
+            &broken,
+            recorded_at_us,
+        );
+        if let Some(chain) = &request.chain {
+            if !matches!(&outcome, Ok(o) if !o.duplicate) {
+                broken.push(chain);
+            }
+        }
+        outcomes.push(outcome);
+    }
+
+    Plan {
+        rows,
+        outcomes,
+        head,
+        keys,
+    }
+}
+
+/// What planning the requests so far has built up.
+struct PlanState<'p, 'a> {
+    head: &'p mut Head,
+    rows: &'p mut Vec<Row<'a>>,
+    keys: &'p mut Vec<&'a NewSubjectKey>,
+    batch_versions: &'p mut HashMap<&'a str, u64>,
+    batch_ids: &'p mut HashMap<Uuid, StoredId>,
+}
+
+/// Plans one request over what the plan holds so far.
+fn plan_one<'a>(
+    request: &'a AppendRequest,
+    s: &mut PlanState<'_, 'a>,
+    versions: &HashMap<String, u64>,
+    known_ids: &HashMap<Uuid, StoredId>,
+    keyed: &std::collections::HashSet<String>,
+    broken: &[&crate::AppendChain],
+    recorded_at_us: i64,
+) -> Result<AppendOutcome, StoreError> {
+    if let Some(chain) = &request.chain {
+        if chain.is_broken() || broken.iter().any(|b| b.same(chain)) {
+            return Err(StoreError::ChainBroken);
+        }
+    }
+    {
+        let PlanState {
+            head,
+            rows,
+            keys,
+            batch_versions,
+            batch_ids,
+        } = s;
+        if let Some(answer) = earlier_result(request, known_ids, batch_ids) {
+            return answer;
         }
         // `keyed` is looked up only once a key's INSERT failed, so an
         // append that is both stale and keyed elsewhere is refused on its
@@ -111,10 +192,9 @@ pub(crate) fn plan<'a>(
         // fresh state and the stored key.
         if let Some(key) = &request.subject_key {
             if keyed.contains(&key.subject) || keys.iter().any(|k| k.subject == key.subject) {
-                outcomes.push(Err(StoreError::SubjectKeyTaken {
+                return Err(StoreError::SubjectKeyTaken {
                     subject: key.subject.clone(),
-                }));
-                continue;
+                });
             }
         }
         let actual = batch_versions
@@ -123,12 +203,11 @@ pub(crate) fn plan<'a>(
             .copied()
             .unwrap_or(0);
         if !request.expected.admits(actual) {
-            outcomes.push(Err(StoreError::WrongExpectedVersion {
+            return Err(StoreError::WrongExpectedVersion {
                 stream_id: request.stream_id.clone(),
                 expected: request.expected,
                 actual,
-            }));
-            continue;
+            });
         }
 
         let first_position = head.position + 1;
@@ -166,23 +245,16 @@ pub(crate) fn plan<'a>(
                 recorded_at_us,
                 hash,
             });
-            head = Head { position, hash };
+            **head = Head { position, hash };
         }
         batch_versions.insert(&request.stream_id, version);
         keys.extend(request.subject_key.as_ref());
-        outcomes.push(Ok(AppendOutcome {
+        Ok(AppendOutcome {
             stream_version: version,
             first_position,
             position: head.position,
             duplicate: false,
-        }));
-    }
-
-    Plan {
-        rows,
-        outcomes,
-        head,
-        keys,
+        })
     }
 }
 
@@ -332,6 +404,7 @@ mod tests {
                 })
                 .collect(),
             subject_key: None,
+            chain: None,
             reply,
         }
     }
@@ -361,6 +434,81 @@ mod tests {
         let third = plan.outcomes[2].as_ref().expect("third append stands");
         assert_eq!((third.position, third.stream_version), (2, 1));
         assert_eq!(plan.head.position, 2);
+    }
+
+    fn link(chain: &crate::AppendChain, mut r: AppendRequest) -> AppendRequest {
+        r.chain = Some(chain.clone());
+        r
+    }
+
+    #[test]
+    fn a_refused_link_refuses_every_later_link_of_its_chain_only() {
+        let chain = crate::AppendChain::new();
+        let ids: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+        let requests = vec![
+            link(&chain, request("zone-1", ExpectedVersion::NoStream, &[ids[0]])),
+            // Stale: zone-1 is at version 1 after the first link.
+            link(&chain, request("zone-1", ExpectedVersion::NoStream, &[ids[1]])),
+            link(&chain, request("zone-2", ExpectedVersion::Any, &[ids[2]])),
+            // Not a link: written whatever the chain's fate.
+            request("zone-3", ExpectedVersion::Any, &[ids[3]]),
+        ];
+        let plan = plan(
+            Head::GENESIS,
+            &HashMap::new(),
+            &HashMap::new(),
+            &Default::default(),
+            &requests,
+            0,
+        );
+        assert!(plan.outcomes[0].is_ok());
+        assert!(matches!(
+            plan.outcomes[1],
+            Err(StoreError::WrongExpectedVersion { .. })
+        ));
+        assert!(matches!(plan.outcomes[2], Err(StoreError::ChainBroken)));
+        assert!(plan.outcomes[3].is_ok());
+        assert_eq!(plan.rows.len(), 2);
+        let outcomes = plan.outcomes;
+        // The chain learns it is broken when the answers go out.
+        assert!(!chain.is_broken());
+        for (request, outcome) in requests.into_iter().zip(outcomes) {
+            request.answer(outcome);
+        }
+        assert!(chain.is_broken());
+        let later = [link(&chain, request("zone-4", ExpectedVersion::Any, &[ids[4]]))];
+        let plan = super::plan(
+            Head::GENESIS,
+            &HashMap::new(),
+            &HashMap::new(),
+            &Default::default(),
+            &later,
+            0,
+        );
+        assert!(matches!(plan.outcomes[0], Err(StoreError::ChainBroken)));
+        assert!(plan.rows.is_empty());
+    }
+
+    #[test]
+    fn a_duplicate_link_breaks_its_chain() {
+        let chain = crate::AppendChain::new();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let requests = vec![
+            link(&chain, request("zone-1", ExpectedVersion::Any, &[a])),
+            link(&chain, request("zone-1", ExpectedVersion::Any, &[a])),
+            link(&chain, request("zone-2", ExpectedVersion::Any, &[b])),
+        ];
+        let plan = plan(
+            Head::GENESIS,
+            &HashMap::new(),
+            &HashMap::new(),
+            &Default::default(),
+            &requests,
+            0,
+        );
+        assert!(plan.outcomes[1].as_ref().is_ok_and(|o| o.duplicate));
+        assert!(matches!(plan.outcomes[2], Err(StoreError::ChainBroken)));
+        assert_eq!(plan.rows.len(), 1);
     }
 
     #[test]

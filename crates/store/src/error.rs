@@ -21,6 +21,11 @@ pub enum StoreError {
     #[error("the data subject {subject} already has a key")]
     SubjectKeyTaken { subject: String },
 
+    /// An earlier link of the append's chain was not written, so this one,
+    /// decided on the state that link would have left, was not either.
+    #[error("an earlier append of the chain was not written")]
+    ChainBroken,
+
     #[error("invalid append: {0}")]
     InvalidAppend(String),
 

@@ -152,6 +152,43 @@ impl RawEvent {
     }
 }
 
+/// Appends that are written in the order submitted, each only if all
+/// before it were: see [`EventStore::submit`]. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct AppendChain(Arc<std::sync::atomic::AtomicBool>);
+
+impl AppendChain {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True once a link was refused (or the holder broke the chain off):
+    /// no later link will be written.
+    pub fn is_broken(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Refuses every link not yet planned.
+    pub fn break_off(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn same(&self, other: &AppendChain) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// A queued append: its answer, once the writer has one.
+#[derive(Debug)]
+pub struct Submitted(oneshot::Receiver<Result<AppendOutcome, StoreError>>);
+
+impl Submitted {
+    /// Waits until the append is durable or refused.
+    pub async fn outcome(self) -> Result<AppendOutcome, StoreError> {
+        self.0.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
 pub(crate) fn now_micros() -> i64 {
     Utc::now().timestamp_micros()
 }
@@ -273,15 +310,41 @@ impl EventStore {
         events: Vec<NewEvent>,
         key: Option<NewSubjectKey>,
     ) -> Result<AppendOutcome, StoreError> {
+        self.submit(stream_id, expected, events, key, None)
+            .await?
+            .outcome()
+            .await
+    }
+
+    /// Queues an append for the writer and answers once it is queued, so
+    /// appends submitted one after another are planned in that order; the
+    /// [`Submitted`] answers once the append is durable (or refused).
+    ///
+    /// With a `chain`, the append is written only if every append
+    /// submitted before it on that chain was written as submitted: a link
+    /// refused for any reason (a duplicate included) makes every later
+    /// link answer [`StoreError::ChainBroken`] and write nothing. A caller
+    /// that decides many commands ahead of their commits, each on the state
+    /// the earlier ones leave, so never has a later decision stored
+    /// without the earlier one it was made on.
+    pub async fn submit(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        key: Option<NewSubjectKey>,
+        chain: Option<&AppendChain>,
+    ) -> Result<Submitted, StoreError> {
         let mut request = prepare(stream_id, expected, events)?;
         request.subject_key = key;
+        request.chain = chain.cloned();
         let (reply, answer) = oneshot::channel();
         self.inner
             .appends
             .send(AppendRequest { reply, ..request })
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(Submitted(answer))
     }
 
     /// Events of one stream with version >= `from_version`, in order.
@@ -627,6 +690,7 @@ fn prepare(
         expected,
         events: prepared,
         subject_key: None,
+        chain: None,
         reply,
     })
 }
@@ -705,7 +769,7 @@ async fn commit(
                 moved
             });
             for (request, outcome) in batch.into_iter().zip(outcomes) {
-                let _ = request.reply.send(outcome);
+                request.answer(outcome);
             }
         }
         // The server refused the transaction itself (not the connection): one
@@ -721,9 +785,7 @@ async fn commit(
             tracing::error!(error = %error, appends = batch.len(), "event store commit failed");
             let reason = error.to_string();
             for request in batch {
-                let _ = request
-                    .reply
-                    .send(Err(StoreError::Unavailable(reason.clone())));
+                request.answer(Err(StoreError::Unavailable(reason.clone())));
             }
         }
     }

@@ -172,6 +172,25 @@ pub struct SealingKey {
     vault: Option<Vault>,
 }
 
+impl SealingKey {
+    /// The same key for a later append that follows the one storing it,
+    /// in order, on the same chain: it stores nothing, and committing or
+    /// dropping it changes nothing.
+    pub fn follower(&self) -> SealingKey {
+        SealingKey {
+            subject: self.subject.clone(),
+            key: self.key.clone(),
+            pending: None,
+            vault: None,
+        }
+    }
+
+    /// The data subject the key seals for.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+}
+
 impl Drop for SealingKey {
     fn drop(&mut self) {
         if let Some(vault) = self.vault.take() {

@@ -74,6 +74,9 @@ async fn recorded_day(
     date: NaiveDate,
 ) -> Result<(u64, BTreeMap<String, u64>), ApiError> {
     state.figures_current()?;
+    // In a batch, the figures include what the commands before this one
+    // recorded.
+    state.commands.settle().await;
     let head = state.store().head().await?.position;
     state
         .projector
