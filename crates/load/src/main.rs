@@ -45,6 +45,9 @@ struct Args {
     /// this one, so the server, not the client, is what is measured).
     #[arg(long)]
     wrk: bool,
+    /// Only the batch scenarios (and their setup).
+    #[arg(long)]
+    batches_only: bool,
 }
 
 /// Runs wrk against `url` (POSTing `body` round-robin over `paths` when
@@ -312,6 +315,14 @@ async fn run_backend(backend: &str, args: &Args) -> anyhow::Result<()> {
     let base = served.base.clone();
     let setup = Setup::create(&client, &base, &token).await?;
 
+    batches(&client, &token, &base, &setup, args).await;
+    if args.batches_only {
+        served.handle.stop(true).await;
+        let _ = served.thread.join();
+        store.close().await;
+        return Ok(());
+    }
+
     let url = format!("{base}/healthz");
     report(
         "baseline: GET /healthz (the HTTP layer)",
@@ -473,6 +484,112 @@ async fn run_backend(backend: &str, args: &Args) -> anyhow::Result<()> {
     let _ = served.thread.join();
     store.close().await;
     Ok(())
+}
+
+/// Commands in a batch, as a field app that was offline sends its queue.
+const BATCH: usize = 1_000;
+
+/// Offline queues synced through `POST /v1/batches`: 1,000 commands per
+/// batch (crossings at the client's own posts, visits to its returnees,
+/// leaflets), each with its own idempotency key; one client (the latency a
+/// field worker waits) and eight at once (what the service ingests).
+async fn batches(client: &reqwest::Client, token: &str, base: &str, setup: &Setup, args: &Args) {
+    for clients in [1usize, 8] {
+        let deadline = Instant::now() + Duration::from_secs(args.seconds);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..clients)
+            .map(|c| {
+                let (client, token) = (client.clone(), token.to_owned());
+                let url = format!("{base}/v1/batches");
+                // Each client its own posts and people, as one worker's device.
+                let posts: Vec<String> = setup
+                    .checkpoints
+                    .iter()
+                    .skip(c)
+                    .step_by(8)
+                    .cloned()
+                    .collect();
+                let people: Vec<String> = setup
+                    .returnees
+                    .iter()
+                    .skip(c)
+                    .step_by(8)
+                    .cloned()
+                    .collect();
+                let zone = setup.zones[c % setup.zones.len()].clone();
+                tokio::spawn(async move {
+                    let (mut commands, mut failed, mut latencies) = (0u64, 0u64, Vec::new());
+                    let mut round = 0u64;
+                    while Instant::now() < deadline {
+                        round += 1;
+                        let batch: Vec<Value> = (0..BATCH)
+                            .map(|n| {
+                                let key = format!("load-{clients}-{c}:{round}:{n}");
+                                let (path, body) = match n % 10 {
+                                    0..=5 => (
+                                        format!("/v1/checkpoints/{}/crossings", posts[n % posts.len()]),
+                                        json!({"subject": "person", "temperature": 36.5, "outcome": "admitted"}),
+                                    ),
+                                    6..=8 => (
+                                        format!("/v1/returnees/{}/health-checks", people[n % people.len()]),
+                                        json!({"temperature": 36.6, "visited_by": "村医"}),
+                                    ),
+                                    _ => (
+                                        format!("/v1/zones/{zone}/publicity"),
+                                        json!({"channel": "leaflet", "quantity": 10}),
+                                    ),
+                                };
+                                json!({"method": "POST", "path": path, "idempotency_key": key, "body": body})
+                            })
+                            .collect();
+                        let sent = Instant::now();
+                        let answer = client
+                            .post(&url)
+                            .bearer_auth(&token)
+                            .json(&json!({ "commands": batch }))
+                            .send()
+                            .await;
+                        let body: Option<Value> = match answer {
+                            Ok(r) if r.status().as_u16() == 207 => r.json().await.ok(),
+                            _ => None,
+                        };
+                        let elapsed = sent.elapsed();
+                        let written = body
+                            .as_ref()
+                            .and_then(|b| b["results"].as_array())
+                            .map_or(0, |results| {
+                                results.iter().filter(|r| r["status"] == 200).count()
+                            }) as u64;
+                        if written == BATCH as u64 {
+                            latencies.push(elapsed);
+                        }
+                        commands += written;
+                        failed += BATCH as u64 - written;
+                    }
+                    (commands, failed, latencies)
+                })
+            })
+            .collect();
+        let (mut commands, mut failed, mut latencies) = (0u64, 0u64, Vec::new());
+        for task in tasks {
+            if let Ok((c, f, l)) = task.await {
+                commands += c;
+                failed += f;
+                latencies.extend(l);
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        latencies.sort();
+        println!(
+            "  {:<44} {:>9.0} cmd/s   p50 {:>7.2} ms   p99 {:>7.2} ms   {} batches, {} commands failed",
+            format!("batches of {BATCH}, {clients} client(s)"),
+            commands as f64 / elapsed,
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            latencies.len(),
+            failed
+        );
+    }
 }
 
 /// Zones, checkpoints (one per connection: a duty post has one recorder)
