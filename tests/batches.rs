@@ -294,14 +294,20 @@ async fn a_batch_sees_its_own_earlier_commands_everywhere(s: &Server) {
         .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
     let read = s.get(&r).await;
-    assert_eq!(read.version(), Some(4), "registered, quarantined, two visits");
+    assert_eq!(
+        read.version(),
+        Some(4),
+        "registered, quarantined, two visits"
+    );
 }
 
 async fn batches_of_two_zones_workers_and_other_writers_all_land(s: &Server) {
     let (a, b) = (Place::new(s, "一片区").await, Place::new(s, "二片区").await);
     let workers = [
-        s.create_token("zone_worker", &[&a.zone], "一片区网格员").await,
-        s.create_token("zone_worker", &[&b.zone], "二片区网格员").await,
+        s.create_token("zone_worker", &[&a.zone], "一片区网格员")
+            .await,
+        s.create_token("zone_worker", &[&b.zone], "二片区网格员")
+            .await,
     ];
     for p in [&a, &b] {
         s.post(
@@ -397,7 +403,10 @@ async fn batches_of_two_zones_workers_and_other_writers_all_land(s: &Server) {
         .iter()
         .all(|r| r["status"] == 404));
     for p in [&a, &b] {
-        let post = s.get(&format!("/v1/checkpoints/{}", p.checkpoint)).await.ok();
+        let post = s
+            .get(&format!("/v1/checkpoints/{}", p.checkpoint))
+            .await
+            .ok();
         assert_eq!(post["crossings"], 200 + 20);
         let returnee = s.get(&format!("/v1/returnees/{}", p.returnees[0])).await;
         assert_eq!(returnee.version(), Some(2 + 200 + 20));

@@ -541,15 +541,14 @@ impl Application {
         };
         // A refusal, or nothing to change, may be an answer about stale
         // state or a retry of a stored write: the ordinary way tells.
-        let events = decide(envelope, target, &loaded, &command, &ctx)
-            .map_err(|_| AppError::Resequence)?;
+        let events =
+            decide(envelope, target, &loaded, &command, &ctx).map_err(|_| AppError::Resequence)?;
         if events.is_empty() {
             return Err(AppError::Resequence);
         }
         let mut sealing = item.sealing_key(&target.stream_id);
         let new_events = self.new_events(envelope, target, &events, &metadata, &mut sealing)?;
-        let stored: Vec<serde_json::Value> =
-            new_events.iter().map(|e| e.payload.clone()).collect();
+        let stored: Vec<serde_json::Value> = new_events.iter().map(|e| e.payload.clone()).collect();
         // The chain, not the version, keeps an independent command on a
         // stream the batch created from being stored without it.
         let expected = match (independent, loaded.version) {
@@ -561,7 +560,13 @@ impl Application {
         let chain = item.chain();
         let submitted = self
             .store
-            .submit(&target.stream_id, expected, new_events, new_key, Some(&chain))
+            .submit(
+                &target.stream_id,
+                expected,
+                new_events,
+                new_key,
+                Some(&chain),
+            )
             .await
             .map_err(|_| AppError::Resequence)?;
         let version = loaded.version + events.len() as u64;

@@ -16,5 +16,5 @@ pub mod tokens;
 pub use command::{Command, Target};
 pub use envelope::{Actor, Envelope, Scope};
 pub use error::AppError;
-pub use pipeline::Pipeline;
 pub use execute::{decode, Application, Loaded, Outcome, RecordedChange, WriteCounts};
+pub use pipeline::Pipeline;

@@ -446,9 +446,15 @@ mod tests {
         let chain = crate::AppendChain::new();
         let ids: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
         let requests = vec![
-            link(&chain, request("zone-1", ExpectedVersion::NoStream, &[ids[0]])),
+            link(
+                &chain,
+                request("zone-1", ExpectedVersion::NoStream, &[ids[0]]),
+            ),
             // Stale: zone-1 is at version 1 after the first link.
-            link(&chain, request("zone-1", ExpectedVersion::NoStream, &[ids[1]])),
+            link(
+                &chain,
+                request("zone-1", ExpectedVersion::NoStream, &[ids[1]]),
+            ),
             link(&chain, request("zone-2", ExpectedVersion::Any, &[ids[2]])),
             // Not a link: written whatever the chain's fate.
             request("zone-3", ExpectedVersion::Any, &[ids[3]]),
@@ -476,7 +482,10 @@ mod tests {
             request.answer(outcome);
         }
         assert!(chain.is_broken());
-        let later = [link(&chain, request("zone-4", ExpectedVersion::Any, &[ids[4]]))];
+        let later = [link(
+            &chain,
+            request("zone-4", ExpectedVersion::Any, &[ids[4]]),
+        )];
         let plan = super::plan(
             Head::GENESIS,
             &HashMap::new(),

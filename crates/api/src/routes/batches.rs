@@ -125,10 +125,11 @@ pub async fn run_commands<B: Policy>(
     commands: &[BatchCommand],
 ) -> Vec<BatchResult> {
     let pipeline = fangkong_app::Pipeline::new(commands.len());
-    let outcomes = futures::future::join_all(commands.iter().enumerate().map(|(i, command)| {
-        pipeline.run(i, move || dispatch(state, request_headers, command))
-    }))
-    .await;
+    let outcomes =
+        futures::future::join_all(commands.iter().enumerate().map(|(i, command)| {
+            pipeline.run(i, move || dispatch(state, request_headers, command))
+        }))
+        .await;
     let mut results = Vec::with_capacity(commands.len());
     for outcome in outcomes {
         results.push(match outcome {
