@@ -73,7 +73,12 @@ pub struct BatchAnswer {
 /// Run many commands, in order, each on its own.
 ///
 /// Answered 207 with one result per command. Each command is held to the policy
-/// of the route it names, exactly as if it had been sent alone.
+/// of the route it names, and answered exactly as if the commands before it had
+/// been sent alone and answered first: a later command sees what earlier ones
+/// recorded. One refusal never undoes its neighbours, and the batch is not a
+/// transaction: what a command recorded stands whatever later ones do. Sent
+/// again with the same keys, the batch appends nothing and each command gets its
+/// first answer (`replayed`).
 #[utoipa::path(
     tag = "batches",
     request_body = BatchBody,
