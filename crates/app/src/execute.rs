@@ -8,7 +8,11 @@
 //! appends only if the stream is still at the version it decided on; when
 //! another instance got there first it is decided again on the fresh
 //! state, in a bounded, jittered loop, and refused only for a rule broken
-//! on that state or the sender's `If-Match`.
+//! on that state or the sender's `If-Match`. A batch's ordered command
+//! holds the turn only until its events are queued (see
+//! [`crate::Pipeline`]): a lone request on the same stream in this process
+//! meanwhile may find the stream moved on and decide again, as it would
+//! after another instance's write.
 //!
 //! Idempotency keys become event ids derived from the key, the sender's
 //! token, the operation and the stream, so a retry finds the first attempt
@@ -546,7 +550,11 @@ impl Application {
         if events.is_empty() {
             return Err(AppError::Resequence);
         }
-        let mut sealing = item.sealing_key(&target.stream_id);
+        // A key the batch made serves later commands only while the person
+        // is not erased; the vault refuses them after.
+        let mut sealing = item
+            .sealing_key(&target.stream_id)
+            .filter(|_| !self.vault.is_erased(&target.stream_id));
         let new_events = self.new_events(envelope, target, &events, &metadata, &mut sealing)?;
         let stored: Vec<serde_json::Value> = new_events.iter().map(|e| e.payload.clone()).collect();
         // The chain, not the version, keeps an independent command on a
@@ -587,7 +595,23 @@ impl Application {
 
         let outcome = match submitted.outcome().await {
             Ok(outcome) if !outcome.duplicate => outcome,
-            _ => return Err(AppError::Resequence),
+            // A retry of a stored write, or not written as decided: the
+            // ordinary way answers it.
+            Ok(_)
+            | Err(
+                StoreError::ChainBroken
+                | StoreError::WrongExpectedVersion { .. }
+                | StoreError::EventIdReused { .. }
+                | StoreError::SubjectKeyTaken { .. },
+            ) => return Err(AppError::Resequence),
+            // The store failed under it, perhaps after committing: the
+            // sender is told so, as it would be for the command alone, and
+            // retries with its key; deciding again here could record an
+            // unkeyed command twice.
+            Err(error) => {
+                item.settled();
+                return Err(error.into());
+            }
         };
         item.linked();
         if let Some(sealing) = sealing {
@@ -671,9 +695,8 @@ impl Application {
         target: &Target,
         command: &C,
     ) -> Result<Option<Outcome>, AppError> {
-        if let Some(item) = Item::current() {
-            item.read_state();
-        }
+        // In a batch, the first try may be a command before this one.
+        self.settle().await;
         let request_hash = self.request_hash(target, &envelope.fingerprint)?;
         self.replay(envelope, target, &request_hash, command).await
     }

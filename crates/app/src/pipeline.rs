@@ -55,6 +55,7 @@ struct Shared {
     done: Mutex<Vec<bool>>,
     answered: AtomicUsize,
     answers: Vec<Notify>,
+    decided_again: AtomicUsize,
 }
 
 /// The chain the next commands are linked on, and what its links leave.
@@ -79,6 +80,9 @@ pub(crate) struct Item {
     read_state: AtomicBool,
     /// Its events were written on the chain.
     linked: AtomicBool,
+    /// Its answer stands as it would for the command sent alone (the
+    /// store failed under it, say).
+    settled: AtomicBool,
     passed: AtomicBool,
 }
 
@@ -93,6 +97,7 @@ impl Pipeline {
                 done: Mutex::new(vec![false; items]),
                 answered: AtomicUsize::new(0),
                 answers: (0..items).map(|_| Notify::new()).collect(),
+                decided_again: AtomicUsize::new(0),
             }),
         }
     }
@@ -116,12 +121,15 @@ impl Pipeline {
         let item = Arc::new(Item::new(self.clone(), index, true));
         let first = ITEM.scope(item.clone(), make()).await;
         let settled = item.linked.load(Ordering::Acquire)
+            || item.settled.load(Ordering::Acquire)
             || first.is_ok()
             || !item.read_state.load(Ordering::Acquire);
         if !settled {
             // Decided again below, after the commands before it: no later
-            // command may be stored on what this one's first decision saw.
+            // command may be stored on what this one's first decision saw
+            // (those queued before it stand or fall on their own).
             self.segment().chain.break_off();
+            self.shared.decided_again.fetch_add(1, Ordering::Relaxed);
         }
         item.pass();
         self.wait_answered(index).await;
@@ -133,6 +141,12 @@ impl Pipeline {
         };
         self.answered(index);
         answer
+    }
+
+    /// Commands decided again the ordinary way so far (the rest were
+    /// answered as decided ahead).
+    pub fn decided_again(&self) -> usize {
+        self.shared.decided_again.load(Ordering::Relaxed)
     }
 
     fn segment(&self) -> MutexGuard<'_, Segment> {
@@ -192,6 +206,7 @@ impl Item {
             ahead,
             read_state: AtomicBool::new(false),
             linked: AtomicBool::new(false),
+            settled: AtomicBool::new(false),
             passed: AtomicBool::new(false),
         }
     }
@@ -219,6 +234,12 @@ impl Item {
 
     pub(crate) fn linked(&self) {
         self.linked.store(true, Ordering::Release);
+    }
+
+    /// The answer about to be given stands: the command sent alone would
+    /// have had it too.
+    pub(crate) fn settled(&self) {
+        self.settled.store(true, Ordering::Release);
     }
 
     /// The chain this command's events are linked on.
@@ -262,5 +283,11 @@ impl Item {
     pub(crate) async fn settle(&self) {
         self.read_state();
         self.pipeline.wait_answered(self.index).await;
+        // Every command before this one is answered and none after it has
+        // started: a chain broken meanwhile can be started afresh here.
+        let mut segment = self.pipeline.segment();
+        if segment.chain.is_broken() {
+            *segment = Segment::default();
+        }
     }
 }

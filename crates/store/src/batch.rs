@@ -34,7 +34,7 @@ pub(crate) struct AppendRequest {
     pub subject_key: Option<NewSubjectKey>,
     /// The chain this append is a link of: written only if every earlier
     /// link was written as it was decided.
-    pub chain: Option<crate::AppendChain>,
+    pub chain: Option<crate::Link>,
     pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
 }
 
@@ -42,9 +42,9 @@ impl AppendRequest {
     /// Answers the request; an answer other than "written" breaks its chain
     /// before any later link is planned.
     pub(crate) fn answer(self, outcome: Result<AppendOutcome, StoreError>) {
-        if let Some(chain) = &self.chain {
+        if let Some(link) = &self.chain {
             if !matches!(&outcome, Ok(o) if !o.duplicate) {
-                chain.break_off();
+                link.refused();
             }
         }
         let _ = self.reply.send(outcome);
@@ -116,7 +116,7 @@ pub(crate) fn plan<'a>(
     let mut batch_ids: HashMap<Uuid, StoredId> = HashMap::new();
     // Chains a link of this plan already failed: their later links here
     // are refused too, before any answer has reached the chain itself.
-    let mut broken: Vec<&crate::AppendChain> = Vec::new();
+    let mut broken: Vec<&crate::Link> = Vec::new();
 
     for request in requests {
         let outcome = plan_one(
@@ -134,9 +134,9 @@ pub(crate) fn plan<'a>(
             &broken,
             recorded_at_us,
         );
-        if let Some(chain) = &request.chain {
+        if let Some(link) = &request.chain {
             if !matches!(&outcome, Ok(o) if !o.duplicate) {
-                broken.push(chain);
+                broken.push(link);
             }
         }
         outcomes.push(outcome);
@@ -166,11 +166,11 @@ fn plan_one<'a>(
     versions: &HashMap<String, u64>,
     known_ids: &HashMap<Uuid, StoredId>,
     keyed: &std::collections::HashSet<String>,
-    broken: &[&crate::AppendChain],
+    broken: &[&crate::Link],
     recorded_at_us: i64,
 ) -> Result<AppendOutcome, StoreError> {
-    if let Some(chain) = &request.chain {
-        if chain.is_broken() || broken.iter().any(|b| b.same(chain)) {
+    if let Some(link) = &request.chain {
+        if link.is_refused(broken) {
             return Err(StoreError::ChainBroken);
         }
     }
@@ -437,8 +437,33 @@ mod tests {
     }
 
     fn link(chain: &crate::AppendChain, mut r: AppendRequest) -> AppendRequest {
-        r.chain = Some(chain.clone());
+        r.chain = Some(chain.link());
         r
+    }
+
+    #[test]
+    fn breaking_a_chain_off_refuses_only_the_links_submitted_after() {
+        let chain = crate::AppendChain::new();
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut requests = vec![
+            link(&chain, request("zone-1", ExpectedVersion::Any, &[a])),
+            link(&chain, request("zone-2", ExpectedVersion::Any, &[b])),
+        ];
+        // The holder learns a later command must be decided again: the
+        // links already queued do not depend on it.
+        chain.break_off();
+        requests.push(link(&chain, request("zone-3", ExpectedVersion::Any, &[c])));
+        let plan = plan(
+            Head::GENESIS,
+            &HashMap::new(),
+            &HashMap::new(),
+            &Default::default(),
+            &requests,
+            0,
+        );
+        assert!(plan.outcomes[0].is_ok() && plan.outcomes[1].is_ok());
+        assert!(matches!(plan.outcomes[2], Err(StoreError::ChainBroken)));
+        assert_eq!(plan.rows.len(), 2);
     }
 
     #[test]

@@ -154,8 +154,32 @@ impl RawEvent {
 
 /// Appends that are written in the order submitted, each only if all
 /// before it were: see [`EventStore::submit`]. Cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct AppendChain(Arc<std::sync::atomic::AtomicBool>);
+#[derive(Debug, Clone)]
+pub struct AppendChain(Arc<ChainState>);
+
+#[derive(Debug)]
+struct ChainState {
+    /// The number the next link submitted gets.
+    next: std::sync::atomic::AtomicU64,
+    /// Links numbered from here on are refused (`u64::MAX`: none).
+    broken_from: std::sync::atomic::AtomicU64,
+}
+
+/// One append's place in its chain.
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    chain: AppendChain,
+    number: u64,
+}
+
+impl Default for AppendChain {
+    fn default() -> Self {
+        AppendChain(Arc::new(ChainState {
+            next: std::sync::atomic::AtomicU64::new(0),
+            broken_from: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }))
+    }
+}
 
 impl AppendChain {
     pub fn new() -> Self {
@@ -163,18 +187,55 @@ impl AppendChain {
     }
 
     /// True once a link was refused (or the holder broke the chain off):
-    /// no later link will be written.
+    /// the links after it will not be written.
     pub fn is_broken(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Acquire)
+        self.0
+            .broken_from
+            .load(std::sync::atomic::Ordering::Acquire)
+            != u64::MAX
     }
 
-    /// Refuses every link not yet planned.
+    /// Refuses every link submitted from now on; those already submitted
+    /// are written or refused on their own.
     pub fn break_off(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::Release);
+        let next = self.0.next.load(std::sync::atomic::Ordering::Acquire);
+        self.0
+            .broken_from
+            .fetch_min(next, std::sync::atomic::Ordering::AcqRel);
     }
 
-    fn same(&self, other: &AppendChain) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+    fn link(&self) -> Link {
+        Link {
+            chain: self.clone(),
+            number: self
+                .0
+                .next
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel),
+        }
+    }
+}
+
+impl Link {
+    /// This link was not written: none after it may be.
+    pub(crate) fn refused(&self) {
+        self.chain
+            .0
+            .broken_from
+            .fetch_min(self.number + 1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Whether the chain refuses this link, given the links this plan
+    /// already refused.
+    pub(crate) fn is_refused(&self, refused_here: &[&Link]) -> bool {
+        self.number
+            >= self
+                .chain
+                .0
+                .broken_from
+                .load(std::sync::atomic::Ordering::Acquire)
+            || refused_here
+                .iter()
+                .any(|r| Arc::ptr_eq(&r.chain.0, &self.chain.0) && self.number > r.number)
     }
 }
 
@@ -337,7 +398,8 @@ impl EventStore {
     ) -> Result<Submitted, StoreError> {
         let mut request = prepare(stream_id, expected, events)?;
         request.subject_key = key;
-        request.chain = chain.cloned();
+        // Numbered in the order of these calls, which is the order sent.
+        request.chain = chain.map(AppendChain::link);
         let (reply, answer) = oneshot::channel();
         self.inner
             .appends
