@@ -425,6 +425,27 @@ async fn batches_of_two_zones_workers_and_other_writers_all_land(s: &Server) {
 }
 
 /// Without a rate limit: the commands sent one by one are many.
+async fn a_retry_across_midnight_finds_its_first_try_earlier_in_the_batch(s: &Server) {
+    // The same key, sent yesterday and again today with another body: alone,
+    // the second is refused as a reused key; so it is in one batch, where
+    // the first is still on its way to the log when the second is decided.
+    let now = chrono::Utc::now();
+    let check = |at: chrono::DateTime<chrono::Utc>| {
+        json!({"method": "POST", "path": "/v1/staff-health-checks", "idempotency_key": "desk-1:9",
+               "body": {"staff": "镇干部甲", "temperature": 36.4, "occurred_at": at.to_rfc3339()}})
+    };
+    let answer = s
+        .post(
+            "/v1/batches",
+            json!({"commands": [check(now - chrono::Duration::days(1)), check(now - chrono::Duration::minutes(1))]}),
+        )
+        .await;
+    let results = answer.body["results"].as_array().expect("results");
+    assert_eq!(results[0]["status"], 200, "{}", answer.body);
+    assert_eq!(results[1]["status"], 422, "{}", answer.body);
+    assert_eq!(results[1]["problem"]["code"], "idempotency_key_reused");
+}
+
 async fn start_server(db: std::sync::Arc<TestDb>) -> Server {
     Server::start_on(db, &["--rate-limit", "0"])
 }
@@ -433,4 +454,5 @@ fangkong_store::each_backend!(threads = 2; [fixture = start_server];
     a_batch_answers_each_command_as_if_sent_alone_in_order,
     a_batch_sees_its_own_earlier_commands_everywhere,
     batches_of_two_zones_workers_and_other_writers_all_land,
+    a_retry_across_midnight_finds_its_first_try_earlier_in_the_batch,
 );
