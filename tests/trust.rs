@@ -249,12 +249,14 @@ async fn forged_saved_state_has_no_effect_after_a_restart(db: Arc<TestDb>) {
     // What a database administrator without the key could do to the saved
     // state: change a figure, add tokens, un-revoke one, promote another.
     let saved = db
-        .fetch_text("SELECT state FROM projection_checkpoints")
+        .fetch_bytes("SELECT state FROM projection_checkpoints")
         .await
         .expect("reads")
         .expect("the state was saved at the stop");
-    let (seal, state) = saved.split_once('\n').expect("a sealed state");
-    let mut models: Value = serde_json::from_str(state).expect("json");
+    // The 32-byte seal, then the models' JSON, compressed.
+    let (seal, state) = saved.split_at(32);
+    let json = zstd::stream::decode_all(state).expect("a compressed state");
+    let mut models: Value = serde_json::from_slice(&json).expect("json");
     let mut changed = 0;
     bump(&mut models, &mut changed);
     assert!(changed > 0, "the figure 11 was found in the saved state");
@@ -262,12 +264,11 @@ async fn forged_saved_state_has_no_effect_after_a_restart(db: Arc<TestDb>) {
     models["tokens"] = json!({"tokens": {
         "forged": {"role": "admin", "secret_sha256": "00", "name": "x"}
     }});
-    let forged = format!("{seal}\n{models}").replace('\'', "''");
-    db.execute_raw(&format!(
-        "UPDATE projection_checkpoints SET state = '{forged}'"
-    ))
-    .await
-    .expect("forged");
+    let mut forged = seal.to_vec();
+    forged.extend(zstd::bulk::compress(models.to_string().as_bytes(), 3).expect("compressed"));
+    db.execute_with_bytes("UPDATE projection_checkpoints SET state = $1", &forged)
+        .await
+        .expect("forged");
 
     let mut s = Server::start_on(db.clone(), &[]);
     s.token = admin;

@@ -26,7 +26,9 @@ pub use board::Board;
 pub use directory::{Directory, Entry, Listing};
 pub use figures::{Figure, Figures};
 pub use roster::{QuarantineRoster, RosterEntry};
-pub use runtime::{Projector, ProjectorError, ProjectorOptions, ReadModels, Unapplicable};
+pub use runtime::{
+    Projector, ProjectorError, ProjectorOptions, ReadModels, StateError, Unapplicable,
+};
 pub use sealed::{StateKey, StateKeyError};
 pub use tokens::{TokenEntry, TokenRegistry};
 pub use views::{Clock, Reading, ReportState, ReportingRules};

@@ -17,7 +17,7 @@ use crate::{Board, QuarantineRoster, StateKey};
 
 impl StateKey {
     /// The read models' checkpoint, sealed under this key.
-    pub fn sealed(&self, position: u64, hash: [u8; 32], state: String) -> Checkpoint {
+    pub fn sealed(&self, position: u64, hash: [u8; 32], state: Vec<u8>) -> Checkpoint {
         Checkpoint {
             position,
             hash,
@@ -44,7 +44,7 @@ impl StateKey {
 pub const CHECKPOINT_NAME: &str = "read-models";
 /// Bumped whenever the shape or meaning of the saved state changes: a
 /// state in another format is never resumed, the log is replayed instead.
-pub const STATE_FORMAT: u32 = 6;
+pub const STATE_FORMAT: u32 = 7;
 /// Events read per page while replaying.
 const PAGE: usize = 1_000;
 /// As-of boards kept, so an auditor paging through one moment, or walking
@@ -195,14 +195,36 @@ impl ReadModels {
         Ok(models)
     }
 
-    /// The models as the text a checkpoint stores.
-    pub fn to_state(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string(self)
+    /// The models as a checkpoint stores them: their JSON, compressed.
+    pub fn to_state(&self) -> Result<Vec<u8>, StateError> {
+        compress_state(&serde_json::to_vec(self)?)
     }
 
-    pub fn from_state(state: &str) -> Result<ReadModels, serde_json::Error> {
-        serde_json::from_str(state)
+    /// The models a checkpoint's state holds (opened and checked first: a
+    /// state is only read after its seal verified).
+    pub fn from_state(state: &[u8]) -> Result<ReadModels, StateError> {
+        let json = zstd::stream::decode_all(state)?;
+        Ok(serde_json::from_slice(&json)?)
     }
+}
+
+/// zstd's level for saved state: its default, a small fraction of the
+/// JSON (the same keys over and over) for little more time than writing
+/// the JSON takes.
+const STATE_COMPRESSION: i32 = 3;
+
+/// The models' JSON as a checkpoint stores it.
+fn compress_state(json: &[u8]) -> Result<Vec<u8>, StateError> {
+    Ok(zstd::bulk::compress(json, STATE_COMPRESSION)?)
+}
+
+/// Why read models cannot be saved or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("the read models cannot be encoded: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the saved state cannot be compressed or decompressed: {0}")]
+    Compression(#[from] std::io::Error),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,7 +238,7 @@ pub enum ProjectorError {
     #[error(transparent)]
     Unapplicable(#[from] Unapplicable),
     #[error("the read models cannot be saved: {0}")]
-    Encode(#[from] serde_json::Error),
+    Encode(#[from] StateError),
 }
 
 #[derive(Debug, Clone)]
@@ -456,10 +478,15 @@ impl Projector {
     /// Saves the current state now (the server does at shutdown). Answers
     /// the position saved.
     pub async fn save(&self) -> Result<u64, ProjectorError> {
-        let (position, state) = {
+        let (position, json) = {
             let models = self.models.read().map_err(|_| poisoned())?;
-            (models.position(), models.to_state()?)
+            (
+                models.position(),
+                serde_json::to_vec(&*models).map_err(StateError::from)?,
+            )
         };
+        // Compressed after the models are free again for the tail.
+        let state = compress_state(&json)?;
         let Some(hash) = self.store.hash_at(position).await? else {
             return Ok(0);
         };

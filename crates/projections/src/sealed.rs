@@ -53,13 +53,13 @@ impl StateKey {
         position: u64,
         hash: &[u8; 32],
         format: u32,
-        state: &str,
+        state: &[u8],
     ) -> Hmac<Sha256> {
         // HMAC accepts keys of any length: this cannot fail.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         // Length-prefixed, so no two different inputs share bytes.
-        for part in [name.as_bytes(), state.as_bytes()] {
+        for part in [name.as_bytes(), state] {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part);
         }
@@ -69,20 +69,23 @@ impl StateKey {
         mac
     }
 
-    /// The text to store: the seal, a newline, the state.
+    /// The bytes to store: the 32-byte seal, then the state.
     pub fn seal(
         &self,
         name: &str,
         position: u64,
         hash: &[u8; 32],
         format: u32,
-        state: &str,
-    ) -> String {
+        state: &[u8],
+    ) -> Vec<u8> {
         let tag = self
             .mac(name, position, hash, format, state)
             .finalize()
             .into_bytes();
-        format!("{}\n{state}", hex::encode(tag))
+        let mut stored = Vec::with_capacity(tag.len() + state.len());
+        stored.extend_from_slice(&tag);
+        stored.extend_from_slice(state);
+        stored
     }
 
     /// The state inside `stored`, when its seal is this key's over exactly
@@ -93,17 +96,19 @@ impl StateKey {
         position: u64,
         hash: &[u8; 32],
         format: u32,
-        stored: &'a str,
-    ) -> Option<&'a str> {
-        let (tag, state) = stored.split_once('\n')?;
-        let tag = hex::decode(tag).ok()?;
+        stored: &'a [u8],
+    ) -> Option<&'a [u8]> {
+        let (tag, state) = stored.split_at_checked(TAG_LEN)?;
         // Constant-time comparison inside verify_slice.
         self.mac(name, position, hash, format, state)
-            .verify_slice(&tag)
+            .verify_slice(tag)
             .ok()?;
         Some(state)
     }
 }
+
+/// Bytes of an HMAC-SHA256 tag.
+const TAG_LEN: usize = 32;
 
 #[cfg(test)]
 mod tests {
@@ -113,12 +118,12 @@ mod tests {
     fn a_sealed_state_opens_only_unchanged_and_under_its_key() {
         let key = StateKey::from_bytes([7; 32]);
         let hash = [1u8; 32];
-        let sealed = key.seal("read-models", 10, &hash, 3, "{\"a\":1}");
-        assert_eq!(
-            key.open("read-models", 10, &hash, 3, &sealed),
-            Some("{\"a\":1}")
-        );
-        let tampered = sealed.replace("1}", "9}");
+        let state: &[u8] = b"{\"a\":1}";
+        let sealed = key.seal("read-models", 10, &hash, 3, state);
+        assert_eq!(key.open("read-models", 10, &hash, 3, &sealed), Some(state));
+        let mut tampered = sealed.clone();
+        let last = tampered.len() - 2;
+        tampered[last] = b'9';
         assert_eq!(key.open("read-models", 10, &hash, 3, &tampered), None);
         assert_eq!(key.open("read-models", 11, &hash, 3, &sealed), None);
         assert_eq!(key.open("read-models", 10, &[2; 32], 3, &sealed), None);
@@ -126,7 +131,8 @@ mod tests {
         assert_eq!(key.open("other", 10, &hash, 3, &sealed), None);
         let other = StateKey::from_bytes([8; 32]);
         assert_eq!(other.open("read-models", 10, &hash, 3, &sealed), None);
-        assert_eq!(key.open("read-models", 10, &hash, 3, "{\"a\":1}"), None);
+        assert_eq!(key.open("read-models", 10, &hash, 3, state), None);
+        assert_eq!(key.open("read-models", 10, &hash, 3, b"short"), None);
         assert!(StateKey::from_hex(&key.to_hex()).is_ok());
         assert!(StateKey::from_hex("abc").is_err());
     }

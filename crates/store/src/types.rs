@@ -217,7 +217,8 @@ pub struct Checkpoint {
     pub position: u64,
     pub hash: [u8; 32],
     pub format: u32,
-    pub state: String,
+    /// The saved state, as its owner encoded it (opaque to the store).
+    pub state: Vec<u8>,
     pub saved_at: DateTime<Utc>,
 }
 

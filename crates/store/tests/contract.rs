@@ -764,7 +764,7 @@ async fn a_saved_checkpoint_reads_back_and_only_a_later_one_replaces_it(db: &Tes
         position,
         hash: [position as u8; 32],
         format: 1,
-        state: state.into(),
+        state: state.as_bytes().to_vec(),
         saved_at: chrono::DateTime::from_timestamp_micros(1_580_000_000_000_000).expect("instant"),
     };
     assert!(store
