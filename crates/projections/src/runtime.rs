@@ -52,6 +52,9 @@ const PAGE: usize = 1_000;
 const AS_OF_KEPT: usize = 4;
 /// As-of rebuilds running at once.
 const AS_OF_AT_ONCE: usize = 2;
+/// As-of rebuilds one requester (a token) may run at once: one walking
+/// back through history never holds every slot.
+const AS_OF_PER_REQUESTER: usize = 1;
 
 /// Every read model, updated together so a reader never sees one ahead of
 /// another.
@@ -281,6 +284,8 @@ pub struct Projector {
     /// As-of rebuilds replay the log: a few at a time, so a burst of them
     /// queues instead of starving the service.
     rebuilds: Arc<tokio::sync::Semaphore>,
+    /// Each requester's own share of those: taken before a shared slot.
+    requesters: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>>,
     /// Set when the tail met an event it cannot apply: it stops there.
     stalled: Arc<RwLock<Option<Unapplicable>>>,
     state_key: StateKey,
@@ -301,6 +306,7 @@ impl Projector {
             resumed_from,
             as_of: Arc::new(Mutex::new(VecDeque::new())),
             rebuilds: Arc::new(tokio::sync::Semaphore::new(AS_OF_AT_ONCE)),
+            requesters: Arc::default(),
             stalled: Arc::new(RwLock::new(None)),
             state_key: options.state_key.clone(),
         };
@@ -537,6 +543,35 @@ impl Projector {
             // answering: read what is there.
             Err(poisoned) => read(&poisoned.into_inner()),
         }
+    }
+
+    /// [`Projector::as_of`] for `requester` (a token id, say), who runs at
+    /// most one rebuild at a time: further ones wait their turn, so the
+    /// shared slots stay open to others.
+    pub async fn as_of_for(
+        &self,
+        requester: &str,
+        position: u64,
+    ) -> Result<Arc<ReadModels>, ProjectorError> {
+        let own = {
+            let mut requesters = self.requesters.lock().map_err(|_| poisoned())?;
+            // Only requesters with a rebuild running or waiting are kept.
+            requesters.retain(|_, turn| Arc::strong_count(turn) > 1);
+            requesters
+                .entry(requester.to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(AS_OF_PER_REQUESTER)))
+                .clone()
+        };
+        let _own = own
+            .acquire()
+            .await
+            .map_err(|_| ProjectorError::Store(StoreError::Closed))?;
+        self.as_of(position).await
+    }
+
+    /// Shared as-of slots free now (for tests and metrics).
+    pub fn as_of_slots_free(&self) -> usize {
+        self.rebuilds.available_permits()
     }
 
     /// The read models exactly as they stood at `position`, rebuilt from

@@ -158,7 +158,59 @@ async fn as_of_reads_reproduce_the_dashboards_as_they_stood(db: &TestDb) {
     store.close().await;
 }
 
+async fn one_requester_walking_back_through_history_leaves_a_slot_to_others(db: &TestDb) {
+    let township = Township::default();
+    let store = db.open().await.expect("open");
+    append_all(&store, Generator::new(3, 2).run(20_000)).await;
+    let projector = Projector::start(store.clone(), township, ProjectorOptions::default());
+    let head = caught_up(&projector, &store).await;
+    let slots = projector.as_of_slots_free();
+    assert!(slots >= 2);
+    // One token asks for many earlier positions at once, each a rebuild.
+    let walk = futures::future::join_all((1..=6u64).map(|i| {
+        let projector = projector.clone();
+        async move {
+            projector
+                .as_of_for("token-a", head - i * 1_000)
+                .await
+                .map(|m| m.position())
+        }
+    }));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let watch = async {
+        let mut least = slots;
+        while !done.load(std::sync::atomic::Ordering::Acquire) {
+            least = least.min(projector.as_of_slots_free());
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        least
+    };
+    let walk = async {
+        let walked = walk.await;
+        done.store(true, std::sync::atomic::Ordering::Release);
+        walked
+    };
+    let (walked, least) = tokio::join!(walk, watch);
+    for (i, walked) in walked.into_iter().enumerate() {
+        assert_eq!(walked.expect("as of"), head - (i as u64 + 1) * 1_000);
+    }
+    assert_eq!(
+        least,
+        slots - 1,
+        "the token's rebuilds ran one at a time, another slot open throughout"
+    );
+    // Another token is served meanwhile, and the same token again after.
+    let (a, b) = tokio::join!(
+        projector.as_of_for("token-a", head - 7_000),
+        projector.as_of_for("token-b", head / 2),
+    );
+    assert_eq!(a.expect("as of").position(), head - 7_000);
+    assert_eq!(b.expect("as of").position(), head / 2);
+    store.close().await;
+}
+
 fangkong_store::each_backend!(threads = 2; [by_ref];
+    one_requester_walking_back_through_history_leaves_a_slot_to_others,
 
     a_resumed_projector_continues_from_its_saved_state_and_equals_a_rebuild,
     a_saved_state_from_another_log_is_not_resumed,

@@ -82,6 +82,7 @@ impl Freshness {
 /// of that moment so "late", "missing" and "missed" read as they did then.
 pub(crate) async fn read_models<T>(
     state: &AppState,
+    requester: uuid::Uuid,
     as_of: Option<&str>,
     min_position: Option<u64>,
     read: impl FnOnce(&ReadModels, Clock) -> T,
@@ -104,7 +105,7 @@ pub(crate) async fn read_models<T>(
             return Ok((answer, Freshness { position, wanted }));
         }
         Some(AsOf::Position(position)) => {
-            let models = as_of_models(state, position).await?;
+            let models = as_of_models(state, requester, position).await?;
             let then = models.board.recorded_at().unwrap_or(DateTime::UNIX_EPOCH);
             (models, Clock::at(then, &township))
         }
@@ -114,7 +115,7 @@ pub(crate) async fn read_models<T>(
             }
             let position = state.store().position_at(at).await?;
             (
-                as_of_models(state, position).await?,
+                as_of_models(state, requester, position).await?,
                 Clock::at(at, &township),
             )
         }
@@ -129,10 +130,14 @@ pub(crate) async fn read_models<T>(
     ))
 }
 
-async fn as_of_models(state: &AppState, position: u64) -> Result<Arc<ReadModels>, ApiError> {
+async fn as_of_models(
+    state: &AppState,
+    requester: uuid::Uuid,
+    position: u64,
+) -> Result<Arc<ReadModels>, ApiError> {
     state
         .projector
-        .as_of(position)
+        .as_of_for(&requester.to_string(), position)
         .await
         .map_err(|error| match error {
             ProjectorError::BeyondTheLog { head, .. } => {
@@ -200,8 +205,12 @@ async fn zone_dashboard(
     caller.check_zone(Some(zone_id), "zone")?;
     let q: DashboardQuery = query(&req)?;
     let live = q.as_of.is_none();
-    let (rendered, freshness) =
-        read_models(&state, q.as_of.as_deref(), q.min_position, |m, clock| {
+    let (rendered, freshness) = read_models(
+        &state,
+        caller.token_id,
+        q.as_of.as_deref(),
+        q.min_position,
+        |m, clock| {
             let render = |clock: Clock| {
                 reading(&state, clock)
                     .zone_dashboard(&m.board, zone_id, q.date.unwrap_or(clock.today))
@@ -218,8 +227,9 @@ async fn zone_dashboard(
             state
                 .zone_dashboards
                 .get_or_render(moment, zone_id, date, || render(clock))
-        })
-        .await?;
+        },
+    )
+    .await?;
     let rendered = rendered.map_err(|error| {
         tracing::error!(%error, "a zone dashboard did not render");
         ApiError::Internal
@@ -259,11 +269,16 @@ async fn township_dashboard(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: DashboardQuery = query(&req)?;
-    let (mut dashboard, freshness) =
-        read_models(&state, q.as_of.as_deref(), q.min_position, |m, clock| {
+    let (mut dashboard, freshness) = read_models(
+        &state,
+        caller.token_id,
+        q.as_of.as_deref(),
+        q.min_position,
+        |m, clock| {
             reading(&state, clock).township_dashboard(&m.board, q.date.unwrap_or(clock.today))
-        })
-        .await?;
+        },
+    )
+    .await?;
     // A zone worker sees its own zones' lines (and the township's totals,
     // which name no one), as its zone dashboards and the daily pull do.
     dashboard
@@ -412,8 +427,12 @@ async fn daily_reports(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: DailyQuery = query(&req)?;
-    let (aggregates, freshness) =
-        read_models(&state, q.as_of.as_deref(), q.min_position, |m, clock| {
+    let (aggregates, freshness) = read_models(
+        &state,
+        caller.token_id,
+        q.as_of.as_deref(),
+        q.min_position,
+        |m, clock| {
             let (from, to) = q.span(clock.today)?;
             let mut aggregates = reading(&state, clock).daily(&m.board, from, to);
             // A zone worker's pull holds its own zones' rows (and the
@@ -422,8 +441,9 @@ async fn daily_reports(
                 caller.sees_zone(r.zone_id) && q.zone_id.is_none_or(|z| r.zone_id == z)
             });
             Ok::<_, ApiError>(aggregates)
-        })
-        .await?;
+        },
+    )
+    .await?;
     let aggregates = aggregates?;
     let mut response = HttpResponse::Ok();
     freshness.headers(&mut response);

@@ -253,23 +253,25 @@ where
 {
     let limit = page.limit()?;
     let after = page.after()?;
-    let (paged, freshness) = dashboards::read_models(state, None, min_position, |m, _| {
-        let mut items = Vec::with_capacity(limit);
-        let mut last = after;
-        let mut next_cursor = None;
-        for entry in listing(m).after(after, zone) {
-            if let Some(v) = item(entry) {
-                if items.len() == limit {
-                    next_cursor = Some(last.to_string());
-                    break;
+    // Lists are always read live: no as-of rebuild, so no requester's turn.
+    let (paged, freshness) =
+        dashboards::read_models(state, uuid::Uuid::nil(), None, min_position, |m, _| {
+            let mut items = Vec::with_capacity(limit);
+            let mut last = after;
+            let mut next_cursor = None;
+            for entry in listing(m).after(after, zone) {
+                if let Some(v) = item(entry) {
+                    if items.len() == limit {
+                        next_cursor = Some(last.to_string());
+                        break;
+                    }
+                    items.push(v);
+                    last = entry.created;
                 }
-                items.push(v);
-                last = entry.created;
             }
-        }
-        Paged { items, next_cursor }
-    })
-    .await?;
+            Paged { items, next_cursor }
+        })
+        .await?;
     if let Some(d) = disclosed {
         state
             .disclosures

@@ -85,8 +85,12 @@ async fn quarantine_roster(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q: RosterQuery = query(&req)?;
-    let (roster, freshness) =
-        super::dashboards::read_models(&state, q.as_of.as_deref(), q.min_position, |m, clock| {
+    let (roster, freshness) = super::dashboards::read_models(
+        &state,
+        caller.token_id,
+        q.as_of.as_deref(),
+        q.min_position,
+        |m, clock| {
             let today = clock.today;
             let mut items: Vec<RosterItem> = m
                 .roster
@@ -126,8 +130,9 @@ async fn quarantine_roster(
                 position: m.position(),
                 items,
             }
-        })
-        .await?;
+        },
+    )
+    .await?;
     state
         .disclosures
         .record(
