@@ -193,6 +193,18 @@ fn unrouted(
 /// depends on the day and on what the caller's role may see, and a list or a
 /// dashboard on the projection's position and the query. A field app on a
 /// poor network pays for the answer once.
+/// The digest part of an answer's `ETag`: the first 12 bytes of its
+/// SHA-256, in hex. A handler that keeps an answer's bytes keeps this with
+/// them and puts it on the response, so it is not computed again per read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyDigest(std::sync::Arc<str>);
+
+impl BodyDigest {
+    pub(crate) fn of(body: &[u8]) -> BodyDigest {
+        BodyDigest(hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(body)[..12]).into())
+    }
+}
+
 async fn conditional(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -226,7 +238,12 @@ async fn conditional(
         .get(header::ETAG)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim_matches('"').to_owned());
-    let digest = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)[..12]);
+    // The handler's own, when it kept one with these bytes.
+    let digest = match head.extensions().get::<BodyDigest>() {
+        Some(kept) => kept.clone(),
+        None => BodyDigest::of(&bytes),
+    };
+    let digest = &*digest.0;
     let tag = match version {
         Some(version) => format!("\"{version}.{digest}\""),
         None => format!("\"{digest}\""),

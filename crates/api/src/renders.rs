@@ -61,20 +61,55 @@ impl Moment {
     }
 }
 
-#[derive(Debug, Default)]
-struct Kept {
+/// A kept render: the answer's bytes and their digest (the `ETag`'s),
+/// computed once with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub(crate) body: Bytes,
+    pub(crate) digest: crate::http::BodyDigest,
+}
+
+impl Rendered {
+    pub(crate) fn of(body: Vec<u8>) -> Rendered {
+        let body = Bytes::from(body);
+        Rendered {
+            digest: crate::http::BodyDigest::of(&body),
+            body,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Kept<T> {
     moment: Option<Moment>,
-    renders: HashMap<(Uuid, NaiveDate), Option<Bytes>>,
+    renders: HashMap<(Uuid, NaiveDate), Option<T>>,
+}
+
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Kept {
+            moment: None,
+            renders: HashMap::new(),
+        }
+    }
 }
 
 /// The zone dashboards rendered at the latest moment asked for (clones
 /// share them).
-#[derive(Debug, Clone, Default)]
-pub struct ZoneDashboards {
-    kept: Arc<Mutex<Kept>>,
+#[derive(Debug, Clone)]
+pub struct ZoneDashboards<T = Rendered> {
+    kept: Arc<Mutex<Kept<T>>>,
 }
 
-impl ZoneDashboards {
+impl<T> Default for ZoneDashboards<T> {
+    fn default() -> Self {
+        ZoneDashboards {
+            kept: Arc::default(),
+        }
+    }
+}
+
+impl<T: Clone> ZoneDashboards<T> {
     /// The render of `zone`'s dashboard for `date` at `moment` (`None`:
     /// not on the board), made by `render` unless kept. Renders of an
     /// earlier moment are dropped when a later one is asked for; a read
@@ -85,8 +120,8 @@ impl ZoneDashboards {
         moment: Moment,
         zone: Uuid,
         date: NaiveDate,
-        render: impl FnOnce() -> Result<Option<Bytes>, E>,
-    ) -> Result<Option<Bytes>, E> {
+        render: impl FnOnce() -> Result<Option<T>, E>,
+    ) -> Result<Option<T>, E> {
         {
             let kept = self.lock();
             if kept.moment == Some(moment) {
@@ -108,7 +143,7 @@ impl ZoneDashboards {
         Ok(rendered)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept<T>> {
         // A render never panics while the lock is held (it runs outside
         // it), so a poisoned lock still holds whole entries.
         self.kept.lock().unwrap_or_else(|e| e.into_inner())

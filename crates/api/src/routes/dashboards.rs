@@ -21,7 +21,7 @@ use crate::access::{Authorized, FeedCaller, Figures, FiguresFeed};
 use crate::export;
 use crate::feeds::FeedLease;
 use crate::problem::ApiError;
-use crate::renders::Moment;
+use crate::renders::{Moment, Rendered};
 use crate::AppState;
 
 /// Longest a read waits for the projections to reach `min_position`.
@@ -214,7 +214,7 @@ async fn zone_dashboard(
             let render = |clock: Clock| {
                 reading(&state, clock)
                     .zone_dashboard(&m.board, zone_id, q.date.unwrap_or(clock.today))
-                    .map(|dashboard| serde_json::to_vec(&dashboard).map(web::Bytes::from))
+                    .map(|dashboard| serde_json::to_vec(&dashboard).map(Rendered::of))
                     .transpose()
             };
             if !live {
@@ -235,9 +235,10 @@ async fn zone_dashboard(
         ApiError::Internal
     })?;
     match rendered {
-        Some(body) => {
+        Some(Rendered { body, digest }) => {
             let mut response = HttpResponse::Ok();
             freshness.headers(&mut response);
+            response.extensions_mut().insert(digest);
             Ok(response.content_type("application/json").body(body))
         }
         None => {
