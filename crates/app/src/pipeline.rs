@@ -283,6 +283,11 @@ impl Item {
     pub(crate) async fn settle(&self) {
         self.read_state();
         self.pipeline.wait_answered(self.index).await;
+        if self.has_passed() {
+            // Its events are queued and a later command may hold the turn:
+            // the chain is no longer this one's to start afresh.
+            return;
+        }
         // Every command before this one is answered and none after it has
         // started: a chain broken meanwhile can be started afresh here.
         let mut segment = self.pipeline.segment();

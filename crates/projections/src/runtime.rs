@@ -491,8 +491,11 @@ impl Projector {
                 serde_json::to_vec(&*models).map_err(StateError::from)?,
             )
         };
-        // Compressed after the models are free again for the tail.
-        let state = compress_state(&json)?;
+        // Compressed after the models are free again for the tail, off the
+        // async workers (a large state takes a while).
+        let state = tokio::task::spawn_blocking(move || compress_state(&json))
+            .await
+            .map_err(|e| StateError::Compression(std::io::Error::other(e.to_string())))??;
         let Some(hash) = self.store.hash_at(position).await? else {
             return Ok(0);
         };
