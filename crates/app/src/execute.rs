@@ -557,6 +557,7 @@ impl Application {
             .filter(|_| !self.vault.is_erased(&target.stream_id));
         let new_events = self.new_events(envelope, target, &events, &metadata, &mut sealing)?;
         let stored: Vec<serde_json::Value> = new_events.iter().map(|e| e.payload.clone()).collect();
+        let first_id = new_events.first().map(|e| e.event_id);
         // The chain, not the version, keeps an independent command on a
         // stream the batch created from being stored without it.
         let expected = match (independent, loaded.version) {
@@ -589,6 +590,9 @@ impl Application {
         );
         if let Some(key) = &sealing {
             item.keep_sealing_key(key);
+        }
+        if let Some(first_id) = first_id {
+            item.queued(first_id);
         }
         item.pass();
         drop(turn);
@@ -695,8 +699,21 @@ impl Application {
         target: &Target,
         command: &C,
     ) -> Result<Option<Outcome>, AppError> {
-        // In a batch, the first try may be a command before this one.
-        self.settle().await;
+        // In a batch, the first try may be a command before this one, still
+        // on its way to the log: then wait for it.
+        if let (Some(item), Some(key)) = (Item::current(), &envelope.idempotency_key) {
+            item.read_state();
+            let first_id = key_event_id(
+                key,
+                envelope.actor.token_id,
+                target.operation,
+                &target.stream_id,
+                0,
+            );
+            if item.is_queued(first_id) {
+                item.settle().await;
+            }
+        }
         let request_hash = self.request_hash(target, &envelope.fingerprint)?;
         self.replay(envelope, target, &request_hash, command).await
     }

@@ -68,6 +68,9 @@ struct Segment {
     /// Subjects given a new key by a queued link: later links seal under
     /// that key, stored by the first.
     keys: HashMap<String, SealingKey>,
+    /// The first event id of every queued link: a later command looking
+    /// for its first try by key waits for the log only when it is here.
+    queued: std::collections::HashSet<uuid::Uuid>,
 }
 
 /// What one command of a pipeline did so far.
@@ -266,6 +269,15 @@ impl Item {
             .keys
             .get(subject)
             .map(SealingKey::follower)
+    }
+
+    pub(crate) fn queued(&self, first_event_id: uuid::Uuid) {
+        self.pipeline.segment().queued.insert(first_event_id);
+    }
+
+    /// Whether a link of this segment starts with `first_event_id`.
+    pub(crate) fn is_queued(&self, first_event_id: uuid::Uuid) -> bool {
+        self.pipeline.segment().queued.contains(&first_event_id)
     }
 
     pub(crate) fn keep_sealing_key(&self, key: &SealingKey) {
