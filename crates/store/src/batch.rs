@@ -417,14 +417,7 @@ mod tests {
             request("zone-1", ExpectedVersion::NoStream, &[b]),
             request("zone-2", ExpectedVersion::Any, &[c]),
         ];
-        let plan = plan(
-            Head::GENESIS,
-            &HashMap::new(),
-            &HashMap::new(),
-            &Default::default(),
-            &requests,
-            0,
-        );
+        let plan = fresh_plan(&requests);
         assert_eq!(plan.rows.len(), 2);
         assert!(plan.outcomes[0].is_ok());
         assert!(matches!(
@@ -434,6 +427,18 @@ mod tests {
         let third = plan.outcomes[2].as_ref().expect("third append stands");
         assert_eq!((third.position, third.stream_version), (2, 1));
         assert_eq!(plan.head.position, 2);
+    }
+
+    /// The plan of `requests` over an empty log.
+    fn fresh_plan(requests: &[AppendRequest]) -> Plan<'_> {
+        plan(
+            Head::GENESIS,
+            &HashMap::new(),
+            &HashMap::new(),
+            &Default::default(),
+            requests,
+            0,
+        )
     }
 
     fn link(chain: &crate::AppendChain, mut r: AppendRequest) -> AppendRequest {
@@ -453,14 +458,7 @@ mod tests {
         // links already queued do not depend on it.
         chain.break_off();
         requests.push(link(&chain, request("zone-3", ExpectedVersion::Any, &[c])));
-        let plan = plan(
-            Head::GENESIS,
-            &HashMap::new(),
-            &HashMap::new(),
-            &Default::default(),
-            &requests,
-            0,
-        );
+        let plan = fresh_plan(&requests);
         assert!(plan.outcomes[0].is_ok() && plan.outcomes[1].is_ok());
         assert!(matches!(plan.outcomes[2], Err(StoreError::ChainBroken)));
         assert_eq!(plan.rows.len(), 2);
@@ -484,14 +482,7 @@ mod tests {
             // Not a link: written whatever the chain's fate.
             request("zone-3", ExpectedVersion::Any, &[ids[3]]),
         ];
-        let plan = plan(
-            Head::GENESIS,
-            &HashMap::new(),
-            &HashMap::new(),
-            &Default::default(),
-            &requests,
-            0,
-        );
+        let plan = fresh_plan(&requests);
         assert!(plan.outcomes[0].is_ok());
         assert!(matches!(
             plan.outcomes[1],
@@ -511,14 +502,7 @@ mod tests {
             &chain,
             request("zone-4", ExpectedVersion::Any, &[ids[4]]),
         )];
-        let plan = super::plan(
-            Head::GENESIS,
-            &HashMap::new(),
-            &HashMap::new(),
-            &Default::default(),
-            &later,
-            0,
-        );
+        let plan = fresh_plan(&later);
         assert!(matches!(plan.outcomes[0], Err(StoreError::ChainBroken)));
         assert!(plan.rows.is_empty());
     }
@@ -532,14 +516,7 @@ mod tests {
             link(&chain, request("zone-1", ExpectedVersion::Any, &[a])),
             link(&chain, request("zone-2", ExpectedVersion::Any, &[b])),
         ];
-        let plan = plan(
-            Head::GENESIS,
-            &HashMap::new(),
-            &HashMap::new(),
-            &Default::default(),
-            &requests,
-            0,
-        );
+        let plan = fresh_plan(&requests);
         assert!(plan.outcomes[1].as_ref().is_ok_and(|o| o.duplicate));
         assert!(matches!(plan.outcomes[2], Err(StoreError::ChainBroken)));
         assert_eq!(plan.rows.len(), 1);
@@ -552,14 +529,7 @@ mod tests {
             request("zone-1", ExpectedVersion::Any, &[a, b]),
             request("zone-1", ExpectedVersion::Any, &[a, b]),
         ];
-        let plan = plan(
-            Head::GENESIS,
-            &HashMap::new(),
-            &HashMap::new(),
-            &Default::default(),
-            &requests,
-            0,
-        );
+        let plan = fresh_plan(&requests);
         assert_eq!(plan.rows.len(), 2);
         let first = plan.outcomes[0].as_ref().expect("first");
         let second = plan.outcomes[1].as_ref().expect("second");

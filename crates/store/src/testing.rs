@@ -98,24 +98,6 @@ impl TestDb {
         }
     }
 
-    /// The first column of the first row `sql` answers, as bytes.
-    pub async fn fetch_bytes(&self, sql: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        match self.guard {
-            Guard::Sqlite(_) => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
-                let value = sqlx::query_scalar(sql).fetch_optional(&mut conn).await?;
-                conn.close().await?;
-                Ok(value)
-            }
-            Guard::Postgres { .. } => {
-                let mut conn = sqlx::PgConnection::connect(&self.url).await?;
-                let value = sqlx::query_scalar(sql).fetch_optional(&mut conn).await?;
-                conn.close().await?;
-                Ok(value)
-            }
-        }
-    }
-
     /// Runs `sql` with `bytes` bound to its one parameter (`$1`).
     pub async fn execute_with_bytes(&self, sql: &str, bytes: &[u8]) -> Result<u64, sqlx::Error> {
         match self.guard {
@@ -139,6 +121,23 @@ impl TestDb {
 
     /// The first column of the first row `sql` answers, as text.
     pub async fn fetch_text(&self, sql: &str) -> Result<Option<String>, sqlx::Error> {
+        self.fetch_scalar(sql).await
+    }
+
+    /// The first column of the first row `sql` answers, as bytes.
+    pub async fn fetch_bytes(&self, sql: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        self.fetch_scalar(sql).await
+    }
+
+    async fn fetch_scalar<T>(&self, sql: &str) -> Result<Option<T>, sqlx::Error>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>
+            + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>
+            + Send
+            + Unpin,
+    {
         match self.guard {
             Guard::Sqlite(_) => {
                 let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
