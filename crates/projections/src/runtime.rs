@@ -286,6 +286,8 @@ pub struct Projector {
     rebuilds: Arc<tokio::sync::Semaphore>,
     /// Each requester's own share of those: taken before a shared slot.
     requesters: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+    /// A save of the tail's is on its way to the store.
+    saving: Arc<std::sync::atomic::AtomicBool>,
     /// Set when the tail met an event it cannot apply: it stops there.
     stalled: Arc<RwLock<Option<Unapplicable>>>,
     state_key: StateKey,
@@ -307,6 +309,7 @@ impl Projector {
             as_of: Arc::new(Mutex::new(VecDeque::new())),
             rebuilds: Arc::new(tokio::sync::Semaphore::new(AS_OF_AT_ONCE)),
             requesters: Arc::default(),
+            saving: Arc::default(),
             stalled: Arc::new(RwLock::new(None)),
             state_key: options.state_key.clone(),
         };
@@ -425,9 +428,8 @@ impl Projector {
             }
             // Caught up: a good moment to save, when enough time has passed.
             if after > saved_at && last_save.elapsed() >= options.save_every {
-                match self.save().await {
-                    Ok(p) => saved_at = p,
-                    Err(error) => tracing::warn!(%error, "read models not saved"),
+                if let Some(p) = self.save_behind() {
+                    saved_at = p;
                 }
                 last_save = tokio::time::Instant::now();
             }
@@ -484,15 +486,54 @@ impl Projector {
     /// Saves the current state now (the server does at shutdown). Answers
     /// the position saved.
     pub async fn save(&self) -> Result<u64, ProjectorError> {
-        let (position, json) = {
-            let models = self.models.read().map_err(|_| poisoned())?;
-            (
-                models.position(),
-                serde_json::to_vec(&*models).map_err(StateError::from)?,
-            )
+        let (position, json) = self.render()?;
+        self.store_state(position, json).await
+    }
+
+    /// The models' position and JSON, read under their lock.
+    fn render(&self) -> Result<(u64, Vec<u8>), ProjectorError> {
+        let models = self.models.read().map_err(|_| poisoned())?;
+        Ok((
+            models.position(),
+            serde_json::to_vec(&*models).map_err(StateError::from)?,
+        ))
+    }
+
+    /// The tail's save: the JSON is rendered here (the tail, being this
+    /// task, applies nothing meanwhile), then compressed and stored by a
+    /// task of its own while the tail goes on. One at a time: answers the
+    /// position being saved, or `None` when a save is still on its way or
+    /// the models cannot be rendered.
+    fn save_behind(&self) -> Option<u64> {
+        if self.saving.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return None;
+        }
+        let (position, json) = match self.render() {
+            Ok(rendered) => rendered,
+            Err(error) => {
+                tracing::warn!(%error, "read models not saved");
+                self.saving
+                    .store(false, std::sync::atomic::Ordering::Release);
+                return None;
+            }
         };
-        // Compressed after the models are free again for the tail, off the
-        // async workers (a large state takes a while).
+        let projector = self.clone();
+        tokio::spawn(async move {
+            // A later save never loses to this one: the store keeps the
+            // state of the highest position.
+            if let Err(error) = projector.store_state(position, json).await {
+                tracing::warn!(%error, "read models not saved");
+            }
+            projector
+                .saving
+                .store(false, std::sync::atomic::Ordering::Release);
+        });
+        Some(position)
+    }
+
+    /// Compresses and stores the models' JSON as of `position`.
+    async fn store_state(&self, position: u64, json: Vec<u8>) -> Result<u64, ProjectorError> {
+        // Off the async workers: a large state takes a while.
         let state = tokio::task::spawn_blocking(move || compress_state(&json))
             .await
             .map_err(|e| StateError::Compression(std::io::Error::other(e.to_string())))??;
