@@ -185,14 +185,6 @@ fn unrouted(
     response
 }
 
-/// Validators for every read: a `200` to `GET` gets a strong
-/// `ETag` over its bytes (after the entity's version where the handler gave
-/// one, `"7.3f2a…"`, so `If-Match` still reads the version before the dot),
-/// and a request whose `If-None-Match` names it is answered `304` with no
-/// body. The bytes decide, not the version alone: a returnee's view also
-/// depends on the day and on what the caller's role may see, and a list or a
-/// dashboard on the projection's position and the query. A field app on a
-/// poor network pays for the answer once.
 /// The digest part of an answer's `ETag`: the first 12 bytes of its
 /// SHA-256, in hex. A handler that keeps an answer's bytes keeps this with
 /// them and puts it on the response, so it is not computed again per read.
@@ -205,6 +197,14 @@ impl BodyDigest {
     }
 }
 
+/// Validators for every read: a `200` to `GET` gets a strong
+/// `ETag` over its bytes (after the entity's version where the handler gave
+/// one, `"7.3f2a…"`, so `If-Match` still reads the version before the dot),
+/// and a request whose `If-None-Match` names it is answered `304` with no
+/// body. The bytes decide, not the version alone: a returnee's view also
+/// depends on the day and on what the caller's role may see, and a list or a
+/// dashboard on the projection's position and the query. A field app on a
+/// poor network pays for the answer once.
 async fn conditional(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

@@ -79,37 +79,20 @@ impl Rendered {
     }
 }
 
-#[derive(Debug)]
-struct Kept<T> {
+#[derive(Debug, Default)]
+struct Kept {
     moment: Option<Moment>,
-    renders: HashMap<(Uuid, NaiveDate), Option<T>>,
-}
-
-impl<T> Default for Kept<T> {
-    fn default() -> Self {
-        Kept {
-            moment: None,
-            renders: HashMap::new(),
-        }
-    }
+    renders: HashMap<(Uuid, NaiveDate), Option<Rendered>>,
 }
 
 /// The zone dashboards rendered at the latest moment asked for (clones
 /// share them).
-#[derive(Debug, Clone)]
-pub struct ZoneDashboards<T = Rendered> {
-    kept: Arc<Mutex<Kept<T>>>,
+#[derive(Debug, Clone, Default)]
+pub struct ZoneDashboards {
+    kept: Arc<Mutex<Kept>>,
 }
 
-impl<T> Default for ZoneDashboards<T> {
-    fn default() -> Self {
-        ZoneDashboards {
-            kept: Arc::default(),
-        }
-    }
-}
-
-impl<T: Clone> ZoneDashboards<T> {
+impl ZoneDashboards {
     /// The render of `zone`'s dashboard for `date` at `moment` (`None`:
     /// not on the board), made by `render` unless kept. Renders of an
     /// earlier moment are dropped when a later one is asked for; a read
@@ -120,8 +103,8 @@ impl<T: Clone> ZoneDashboards<T> {
         moment: Moment,
         zone: Uuid,
         date: NaiveDate,
-        render: impl FnOnce() -> Result<Option<T>, E>,
-    ) -> Result<Option<T>, E> {
+        render: impl FnOnce() -> Result<Option<Rendered>, E>,
+    ) -> Result<Option<Rendered>, E> {
         {
             let kept = self.lock();
             if kept.moment == Some(moment) {
@@ -143,7 +126,7 @@ impl<T: Clone> ZoneDashboards<T> {
         Ok(rendered)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Kept<T>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
         // A render never panics while the lock is held (it runs outside
         // it), so a poisoned lock still holds whole entries.
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
@@ -156,6 +139,10 @@ mod tests {
 
     fn day() -> NaiveDate {
         NaiveDate::from_ymd_opt(2020, 2, 1).expect("a date")
+    }
+
+    fn rendered(text: &str) -> Rendered {
+        Rendered::of(text.as_bytes().to_vec())
     }
 
     #[test]
@@ -172,9 +159,10 @@ mod tests {
             cache
                 .get_or_render(m, zone, day(), || {
                     renders += 1;
-                    Ok::<_, ()>(Some(Bytes::from(format!("render {renders}"))))
+                    Ok::<_, ()>(Some(rendered(&format!("render {renders}"))))
                 })
                 .expect("rendered")
+                .map(|r| r.body)
         };
         assert_eq!(get(at(10, 100)), Some(Bytes::from("render 1")));
         assert_eq!(get(at(10, 100)), Some(Bytes::from("render 1")));
@@ -198,7 +186,7 @@ mod tests {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let next = day().succ_opt().expect("a day");
         let keep = |zone, date, render: Option<&'static str>| {
-            cache.get_or_render(m, zone, date, || Ok::<_, ()>(render.map(Bytes::from)))
+            cache.get_or_render(m, zone, date, || Ok::<_, ()>(render.map(rendered)))
         };
         let _ = (keep(a, day(), Some("a")), keep(b, day(), None));
         let _ = keep(a, next, Some("a next"));
@@ -209,8 +197,9 @@ mod tests {
         );
         let kept = |zone, date| {
             cache
-                .get_or_render(m, zone, date, || Err::<Option<Bytes>, ()>(()))
+                .get_or_render(m, zone, date, || Err::<Option<Rendered>, ()>(()))
                 .expect("kept, not rendered again")
+                .map(|r| r.body)
         };
         assert_eq!(kept(a, day()), Some(Bytes::from("a")));
         assert_eq!(kept(b, day()), None);

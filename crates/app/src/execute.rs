@@ -557,7 +557,6 @@ impl Application {
             .filter(|_| !self.vault.is_erased(&target.stream_id));
         let new_events = self.new_events(envelope, target, &events, &metadata, &mut sealing)?;
         let stored: Vec<serde_json::Value> = new_events.iter().map(|e| e.payload.clone()).collect();
-        let first_id = new_events.first().map(|e| e.event_id);
         // The chain, not the version, keeps an independent command on a
         // stream the batch created from being stored without it.
         let expected = match (independent, loaded.version) {
@@ -566,6 +565,9 @@ impl Application {
             (false, version) => ExpectedVersion::Exact(version),
         };
         let new_key = sealing.as_ref().and_then(|k| k.pending.clone());
+        let Some(first_id) = new_events.first().map(|e| e.event_id) else {
+            return Err(AppError::Resequence);
+        };
         let chain = item.chain();
         let submitted = self
             .store
@@ -577,23 +579,22 @@ impl Application {
                 Some(&chain),
             )
             .await
+            // Nothing was queued (a store shut down, an append it cannot
+            // take): deciding again the ordinary way is safe and meets the
+            // same answer the command alone would.
             .map_err(|_| AppError::Resequence)?;
         let version = loaded.version + events.len() as u64;
         let state = events.iter().fold(loaded.state, |s, e| s.apply(e));
-        item.set_overlay(
+        item.queued(
             &target.stream_id,
             Cached {
                 version,
                 position: loaded.position,
                 state: Arc::new(state.clone()),
             },
+            sealing.as_ref(),
+            first_id,
         );
-        if let Some(key) = &sealing {
-            item.keep_sealing_key(key);
-        }
-        if let Some(first_id) = first_id {
-            item.queued(first_id);
-        }
         item.pass();
         drop(turn);
 
@@ -613,11 +614,11 @@ impl Application {
             // retries with its key; deciding again here could record an
             // unkeyed command twice.
             Err(error) => {
-                item.settled();
+                item.stands();
                 return Err(error.into());
             }
         };
-        item.linked();
+        item.stands();
         if let Some(sealing) = sealing {
             self.vault.committed(sealing);
         }

@@ -41,7 +41,7 @@ pub struct Pipeline {
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
-            .field("items", &self.shared.turns.len())
+            .field("items", &self.shared.turn.wakers.len())
             .finish_non_exhaustive()
     }
 }
@@ -49,13 +49,42 @@ impl std::fmt::Debug for Pipeline {
 struct Shared {
     segment: Mutex<Segment>,
     /// The command whose turn it is to decide.
-    turn: AtomicUsize,
-    turns: Vec<Notify>,
-    /// Commands answered for good; `answered` is the first one that is not.
-    done: Mutex<Vec<bool>>,
-    answered: AtomicUsize,
-    answers: Vec<Notify>,
+    turn: Progress,
+    /// The first command without its final answer: answers are final in
+    /// order, each command waiting for the ones before it.
+    answered: Progress,
     decided_again: AtomicUsize,
+}
+
+/// A count that only rises through the commands, in order, and wakes the
+/// one command waiting for it to reach that command's number.
+struct Progress {
+    reached: AtomicUsize,
+    wakers: Vec<Notify>,
+}
+
+impl Progress {
+    fn new(items: usize) -> Self {
+        Progress {
+            reached: AtomicUsize::new(0),
+            wakers: (0..items).map(|_| Notify::new()).collect(),
+        }
+    }
+
+    /// Until the count reaches `index`.
+    async fn wait(&self, index: usize) {
+        while self.reached.load(Ordering::Acquire) < index {
+            self.wakers[index].notified().await;
+        }
+    }
+
+    /// Command `index` is done: the count moves past it.
+    fn past(&self, index: usize) {
+        self.reached.fetch_max(index + 1, Ordering::AcqRel);
+        if let Some(next) = self.wakers.get(index + 1) {
+            next.notify_one();
+        }
+    }
 }
 
 /// The chain the next commands are linked on, and what its links leave.
@@ -81,11 +110,9 @@ pub(crate) struct Item {
     ahead: bool,
     /// Read any state to come to its answer.
     read_state: AtomicBool,
-    /// Its events were written on the chain.
-    linked: AtomicBool,
-    /// Its answer stands as it would for the command sent alone (the
-    /// store failed under it, say).
-    settled: AtomicBool,
+    /// Its answer stands as it would for the command sent alone: its
+    /// events were written on the chain, or the store failed under it.
+    stands: AtomicBool,
     passed: AtomicBool,
 }
 
@@ -95,11 +122,8 @@ impl Pipeline {
         Pipeline {
             shared: Arc::new(Shared {
                 segment: Mutex::new(Segment::default()),
-                turn: AtomicUsize::new(0),
-                turns: (0..items).map(|_| Notify::new()).collect(),
-                done: Mutex::new(vec![false; items]),
-                answered: AtomicUsize::new(0),
-                answers: (0..items).map(|_| Notify::new()).collect(),
+                turn: Progress::new(items),
+                answered: Progress::new(items),
                 decided_again: AtomicUsize::new(0),
             }),
         }
@@ -113,18 +137,17 @@ impl Pipeline {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        assert!(index < self.shared.turns.len(), "no such command");
-        self.wait_turn(index).await;
+        assert!(index < self.shared.turn.wakers.len(), "no such command");
+        self.shared.turn.wait(index).await;
         if self.segment().chain.is_broken() {
             // Links after the break are refused: once every command before
             // this one is answered, the state is what the log holds again.
-            self.wait_answered(index).await;
-            *self.segment() = Segment::default();
+            self.shared.answered.wait(index).await;
+            self.restart_if_broken();
         }
         let item = Arc::new(Item::new(self.clone(), index, true));
         let first = ITEM.scope(item.clone(), make()).await;
-        let settled = item.linked.load(Ordering::Acquire)
-            || item.settled.load(Ordering::Acquire)
+        let settled = item.stands.load(Ordering::Acquire)
             || first.is_ok()
             || !item.read_state.load(Ordering::Acquire);
         if !settled {
@@ -135,15 +158,25 @@ impl Pipeline {
             self.shared.decided_again.fetch_add(1, Ordering::Relaxed);
         }
         item.pass();
-        self.wait_answered(index).await;
+        self.shared.answered.wait(index).await;
         let answer = if settled {
             first
         } else {
             ITEM.scope(Arc::new(Item::new(self.clone(), index, false)), make())
                 .await
         };
-        self.answered(index);
+        self.shared.answered.past(index);
         answer
+    }
+
+    /// A new chain, with nothing queued on it, in place of a broken one.
+    /// Only while every command before the caller is answered and none
+    /// after it has started.
+    fn restart_if_broken(&self) {
+        let mut segment = self.segment();
+        if segment.chain.is_broken() {
+            *segment = Segment::default();
+        }
     }
 
     /// Commands decided again the ordinary way so far (the rest were
@@ -158,47 +191,6 @@ impl Pipeline {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
-
-    async fn wait_turn(&self, index: usize) {
-        while self.shared.turn.load(Ordering::Acquire) < index {
-            self.shared.turns[index].notified().await;
-        }
-    }
-
-    fn pass(&self, index: usize) {
-        self.shared.turn.fetch_max(index + 1, Ordering::AcqRel);
-        if let Some(next) = self.shared.turns.get(index + 1) {
-            next.notify_one();
-        }
-    }
-
-    /// Until every command before `index` has its final answer.
-    async fn wait_answered(&self, index: usize) {
-        while self.shared.answered.load(Ordering::Acquire) < index {
-            self.shared.answers[index].notified().await;
-        }
-    }
-
-    fn answered(&self, index: usize) {
-        let mut done = self
-            .shared
-            .done
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        done[index] = true;
-        let before = self.shared.answered.load(Ordering::Acquire);
-        let mut first_open = before;
-        while first_open < done.len() && done[first_open] {
-            first_open += 1;
-        }
-        self.shared.answered.store(first_open, Ordering::Release);
-        drop(done);
-        // Whoever waits for "all before me": every index up to the first
-        // open one is now satisfied.
-        for waiting in (before + 1)..=first_open.min(self.shared.answers.len() - 1) {
-            self.shared.answers[waiting].notify_one();
-        }
-    }
 }
 
 impl Item {
@@ -208,8 +200,7 @@ impl Item {
             index,
             ahead,
             read_state: AtomicBool::new(false),
-            linked: AtomicBool::new(false),
-            settled: AtomicBool::new(false),
+            stands: AtomicBool::new(false),
             passed: AtomicBool::new(false),
         }
     }
@@ -223,7 +214,7 @@ impl Item {
     /// has its answer.
     pub(crate) fn pass(&self) {
         if !self.passed.swap(true, Ordering::AcqRel) {
-            self.pipeline.pass(self.index);
+            self.pipeline.shared.turn.past(self.index);
         }
     }
 
@@ -235,14 +226,10 @@ impl Item {
         self.read_state.store(true, Ordering::Release);
     }
 
-    pub(crate) fn linked(&self) {
-        self.linked.store(true, Ordering::Release);
-    }
-
-    /// The answer about to be given stands: the command sent alone would
-    /// have had it too.
-    pub(crate) fn settled(&self) {
-        self.settled.store(true, Ordering::Release);
+    /// The answer about to be given stands: its events were written, or
+    /// the command sent alone would have had it too.
+    pub(crate) fn stands(&self) {
+        self.stands.store(true, Ordering::Release);
     }
 
     /// The chain this command's events are linked on.
@@ -255,11 +242,30 @@ impl Item {
         self.pipeline.segment().overlay.get(stream_id).cloned()
     }
 
+    /// A stream read fresh: later commands of this segment read it so.
     pub(crate) fn set_overlay(&self, stream_id: &str, cached: Cached) {
         self.pipeline
             .segment()
             .overlay
             .insert(stream_id.to_owned(), cached);
+    }
+
+    /// This command's events are queued on the chain: later commands read
+    /// `stream_id` as they leave it, seal under the key they store (if
+    /// new), and find their first event id here.
+    pub(crate) fn queued(
+        &self,
+        stream_id: &str,
+        left: Cached,
+        new_key: Option<&SealingKey>,
+        first_event_id: uuid::Uuid,
+    ) {
+        let mut segment = self.pipeline.segment();
+        segment.overlay.insert(stream_id.to_owned(), left);
+        if let Some(key) = new_key.filter(|key| key.pending.is_some()) {
+            segment.keys.insert(stream_id.to_owned(), key.follower());
+        }
+        segment.queued.insert(first_event_id);
     }
 
     /// The key a queued link made for `subject`, if any.
@@ -271,40 +277,20 @@ impl Item {
             .map(SealingKey::follower)
     }
 
-    pub(crate) fn queued(&self, first_event_id: uuid::Uuid) {
-        self.pipeline.segment().queued.insert(first_event_id);
-    }
-
     /// Whether a link of this segment starts with `first_event_id`.
     pub(crate) fn is_queued(&self, first_event_id: uuid::Uuid) -> bool {
         self.pipeline.segment().queued.contains(&first_event_id)
-    }
-
-    pub(crate) fn keep_sealing_key(&self, key: &SealingKey) {
-        if key.pending.is_some() {
-            let follower = key.follower();
-            self.pipeline
-                .segment()
-                .keys
-                .insert(follower.subject().to_owned(), follower);
-        }
     }
 
     /// Until every command before this one has its final answer: for a
     /// command that reads what they wrote beyond the streams it loads.
     pub(crate) async fn settle(&self) {
         self.read_state();
-        self.pipeline.wait_answered(self.index).await;
-        if self.has_passed() {
-            // Its events are queued and a later command may hold the turn:
-            // the chain is no longer this one's to start afresh.
-            return;
-        }
-        // Every command before this one is answered and none after it has
-        // started: a chain broken meanwhile can be started afresh here.
-        let mut segment = self.pipeline.segment();
-        if segment.chain.is_broken() {
-            *segment = Segment::default();
+        self.pipeline.shared.answered.wait(self.index).await;
+        // Its events queued, a later command may hold the turn: the chain
+        // is then no longer this one's to start afresh.
+        if !self.has_passed() {
+            self.pipeline.restart_if_broken();
         }
     }
 }

@@ -285,7 +285,7 @@ pub struct Projector {
     /// queues instead of starving the service.
     rebuilds: Arc<tokio::sync::Semaphore>,
     /// Each requester's own share of those: taken before a shared slot.
-    requesters: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+    requesters: Arc<Mutex<std::collections::HashMap<uuid::Uuid, Arc<tokio::sync::Semaphore>>>>,
     /// A save of the tail's is on its way to the store.
     saving: Arc<std::sync::atomic::AtomicBool>,
     /// Set when the tail met an event it cannot apply: it stops there.
@@ -589,12 +589,12 @@ impl Projector {
         }
     }
 
-    /// [`Projector::as_of`] for `requester` (a token id, say), who runs at
-    /// most one rebuild at a time: further ones wait their turn, so the
-    /// shared slots stay open to others.
+    /// [`Projector::as_of`] for `requester` (a token id), who runs at most
+    /// one rebuild at a time: further ones wait their turn, so the shared
+    /// slots stay open to others.
     pub async fn as_of_for(
         &self,
-        requester: &str,
+        requester: uuid::Uuid,
         position: u64,
     ) -> Result<Arc<ReadModels>, ProjectorError> {
         let own = {
@@ -602,7 +602,7 @@ impl Projector {
             // Only requesters with a rebuild running or waiting are kept.
             requesters.retain(|_, turn| Arc::strong_count(turn) > 1);
             requesters
-                .entry(requester.to_owned())
+                .entry(requester)
                 .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(AS_OF_PER_REQUESTER)))
                 .clone()
         };

@@ -166,12 +166,13 @@ async fn one_requester_walking_back_through_history_leaves_a_slot_to_others(db: 
     let head = caught_up(&projector, &store).await;
     let slots = projector.as_of_slots_free();
     assert!(slots >= 2);
+    let (token_a, token_b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     // One token asks for many earlier positions at once, each a rebuild.
     let walk = futures::future::join_all((1..=6u64).map(|i| {
         let projector = projector.clone();
         async move {
             projector
-                .as_of_for("token-a", head - i * 1_000)
+                .as_of_for(token_a, head - i * 1_000)
                 .await
                 .map(|m| m.position())
         }
@@ -201,8 +202,8 @@ async fn one_requester_walking_back_through_history_leaves_a_slot_to_others(db: 
     );
     // Another token is served meanwhile, and the same token again after.
     let (a, b) = tokio::join!(
-        projector.as_of_for("token-a", head - 7_000),
-        projector.as_of_for("token-b", head / 2),
+        projector.as_of_for(token_a, head - 7_000),
+        projector.as_of_for(token_b, head / 2),
     );
     assert_eq!(a.expect("as of").position(), head - 7_000);
     assert_eq!(b.expect("as of").position(), head / 2);

@@ -184,11 +184,6 @@ impl SealingKey {
             vault: None,
         }
     }
-
-    /// The data subject the key seals for.
-    pub fn subject(&self) -> &str {
-        &self.subject
-    }
 }
 
 impl Drop for SealingKey {

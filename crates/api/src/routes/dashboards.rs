@@ -137,7 +137,7 @@ async fn as_of_models(
 ) -> Result<Arc<ReadModels>, ApiError> {
     state
         .projector
-        .as_of_for(&requester.to_string(), position)
+        .as_of_for(requester, position)
         .await
         .map_err(|error| match error {
             ProjectorError::BeyondTheLog { head, .. } => {
