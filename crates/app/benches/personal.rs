@@ -3,7 +3,9 @@
 //! when `FANGKONG_TEST_POSTGRES` is set; `FANGKONG_BENCH_BACKEND` picks
 //! one; `FANGKONG_BENCH_EVENTS` events per run, default 20,000, an eighth
 //! of them for one appender; `FANGKONG_BENCH_APPENDERS` the appender
-//! counts, default `1,64`).
+//! counts, default `1,64`; `FANGKONG_BENCH_MIX` one mix, `new` or
+//! `record`; `FANGKONG_BENCH_ROUNDS` rounds per figure, default 5;
+//! `FANGKONG_BENCH_NO_ERASURE` skips the erasure timings).
 //!
 //! Each figure appends the same events to a fresh store, by 1 and by 64
 //! appenders, once as they are and once sealed through the application's
@@ -128,7 +130,8 @@ async fn appends(db: &TestDb, appenders: usize, people: usize, make: Make, seale
     rate
 }
 
-/// Rounds of each figure: plain and sealed alternate which goes first.
+/// Rounds of each figure unless `FANGKONG_BENCH_ROUNDS` says otherwise:
+/// plain and sealed alternate which goes first.
 const ROUNDS: usize = 5;
 
 fn median(rates: &mut [f64]) -> f64 {
@@ -210,10 +213,15 @@ async fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(20_000);
-    let mixes: [(&str, Make, usize); 2] = [
-        ("every event a new person", registration_only, 1),
-        ("a returnee's record (17 events)", record, 17),
+    let mixes: [(&str, &str, Make, usize); 2] = [
+        ("new", "every event a new person", registration_only, 1),
+        ("record", "a returnee's record (17 events)", record, 17),
     ];
+    let only_mix = std::env::var("FANGKONG_BENCH_MIX").ok();
+    let rounds: usize = std::env::var("FANGKONG_BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(ROUNDS);
     let appender_counts: Vec<usize> = std::env::var("FANGKONG_BENCH_APPENDERS")
         .ok()
         .map(|list| {
@@ -232,7 +240,10 @@ async fn main() {
             println!("PostgreSQL not configured (FANGKONG_TEST_POSTGRES): skipped");
             continue;
         }
-        for (mix, make, per_person) in mixes {
+        for (mix_name, mix, make, per_person) in mixes {
+            if only_mix.as_deref().is_some_and(|m| m != mix_name) {
+                continue;
+            }
             for &appenders in &appender_counts {
                 // A lone appender commits each event alone: fewer of them.
                 let total = if appenders == 1 { events / 8 } else { events };
@@ -241,7 +252,7 @@ async fn main() {
                 // and the medians are compared: one pair of runs on a
                 // shared machine differs by more than the cost measured.
                 let (mut plain, mut sealed) = (Vec::new(), Vec::new());
-                for round in 0..ROUNDS {
+                for round in 0..rounds {
                     for seal in [round % 2 == 1, round % 2 == 0] {
                         let Some(db) = backend(name).await else {
                             continue;
@@ -254,10 +265,14 @@ async fn main() {
                 println!(
                     "{mix:<32} {appenders:>2} appender(s): plain {plain:>7.0} events/s, \
                      sealed {sealed:>7.0} events/s, sealing costs {:>5.1}% \
-                     (medians of {ROUNDS} rounds)",
-                    100.0 * (1.0 - sealed / plain)
+                     (medians of {} rounds)",
+                    100.0 * (1.0 - sealed / plain),
+                    rounds
                 );
             }
+        }
+        if std::env::var("FANGKONG_BENCH_NO_ERASURE").is_ok() {
+            continue;
         }
         if let Some(db) = backend(name).await {
             erasures(&db).await;
