@@ -12,6 +12,66 @@ use serde_json::Value;
 
 use crate::{AppError, Application, Envelope, Outcome, Target};
 
+/// How often, at most, [`follow_erasures`] reads the log for new erasures.
+const ERASURES_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// Erasure events read at a time.
+const ERASURES_PAGE: usize = 500;
+
+/// Follows the log for erasures recorded by other instances on the same
+/// store, and forgets each erased person's key here as soon as its
+/// `PersonalDataErased` is in the log, instead of when the store's key
+/// rows are next read ([`Vault::refresh`], every few seconds): the window in
+/// which another instance still opens an erased person's data shrinks to
+/// this follower's lag (about 100 ms). Ends when `stopping` turns or the
+/// store closes.
+pub async fn follow_erasures(
+    store: fangkong_store::EventStore,
+    vault: Vault,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let filter = fangkong_store::LogFilter {
+        event_types: vec!["PersonalDataErased".to_owned()],
+        ..Default::default()
+    };
+    let mut heads = store.subscribe();
+    // Erasures before now are tombstones the vault loaded when it opened.
+    let mut after = *heads.borrow_and_update();
+    loop {
+        tokio::select! {
+            changed = heads.changed() => if changed.is_err() { return },
+            _ = stopping.changed() => return,
+        }
+        // Every event up to the head announced is committed: reading up to
+        // it, then starting the next read past it, skips none.
+        let head = *heads.borrow_and_update();
+        loop {
+            match store.read_all(after, ERASURES_PAGE, &filter).await {
+                Ok(page) => {
+                    for event in &page {
+                        vault.erased_elsewhere(&event.stream_id);
+                    }
+                    match page.last() {
+                        Some(last) if page.len() == ERASURES_PAGE => after = last.position,
+                        last => {
+                            after = head.max(last.map_or(0, |e| e.position)).max(after);
+                            break;
+                        }
+                    }
+                }
+                Err(error) if error.is_closed() => return,
+                Err(error) => {
+                    tracing::warn!(%error, "erasures of other instances not followed; retrying");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ERASURES_EVERY) => {}
+            _ = stopping.changed() => return,
+        }
+    }
+}
+
 /// Whether a stored value at a sealed path is sealed (or was erased).
 fn is_sealed(value: &Value) -> bool {
     value.get("sealed").is_some_and(Value::is_string)

@@ -337,7 +337,65 @@ async fn first_personal_writes_from_two_instances_agree_on_one_key(db: &TestDb) 
     store.close().await;
 }
 
+async fn an_erasure_one_instance_records_is_followed_by_the_other_without_a_refresh(db: &TestDb) {
+    use fangkong_domain::personal::sealing_context;
+    use fangkong_vault::Opened;
+    let (store, [a, b]) = two_instances(db).await;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    // The follower reads the log through a store of its own, as another
+    // server would: it hears of new events as that server does.
+    let elsewhere = EventStore::open(db.url()).await.expect("the store opens");
+    let follower = tokio::spawn(fangkong_app::personal::follow_erasures(
+        elsewhere.clone(),
+        b.vault().clone(),
+        stopping,
+    ));
+    let id = quarantined(&a).await;
+    let stream = id.stream_id();
+    // The other instance learns the new key once, then never reads the key
+    // rows again: only the follower can tell it of the erasure.
+    b.vault().refresh().await.expect("refreshed");
+    let registered = store.read_stream(&stream, 1, 1).await.expect("read");
+    let sealed = registered[0].payload["personal"]["sealed"]
+        .as_str()
+        .expect("sealed")
+        .to_owned();
+    let context = sealing_context(&stream, "ReturneeRegistered", &["personal"]);
+    let opened = || {
+        b.vault()
+            .open_sealed(&stream, &context, &sealed)
+            .expect("opens")
+    };
+    assert!(matches!(opened(), Opened::Clear(_)), "{:?}", opened());
+    a.erase_personal_data(
+        &Envelope::system(),
+        &Target::new(stream.clone(), id.as_uuid(), "returnee.erase"),
+        fangkong_domain::returnee::ErasureBasis::Request,
+        Text::parse("the person asked").expect("a reason"),
+    )
+    .await
+    .expect("erased");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match opened() {
+            Opened::Erased => break,
+            Opened::Clear(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "the other instance still opens the erased person's data"
+            ),
+            other => panic!("neither open nor erased: {other:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(b.vault().is_erased(&stream));
+    stop.send(true).expect("the follower listens");
+    follower.await.expect("the follower ends");
+    elsewhere.close().await;
+    store.close().await;
+}
+
 fangkong_store::each_backend!(threads = 2; [by_ref];
+    an_erasure_one_instance_records_is_followed_by_the_other_without_a_refresh,
     first_personal_writes_from_two_instances_agree_on_one_key,
     crossings_from_two_instances_never_collide,
     ordered_commands_beaten_by_the_other_instance_land_on_fresh_state,

@@ -39,6 +39,14 @@ pub async fn run(
         vault.clone(),
         settings,
     ));
+    // Erasures other instances record are followed in the log, so their
+    // keys are forgotten here within about 100 ms; the refresh below is
+    // the fallback, and how new keys of other instances arrive.
+    tokio::spawn(fangkong_app::personal::follow_erasures(
+        store.clone(),
+        vault.clone(),
+        state.shutdown.subscribe(),
+    ));
     let mut stopping = state.shutdown.subscribe();
     tokio::spawn(async move {
         loop {

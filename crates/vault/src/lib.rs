@@ -452,6 +452,16 @@ impl Vault {
         matches!(self.read_keys().get(subject), Some(Slot::Live(_)))
     }
 
+    /// Another instance recorded the subject's erasure (its event is in
+    /// the log): the key held here is zeroed and forgotten now, before the
+    /// store's tombstone is next read, and nothing new is sealed under it.
+    /// Never undone.
+    pub fn erased_elsewhere(&self, subject: &str) {
+        if subject != STORE_KEY {
+            remember(&mut self.write_keys(), subject.to_owned(), Slot::Erased);
+        }
+    }
+
     /// Destroys the keys of `subjects`: in the store (the row stays as a
     /// tombstone, with `reason`) and in memory. Answers how many keys were
     /// destroyed now; subjects already erased or without a key count 0.
