@@ -14,6 +14,8 @@ use crate::{AppError, Application, Envelope, Outcome, Target};
 
 /// How often, at most, [`follow_erasures`] reads the log for new erasures.
 const ERASURES_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a failed read of the log waits before it is tried again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Erasure events read at a time.
 const ERASURES_PAGE: usize = 500;
 
@@ -22,24 +24,32 @@ const ERASURES_PAGE: usize = 500;
 /// `PersonalDataErased` is in the log, instead of when the store's key
 /// rows are next read ([`Vault::refresh`], every few seconds): the window in
 /// which another instance still opens an erased person's data shrinks to
-/// this follower's lag (about 100 ms). Ends when `stopping` turns or the
-/// store closes.
+/// this follower's lag (about 100 ms on PostgreSQL, whose appends are
+/// announced; up to about 300 ms on SQLite, whose head is polled). Ends
+/// when `stopping` turns or the store closes.
 pub async fn follow_erasures(
     store: fangkong_store::EventStore,
     vault: Vault,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
+    // Only returnees are erased; their stream is the data subject.
     let filter = fangkong_store::LogFilter {
+        category: Some("returnee".to_owned()),
         event_types: vec!["PersonalDataErased".to_owned()],
         ..Default::default()
     };
     let mut heads = store.subscribe();
     // Erasures before now are tombstones the vault loaded when it opened.
     let mut after = *heads.borrow_and_update();
+    let mut retry = false;
     loop {
-        tokio::select! {
-            changed = heads.changed() => if changed.is_err() { return },
-            _ = stopping.changed() => return,
+        // A failed read is tried again on the next turn, not only once
+        // something else is appended.
+        if !std::mem::take(&mut retry) {
+            tokio::select! {
+                changed = heads.changed() => if changed.is_err() { return },
+                _ = stopping.changed() => return,
+            }
         }
         // Every event up to the head announced is committed: reading up to
         // it, then starting the next read past it, skips none.
@@ -61,12 +71,14 @@ pub async fn follow_erasures(
                 Err(error) if error.is_closed() => return,
                 Err(error) => {
                     tracing::warn!(%error, "erasures of other instances not followed; retrying");
+                    retry = true;
                     break;
                 }
             }
         }
+        let pause = if retry { RETRY_AFTER } else { ERASURES_EVERY };
         tokio::select! {
-            _ = tokio::time::sleep(ERASURES_EVERY) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = stopping.changed() => return,
         }
     }
@@ -213,9 +225,12 @@ impl Application {
                 continue;
             };
             if person.state.personal_data_erased() {
-                if self.vault().has_key(&stream_id) {
-                    leftover.push(stream_id);
-                }
+                // Whether the key survived (a failure between recording the
+                // erasure and destroying the key) is the store's to say:
+                // this instance may already have forgotten the key on
+                // seeing the erasure in the log. Tombstones are left as
+                // they are.
+                leftover.push(stream_id);
                 continue;
             }
             let since = person.ended_at.unwrap_or(person.registered_at);

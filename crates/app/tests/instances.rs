@@ -387,14 +387,56 @@ async fn an_erasure_one_instance_records_is_followed_by_the_other_without_a_refr
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(b.vault().is_erased(&stream));
     stop.send(true).expect("the follower listens");
-    follower.await.expect("the follower ends");
+    tokio::time::timeout(std::time::Duration::from_secs(5), follower)
+        .await
+        .expect("the follower ends when told")
+        .expect("the follower ends");
     elsewhere.close().await;
     store.close().await;
 }
 
+async fn a_key_that_outlived_its_recorded_erasure_is_destroyed_where_it_was_already_forgotten(
+    db: &TestDb,
+) {
+    use fangkong_domain::returnee::ErasureBasis;
+    let (store, [a, b]) = two_instances(db).await;
+    let id = quarantined(&a).await;
+    let stream = id.stream_id();
+    b.vault().refresh().await.expect("refreshed");
+    assert!(b.vault().has_key(&stream));
+    // The erasure is recorded, then destroying the key fails: the event
+    // alone, as a crash between the two leaves it.
+    a.execute(
+        &Envelope::system(),
+        &Target::new(stream.clone(), id.as_uuid(), "returnee.erase"),
+        ReturneeCommand::ErasePersonalData {
+            basis: ErasureBasis::Request,
+            reason: Text::parse("the person asked").expect("a reason"),
+        },
+    )
+    .await
+    .expect("recorded");
+    // The other instance's follower has seen the erasure and forgotten the
+    // key there; the store still holds it.
+    b.vault().erased_elsewhere(&stream);
+    assert!(!b.vault().has_key(&stream));
+    let key = || async {
+        store
+            .subject_key(&stream)
+            .await
+            .expect("read")
+            .expect("a row")
+    };
+    assert!(!key().await.is_erased(), "the key outlived the erasure");
+    let run = b.erase_due(30).await.expect("the retention job runs");
+    assert_eq!(run.erased, 0, "no one else is due");
+    assert!(key().await.is_erased(), "the surviving key is destroyed");
+    store.close().await;
+}
+
 fangkong_store::each_backend!(threads = 2; [by_ref];
+    a_key_that_outlived_its_recorded_erasure_is_destroyed_where_it_was_already_forgotten,
     an_erasure_one_instance_records_is_followed_by_the_other_without_a_refresh,
     first_personal_writes_from_two_instances_agree_on_one_key,
     crossings_from_two_instances_never_collide,

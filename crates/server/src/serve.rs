@@ -40,7 +40,7 @@ pub async fn run(
         settings,
     ));
     // Erasures other instances record are followed in the log, so their
-    // keys are forgotten here within about 100 ms; the refresh below is
+    // keys are forgotten here within a few hundred ms; the refresh below is
     // the fallback, and how new keys of other instances arrive.
     tokio::spawn(fangkong_app::personal::follow_erasures(
         store.clone(),

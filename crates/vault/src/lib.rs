@@ -675,50 +675,71 @@ fn fill_random(buf: &mut [u8]) -> Result<(), VaultError> {
 
 /// nonce || ciphertext || tag of `msg`.
 fn seal_bytes(key: &[u8; KEY_LEN], aad: &[u8], msg: &[u8]) -> Result<Vec<u8>, VaultError> {
-    let mut sealed = Vec::with_capacity(NONCE_LEN + msg.len() + TAG_LEN);
-    sealed.resize(NONCE_LEN, 0);
+    let nonce = next_nonce()?;
+    let mut sealed = Zeroizing::new(Vec::with_capacity(NONCE_LEN + msg.len() + TAG_LEN));
+    sealed.extend_from_slice(&nonce);
     sealed.extend_from_slice(msg);
-    seal_in_place(key, aad, sealed)
+    Ok(seal_in_place(key, aad, &nonce, sealed))
 }
 
 /// The JSON text of `value`, sealed as [`seal_bytes`]. Written straight
-/// into the buffer it is encrypted in, so no copy of the plaintext is left
-/// behind in a buffer of its own.
+/// into a buffer of exactly its final size and encrypted there, so the
+/// plaintext is never copied, never left in a buffer outgrown, and is
+/// overwritten by its ciphertext.
 fn seal_json(
     key: &[u8; KEY_LEN],
     aad: &[u8],
     value: &serde_json::Value,
 ) -> Result<Vec<u8>, VaultError> {
-    let mut sealed = Vec::with_capacity(NONCE_LEN + 256 + TAG_LEN);
-    sealed.resize(NONCE_LEN, 0);
-    // Serialising a JSON value into memory cannot fail: its map keys are
-    // strings.
-    serde_json::to_writer(&mut sealed, value).expect("a JSON value always serialises");
-    seal_in_place(key, aad, sealed)
+    let nonce = next_nonce()?;
+    let mut length = Length(0);
+    // Serialising a JSON value cannot fail: its map keys are strings, and
+    // neither writer refuses bytes.
+    serde_json::to_writer(&mut length, value).expect("a JSON value always serialises");
+    let mut sealed = Zeroizing::new(Vec::with_capacity(NONCE_LEN + length.0 + TAG_LEN));
+    sealed.extend_from_slice(&nonce);
+    serde_json::to_writer(&mut *sealed, value).expect("a JSON value always serialises");
+    Ok(seal_in_place(key, aad, &nonce, sealed))
 }
 
-/// Seals what follows the first [`NONCE_LEN`] bytes of `sealed` in place,
-/// writes the nonce in front and appends the tag.
+/// Counts what a serialiser writes, to size the buffer it writes to next.
+struct Length(usize);
+
+impl std::io::Write for Length {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Seals what follows `nonce` at the head of `sealed` in place and appends
+/// the tag.
 fn seal_in_place(
     key: &[u8; KEY_LEN],
     aad: &[u8],
-    mut sealed: Vec<u8>,
-) -> Result<Vec<u8>, VaultError> {
-    let nonce = next_nonce()?;
-    sealed[..NONCE_LEN].copy_from_slice(&nonce);
+    nonce: &[u8; NONCE_LEN],
+    mut sealed: Zeroizing<Vec<u8>>,
+) -> Vec<u8> {
     let tag = XChaCha20Poly1305::new(Key::from_slice(key))
-        .encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, &mut sealed[NONCE_LEN..])
+        .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, &mut sealed[NONCE_LEN..])
         // The only refusal is for a message of 256 GiB or more.
         .expect("a message this size always encrypts");
     sealed.extend_from_slice(&tag);
-    Ok(sealed)
+    // Ciphertext from here on: nothing left to zero.
+    std::mem::take(&mut *sealed)
 }
 
 /// The process's nonces: a random 16-byte prefix drawn once, then a 64-bit
 /// count. Unique under every key without a system call per seal (a
 /// getrandom call per nonce was a third of what sealing a short field
 /// cost); another process, or this one after a restart, draws another
-/// prefix, and two prefixes meet with probability 2^-128.
+/// prefix, and two prefixes meet with probability 2^-128. A running process
+/// must not be cloned (a fork, or a VM snapshot resumed twice): the clones
+/// would count on from the same prefix.
 static NONCES: OnceLock<([u8; NONCE_LEN - 8], AtomicU64)> = OnceLock::new();
 
 fn next_nonce() -> Result<[u8; NONCE_LEN], VaultError> {
@@ -823,7 +844,7 @@ mod tests {
         let key = DataKey::random().expect("randomness");
         let a = seal_bytes(&key.0, b"ctx", b"same").expect("seals");
         let b = seal_bytes(&key.0, b"ctx", b"same").expect("seals");
-        assert_ne!(a, b, "every seal draws its own nonce");
+        assert_ne!(a, b, "every seal has a nonce of its own");
         assert_eq!(
             open_bytes(&key.0, b"ctx", &a).as_deref().map(Vec::as_slice),
             Some(&b"same"[..])
