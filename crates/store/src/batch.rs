@@ -293,7 +293,8 @@ pub(crate) struct WriterCache {
 const MAX_CACHED_STREAMS: usize = 250_000;
 
 impl WriterCache {
-    /// Called with the head read under the write lock.
+    /// Called with the head read under the write lock (PostgreSQL's
+    /// one-statement writes prove the head by their write instead).
     pub(crate) fn sync(&mut self, stored_head: Head) {
         if self.head != Some(stored_head) || self.versions.len() > MAX_CACHED_STREAMS {
             self.versions.clear();
@@ -315,6 +316,11 @@ impl WriterCache {
 
     pub(crate) fn learn(&mut self, versions: impl IntoIterator<Item = (String, u64)>) {
         self.versions.extend(versions);
+    }
+
+    /// The head this writer last wrote or read under the lock, if any.
+    pub(crate) fn head(&self) -> Option<Head> {
+        self.head
     }
 
     pub(crate) fn versions(&self) -> &HashMap<String, u64> {

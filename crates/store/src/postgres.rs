@@ -1,8 +1,10 @@
 //! PostgreSQL backend. Appends of all processes serialise on one
-//! transaction-scoped advisory lock taken before the head is read: positions
-//! are head + 1, gap-free, and commit in order (no BIGSERIAL, whose values
-//! become visible out of order under concurrent transactions). New positions
-//! are announced with NOTIFY, delivered at commit.
+//! transaction-scoped advisory lock, taken before the head is read (or, by a
+//! writer appending on the head it wrote itself, by its one INSERT statement
+//! before its first row): positions are head + 1, gap-free, and commit in
+//! order (no BIGSERIAL, whose values become visible out of order under
+//! concurrent transactions). New positions are announced with NOTIFY,
+//! delivered at commit.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -40,6 +42,17 @@ const KEY_CHUNK: usize = 5_000;
 
 const SELECT_EVENT: &str = "SELECT position, stream_id, stream_version, event_id, event_type, \
      schema_version, payload, metadata, recorded_at, hash FROM events";
+
+/// What became of a group offered to [`PgBackend::unchallenged`].
+enum Unchallenged {
+    Written((Vec<Result<AppendOutcome, StoreError>>, Head)),
+    /// Its memory could not be proven by a write: not tried.
+    NotTried,
+    /// Another instance appended since this writer's head.
+    AnotherAppended,
+    /// An event id or a subject's key is stored already.
+    IdOrKeyStored,
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct PgBackend {
@@ -103,6 +116,15 @@ impl PgBackend {
         requests: &[AppendRequest],
         cache: &mut WriterCache,
     ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Head), sqlx::Error> {
+        let look_up_every_id = match self.unchallenged(requests, cache).await? {
+            Unchallenged::Written(done) => return Ok(done),
+            Unchallenged::NotTried | Unchallenged::AnotherAppended => false,
+            // Straight to the attempt that looks them up.
+            Unchallenged::IdOrKeyStored => true,
+        };
+        if look_up_every_id {
+            return self.attempt(requests, cache, true).await;
+        }
         match self.attempt(requests, cache, false).await {
             // An event id or a subject's key is already stored: PostgreSQL
             // has aborted the transaction, so start again, this time looking
@@ -112,6 +134,68 @@ impl PgBackend {
                 self.attempt(requests, cache, true).await
             }
             other => other,
+        }
+    }
+
+    /// The batch in one round trip, when this writer wrote the head it
+    /// remembers and the batch depends on nothing it must look up: planned
+    /// on the remembered head and stream versions, and written by one
+    /// INSERT statement in a transaction of its own, without the lock or a
+    /// read of the head. The statement proves the memory was right: if any
+    /// other process appended since, the first position planned is taken,
+    /// the statement fails on the key whole (as it does for a stored event
+    /// id or a subject's key made elsewhere) and the batch is written the
+    /// ordinary way; if it succeeds, the refusals planned beside its rows
+    /// were decided on the stream versions as they stand. A batch with
+    /// nothing to write, or whose refusals might be retries to look up, is
+    /// always decided the ordinary way: only a write proves the memory.
+    ///
+    /// The statement takes the append lock before its first row, as the
+    /// ordinary way does before reading the head: a writer that holds it is
+    /// never beaten to a position by one that does not.
+    async fn unchallenged(
+        &self,
+        requests: &[AppendRequest],
+        cache: &mut WriterCache,
+    ) -> Result<Unchallenged, sqlx::Error> {
+        let Some(head) = cache.head() else {
+            return Ok(Unchallenged::NotTried);
+        };
+        if !cache.unknown_streams(requests).is_empty() {
+            return Ok(Unchallenged::NotTried);
+        }
+        let plan = plan(
+            head,
+            cache.versions(),
+            &HashMap::new(),
+            &HashSet::new(),
+            requests,
+            now_micros(),
+        );
+        if plan.rows.is_empty() || !ids_to_confirm(&plan, requests, &HashSet::new()).is_empty() {
+            return Ok(Unchallenged::NotTried);
+        }
+        let mut conn = self.writer.acquire().await?;
+        match insert_rows(&mut conn, &plan).await {
+            Ok(()) => {
+                cache.committed(&plan);
+                Ok(Unchallenged::Written((plan.outcomes, plan.head)))
+            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                cache.forget();
+                // Which key it met says what to do next: a position another
+                // instance took needs only the ordinary way; a stored event
+                // id or subject key needs the lookups.
+                Ok(if e.constraint() == Some("events_pkey") {
+                    Unchallenged::AnotherAppended
+                } else {
+                    Unchallenged::IdOrKeyStored
+                })
+            }
+            Err(e) => {
+                cache.forget();
+                Err(e)
+            }
         }
     }
 
@@ -713,19 +797,26 @@ async fn insert_rows(conn: &mut PgConnection, plan: &Plan<'_>) -> Result<(), sql
             .push(DateTime::<Utc>::from_timestamp_micros(row.recorded_at_us).unwrap_or_default());
         hashes.push(&row.hash[..]);
     }
-    sqlx::query(
+    // Each INSERT takes the append lock before its first row (an InitPlan,
+    // run once, before the scan; PostgreSQL runs data-modifying CTEs in an
+    // order of its own, so both take it). Taken already by an ordinary
+    // write, it is taken here by one in a single statement: a writer
+    // holding it is never beaten to a position by one that does not.
+    sqlx::query(&format!(
         "WITH inserted AS ( \
            INSERT INTO events (position, stream_id, stream_version, event_id, \
              event_type, schema_version, payload, metadata, recorded_at, hash) \
            SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], \
              $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[], \
              $9::timestamptz[], $10::bytea[]) \
+           WHERE (SELECT pg_advisory_xact_lock({APPEND_LOCK})::text) = '' \
          ), keys AS ( \
            INSERT INTO subject_keys (subject, kek_id, wrapped, created_at_us) \
            SELECT s, k, w, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint \
            FROM UNNEST($13::text[], $14::text[], $15::bytea[]) AS t(s, k, w) \
+           WHERE (SELECT pg_advisory_xact_lock({APPEND_LOCK})::text) = '' \
          ) SELECT pg_notify($11, $12)",
-    )
+    ))
     .bind(&positions)
     .bind(&streams)
     .bind(&stream_versions)

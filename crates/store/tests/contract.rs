@@ -707,6 +707,114 @@ async fn two_instances_on_one_database_share_one_chain(db: &TestDb) {
     second.close().await;
 }
 
+/// Each writer writes a batch in one statement, without the lock or a read
+/// of the head, while the head is the one it wrote itself: two instances
+/// on one stream prove that another's append is never missed.
+async fn two_instances_racing_on_one_stream_keep_one_order(db: &TestDb) {
+    let first = open(db).await;
+    let second = open(db).await;
+    for round in 0..30u64 {
+        let expected = if round == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(round)
+        };
+        let (a, b) = tokio::join!(
+            first.append("returnee-race", expected, vec![event(1)]),
+            second.append("returnee-race", expected, vec![event(2)]),
+        );
+        match (a, b) {
+            (Ok(won), Err(StoreError::WrongExpectedVersion { actual, .. }))
+            | (Err(StoreError::WrongExpectedVersion { actual, .. }), Ok(won)) => {
+                assert_eq!(won.stream_version, round + 1, "round {round}");
+                assert_eq!(actual, round + 1, "round {round}: the loser learns it");
+            }
+            other => panic!("round {round}: exactly one instance must win, got {other:?}"),
+        }
+    }
+    // One instance writes alone; the other, whose memory of the stream is
+    // now behind, expects the version as it stands, and lands.
+    let alone = first
+        .append("returnee-race", ExpectedVersion::Exact(30), vec![event(3)])
+        .await
+        .expect("lands");
+    assert_eq!(alone.stream_version, 31);
+    let behind = second
+        .append("returnee-race", ExpectedVersion::Exact(31), vec![event(4)])
+        .await
+        .expect("an instance's memory is never taken for the store");
+    assert_eq!(behind.stream_version, 32);
+    let sends = (0..200).map(|i| {
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        async move {
+            store
+                .append("returnee-race", ExpectedVersion::Any, vec![event(i)])
+                .await
+        }
+    });
+    let mut versions: Vec<u64> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|answer| answer.expect("every append lands").stream_version)
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (33..=232).collect::<Vec<u64>>());
+    let report = second.verify(1, None).await.expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.checked, 232);
+    first.close().await;
+    second.close().await;
+}
+
+/// One instance appending without a pause never shuts another out: every
+/// writer takes the append lock before it writes a position, the one that
+/// writes on the head it remembers included.
+async fn a_busy_instance_never_shuts_another_out(db: &TestDb) {
+    let busy = open(db).await;
+    let other = open(db).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (busy, stop) = (busy.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut written = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    busy.append(
+                        &format!("zone-busy-{w}"),
+                        ExpectedVersion::Any,
+                        vec![event(1)],
+                    )
+                    .await
+                    .expect("the busy instance's append lands");
+                    written += 1;
+                }
+                written
+            })
+        })
+        .collect();
+    for i in 0..100 {
+        other
+            .append("zone-other", ExpectedVersion::Any, vec![event(i)])
+            .await
+            .unwrap_or_else(|e| panic!("append {i} of the other instance: {e}"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut busy_written = 0;
+    for writer in writers {
+        busy_written += writer.await.expect("a writer");
+    }
+    assert!(busy_written > 0);
+    let report = other.verify(1, None).await.expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.checked, busy_written + 100);
+    busy.close().await;
+    other.close().await;
+}
+
 async fn an_unreachable_database_is_an_unavailable_error(db: &TestDb) {
     let store = open(db).await;
     store.close().await;
@@ -886,6 +994,8 @@ fangkong_store::each_backend!(threads = 4; [by_ref];
     rewriting_a_hash_to_hide_a_change_breaks_the_next_link,
     reopening_after_close_loses_nothing_acknowledged,
     two_instances_on_one_database_share_one_chain,
+    two_instances_racing_on_one_stream_keep_one_order,
+    a_busy_instance_never_shuts_another_out,
     an_unreachable_database_is_an_unavailable_error,
     a_saved_checkpoint_reads_back_and_only_a_later_one_replaces_it,
     the_log_as_it_stood_at_an_instant_is_a_prefix,
