@@ -39,7 +39,8 @@ pub async fn follow_erasures(
         ..Default::default()
     };
     let mut heads = store.subscribe();
-    // Erasures before now are tombstones the vault loaded when it opened.
+    // Erasures before now are the key refresh's to find (and a key that
+    // survived one, the retention job's).
     let mut after = *heads.borrow_and_update();
     let mut retry = false;
     loop {

@@ -116,14 +116,11 @@ impl PgBackend {
         requests: &[AppendRequest],
         cache: &mut WriterCache,
     ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Head), sqlx::Error> {
-        let look_up_every_id = match self.unchallenged(requests, cache).await? {
+        match self.unchallenged(requests, cache).await? {
             Unchallenged::Written(done) => return Ok(done),
-            Unchallenged::NotTried | Unchallenged::AnotherAppended => false,
             // Straight to the attempt that looks them up.
-            Unchallenged::IdOrKeyStored => true,
-        };
-        if look_up_every_id {
-            return self.attempt(requests, cache, true).await;
+            Unchallenged::IdOrKeyStored => return self.attempt(requests, cache, true).await,
+            Unchallenged::NotTried | Unchallenged::AnotherAppended => {}
         }
         match self.attempt(requests, cache, false).await {
             // An event id or a subject's key is already stored: PostgreSQL
@@ -140,8 +137,8 @@ impl PgBackend {
     /// The batch in one round trip, when this writer wrote the head it
     /// remembers and the batch depends on nothing it must look up: planned
     /// on the remembered head and stream versions, and written by one
-    /// INSERT statement in a transaction of its own, without the lock or a
-    /// read of the head. The statement proves the memory was right: if any
+    /// INSERT statement in a transaction of its own, without a read of the
+    /// head. The statement proves the memory was right: if any
     /// other process appended since, the first position planned is taken,
     /// the statement fails on the key whole (as it does for a stored event
     /// id or a subject's key made elsewhere) and the batch is written the
@@ -151,8 +148,8 @@ impl PgBackend {
     /// always decided the ordinary way: only a write proves the memory.
     ///
     /// The statement takes the append lock before its first row, as the
-    /// ordinary way does before reading the head: a writer that holds it is
-    /// never beaten to a position by one that does not.
+    /// ordinary way does before reading the head: a writer holding it is
+    /// never beaten to a position.
     async fn unchallenged(
         &self,
         requests: &[AppendRequest],

@@ -675,31 +675,22 @@ fn fill_random(buf: &mut [u8]) -> Result<(), VaultError> {
 
 /// nonce || ciphertext || tag of `msg`.
 fn seal_bytes(key: &[u8; KEY_LEN], aad: &[u8], msg: &[u8]) -> Result<Vec<u8>, VaultError> {
-    let nonce = next_nonce()?;
-    let mut sealed = Zeroizing::new(Vec::with_capacity(NONCE_LEN + msg.len() + TAG_LEN));
-    sealed.extend_from_slice(&nonce);
-    sealed.extend_from_slice(msg);
-    Ok(seal_in_place(key, aad, &nonce, sealed))
+    seal_written(key, aad, msg.len(), |buffer| buffer.extend_from_slice(msg))
 }
 
-/// The JSON text of `value`, sealed as [`seal_bytes`]. Written straight
-/// into a buffer of exactly its final size and encrypted there, so the
-/// plaintext is never copied, never left in a buffer outgrown, and is
-/// overwritten by its ciphertext.
+/// The JSON text of `value`, sealed as [`seal_bytes`].
 fn seal_json(
     key: &[u8; KEY_LEN],
     aad: &[u8],
     value: &serde_json::Value,
 ) -> Result<Vec<u8>, VaultError> {
-    let nonce = next_nonce()?;
     let mut length = Length(0);
     // Serialising a JSON value cannot fail: its map keys are strings, and
     // neither writer refuses bytes.
     serde_json::to_writer(&mut length, value).expect("a JSON value always serialises");
-    let mut sealed = Zeroizing::new(Vec::with_capacity(NONCE_LEN + length.0 + TAG_LEN));
-    sealed.extend_from_slice(&nonce);
-    serde_json::to_writer(&mut *sealed, value).expect("a JSON value always serialises");
-    Ok(seal_in_place(key, aad, &nonce, sealed))
+    seal_written(key, aad, length.0, |buffer| {
+        serde_json::to_writer(buffer, value).expect("a JSON value always serialises")
+    })
 }
 
 /// Counts what a serialiser writes, to size the buffer it writes to next.
@@ -716,21 +707,28 @@ impl std::io::Write for Length {
     }
 }
 
-/// Seals what follows `nonce` at the head of `sealed` in place and appends
-/// the tag.
-fn seal_in_place(
+/// nonce || ciphertext || tag of the `length` plaintext bytes `write`
+/// puts into the buffer: written straight into a buffer of exactly its
+/// final size and encrypted there, so the plaintext is never copied, never
+/// left in a buffer outgrown, and is overwritten by its ciphertext (or
+/// zeroed, should anything stop it first).
+fn seal_written(
     key: &[u8; KEY_LEN],
     aad: &[u8],
-    nonce: &[u8; NONCE_LEN],
-    mut sealed: Zeroizing<Vec<u8>>,
-) -> Vec<u8> {
+    length: usize,
+    write: impl FnOnce(&mut Vec<u8>),
+) -> Result<Vec<u8>, VaultError> {
+    let nonce = next_nonce()?;
+    let mut sealed = Zeroizing::new(Vec::with_capacity(NONCE_LEN + length + TAG_LEN));
+    sealed.extend_from_slice(&nonce);
+    write(&mut sealed);
     let tag = XChaCha20Poly1305::new(Key::from_slice(key))
-        .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, &mut sealed[NONCE_LEN..])
+        .encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, &mut sealed[NONCE_LEN..])
         // The only refusal is for a message of 256 GiB or more.
         .expect("a message this size always encrypts");
     sealed.extend_from_slice(&tag);
     // Ciphertext from here on: nothing left to zero.
-    std::mem::take(&mut *sealed)
+    Ok(std::mem::take(&mut *sealed))
 }
 
 /// The process's nonces: a random 16-byte prefix drawn once, then a 64-bit
