@@ -19,6 +19,27 @@ const RESIDENT_ID: &str = "11010519491231002X";
 const PHONE: &str = "13812345678";
 const TEAM_PHONE: &str = "13900007777";
 const ADDRESS: &str = "桥头村三组12号";
+const HOST: &str = "司马长风家";
+const HOST_PHONE: &str = "13700004444";
+
+/// A township date `n` days from now.
+fn days_ahead(n: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::hours(8) + chrono::Duration::days(n))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// A banquet reported by the test's admin, its host family named.
+async fn report_banquet(s: &Server, zone: &str, planned_date: &str) -> String {
+    id(&s
+        .post(
+            "/v1/banquets",
+            json!({"zone_id": zone, "kind": "wedding", "planned_date": planned_date,
+                   "expected_guests": 120, "host": {"name": HOST, "phone": HOST_PHONE}}),
+        )
+        .await
+        .ok())
+}
 
 async fn register(
     s: &Server,
@@ -54,6 +75,10 @@ fn fangkong(db: &TestDb, args: &[&str]) -> std::process::Output {
 /// and the saved read models (the row stored now) decompressed, which no
 /// byte search sees into.
 async fn plaintext_stored(db: &TestDb) -> Vec<&'static str> {
+    plaintext_stored_of(db, &[NAME, RESIDENT_ID, PHONE, ADDRESS]).await
+}
+
+async fn plaintext_stored_of(db: &TestDb, needles: &[&'static str]) -> Vec<&'static str> {
     let mut found = vec![];
     let saved_models = db
         .fetch_bytes("SELECT state FROM projection_checkpoints WHERE name = 'read-models'")
@@ -64,7 +89,7 @@ async fn plaintext_stored(db: &TestDb) -> Vec<&'static str> {
             zstd::stream::decode_all(&sealed[32..]).expect("a compressed state")
         })
         .unwrap_or_default();
-    for needle in [NAME, RESIDENT_ID, PHONE, ADDRESS] {
+    for &needle in needles {
         if saved_models
             .windows(needle.len())
             .any(|w| w == needle.as_bytes())
@@ -455,6 +480,10 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
     )
     .await
     .ok();
+    // Banquets: one whose date has passed, one still ahead (never due
+    // while it is).
+    let held = report_banquet(&s, &place.0, &days_ago(3)).await;
+    let ahead = report_banquet(&s, &place.0, &days_ahead(10)).await;
     assert!(s.stop().success());
 
     // A day's retention: everything was recorded today, nothing is due,
@@ -470,18 +499,18 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        said.contains("erased the personal data of 0 of 3 returnees"),
+        said.contains("erased the personal data of 0 of 5 data subjects"),
         "{said}"
     );
     // None (by hand only; a server needs at least 1): all but the one in
-    // quarantine are due.
+    // quarantine and the banquet still ahead are due.
     let out = fangkong(
         &db,
         &["erase", "--due", "--personal-data-retention-days", "0"],
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("erased the personal data of 2 of 3 returnees"),
+        said.contains("erased the personal data of 3 of 5 data subjects"),
         "{said}"
     );
     let refused = fangkong(&db, &["serve", "--personal-data-retention-days", "0"]);
@@ -510,6 +539,13 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
         s.get(&format!("/v1/returnees/{quarantined}")).await.ok()["personal"]["name"],
         NAME
     );
+    let banquet = s.get(&format!("/v1/banquets/{held}")).await.ok();
+    assert!(erased(&banquet["host"]), "{banquet}");
+    assert_eq!(banquet["guests"], 120, "the banquet itself stands");
+    assert_eq!(
+        s.get(&format!("/v1/banquets/{ahead}")).await.ok()["host"]["name"],
+        HOST
+    );
     assert!(s.stop().success());
     // Run again: nothing more is due.
     let out = fangkong(
@@ -518,9 +554,170 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("erased the personal data of 0 of 3 returnees"),
+        said.contains("erased the personal data of 0 of 5 data subjects"),
         "{said}"
     );
+}
+
+async fn a_banquet_hosts_erasure_leaves_the_banquet_and_its_figures_but_no_name(db: Arc<TestDb>) {
+    let s = Server::start_on(db.clone(), &[]);
+    let (zone, ..) = place(&s, None, "一片区").await;
+    let (other_zone, ..) = place(&s, None, "二片区").await;
+    let b = report_banquet(&s, &zone, &days_ahead(5)).await;
+    let postponed = s
+        .post(
+            &format!("/v1/banquets/{b}/postponement"),
+            json!({"new_date": days_ahead(40)}),
+        )
+        .await
+        .ok();
+    let before = postponed["position"].as_u64().expect("a position");
+    assert_eq!(
+        plaintext_stored_of(&db, &[HOST, HOST_PHONE]).await,
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        s.get(&format!("/v1/banquets/{b}")).await.ok()["host"]["name"],
+        HOST,
+        "opened for an admin"
+    );
+    let figures_before = s
+        .get(&format!("/v1/zones/{zone}/dashboard?min_position={before}"))
+        .await
+        .ok();
+
+    // Admin only, a reason required, the route as the router chose it.
+    let worker = s.create_token("zone_worker", &[&zone], "片区干部").await;
+    let other = s
+        .create_token("zone_worker", &[&other_zone], "二片区干部")
+        .await;
+    let auditor = s.create_token("auditor", &[], "审计").await;
+    for token in [&worker, &other, &auditor] {
+        let refused = s
+            .send(
+                s.client
+                    .post(s.url(&format!("/v1/banquets/{b}/erasure")))
+                    .bearer_auth(token)
+                    .json(&json!({"reason": "本人申请"})),
+            )
+            .await;
+        assert_eq!(refused.status, 403);
+    }
+    // However the path is spelled, the route the router chose decides.
+    let encoded = |token: Option<&String>| {
+        let request = s
+            .client
+            .post(s.url(&format!("/v1/banquets/{b}/erasur%65")))
+            .json(&json!({"reason": "本人申请"}));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    };
+    assert_eq!(s.send_raw(encoded(None)).await.status, 401);
+    assert_eq!(s.send_raw(encoded(Some(&worker))).await.status, 403);
+    s.post(&format!("/v1/banquets/{b}/erasure"), json!({}))
+        .await
+        .problem(422, "invalid_fields");
+    let unknown = uuid::Uuid::now_v7();
+    let missing = s
+        .post(
+            &format!("/v1/banquets/{unknown}/erasure"),
+            json!({"reason": "本人申请"}),
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        s.get(&format!("/v1/banquets/{b}")).await.ok()["host"]["name"],
+        HOST,
+        "refusals changed nothing"
+    );
+
+    let erasure = s
+        .post(
+            &format!("/v1/banquets/{b}/erasure"),
+            json!({"reason": "本人申请删除"}),
+        )
+        .await
+        .ok();
+    assert_eq!(erasure["events"][0]["type"], "BanquetHostDataErased");
+    assert_eq!(erasure["events"][0]["data"]["basis"], "request");
+    let at = erasure["position"].as_u64().expect("a position");
+    let again = s
+        .post(
+            &format!("/v1/banquets/{b}/erasure"),
+            json!({"reason": "本人申请删除"}),
+        )
+        .await
+        .ok();
+    assert_eq!(again["events"], json!([]), "erased once");
+
+    let one = s.get(&format!("/v1/banquets/{b}")).await.ok();
+    assert!(erased(&one["host"]), "{one}");
+    assert_eq!(one["status"], "postponed", "everything else stands");
+    let list = s
+        .get(&format!("/v1/banquets?zone_id={zone}&min_position={at}"))
+        .await
+        .ok();
+    assert!(erased(&list["items"][0]["host"]), "{list}");
+    let log = s.get("/v1/events?category=banquet").await.ok();
+    assert!(erased(&log["items"][0]["data"]["personal"]), "{log}");
+    // The live feed, replayed from the start as an admin sees it.
+    let feed = s
+        .client
+        .get(s.url("/v1/events/live?after=0&heartbeat_seconds=1&category=banquet"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .expect("the feed opens");
+    let mut feed = feed.bytes_stream();
+    let mut live = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !live.contains("event: BanquetHostDataErased") {
+        let chunk = tokio::time::timeout_at(deadline, feed.next())
+            .await
+            .expect("the log's events arrive")
+            .expect("the feed stays open")
+            .expect("bytes");
+        live.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(live.contains(r#""personal":{"erased":true}"#), "{live}");
+    assert!(!live.contains(HOST) && !live.contains(HOST_PHONE), "{live}");
+    for answer in [&one, &list, &log] {
+        let text = answer.to_string();
+        assert!(!text.contains(HOST) && !text.contains(HOST_PHONE), "{text}");
+    }
+    // A field worker goes on with the banquet: nothing is sealed anew.
+    s.send(
+        s.client
+            .post(s.url(&format!("/v1/banquets/{b}/cancellation")))
+            .bearer_auth(&worker)
+            .json(&json!({})),
+    )
+    .await
+    .ok();
+    let figures_after = s
+        .get(&format!("/v1/zones/{zone}/dashboard?min_position={at}"))
+        .await
+        .ok();
+    assert_eq!(
+        figures_after["to_date"]["banquets_reported"],
+        figures_before["to_date"]["banquets_reported"]
+    );
+    assert!(s.stop().success());
+    assert_eq!(
+        plaintext_stored_of(&db, &[HOST, HOST_PHONE]).await,
+        Vec::<&str>::new()
+    );
+    let verified = fangkong(&db, &["verify"]);
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success() && said.contains("intact"),
+        "{said}"
+    );
+    let restarted = Server::start_on(db.clone(), &[]);
+    let one = restarted.get(&format!("/v1/banquets/{b}")).await.ok();
+    assert!(erased(&one["host"]), "after a restart from saved state");
 }
 
 async fn the_access_record_notes_every_unmasked_read_and_no_other_and_an_edit_is_found(
@@ -683,5 +880,6 @@ fangkong_store::each_backend!(
     an_erased_person_is_unreadable_everywhere_while_the_chain_and_figures_stand,
     a_wrong_or_missing_key_encryption_key_refuses_to_start_and_rotation_keeps_everyone_readable,
     the_retention_job_erases_exactly_the_due_subjects,
+    a_banquet_hosts_erasure_leaves_the_banquet_and_its_figures_but_no_name,
     the_access_record_notes_every_unmasked_read_and_no_other_and_an_edit_is_found,
 );

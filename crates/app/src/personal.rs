@@ -3,6 +3,7 @@
 //! (the entity's stream) before the event is hashed, and erasing a person
 //! records why, then destroys that key.
 
+use fangkong_domain::banquet::BanquetCommand;
 use fangkong_domain::personal::{sealed_paths, sealing_context, visit_sealed};
 use fangkong_domain::returnee::{ErasureBasis, ReturneeCommand};
 use fangkong_domain::Text;
@@ -20,8 +21,8 @@ const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 const ERASURES_PAGE: usize = 500;
 
 /// Follows the log for erasures recorded by other instances on the same
-/// store, and forgets each erased person's key here as soon as its
-/// `PersonalDataErased` is in the log, instead of when the store's key
+/// store, and forgets each erased subject's key here as soon as its
+/// erasure ([`ERASURE_EVENTS`]) is in the log, instead of when the store's key
 /// rows are next read ([`Vault::refresh`], every few seconds): the window in
 /// which another instance still opens an erased person's data shrinks to
 /// this follower's lag (about 100 ms on PostgreSQL, whose appends are
@@ -32,10 +33,10 @@ pub async fn follow_erasures(
     vault: Vault,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    // Only returnees are erased; their stream is the data subject.
+    // Each erasure event is in its data subject's own stream.
+    // Event types are unique across the log: no category is needed.
     let filter = fangkong_store::LogFilter {
-        category: Some("returnee".to_owned()),
-        event_types: vec!["PersonalDataErased".to_owned()],
+        event_types: ERASURE_EVENTS.iter().map(|t| (*t).to_owned()).collect(),
         ..Default::default()
     };
     let mut heads = store.subscribe();
@@ -84,6 +85,9 @@ pub async fn follow_erasures(
         }
     }
 }
+
+/// The events recording an erasure, each in its data subject's stream.
+pub const ERASURE_EVENTS: &[&str] = &["PersonalDataErased", "BanquetHostDataErased"];
 
 /// Whether a stored value at a sealed path is sealed (or was erased).
 fn is_sealed(value: &Value) -> bool {
@@ -158,25 +162,132 @@ pub fn first_clear(events: &[RecordedEvent]) -> Option<u64> {
 /// What a retention run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionRun {
-    /// Returnees whose personal data was due and is now erased.
+    /// Data subjects (returnees and banquet hosts) whose personal data was
+    /// due and is now erased.
     pub erased: u64,
     /// Due, but recorded in the clear before sealing: left as they are.
     pub in_clear: u64,
-    /// Returnees looked at.
+    /// Data subjects looked at.
     pub considered: u64,
 }
 
+/// Whose personal data an erasure is of: each kind records it with an
+/// event of its own stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataSubject {
+    /// A returnee (`PersonalDataErased`).
+    Returnee,
+    /// A banquet's host family (`BanquetHostDataErased`).
+    BanquetHost,
+}
+
+/// One subject found due by a retention run.
+struct Due {
+    stream_id: String,
+    entity: uuid::Uuid,
+    subject: DataSubject,
+}
+
+/// Reads every event of `category`, oldest first, page by page.
+async fn each_event_of(
+    store: &fangkong_store::EventStore,
+    category: &str,
+    mut on: impl FnMut(RecordedEvent) -> Result<(), AppError>,
+) -> Result<(), AppError> {
+    let filter = fangkong_store::LogFilter {
+        category: Some(category.to_owned()),
+        ..Default::default()
+    };
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, 5_000, &filter).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.position;
+        for recorded in page {
+            on(recorded)?;
+        }
+    }
+}
+
 impl Application {
-    /// Erases every returnee whose personal data is due: `retention_days`
-    /// after their quarantine's end was recorded, or after their
-    /// registration was recorded when no quarantine was ever started;
-    /// never during a quarantine. The days run from when the service
-    /// recorded these (its own clock), not from dates a client sends, so a
-    /// backdated end cannot make anyone due early. Each due person gets
-    /// `PersonalDataErased` (reason `retention`), and keys are destroyed
-    /// after each group of events; a person already recorded as erased
-    /// whose key survived (a crash between the two) has it destroyed too.
+    /// Erases every data subject whose personal data is due, recording
+    /// each erasure with reason `retention`:
+    /// - a returnee `retention_days` after their quarantine's end was
+    ///   recorded, or after their registration was recorded when no
+    ///   quarantine was ever started; never during a quarantine;
+    /// - a banquet's host family `retention_days` after the banquet's last
+    ///   record (its report or its latest outcome), once its planned date
+    ///   has passed; never while it is still ahead.
+    ///
+    /// The days run from when the service recorded these (its own clock),
+    /// not from dates a client sends, so a backdated end cannot make anyone
+    /// due early. Keys are destroyed after each group of events; a subject
+    /// already recorded as erased whose key survived (a crash between the
+    /// two) has it destroyed too.
     pub async fn erase_due(&self, retention_days: u32) -> Result<RetentionRun, AppError> {
+        let now = chrono::Utc::now();
+        let retention = chrono::Duration::days(i64::from(retention_days));
+        let mut run = RetentionRun::default();
+        let mut due = Vec::new();
+        let mut leftover = Vec::new();
+        self.returnees_due(now - retention, &mut run, &mut due, &mut leftover)
+            .await?;
+        self.banquet_hosts_due(now - retention, &mut run, &mut due, &mut leftover)
+            .await?;
+        if !leftover.is_empty() {
+            // Whether each key survived is the store's to say: this
+            // instance may already have forgotten it on seeing the erasure
+            // in the log. Tombstones are left as they are.
+            self.vault()
+                .erase(&leftover, "retention")
+                .await
+                .map_err(|e| vault_error(e, "a subject erased before"))?;
+        }
+        let reason =
+            Text::parse("retention").map_err(|e| AppError::invalid("reason", e.message))?;
+        for group in due.chunks(500) {
+            let mut erased = Vec::with_capacity(group.len());
+            for item in group {
+                let events = self.store().read_stream(&item.stream_id, 1, 10_000).await?;
+                if first_clear(&events).is_some() {
+                    run.in_clear += 1;
+                    continue;
+                }
+                let target = Target::new(
+                    item.stream_id.clone(),
+                    item.entity,
+                    erase_operation(item.subject),
+                );
+                self.record_erasure(
+                    &Envelope::system(),
+                    &target,
+                    item.subject,
+                    ErasureBasis::Retention,
+                    reason.clone(),
+                )
+                .await?;
+                erased.push(item.stream_id.clone());
+            }
+            run.erased += erased.len() as u64;
+            self.vault()
+                .erase(&erased, "retention")
+                .await
+                .map_err(|e| vault_error(e, "the due subjects"))?;
+        }
+        Ok(run)
+    }
+
+    /// Returnees not in quarantine whose quarantine ended, or who were
+    /// registered without one, no later than `before`.
+    async fn returnees_due(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        run: &mut RetentionRun,
+        due: &mut Vec<Due>,
+        leftover: &mut Vec<String>,
+    ) -> Result<(), AppError> {
         use fangkong_domain::returnee::{Returnee, ReturneeEvent};
         use fangkong_domain::Aggregate;
         struct Tracked {
@@ -184,103 +295,114 @@ impl Application {
             registered_at: chrono::DateTime<chrono::Utc>,
             ended_at: Option<chrono::DateTime<chrono::Utc>>,
         }
-        let now = chrono::Utc::now();
-        let retention = chrono::Duration::days(i64::from(retention_days));
-        let mut run = RetentionRun::default();
-        let filter = fangkong_store::LogFilter {
-            category: Some("returnee".into()),
-            ..Default::default()
-        };
         let mut people: std::collections::HashMap<String, Tracked> = Default::default();
-        let mut after = 0;
-        loop {
-            let page = self.store().read_all(after, 5_000, &filter).await?;
-            let Some(last) = page.last() else { break };
-            after = last.position;
-            for recorded in page {
-                let event = crate::decode::<Returnee>(&recorded)?;
-                let tracked = people.entry(recorded.stream_id).or_insert_with(|| Tracked {
-                    state: Returnee::default(),
-                    registered_at: recorded.recorded_at,
-                    ended_at: None,
-                });
-                match &event {
-                    ReturneeEvent::ReturneeRegistered(_) => {
-                        tracked.registered_at = recorded.recorded_at
-                    }
-                    ReturneeEvent::QuarantineEnded(_) => {
-                        tracked.ended_at = Some(recorded.recorded_at)
-                    }
-                    _ => {}
+        each_event_of(self.store(), "returnee", |recorded| {
+            let event = crate::decode::<Returnee>(&recorded)?;
+            let tracked = people.entry(recorded.stream_id).or_insert_with(|| Tracked {
+                state: Returnee::default(),
+                registered_at: recorded.recorded_at,
+                ended_at: None,
+            });
+            match &event {
+                ReturneeEvent::ReturneeRegistered(_) => {
+                    tracked.registered_at = recorded.recorded_at
                 }
-                tracked.state = std::mem::take(&mut tracked.state).apply(&event);
+                ReturneeEvent::QuarantineEnded(_) => tracked.ended_at = Some(recorded.recorded_at),
+                _ => {}
             }
-        }
-        run.considered = people.len() as u64;
-        let reason =
-            Text::parse("retention").map_err(|e| AppError::invalid("reason", e.message))?;
-        let mut due = Vec::new();
-        let mut leftover = Vec::new();
+            tracked.state = std::mem::take(&mut tracked.state).apply(&event);
+            Ok(())
+        })
+        .await?;
+        run.considered += people.len() as u64;
         for (stream_id, person) in people {
             let Some(registration) = person.state.registration.as_ref() else {
                 continue;
             };
             if person.state.personal_data_erased() {
-                // Whether the key survived (a failure between recording the
-                // erasure and destroying the key) is the store's to say:
-                // this instance may already have forgotten the key on
-                // seeing the erasure in the log. Tombstones are left as
-                // they are.
                 leftover.push(stream_id);
                 continue;
             }
             let since = person.ended_at.unwrap_or(person.registered_at);
-            if person.state.quarantine.is_none() && since + retention <= now {
-                due.push((stream_id, registration.returnee_id.as_uuid()));
+            if person.state.quarantine.is_none() && since <= before {
+                due.push(Due {
+                    stream_id,
+                    entity: registration.returnee_id.as_uuid(),
+                    subject: DataSubject::Returnee,
+                });
             }
         }
-        if !leftover.is_empty() {
-            self.vault()
-                .erase(&leftover, "retention")
-                .await
-                .map_err(|e| vault_error(e, "a person erased before"))?;
-        }
-        for group in due.chunks(500) {
-            let mut erased = Vec::with_capacity(group.len());
-            for (stream_id, returnee_id) in group {
-                let events = self.store().read_stream(stream_id, 1, 10_000).await?;
-                if first_clear(&events).is_some() {
-                    run.in_clear += 1;
-                    continue;
-                }
-                self.execute(
-                    &Envelope::system(),
-                    &Target::new(stream_id.clone(), *returnee_id, "returnee.erase"),
-                    ReturneeCommand::ErasePersonalData {
-                        basis: ErasureBasis::Retention,
-                        reason: reason.clone(),
-                    },
-                )
-                .await?;
-                erased.push(stream_id.clone());
-            }
-            run.erased += erased.len() as u64;
-            self.vault()
-                .erase(&erased, "retention")
-                .await
-                .map_err(|e| vault_error(e, "the due people"))?;
-        }
-        Ok(run)
+        Ok(())
     }
 
-    /// Erases a returnee's personal data: refused if any of it was recorded
-    /// in the clear (erasing it would mean rewriting the chain); otherwise
-    /// records `PersonalDataErased` and then destroys the key. Sent again
-    /// (or after a crash between the two) it destroys a key still there.
+    /// Banquets whose planned date has passed and whose last record was
+    /// recorded no later than `before`.
+    async fn banquet_hosts_due(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        run: &mut RetentionRun,
+        due: &mut Vec<Due>,
+        leftover: &mut Vec<String>,
+    ) -> Result<(), AppError> {
+        use fangkong_domain::banquet::Banquet;
+        use fangkong_domain::Aggregate;
+        let mut banquets: std::collections::HashMap<
+            String,
+            (Banquet, chrono::DateTime<chrono::Utc>),
+        > = Default::default();
+        each_event_of(self.store(), "banquet", |recorded| {
+            let event = crate::decode::<Banquet>(&recorded)?;
+            let (state, last_at) = banquets
+                .entry(recorded.stream_id)
+                .or_insert_with(|| (Banquet::default(), recorded.recorded_at));
+            *state = std::mem::take(state).apply(&event);
+            *last_at = recorded.recorded_at;
+            Ok(())
+        })
+        .await?;
+        run.considered += banquets.len() as u64;
+        let today = self.township().local_date(chrono::Utc::now());
+        for (stream_id, (banquet, last_at)) in banquets {
+            let (Some(report), Some(date)) = (banquet.report.as_ref(), banquet.planned_date) else {
+                continue;
+            };
+            if banquet.host_data_erased() {
+                leftover.push(stream_id);
+                continue;
+            }
+            if date < today && last_at <= before {
+                due.push(Due {
+                    stream_id,
+                    entity: report.banquet_id.as_uuid(),
+                    subject: DataSubject::BanquetHost,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Erases a returnee's personal data: see [`Application::erase_subject`].
     pub async fn erase_personal_data(
         &self,
         envelope: &Envelope,
         target: &Target,
+        basis: ErasureBasis,
+        reason: Text,
+    ) -> Result<Outcome, AppError> {
+        self.erase_subject(envelope, target, DataSubject::Returnee, basis, reason)
+            .await
+    }
+
+    /// Erases a data subject's personal data: refused if any of it was
+    /// recorded in the clear (erasing it would mean rewriting the chain);
+    /// otherwise records the erasure in the subject's stream and then
+    /// destroys the key. Sent again (or after a crash between the two) it
+    /// destroys a key still there.
+    pub async fn erase_subject(
+        &self,
+        envelope: &Envelope,
+        target: &Target,
+        subject: DataSubject,
         basis: ErasureBasis,
         reason: Text,
     ) -> Result<Outcome, AppError> {
@@ -302,14 +424,7 @@ impl Application {
             return Err(AppError::PersonalDataInClear { position });
         }
         let outcome = self
-            .execute(
-                envelope,
-                target,
-                ReturneeCommand::ErasePersonalData {
-                    basis,
-                    reason: reason.clone(),
-                },
-            )
+            .record_erasure(envelope, target, subject, basis, reason)
             .await?;
         let basis = match basis {
             ErasureBasis::Request => "request",
@@ -320,5 +435,41 @@ impl Application {
             .await
             .map_err(|e| vault_error(e, &target.stream_id))?;
         Ok(outcome)
+    }
+
+    async fn record_erasure(
+        &self,
+        envelope: &Envelope,
+        target: &Target,
+        subject: DataSubject,
+        basis: ErasureBasis,
+        reason: Text,
+    ) -> Result<Outcome, AppError> {
+        match subject {
+            DataSubject::Returnee => {
+                self.execute(
+                    envelope,
+                    target,
+                    ReturneeCommand::ErasePersonalData { basis, reason },
+                )
+                .await
+            }
+            DataSubject::BanquetHost => {
+                self.execute(
+                    envelope,
+                    target,
+                    BanquetCommand::EraseHostData { basis, reason },
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// The operation an erasure of `subject` is recorded (and authorised) as.
+pub fn erase_operation(subject: DataSubject) -> &'static str {
+    match subject {
+        DataSubject::Returnee => "returnee.erase",
+        DataSubject::BanquetHost => "banquet.erase",
     }
 }

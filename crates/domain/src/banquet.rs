@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::event_enum;
 use crate::personal::Personal;
+use crate::returnee::ErasureBasis;
 use crate::{
     Aggregate, BanquetId, BanquetKind, Context, Count, DomainError, LocalDate, Name, PhoneNumber,
     Text, VillageId, ZoneId,
@@ -63,6 +64,18 @@ pub struct BanquetScaledDown {
     pub guests: Count,
 }
 
+/// The host family's personal data was erased: the key their name and
+/// phone were sealed under is destroyed, so no earlier report opens again,
+/// while the banquet and its outcome still count. Holds no personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BanquetHostDataErased {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
+    pub date: LocalDate,
+    pub basis: ErasureBasis,
+    pub reason: Text,
+}
+
 event_enum! {
     /// What happens to a reported banquet.
     pub enum BanquetEvent {
@@ -70,6 +83,7 @@ event_enum! {
         BanquetPostponed: 1,
         BanquetCancelled: 1,
         BanquetScaledDown: 1,
+        BanquetHostDataErased: 1,
     }
 }
 
@@ -93,6 +107,11 @@ pub enum BanquetCommand {
     ScaleDown {
         guests: Count,
     },
+    /// Erase the host family's personal data (a reason given).
+    EraseHostData {
+        basis: ErasureBasis,
+        reason: Text,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +130,13 @@ pub struct Banquet {
     pub status: BanquetStatus,
     pub planned_date: Option<LocalDate>,
     pub guests: u32,
+}
+
+impl Banquet {
+    /// Whether the host family's personal data was erased.
+    pub fn host_data_erased(&self) -> bool {
+        self.report.as_ref().is_some_and(|r| r.personal.is_erased())
+    }
 }
 
 impl Aggregate for Banquet {
@@ -162,6 +188,19 @@ impl Aggregate for Banquet {
         };
         match command {
             BanquetCommand::Report { .. } => Err(DomainError::BanquetAlreadyReported),
+            // Allowed whatever the outcome: a cancelled banquet's host is a
+            // data subject like any other. Erasing twice erases nothing more.
+            BanquetCommand::EraseHostData { basis, reason } => {
+                if self.host_data_erased() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![BanquetHostDataErased {
+                    date: ctx.today,
+                    basis: *basis,
+                    reason: reason.clone(),
+                }
+                .into()])
+            }
             BanquetCommand::Postpone { new_date } => {
                 if let Some(refused) = cancelled("postponed") {
                     return refused;
@@ -223,6 +262,11 @@ impl Aggregate for Banquet {
             BanquetEvent::BanquetScaledDown(e) => {
                 self.guests = e.guests.get();
                 self.status = BanquetStatus::ScaledDown;
+            }
+            BanquetEvent::BanquetHostDataErased(_) => {
+                if let Some(report) = &mut self.report {
+                    report.personal = Personal::Erased;
+                }
             }
         }
         self
@@ -340,6 +384,34 @@ mod tests {
             .then_rejects("banquet_already_reported");
     }
 
+    fn erase() -> BanquetCommand {
+        BanquetCommand::EraseHostData {
+            basis: ErasureBasis::Request,
+            reason: Text::parse("本人申请").expect("text"),
+        }
+    }
+
+    #[test]
+    fn erasing_a_host_marks_their_data_erased_once_and_keeps_the_banquet() {
+        given::<Banquet>(&[], ctx())
+            .when(erase())
+            .then_rejects("banquet_not_reported");
+        let state = given::<Banquet>(&[wedding(), cancelled()], ctx())
+            .when(erase())
+            .then_types(&["BanquetHostDataErased"]);
+        assert!(state.host_data_erased());
+        assert_eq!(state.status, BanquetStatus::Cancelled);
+        assert_eq!(state.guests, 200);
+        let erased = BanquetEvent::from(BanquetHostDataErased {
+            date: day("2020-01-28"),
+            basis: ErasureBasis::Retention,
+            reason: Text::parse("retention").expect("text"),
+        });
+        given::<Banquet>(&[wedding(), erased], ctx())
+            .when(erase())
+            .then(&[]);
+    }
+
     fn banquet_command() -> impl proptest::strategy::Strategy<Value = BanquetCommand> {
         use proptest::prelude::*;
         prop_oneof![
@@ -362,6 +434,7 @@ mod tests {
             (0i64..300).prop_map(|g| BanquetCommand::ScaleDown {
                 guests: Count::parse(g).expect("count")
             }),
+            Just(erase()),
         ]
     }
 

@@ -279,6 +279,8 @@ impl Board {
                     BanquetEvent::BanquetPostponed(_) => Figure::BanquetsPostponed,
                     BanquetEvent::BanquetCancelled(_) => Figure::BanquetsCancelled,
                     BanquetEvent::BanquetScaledDown(_) => Figure::BanquetsScaledDown,
+                    // Erasing a host's data is no work in the field.
+                    BanquetEvent::BanquetHostDataErased(_) => return,
                 };
                 if let Some(zone) = self.owned_zone(id) {
                     zone.field_event(day, at);

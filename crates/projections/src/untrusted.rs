@@ -39,6 +39,7 @@ const TYPES: &[&str] = &[
     "AbnormalConditionReported",
     "ReferredForTreatment",
     "PersonalDataErased",
+    "BanquetHostDataErased",
     "QuarantinePeriodChanged",
     "ExposureRecorded",
     "QuarantineEnded",
@@ -269,6 +270,15 @@ impl Folded {
             let _ = self.banquet.handle(
                 &BanquetCommand::Postpone {
                     new_date: ctx.today + shift(data.get(4)),
+                },
+                &ctx,
+            );
+        }
+        if let Ok(reason) = Text::parse("retention") {
+            let _ = self.banquet.handle(
+                &BanquetCommand::EraseHostData {
+                    basis: fangkong_domain::returnee::ErasureBasis::Retention,
+                    reason,
                 },
                 &ctx,
             );

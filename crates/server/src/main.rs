@@ -416,8 +416,9 @@ enum Command {
         #[command(flatten)]
         kek: KekArgs,
         /// Days after a quarantine ends (or after arrival, for a returnee
-        /// never quarantined) before the person's personal data is erased;
-        /// the job runs at start and hourly. At least 1: a server never
+        /// never quarantined) before the person's personal data is erased,
+        /// and after a banquet's last record (once its date has passed)
+        /// before its host's is; the job runs at start and hourly. At least 1: a server never
         /// erases what was recorded today.
         #[arg(
             long,
@@ -434,7 +435,7 @@ enum Command {
         store: Store,
         #[command(flatten)]
         kek: KekArgs,
-        /// Erase every person whose retention has passed.
+        /// Erase every returnee and banquet host whose retention has passed.
         #[arg(long, required = true)]
         due: bool,
         #[arg(
@@ -831,7 +832,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("erasing: {e}"))?;
             store.close().await;
             println!(
-                "erased the personal data of {} of {} returnees in {:.2}s ({} due but recorded in the clear before sealing: left)",
+                "erased the personal data of {} of {} data subjects (returnees and banquet hosts) in {:.2}s ({} due but recorded in the clear before sealing: left)",
                 run.erased,
                 run.considered,
                 started.elapsed().as_secs_f64(),

@@ -25,7 +25,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(get_banquet)
         .service(postpone)
         .service(cancel)
-        .service(scale_down);
+        .service(scale_down)
+        .service(erase_host_data);
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -425,6 +426,55 @@ async fn scale_down(
 ) -> Result<HttpResponse, ApiError> {
     Ok(written(
         scale(&state, &WriteHeaders::parse(&req, caller)?, &path, body).await?,
+        None,
+    ))
+}
+
+/// Erase a banquet host family's personal data. Admin only.
+///
+/// Records `BanquetHostDataErased` (holding no personal data) and destroys the key the host's
+/// name and phone were sealed under: from then on every view, list, export, live feed, as-of
+/// read, rebuild and saved state shows them as `{"erased": true}`, while the banquet, its
+/// outcome and every figure stay as they were and the log still verifies. Sent again, it
+/// records nothing more. A banquet never reported answers 404. Refused
+/// with 409 when the rule it breaks is `personal_data_not_encrypted` (reported before this
+/// store sealed personal data: start a new store to erase by key).
+#[utoipa::path(
+    tag = "banquets",
+    params(("banquet_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry")),
+    request_body = super::returnees::ErasureBody,
+    responses((status = 200, description = "Erased (or already erased)", body = Written, headers(("ETag" = String, description = "Its stream version, quoted"))), WriteErrors)
+)]
+#[post("/banquets/{banquet_id}/erasure")]
+async fn erase_host_data(
+    caller: Authorized<crate::access::Admin>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Json<super::returnees::ErasureBody>,
+) -> Result<HttpResponse, ApiError> {
+    use fangkong_app::personal::{erase_operation, DataSubject};
+    let headers = WriteHeaders::parse(&req, caller)?;
+    let id = banquet_id(&path)?;
+    let reason = field("reason", Text::parse(&body.value.reason))?;
+    let target = fangkong_app::Target::new(
+        id.stream_id(),
+        id.as_uuid(),
+        erase_operation(DataSubject::BanquetHost),
+    );
+    let envelope = headers.envelope(body.canonical_hash, None);
+    let outcome = state
+        .commands
+        .erase_subject(
+            &envelope,
+            &target,
+            DataSubject::BanquetHost,
+            fangkong_domain::returnee::ErasureBasis::Request,
+            reason,
+        )
+        .await?;
+    Ok(written(
+        super::shown_write(&state, &headers.caller, target.operation, outcome).await?,
         None,
     ))
 }

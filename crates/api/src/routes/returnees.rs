@@ -1084,7 +1084,11 @@ async fn erase_personal_data(
     let headers = WriteHeaders::parse(&req, caller)?;
     let id = returnee_id(&path)?;
     let reason = field("reason", Text::parse(&body.value.reason))?;
-    let target = fangkong_app::Target::new(id.stream_id(), id.as_uuid(), "returnee.erase");
+    let target = fangkong_app::Target::new(
+        id.stream_id(),
+        id.as_uuid(),
+        fangkong_app::personal::erase_operation(fangkong_app::personal::DataSubject::Returnee),
+    );
     let envelope = headers.envelope(body.canonical_hash, None);
     let outcome = state
         .commands
