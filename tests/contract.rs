@@ -50,7 +50,8 @@ const ORDER: &[(&str, &str)] = &[
     ("POST", "/v1/zones/{zone_id}/publicity"),
     ("POST", "/v1/staff-health-checks"),
     ("PUT", "/v1/zones/{zone_id}/daily-reports/{date}"),
-    // Last: it erases the returnee the examples before it wrote to.
+    // Last: they erase the people the examples before them wrote.
+    ("POST", "/v1/banquets/{banquet_id}/erasure"),
     ("POST", "/v1/returnees/{returnee_id}/erasure"),
 ];
 

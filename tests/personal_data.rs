@@ -21,6 +21,7 @@ const TEAM_PHONE: &str = "13900007777";
 const ADDRESS: &str = "桥头村三组12号";
 const HOST: &str = "司马长风家";
 const HOST_PHONE: &str = "13700004444";
+const STAFF: &str = "上官镇干部";
 
 /// A township date `n` days from now.
 fn days_ahead(n: i64) -> String {
@@ -484,6 +485,22 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
     // while it is).
     let held = report_banquet(&s, &place.0, &days_ago(3)).await;
     let ahead = report_banquet(&s, &place.0, &days_ahead(10)).await;
+    // Cancelled: its date no longer matters.
+    let called_off = report_banquet(&s, &place.0, &days_ahead(20)).await;
+    s.post(
+        &format!("/v1/banquets/{called_off}/cancellation"),
+        json!({}),
+    )
+    .await
+    .ok();
+    // Yesterday's staff checks (a day that is over), recorded now.
+    s.post(
+        "/v1/staff-health-checks",
+        json!({"staff": STAFF, "temperature": 36.5,
+               "occurred_at": format!("{}T09:00:00+08:00", days_ago(1))}),
+    )
+    .await
+    .ok();
     assert!(s.stop().success());
 
     // A day's retention: everything was recorded today, nothing is due,
@@ -499,7 +516,7 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        said.contains("erased the personal data of 0 of 5 data subjects"),
+        said.contains("erased the personal data of 0 of 7 data subjects"),
         "{said}"
     );
     // None (by hand only; a server needs at least 1): all but the one in
@@ -510,7 +527,7 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("erased the personal data of 3 of 5 data subjects"),
+        said.contains("erased the personal data of 5 of 7 data subjects"),
         "{said}"
     );
     let refused = fangkong(&db, &["serve", "--personal-data-retention-days", "0"]);
@@ -539,9 +556,38 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
         s.get(&format!("/v1/returnees/{quarantined}")).await.ok()["personal"]["name"],
         NAME
     );
-    let banquet = s.get(&format!("/v1/banquets/{held}")).await.ok();
-    assert!(erased(&banquet["host"]), "{banquet}");
-    assert_eq!(banquet["guests"], 120, "the banquet itself stands");
+    for due in [&held, &called_off] {
+        let banquet = s.get(&format!("/v1/banquets/{due}")).await.ok();
+        assert!(erased(&banquet["host"]), "{banquet}");
+        assert_eq!(banquet["guests"], 120, "the banquet itself stands");
+    }
+    // The log opens sealed values with the keys: erased there means the
+    // key is gone, not only the state marked.
+    let log = s.get("/v1/events?category=banquet&limit=100").await.ok();
+    let items = log["items"].as_array().expect("items");
+    for item in items {
+        let shown = &item["data"]["personal"];
+        if item["type"] == "BanquetReported" {
+            let due = [&held, &called_off]
+                .iter()
+                .any(|b| item["stream_id"] == format!("banquet-{b}"));
+            assert_eq!(erased(shown), due, "{item}");
+        }
+    }
+    let erasures: Vec<&Value> = items
+        .iter()
+        .filter(|i| i["type"] == "BanquetHostDataErased")
+        .collect();
+    assert_eq!(erasures.len(), 2);
+    assert!(erasures.iter().all(|e| e["data"]["basis"] == "retention"));
+    let staff = s.get("/v1/events?category=staff").await.ok();
+    let staff = staff["items"].as_array().expect("items");
+    assert!(erased(&staff[0]["data"]["staff"]), "{staff:?}");
+    assert_eq!(
+        staff[0]["data"]["temperature"], 36.5,
+        "the check stays counted"
+    );
+    assert_eq!(staff.last().expect("events")["type"], "StaffNamesErased");
     assert_eq!(
         s.get(&format!("/v1/banquets/{ahead}")).await.ok()["host"]["name"],
         HOST
@@ -554,7 +600,7 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("erased the personal data of 0 of 5 data subjects"),
+        said.contains("erased the personal data of 0 of 7 data subjects"),
         "{said}"
     );
 }
@@ -687,6 +733,12 @@ async fn a_banquet_hosts_erasure_leaves_the_banquet_and_its_figures_but_no_name(
         let text = answer.to_string();
         assert!(!text.contains(HOST) && !text.contains(HOST_PHONE), "{text}");
     }
+    let figures_after = s
+        .get(&format!("/v1/zones/{zone}/dashboard?min_position={at}"))
+        .await
+        .ok();
+    assert_eq!(figures_after["to_date"], figures_before["to_date"]);
+    assert_eq!(figures_after["today"], figures_before["today"]);
     // A field worker goes on with the banquet: nothing is sealed anew.
     s.send(
         s.client
@@ -696,14 +748,6 @@ async fn a_banquet_hosts_erasure_leaves_the_banquet_and_its_figures_but_no_name(
     )
     .await
     .ok();
-    let figures_after = s
-        .get(&format!("/v1/zones/{zone}/dashboard?min_position={at}"))
-        .await
-        .ok();
-    assert_eq!(
-        figures_after["to_date"]["banquets_reported"],
-        figures_before["to_date"]["banquets_reported"]
-    );
     assert!(s.stop().success());
     assert_eq!(
         plaintext_stored_of(&db, &[HOST, HOST_PHONE]).await,

@@ -105,7 +105,7 @@ impl Command for activity::ActivityCommand {
     }
 }
 
-impl Command for activity::RecordStaffHealthCheck {
+impl Command for activity::StaffCommand {
     type Aggregate = activity::StaffChecks;
 }
 

@@ -3,6 +3,7 @@
 //! (the entity's stream) before the event is hashed, and erasing a person
 //! records why, then destroys that key.
 
+use fangkong_domain::activity::StaffCommand;
 use fangkong_domain::banquet::BanquetCommand;
 use fangkong_domain::personal::{sealed_paths, sealing_context, visit_sealed};
 use fangkong_domain::returnee::{ErasureBasis, ReturneeCommand};
@@ -34,9 +35,11 @@ pub async fn follow_erasures(
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     // Each erasure event is in its data subject's own stream.
-    // Event types are unique across the log: no category is needed.
     let filter = fangkong_store::LogFilter {
-        event_types: ERASURE_EVENTS.iter().map(|t| (*t).to_owned()).collect(),
+        event_types: ERASURE_EVENTS
+            .iter()
+            .map(|(t, _)| (*t).to_owned())
+            .collect(),
         ..Default::default()
     };
     let mut heads = store.subscribe();
@@ -59,8 +62,13 @@ pub async fn follow_erasures(
         loop {
             match store.read_all(after, ERASURES_PAGE, &filter).await {
                 Ok(page) => {
+                    // Only in the stream of a subject its type erases: an
+                    // event of the same name elsewhere forgets no key.
                     for event in &page {
-                        vault.erased_elsewhere(&event.stream_id);
+                        let category = fangkong_store::category_of(&event.stream_id);
+                        if ERASURE_EVENTS.contains(&(event.event_type.as_str(), category)) {
+                            vault.erased_elsewhere(&event.stream_id);
+                        }
                     }
                     match page.last() {
                         Some(last) if page.len() == ERASURES_PAGE => after = last.position,
@@ -86,8 +94,13 @@ pub async fn follow_erasures(
     }
 }
 
-/// The events recording an erasure, each in its data subject's stream.
-pub const ERASURE_EVENTS: &[&str] = &["PersonalDataErased", "BanquetHostDataErased"];
+/// The events recording an erasure, each with the category of the data
+/// subjects' streams it is recorded in.
+pub const ERASURE_EVENTS: &[(&str, &str)] = &[
+    ("PersonalDataErased", "returnee"),
+    ("BanquetHostDataErased", "banquet"),
+    ("StaffNamesErased", "staff"),
+];
 
 /// Whether a stored value at a sealed path is sealed (or was erased).
 fn is_sealed(value: &Value) -> bool {
@@ -162,7 +175,7 @@ pub fn first_clear(events: &[RecordedEvent]) -> Option<u64> {
 /// What a retention run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionRun {
-    /// Data subjects (returnees and banquet hosts) whose personal data was
+    /// Data subjects (returnees, banquet hosts, days of staff checks) whose personal data was
     /// due and is now erased.
     pub erased: u64,
     /// Due, but recorded in the clear before sealing: left as they are.
@@ -179,6 +192,8 @@ pub enum DataSubject {
     Returnee,
     /// A banquet's host family (`BanquetHostDataErased`).
     BanquetHost,
+    /// The names in one day's staff checks (`StaffNamesErased`).
+    StaffDay,
 }
 
 /// One subject found due by a retention run.
@@ -188,12 +203,16 @@ struct Due {
     subject: DataSubject,
 }
 
-/// Reads every event of `category`, oldest first, page by page.
+/// Reads every event of `category`, oldest first, page by page. An event
+/// `on` cannot take (one it cannot decode, say, written by a newer
+/// version) leaves its stream out of the run, with a warning, rather than
+/// stopping the erasure of everyone else; the returned set names them.
 async fn each_event_of(
     store: &fangkong_store::EventStore,
     category: &str,
     mut on: impl FnMut(RecordedEvent) -> Result<(), AppError>,
-) -> Result<(), AppError> {
+) -> Result<std::collections::HashSet<String>, AppError> {
+    let mut left_out = std::collections::HashSet::new();
     let filter = fangkong_store::LogFilter {
         category: Some(category.to_owned()),
         ..Default::default()
@@ -202,11 +221,18 @@ async fn each_event_of(
     loop {
         let page = store.read_all(after, 5_000, &filter).await?;
         let Some(last) = page.last() else {
-            return Ok(());
+            return Ok(left_out);
         };
         after = last.position;
         for recorded in page {
-            on(recorded)?;
+            if left_out.contains(&recorded.stream_id) {
+                continue;
+            }
+            let (stream_id, position) = (recorded.stream_id.clone(), recorded.position);
+            if let Err(error) = on(recorded) {
+                tracing::warn!(%error, position, stream_id, "left out of the retention run: an event it cannot read");
+                left_out.insert(stream_id);
+            }
         }
     }
 }
@@ -218,8 +244,10 @@ impl Application {
     ///   recorded, or after their registration was recorded when no
     ///   quarantine was ever started; never during a quarantine;
     /// - a banquet's host family `retention_days` after the banquet's last
-    ///   record (its report or its latest outcome), once its planned date
-    ///   has passed; never while it is still ahead.
+    ///   record (its report or its latest outcome), once it is cancelled or
+    ///   its planned date has passed; never while it is still ahead;
+    /// - the names in a day's staff checks `retention_days` after the
+    ///   day's last check was recorded, once the day is over.
     ///
     /// The days run from when the service recorded these (its own clock),
     /// not from dates a client sends, so a backdated end cannot make anyone
@@ -235,6 +263,8 @@ impl Application {
         self.returnees_due(now - retention, &mut run, &mut due, &mut leftover)
             .await?;
         self.banquet_hosts_due(now - retention, &mut run, &mut due, &mut leftover)
+            .await?;
+        self.staff_days_due(now - retention, &mut run, &mut due, &mut leftover)
             .await?;
         if !leftover.is_empty() {
             // Whether each key survived is the store's to say: this
@@ -296,7 +326,7 @@ impl Application {
             ended_at: Option<chrono::DateTime<chrono::Utc>>,
         }
         let mut people: std::collections::HashMap<String, Tracked> = Default::default();
-        each_event_of(self.store(), "returnee", |recorded| {
+        let left_out = each_event_of(self.store(), "returnee", |recorded| {
             let event = crate::decode::<Returnee>(&recorded)?;
             let tracked = people.entry(recorded.stream_id).or_insert_with(|| Tracked {
                 state: Returnee::default(),
@@ -314,6 +344,7 @@ impl Application {
             Ok(())
         })
         .await?;
+        people.retain(|stream_id, _| !left_out.contains(stream_id));
         run.considered += people.len() as u64;
         for (stream_id, person) in people {
             let Some(registration) = person.state.registration.as_ref() else {
@@ -350,7 +381,7 @@ impl Application {
             String,
             (Banquet, chrono::DateTime<chrono::Utc>),
         > = Default::default();
-        each_event_of(self.store(), "banquet", |recorded| {
+        let left_out = each_event_of(self.store(), "banquet", |recorded| {
             let event = crate::decode::<Banquet>(&recorded)?;
             let (state, last_at) = banquets
                 .entry(recorded.stream_id)
@@ -360,6 +391,7 @@ impl Application {
             Ok(())
         })
         .await?;
+        banquets.retain(|stream_id, _| !left_out.contains(stream_id));
         run.considered += banquets.len() as u64;
         let today = self.township().local_date(chrono::Utc::now());
         for (stream_id, (banquet, last_at)) in banquets {
@@ -370,11 +402,63 @@ impl Application {
                 leftover.push(stream_id);
                 continue;
             }
-            if date < today && last_at <= before {
+            let over = date < today
+                || banquet.status == fangkong_domain::banquet::BanquetStatus::Cancelled;
+            if over && last_at <= before {
                 due.push(Due {
                     stream_id,
                     entity: report.banquet_id.as_uuid(),
                     subject: DataSubject::BanquetHost,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Days of staff checks that are over and whose last check was
+    /// recorded no later than `before`.
+    async fn staff_days_due(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        run: &mut RetentionRun,
+        due: &mut Vec<Due>,
+        leftover: &mut Vec<String>,
+    ) -> Result<(), AppError> {
+        use fangkong_domain::activity::{StaffChecks, StaffEvent};
+        use fangkong_domain::Aggregate;
+        type Day = (
+            StaffChecks,
+            Option<fangkong_domain::LocalDate>,
+            chrono::DateTime<chrono::Utc>,
+        );
+        let mut days: std::collections::HashMap<String, Day> = Default::default();
+        let left_out = each_event_of(self.store(), "staff", |recorded| {
+            let event = crate::decode::<StaffChecks>(&recorded)?;
+            let (state, date, last_at) = days
+                .entry(recorded.stream_id)
+                .or_insert_with(|| (StaffChecks::default(), None, recorded.recorded_at));
+            if let StaffEvent::StaffHealthCheckRecorded(e) = &event {
+                *date = Some(e.date);
+            }
+            *state = std::mem::take(state).apply(&event);
+            *last_at = recorded.recorded_at;
+            Ok(())
+        })
+        .await?;
+        days.retain(|stream_id, _| !left_out.contains(stream_id));
+        run.considered += days.len() as u64;
+        let today = self.township().local_date(chrono::Utc::now());
+        for (stream_id, (day, date, last_at)) in days {
+            let Some(date) = date else { continue };
+            if day.names_erased {
+                leftover.push(stream_id);
+                continue;
+            }
+            if date < today && last_at <= before {
+                due.push(Due {
+                    stream_id,
+                    entity: uuid::Uuid::nil(),
+                    subject: DataSubject::StaffDay,
                 });
             }
         }
@@ -462,6 +546,10 @@ impl Application {
                 )
                 .await
             }
+            DataSubject::StaffDay => {
+                self.execute(envelope, target, StaffCommand::EraseNames { basis, reason })
+                    .await
+            }
         }
     }
 }
@@ -471,5 +559,6 @@ pub fn erase_operation(subject: DataSubject) -> &'static str {
     match subject {
         DataSubject::Returnee => "returnee.erase",
         DataSubject::BanquetHost => "banquet.erase",
+        DataSubject::StaffDay => "staff.erase",
     }
 }

@@ -281,7 +281,7 @@ async fn identical_keyed_crossings_over_two_instances_write_once(db: &TestDb) {
 }
 
 async fn first_personal_writes_from_two_instances_agree_on_one_key(db: &TestDb) {
-    use fangkong_domain::activity::{RecordStaffHealthCheck, StaffChecks};
+    use fangkong_domain::activity::{RecordStaffHealthCheck, StaffChecks, StaffCommand};
     use fangkong_domain::personal::sealing_context;
     let (store, [a, b]) = two_instances(db).await;
     // The day's staff checks: one subject, written by both instances at
@@ -302,11 +302,11 @@ async fn first_personal_writes_from_two_instances_agree_on_one_key(db: &TestDb) 
             app.execute(
                 &Envelope::system(),
                 &target,
-                RecordStaffHealthCheck {
+                StaffCommand::from(RecordStaffHealthCheck {
                     staff: name(&format!("干部{w}")),
                     temperature: Temperature::parse(36.5).expect("t"),
                     symptoms: vec![],
-                },
+                }),
             )
             .await
         }

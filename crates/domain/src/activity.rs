@@ -181,10 +181,40 @@ pub struct StaffHealthCheckRecorded {
     pub abnormal: bool,
 }
 
+/// The names in a day's staff checks were erased: the day's key is
+/// destroyed, so the checks stay counted (temperatures, symptoms) but no
+/// longer say whose they were. Holds no personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StaffNamesErased {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
+    pub date: LocalDate,
+    pub basis: crate::returnee::ErasureBasis,
+    pub reason: crate::Text,
+}
+
 event_enum! {
     /// Staff morning checks.
     pub enum StaffEvent {
         StaffHealthCheckRecorded: 1,
+        StaffNamesErased: 1,
+    }
+}
+
+/// What is done with a day's staff checks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StaffCommand {
+    Record(RecordStaffHealthCheck),
+    /// Erase the names of the day's checks (a reason given).
+    EraseNames {
+        basis: crate::returnee::ErasureBasis,
+        reason: crate::Text,
+    },
+}
+
+impl From<RecordStaffHealthCheck> for StaffCommand {
+    fn from(command: RecordStaffHealthCheck) -> Self {
+        StaffCommand::Record(command)
     }
 }
 
@@ -200,6 +230,8 @@ pub struct RecordStaffHealthCheck {
 pub struct StaffChecks {
     pub checked: u64,
     pub abnormal: u64,
+    /// The day's names were erased.
+    pub names_erased: bool,
 }
 
 impl StaffChecks {
@@ -209,20 +241,39 @@ impl StaffChecks {
 }
 
 impl Aggregate for StaffChecks {
-    type Command = RecordStaffHealthCheck;
+    type Command = StaffCommand;
     type Event = StaffEvent;
     const CATEGORY: &'static str = "staff";
 
-    /// Counted work: its decision reads nothing of the stream.
-    fn concurrency(_: &Self::Command) -> crate::Concurrency {
-        crate::Concurrency::Independent
+    /// A check is counted work: its decision reads nothing of the stream.
+    /// An erasure reads whether the day was erased already.
+    fn concurrency(command: &Self::Command) -> crate::Concurrency {
+        match command {
+            StaffCommand::Record(_) => crate::Concurrency::Independent,
+            StaffCommand::EraseNames { .. } => crate::Concurrency::Ordered,
+        }
     }
 
     fn handle(
         &self,
-        command: &RecordStaffHealthCheck,
+        command: &StaffCommand,
         ctx: &Context,
     ) -> Result<Vec<StaffEvent>, DomainError> {
+        let command = match command {
+            StaffCommand::Record(command) => command,
+            StaffCommand::EraseNames { basis, reason } => {
+                // Erasing twice (or a day without checks) erases nothing.
+                if self.names_erased || self.checked == 0 {
+                    return Ok(vec![]);
+                }
+                return Ok(vec![StaffNamesErased {
+                    date: ctx.today,
+                    basis: *basis,
+                    reason: reason.clone(),
+                }
+                .into()]);
+            }
+        };
         ctx.check_not_future("the check")?;
         Ok(vec![StaffHealthCheckRecorded {
             date: ctx.occurred_on,
@@ -235,10 +286,14 @@ impl Aggregate for StaffChecks {
     }
 
     fn apply(mut self, event: &StaffEvent) -> Self {
-        let StaffEvent::StaffHealthCheckRecorded(e) = event;
-        self.checked += 1;
-        if e.abnormal {
-            self.abnormal += 1;
+        match event {
+            StaffEvent::StaffHealthCheckRecorded(e) => {
+                self.checked += 1;
+                if e.abnormal {
+                    self.abnormal += 1;
+                }
+            }
+            StaffEvent::StaffNamesErased(_) => self.names_erased = true,
         }
         self
     }
@@ -282,13 +337,42 @@ mod tests {
     }
 
     #[test]
+    fn a_days_staff_names_are_erased_once_and_its_checks_stay_counted() {
+        let erase = || StaffCommand::EraseNames {
+            basis: crate::returnee::ErasureBasis::Retention,
+            reason: crate::Text::parse("retention").expect("text"),
+        };
+        given::<StaffChecks>(&[], ctx()).when(erase()).then(&[]);
+        let check = StaffEvent::from(StaffHealthCheckRecorded {
+            date: day("2020-02-01"),
+            staff: Personal::Clear(name("镇干部甲")),
+            temperature: temp(38.0),
+            symptoms: vec![],
+            abnormal: true,
+        });
+        let state = given::<StaffChecks>(std::slice::from_ref(&check), ctx())
+            .when(erase())
+            .then_types(&["StaffNamesErased"]);
+        assert!(state.names_erased);
+        assert_eq!((state.checked, state.abnormal), (1, 1));
+        let erased = StaffEvent::from(StaffNamesErased {
+            date: day("2020-02-01"),
+            basis: crate::returnee::ErasureBasis::Retention,
+            reason: crate::Text::parse("retention").expect("text"),
+        });
+        given::<StaffChecks>(&[check, erased], ctx())
+            .when(erase())
+            .then(&[]);
+    }
+
+    #[test]
     fn a_staff_check_with_a_fever_is_marked_abnormal() {
         let state = given::<StaffChecks>(&[], ctx())
-            .when(RecordStaffHealthCheck {
+            .when(StaffCommand::Record(RecordStaffHealthCheck {
                 staff: name("镇干部甲"),
                 temperature: temp(37.6),
                 symptoms: vec![],
-            })
+            }))
             .then(&[StaffHealthCheckRecorded {
                 date: day("2020-02-01"),
                 staff: Personal::Clear(name("镇干部甲")),

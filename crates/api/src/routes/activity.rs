@@ -4,7 +4,7 @@
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use fangkong_domain::activity::{
-    Activity, ActivityCommand, RecordStaffHealthCheck, StaffChecks, ZoneActivity,
+    Activity, ActivityCommand, RecordStaffHealthCheck, StaffChecks, StaffCommand, ZoneActivity,
 };
 use fangkong_domain::{Count, Name, PublicityChannel, Symptom, Temperature, ZoneId};
 use serde::Deserialize;
@@ -249,11 +249,11 @@ pub(crate) async fn staff_check(
         entity_id: uuid::Uuid::nil(),
         operation: "staff.check",
     };
-    let command = RecordStaffHealthCheck {
+    let command = StaffCommand::Record(RecordStaffHealthCheck {
         staff: field("staff", Name::parse(&b.staff))?,
         temperature: field("temperature", Temperature::parse(b.temperature))?,
         symptoms: b.symptoms,
-    };
+    });
     // The day's stream is chosen by the clock: a keyed retry that crosses
     // midnight finds its first try on the day before.
     if headers.idempotency_key.is_some() {
