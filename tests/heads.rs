@@ -248,10 +248,13 @@ async fn a_rechained_log_fails_against_a_kept_head(db: Arc<TestDb>) {
         .await
         .expect("resume");
     let state = indexer.catch_up(&store).await.expect("index");
+    // A head as signed before the access record was covered (v1): still
+    // checked as it always was.
     let head = key.sign(
         state.head.size,
         &state.head.root,
         &state.head.chain_hash,
+        None,
         chrono::Utc::now(),
     );
     store.close().await;
@@ -358,7 +361,110 @@ async fn published_heads_catch_a_later_rewrite(db: Arc<TestDb>) {
     );
 }
 
+/// The access record is chained beside the log: a row edited or removed
+/// in its middle breaks the chain, but rows cut off its end leave a chain
+/// that verifies. A kept head signs the record's last row, so the cut is
+/// named, against the service and against the database.
+async fn a_kept_head_shows_the_access_record_cut_short(db: Arc<TestDb>) {
+    let s = Server::start_on(db.clone(), &[]);
+    let (zone, village, grid) = place(&s, None, "一片区").await;
+    let registered = s
+        .post(
+            "/v1/returnees",
+            json!({"zone_id": zone, "village_id": village, "grid_id": grid,
+                   "arrival_date": "2020-01-24",
+                   "origin": {"region": "湖北省武汉市", "risk": "high"},
+                   "personal": {"name": "欧阳明月", "resident_id": "11010519491231002X",
+                                "phone": "13812345678", "address": "桥头村三组12号"}}),
+        )
+        .await
+        .ok();
+    let returnee = support::id(&registered);
+    for _ in 0..3 {
+        s.get(&format!("/v1/returnees/{returnee}")).await.ok();
+    }
+    let keys = s.get("/v1/audit/keys").await.ok();
+    let public_key = keys["keys"][0]["public_key"]
+        .as_str()
+        .expect("a public key")
+        .to_owned();
+    let head = s.get("/v1/audit/head").await.ok();
+    let kept_seq = head["signed"]["access"]["seq"].as_u64().expect("signed");
+    assert!(kept_seq >= 4, "{head}");
+    let dir = tempfile::tempdir().expect("a directory");
+    let kept = dir.path().join("kept-head.json");
+    std::fs::write(&kept, head.to_string()).expect("kept");
+    let kept = kept.to_str().expect("utf-8").to_owned();
+    // More reads after it: the record only grows.
+    s.get(&format!("/v1/returnees/{returnee}")).await.ok();
+    let url = s.url("");
+    let token = [("FANGKONG_TOKEN", s.token.clone())];
+    let out = audit_check(&kept, &public_key, &["--url", &url], &token);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains(&format!(
+            "recomputes from row 1 to the kept head's row {kept_seq}"
+        )),
+        "{}",
+        said(&out)
+    );
+    assert!(s.stop().success());
+    let against_db = || audit_check(&kept, &public_key, &["--database-url", db.url()], &[]);
+    let out = against_db();
+    assert!(out.status.success(), "{}", said(&out));
+
+    // Cut the record back to before the kept row: its chain still verifies.
+    db.execute_raw(&format!(
+        "DELETE FROM personal_data_access WHERE seq >= {kept_seq}"
+    ))
+    .await
+    .expect("cut");
+    let env = support::state_key_env(&db)
+        .into_iter()
+        .chain([("FANGKONG_DATABASE_URL", db.url().to_owned())])
+        .collect::<Vec<_>>();
+    let verified = fangkong(&["verify"], &env);
+    assert!(
+        said(&verified).contains("personal data access record intact"),
+        "{}",
+        said(&verified)
+    );
+    let out = against_db();
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        said(&out).contains(&format!(
+            "ends at row {}, before the kept head's row {kept_seq}",
+            kept_seq - 1
+        )),
+        "{}",
+        said(&out)
+    );
+    let s = Server::start_on(db.clone(), &[]);
+    let out = audit_check(
+        &kept,
+        &public_key,
+        &["--url", &s.url("")],
+        &[("FANGKONG_TOKEN", s.token.clone())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(said(&out).contains("cut off its end"), "{}", said(&out));
+    assert!(s.stop().success());
+
+    // A row edited in the middle: the chain breaks there.
+    db.execute_raw("UPDATE personal_data_access SET route = 'GET /v1/healthz' WHERE seq = 2")
+        .await
+        .expect("edited");
+    let out = against_db();
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        said(&out).contains("access record's chain breaks at row 2"),
+        "{}",
+        said(&out)
+    );
+}
+
 fangkong_store::each_backend!(threads = 2; [owned];
+    a_kept_head_shows_the_access_record_cut_short,
     signed_heads_are_checked_and_every_tampering_is_named,
     a_rechained_log_fails_against_a_kept_head,
     published_heads_catch_a_later_rewrite,

@@ -3,8 +3,11 @@
 //!
 //! A head names a tree size, the Merkle root over the log's first `size`
 //! events (RFC 6962, leaves the events' chain hashes), the chain hash at
-//! `size`, and when it was signed. The signature is Ed25519 over a fixed
-//! byte layout of those, so no JSON formatting can change what was signed.
+//! `size`, when it was signed, and (since v2) the last row of the personal
+//! data access record, whose rows are chained beside the log: a head kept
+//! by an auditor then proves neither was cut short. The signature is
+//! Ed25519 over a fixed byte layout of those, so no JSON formatting can
+//! change what was signed.
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, Signer, Verifier};
@@ -12,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 const DOMAIN_TAG: &[u8] = b"fangkong.signed-head.v1\0";
+/// A head that also signs the access record's last row.
+const DOMAIN_TAG_V2: &[u8] = b"fangkong.signed-head.v2\0";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HeadError {
@@ -60,17 +65,19 @@ impl SigningKey {
         PublicKey(self.0.verifying_key())
     }
 
-    /// Signs the head of a tree of `size` events, timed to the
+    /// Signs the head of a tree of `size` events and, when given, the
+    /// access record's last row (`seq` and hash), timed to the
     /// millisecond (what every JSON reader keeps, JavaScript's included).
     pub fn sign(
         &self,
         size: u64,
         root: &[u8; 32],
         chain_hash: &[u8; 32],
+        access: Option<(u64, &[u8; 32])>,
         at: DateTime<Utc>,
     ) -> SignedHead {
         let at = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
-        let signature = self.0.sign(&message(size, root, chain_hash, at));
+        let signature = self.0.sign(&message(size, root, chain_hash, access, at));
         SignedHead {
             tree_size: size,
             root_hash: hex::encode(root),
@@ -78,6 +85,10 @@ impl SigningKey {
             timestamp: at,
             key_id: self.public().key_id(),
             signature: hex::encode(signature.to_bytes()),
+            access: access.map(|(seq, hash)| AccessHead {
+                seq,
+                hash: hex::encode(hash),
+            }),
         }
     }
 }
@@ -126,6 +137,20 @@ pub struct SignedHead {
     pub key_id: String,
     /// Ed25519 over the head's fields, hex.
     pub signature: String,
+    /// The personal data access record's last row when the head was
+    /// signed (absent from heads signed before it was covered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessHead>,
+}
+
+/// The last row of the personal data access record a head signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessHead {
+    /// Its `seq` (0 for an empty record).
+    pub seq: u64,
+    /// Its hash, hex (64 zeros for an empty record).
+    pub hash: String,
 }
 
 impl SignedHead {
@@ -135,6 +160,14 @@ impl SignedHead {
 
     pub fn chain(&self) -> Result<[u8; 32], HeadError> {
         hash32(&self.chain_hash, "chain_hash")
+    }
+
+    /// The access record's last row the head signed: `seq` and hash.
+    pub fn access(&self) -> Result<Option<(u64, [u8; 32])>, HeadError> {
+        self.access
+            .as_ref()
+            .map(|a| Ok((a.seq, hash32(&a.hash, "access.hash")?)))
+            .transpose()
     }
 
     /// Checks the head was signed, as it stands, by `key`.
@@ -152,10 +185,12 @@ impl SignedHead {
         if self.timestamp.timestamp_subsec_nanos() % 1_000_000 != 0 {
             return Err(HeadError::Malformed("timestamp (finer than a millisecond)"));
         }
+        let access = self.access()?;
         let signed = message(
             self.tree_size,
             &self.root()?,
             &self.chain()?,
+            access.as_ref().map(|(seq, hash)| (*seq, hash)),
             self.timestamp,
         );
         key.0
@@ -170,13 +205,29 @@ fn hash32(text: &str, what: &'static str) -> Result<[u8; 32], HeadError> {
     Ok(bytes)
 }
 
-/// What is signed: a tag, then the fields in a fixed layout.
-fn message(size: u64, root: &[u8; 32], chain_hash: &[u8; 32], at: DateTime<Utc>) -> Vec<u8> {
-    let mut bytes = DOMAIN_TAG.to_vec();
+/// What is signed: a tag, then the fields in a fixed layout. A head
+/// without the access record keeps the v1 layout, so heads kept before it
+/// was covered still verify; one with it is tagged v2, so neither layout
+/// can pass for the other.
+fn message(
+    size: u64,
+    root: &[u8; 32],
+    chain_hash: &[u8; 32],
+    access: Option<(u64, &[u8; 32])>,
+    at: DateTime<Utc>,
+) -> Vec<u8> {
+    let mut bytes = match access {
+        Some(_) => DOMAIN_TAG_V2.to_vec(),
+        None => DOMAIN_TAG.to_vec(),
+    };
     bytes.extend_from_slice(&size.to_be_bytes());
     bytes.extend_from_slice(root);
     bytes.extend_from_slice(chain_hash);
     bytes.extend_from_slice(&at.timestamp_millis().to_be_bytes());
+    if let Some((seq, hash)) = access {
+        bytes.extend_from_slice(&seq.to_be_bytes());
+        bytes.extend_from_slice(hash);
+    }
     bytes
 }
 
@@ -193,7 +244,7 @@ mod tests {
     #[test]
     fn a_head_verifies_under_its_key_and_round_trips_as_json() {
         let key = SigningKey::random().expect("a key");
-        let head = key.sign(42, &[7; 32], &[9; 32], at());
+        let head = key.sign(42, &[7; 32], &[9; 32], None, at());
         assert_eq!(head.verify(&key.public()), Ok(()));
         assert_eq!(
             head.timestamp.timestamp_subsec_nanos(),
@@ -213,9 +264,45 @@ mod tests {
     }
 
     #[test]
+    fn a_head_signs_the_access_records_last_row_and_any_change_to_it_fails() {
+        let key = SigningKey::random().expect("a key");
+        let public = key.public();
+        let head = key.sign(42, &[7; 32], &[9; 32], Some((5, &[3; 32])), at());
+        assert_eq!(head.verify(&public), Ok(()));
+        assert_eq!(head.access(), Ok(Some((5, [3; 32]))));
+        let kept: SignedHead =
+            serde_json::from_str(&serde_json::to_string(&head).expect("json")).expect("read back");
+        assert_eq!(kept.verify(&public), Ok(()));
+        let mut altered = head.clone();
+        altered.access = Some(AccessHead {
+            seq: 4,
+            hash: hex::encode([3; 32]),
+        });
+        assert_eq!(altered.verify(&public), Err(HeadError::BadSignature));
+        let mut altered = head.clone();
+        altered.access = Some(AccessHead {
+            seq: 5,
+            hash: hex::encode([4; 32]),
+        });
+        assert_eq!(altered.verify(&public), Err(HeadError::BadSignature));
+        // Dropping the access row does not leave a v1 head that verifies.
+        let mut altered = head.clone();
+        altered.access = None;
+        assert_eq!(altered.verify(&public), Err(HeadError::BadSignature));
+        // And a v1 head cannot be given one.
+        let mut v1 = key.sign(42, &[7; 32], &[9; 32], None, at());
+        assert_eq!(v1.verify(&public), Ok(()));
+        v1.access = Some(AccessHead {
+            seq: 0,
+            hash: hex::encode([0; 32]),
+        });
+        assert_eq!(v1.verify(&public), Err(HeadError::BadSignature));
+    }
+
+    #[test]
     fn any_altered_field_or_another_key_fails() {
         let key = SigningKey::random().expect("a key");
-        let head = key.sign(42, &[7; 32], &[9; 32], at());
+        let head = key.sign(42, &[7; 32], &[9; 32], None, at());
         let public = key.public();
         let mut altered = head.clone();
         altered.tree_size = 41;
@@ -238,7 +325,7 @@ mod tests {
         ));
         // Another key that claims this key's id still fails.
         let other = SigningKey::random().expect("a key");
-        let mut forged = other.sign(42, &[7; 32], &[9; 32], at());
+        let mut forged = other.sign(42, &[7; 32], &[9; 32], None, at());
         assert!(matches!(
             forged.verify(&public),
             Err(HeadError::OtherKey { .. })

@@ -29,6 +29,70 @@ pub enum CheckFailure {
     Rewritten { size: u64 },
     #[error("the service answered {0}")]
     Service(String),
+    #[error("the personal data access record ends at row {now}, before the kept head's row {kept}: rows were cut off its end")]
+    AccessCutShort { kept: u64, now: u64 },
+    #[error(
+        "the personal data access record's chain breaks at row {seq}: a row was edited or removed"
+    )]
+    AccessBroken { seq: u64 },
+    #[error("the personal data access record's row {seq} is not the one the kept head signed: rewritten and re-chained")]
+    AccessRewritten { seq: u64 },
+}
+
+/// Checks rows of the access record, oldest first from row 1, as they come
+/// (from the service's pages or the store): each must sit at the next
+/// `seq` and carry the hash of its fields after the previous row's; the
+/// row at the kept head's `seq` must carry the hash it signed.
+struct AccessWalk {
+    kept: (u64, [u8; 32]),
+    previous: [u8; 32],
+    next: u64,
+}
+
+impl AccessWalk {
+    fn new(kept: (u64, [u8; 32])) -> AccessWalk {
+        AccessWalk {
+            kept,
+            previous: [0; 32],
+            next: 1,
+        }
+    }
+
+    /// Takes one row; `Ok(true)` once the kept row was reached.
+    fn take(
+        &mut self,
+        seq: u64,
+        hash: [u8; 32],
+        note: &fangkong_store::NewDisclosure,
+    ) -> Result<bool, CheckFailure> {
+        if seq != self.next || hash != fangkong_store::disclosure_link(&self.previous, seq, note) {
+            return Err(CheckFailure::AccessBroken { seq: self.next });
+        }
+        self.previous = hash;
+        self.next += 1;
+        if seq == self.kept.0 {
+            if hash != self.kept.1 {
+                return Err(CheckFailure::AccessRewritten { seq });
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The rows ended: fine only if the kept row was reached (or there is
+    /// none to reach).
+    fn ended(&self) -> Result<String, CheckFailure> {
+        let (seq, _) = self.kept;
+        if self.next <= seq {
+            return Err(CheckFailure::AccessCutShort {
+                kept: seq,
+                now: self.next - 1,
+            });
+        }
+        Ok(format!(
+            "the personal data access record's chain recomputes from row 1 to the kept head's row {seq}, whose hash it signed"
+        ))
+    }
 }
 
 /// A kept head: a signed head as `GET /v1/audit/head` answers it in
@@ -187,6 +251,31 @@ pub async fn against_service(
             "extends: the chain recomputed from position 1 reaches the kept head's chain hash at {from}"
         ));
     }
+    if let Some(kept_access) = kept
+        .access()
+        .map_err(|e| CheckFailure::KeptHead(e.to_string()))?
+    {
+        let mut walk = AccessWalk::new(kept_access);
+        let mut cursor = 0u64;
+        'pages: while cursor < kept_access.0 {
+            let page = get(format!(
+                "/v1/audit/personal-data-access?limit=1000&cursor={cursor}"
+            ))
+            .await?;
+            let rows = page["items"].as_array().cloned().unwrap_or_default();
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let (seq, hash, note) = access_row(row)?;
+                cursor = seq;
+                if walk.take(seq, hash, &note)? {
+                    break 'pages;
+                }
+            }
+        }
+        said.push(walk.ended()?);
+    }
     for &position in events {
         let answer = get(format!(
             "/v1/audit/inclusion?position={position}&tree_size={to}"
@@ -206,6 +295,26 @@ pub async fn against_service(
         ));
     }
     Ok(said)
+}
+
+/// One row of the access record as the service answers it.
+fn access_row(
+    row: &serde_json::Value,
+) -> Result<(u64, [u8; 32], fangkong_store::NewDisclosure), CheckFailure> {
+    let malformed = || CheckFailure::Service(format!("a malformed access record row: {row}"));
+    let seq = row["seq"].as_u64().ok_or_else(malformed)?;
+    let hash = hashes(&serde_json::json!([row["hash"]]))?
+        .first()
+        .copied()
+        .ok_or_else(malformed)?;
+    let note = fangkong_store::NewDisclosure {
+        at: serde_json::from_value(row["at"].clone()).map_err(|_| malformed())?,
+        token_id: serde_json::from_value(row["token_id"].clone()).map_err(|_| malformed())?,
+        role: row["role"].as_str().ok_or_else(malformed)?.to_owned(),
+        route: row["route"].as_str().ok_or_else(malformed)?.to_owned(),
+        subjects: serde_json::from_value(row["subjects"].clone()).map_err(|_| malformed())?,
+    };
+    Ok((seq, hash, note))
 }
 
 fn hashes(value: &serde_json::Value) -> Result<Vec<[u8; 32]>, CheckFailure> {
@@ -269,11 +378,38 @@ pub async fn against_store(
             size: kept.tree_size,
         }));
     }
-    Ok(Ok(vec![
+    let mut said = vec![
         format!("intact: the chain of {now} events recomputes from its events"),
         format!(
             "consistent: its first {} events have the Merkle root the kept head signed",
             kept.tree_size
         ),
-    ]))
+    ];
+    let kept_access = match kept.access() {
+        Ok(access) => access,
+        Err(e) => return Ok(Err(CheckFailure::KeptHead(e.to_string()))),
+    };
+    if let Some(kept_access) = kept_access {
+        let mut walk = AccessWalk::new(kept_access);
+        let mut after = 0u64;
+        'pages: while after < kept_access.0 {
+            let rows = store.disclosures(after, 2_000).await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                after = row.seq;
+                match walk.take(row.seq, row.hash, &row.note) {
+                    Ok(true) => break 'pages,
+                    Ok(false) => {}
+                    Err(failure) => return Ok(Err(failure)),
+                }
+            }
+        }
+        match walk.ended() {
+            Ok(line) => said.push(line),
+            Err(failure) => return Ok(Err(failure)),
+        }
+    }
+    Ok(Ok(said))
 }

@@ -1003,15 +1003,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             let state = indexer.catch_up(&store).await?;
+            let access = store.disclosure_head().await;
             store.close().await;
             if let Some(stalled) = state.stalled {
                 eprintln!("no head signed: {stalled}");
                 return Ok(ExitCode::from(1));
             }
+            let (seq, hash) = access?;
             let signed = key.sign(
                 state.head.size,
                 &state.head.root,
                 &state.head.chain_hash,
+                Some((seq, &hash)),
                 chrono::Utc::now(),
             );
             println!("{}", serde_json::to_string_pretty(&signed)?);

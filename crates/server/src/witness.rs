@@ -122,10 +122,12 @@ pub async fn publish_last(
     if let Some(stalled) = state.stalled {
         anyhow::bail!("no last head: {stalled}");
     }
+    let (seq, hash) = store.disclosure_head().await?;
     let head = key.sign(
         state.head.size,
         &state.head.root,
         &state.head.chain_hash,
+        Some((seq, &hash)),
         chrono::Utc::now(),
     );
     let js = tokio::time::timeout(Duration::from_secs(5), witnessing.connect())

@@ -38,7 +38,10 @@ pub struct DisclosureReport {
     pub broken_at: Option<u64>,
 }
 
-fn link(previous: &[u8; 32], seq: u64, note: &NewDisclosure) -> [u8; 32] {
+/// The hash of row `seq` of the record: SHA-256 over the previous row's
+/// hash (zeros before the first) and this row's fields. Public so an
+/// auditor can recompute the chain from the rows the service answers.
+pub fn disclosure_link(previous: &[u8; 32], seq: u64, note: &NewDisclosure) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"fangkong personal data access v1\0");
     h.update(previous);
@@ -142,7 +145,7 @@ impl EventStore {
                     };
                 for note in notes {
                     seq += 1;
-                    let hash = link(&previous, seq, note);
+                    let hash = disclosure_link(&previous, seq, note);
                     sqlx::query($insert)
                         .bind(seq as i64)
                         .bind(note.at.timestamp_micros())
@@ -177,6 +180,27 @@ impl EventStore {
             ),
         }
         Ok(())
+    }
+
+    /// The record's last row, `seq` and hash: `(0, zeros)` when empty. What
+    /// a signed head signs, so a kept head shows a record cut short.
+    pub async fn disclosure_head(&self) -> Result<(u64, [u8; 32]), StoreError> {
+        const LAST: &str = "SELECT seq, hash FROM personal_data_access ORDER BY seq DESC LIMIT 1";
+        let row: Option<(i64, Vec<u8>)> = match &self.inner.backend {
+            Backend::Sqlite(b) => sqlx::query_as(LAST).fetch_optional(&b.read).await?,
+            Backend::Postgres(b) => sqlx::query_as(LAST).fetch_optional(&b.pool).await?,
+        };
+        let Some((seq, hash)) = row else {
+            return Ok((0, [0; 32]));
+        };
+        let corrupt = || StoreError::Corrupt {
+            position: u64::try_from(seq).unwrap_or(0),
+            reason: "the last row of the personal data access record does not parse".into(),
+        };
+        Ok((
+            u64::try_from(seq).map_err(|_| corrupt())?,
+            hash.try_into().map_err(|_| corrupt())?,
+        ))
     }
 
     /// Up to `limit` rows after `after` (a `seq`), oldest first.
@@ -262,7 +286,7 @@ impl EventStore {
                         broken_at: Some(at),
                     });
                 };
-                if d.seq != expected || d.hash != link(&previous, d.seq, &d.note) {
+                if d.seq != expected || d.hash != disclosure_link(&previous, d.seq, &d.note) {
                     return Ok(DisclosureReport {
                         checked,
                         broken_at: Some(expected),

@@ -35,7 +35,7 @@ use uuid::Uuid;
 use batch::{AppendRequest, PreparedEvent, WriterCache};
 use chain::{event_hash, ChainedFields};
 
-pub use disclosures::{Disclosure, DisclosureReport, NewDisclosure};
+pub use disclosures::{disclosure_link, Disclosure, DisclosureReport, NewDisclosure};
 pub use error::StoreError;
 pub use types::{
     AppendOutcome, ChainBreak, Checkpoint, ExpectedVersion, ExtensionProof, Head, LogFilter,

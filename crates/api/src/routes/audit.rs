@@ -477,10 +477,16 @@ pub async fn signed_head(
     if !index.ready {
         return Err("the Merkle index is loading".into());
     }
+    let (seq, hash) = state
+        .store()
+        .disclosure_head()
+        .await
+        .map_err(|e| format!("the personal data access record: {e}"))?;
     Ok(key.sign(
         index.head.size,
         &index.head.root,
         &index.head.chain_hash,
+        Some((seq, &hash)),
         Utc::now(),
     ))
 }
