@@ -387,6 +387,63 @@ async fn an_erasure_one_instance_records_is_followed_by_the_other_without_a_refr
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // A banquet's host family, erased the same way under its own event.
+    use fangkong_domain::banquet::{BanquetCommand, BanquetHost};
+    use fangkong_domain::returnee::ErasureBasis;
+    let banquet = BanquetId::new();
+    let stream = banquet.stream_id();
+    a.execute(
+        &Envelope::system(),
+        &Target::new(stream.clone(), banquet.as_uuid(), "banquet.report"),
+        BanquetCommand::Report {
+            banquet_id: banquet,
+            zone_id: ZoneId::new(),
+            village_id: None,
+            kind: BanquetKind::Wedding,
+            planned_date: a.township().local_date(Utc::now()),
+            expected_guests: Count::parse(100).expect("count"),
+            host: BanquetHost {
+                name: name("刘家"),
+                phone: None,
+            },
+        },
+    )
+    .await
+    .expect("reported");
+    b.vault().refresh().await.expect("refreshed");
+    let reported = store.read_stream(&stream, 1, 1).await.expect("read");
+    let sealed = reported[0].payload["personal"]["sealed"]
+        .as_str()
+        .expect("sealed")
+        .to_owned();
+    let context = sealing_context(&stream, "BanquetReported", &["personal"]);
+    let opened = || {
+        b.vault()
+            .open_sealed(&stream, &context, &sealed)
+            .expect("opens")
+    };
+    assert!(matches!(opened(), Opened::Clear(_)), "{:?}", opened());
+    a.erase_subject(
+        &Envelope::system(),
+        &Target::new(stream.clone(), banquet.as_uuid(), "banquet.erase"),
+        fangkong_app::personal::DataSubject::BanquetHost,
+        ErasureBasis::Request,
+        Text::parse("the family asked").expect("a reason"),
+    )
+    .await
+    .expect("erased");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match opened() {
+            Opened::Erased => break,
+            Opened::Clear(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "the other instance still opens the erased host's data"
+            ),
+            other => panic!("neither open nor erased: {other:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     stop.send(true).expect("the follower listens");
     tokio::time::timeout(std::time::Duration::from_secs(5), follower)
         .await
