@@ -79,7 +79,10 @@ fn designed(method: &str, path: &str) -> Option<&'static [&'static str]> {
         (_, p) if p.starts_with("/v1/tokens") => ADMIN,
         // Erasing a person, and their subject access report: admin only.
         ("post", "/v1/returnees/{returnee_id}/erasure" | "/v1/banquets/{banquet_id}/erasure")
-        | ("get", "/v1/returnees/{returnee_id}/personal-data") => ADMIN,
+        | (
+            "get",
+            "/v1/returnees/{returnee_id}/personal-data" | "/v1/banquets/{banquet_id}/personal-data",
+        ) => ADMIN,
         ("post", "/v1/zones")
         | ("put", "/v1/zones/{zone_id}/leader" | "/v1/zones/{zone_id}/dhis2-org-unit") => ADMIN,
         ("get", "/v1/zones" | "/v1/zones/{zone_id}") => ALL,

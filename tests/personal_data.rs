@@ -679,6 +679,38 @@ async fn a_banquet_hosts_erasure_leaves_the_banquet_and_its_figures_but_no_name(
         "refusals changed nothing"
     );
 
+    // The family's subject access report: admin only, everything opened,
+    // and the read on record.
+    let worker_report = s
+        .send(
+            s.client
+                .get(s.url(&format!("/v1/banquets/{b}/personal-data")))
+                .bearer_auth(&worker),
+        )
+        .await;
+    assert_eq!(worker_report.status, 403);
+    let report = s.get(&format!("/v1/banquets/{b}/personal-data")).await.ok();
+    assert_eq!(report["erased"], false);
+    assert_eq!(report["banquet"]["host"]["name"], HOST);
+    assert_eq!(report["events"][0]["type"], "BanquetReported");
+    assert_eq!(report["events"][0]["data"]["personal"]["phone"], HOST_PHONE);
+    assert_eq!(report["events"][1]["type"], "BanquetPostponed");
+    let record = s
+        .get("/v1/audit/personal-data-access?limit=1000")
+        .await
+        .ok();
+    assert!(
+        record["items"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .any(
+                |row| row["route"] == "GET /v1/banquets/{banquet_id}/personal-data"
+                    && row["subjects"] == json!([format!("banquet-{b}")])
+            ),
+        "{record}"
+    );
+
     let erasure = s
         .post(
             &format!("/v1/banquets/{b}/erasure"),
@@ -701,6 +733,10 @@ async fn a_banquet_hosts_erasure_leaves_the_banquet_and_its_figures_but_no_name(
     let one = s.get(&format!("/v1/banquets/{b}")).await.ok();
     assert!(erased(&one["host"]), "{one}");
     assert_eq!(one["status"], "postponed", "everything else stands");
+    let report = s.get(&format!("/v1/banquets/{b}/personal-data")).await.ok();
+    assert_eq!(report["erased"], true);
+    assert!(erased(&report["events"][0]["data"]["personal"]), "{report}");
+    assert!(!report.to_string().contains(HOST), "{report}");
     let list = s
         .get(&format!("/v1/banquets?zone_id={zone}&min_position={at}"))
         .await

@@ -26,7 +26,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(postpone)
         .service(cancel)
         .service(scale_down)
-        .service(erase_host_data);
+        .service(erase_host_data)
+        .service(host_personal_data);
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -477,4 +478,58 @@ async fn erase_host_data(
         super::shown_write(&state, &headers.caller, target.operation, outcome).await?,
         None,
     ))
+}
+
+/// Everything the service holds about one banquet's host family.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HostDataReport {
+    pub banquet_id: Uuid,
+    /// When this report was made.
+    pub generated_at: DateTime<Utc>,
+    /// The host's data was erased: the fields below show `{"erased": true}`.
+    pub erased: bool,
+    /// The banquet as the service shows it today, the host in full.
+    pub banquet: BanquetView,
+    /// Every event of the banquet's record, personal fields opened: where
+    /// each piece of data comes from.
+    pub events: Vec<super::StreamEvent>,
+}
+
+/// Everything held about one banquet's host family, decrypted, with its sources. Admin only.
+///
+/// The JSON document to hand over on the family's request for their data: the banquet as shown
+/// today and every event of its record with the host's fields opened, each with its position,
+/// time and metadata. The read is noted in the personal data access record.
+#[utoipa::path(
+    tag = "banquets",
+    params(("banquet_id" = Uuid, Path)),
+    responses((status = 200, description = "The host family's data", body = HostDataReport), ReadErrors)
+)]
+#[get("/banquets/{banquet_id}/personal-data")]
+async fn host_personal_data(
+    caller: Authorized<crate::access::Admin>,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = banquet_id(&path)?;
+    let loaded = state.commands.load::<Banquet>(&id.stream_id()).await?;
+    let banquet = view(&loaded.state, loaded.version, state.vault())
+        .ok_or_else(|| super::not_found("banquet"))?;
+    let (events, shown_any) = super::StreamEvent::whole_stream(&state, &id.stream_id()).await?;
+    let subject = (shown_any || banquet.disclosed().is_some()).then(|| id.stream_id());
+    state
+        .disclosures
+        .record(
+            &caller,
+            "GET /v1/banquets/{banquet_id}/personal-data",
+            subject,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(HostDataReport {
+        banquet_id: id.as_uuid(),
+        generated_at: Utc::now(),
+        erased: loaded.state.host_data_erased(),
+        banquet,
+        events,
+    }))
 }

@@ -480,4 +480,28 @@ impl StreamEvent {
         };
         (shown, disclosed)
     }
+
+    /// Every event of a data subject's stream, its personal fields opened
+    /// (for a subject access report); answers whether any was shown.
+    pub(crate) async fn whole_stream(
+        state: &AppState,
+        stream_id: &str,
+    ) -> Result<(Vec<StreamEvent>, bool), ApiError> {
+        let mut events = Vec::new();
+        let mut shown_any = false;
+        let mut from = 1;
+        loop {
+            let page = state.store().read_stream(stream_id, from, 1_000).await?;
+            let full = page.len() == 1_000;
+            from += page.len() as u64;
+            for event in page {
+                let (event, personal) = StreamEvent::shown(event, state.vault());
+                shown_any |= personal;
+                events.push(event);
+            }
+            if !full {
+                return Ok((events, shown_any));
+            }
+        }
+    }
 }

@@ -1142,25 +1142,7 @@ async fn personal_data(
     let today = state.commands.context(None)?.today;
     let returnee = view(&loaded.state, loaded.version, today, state.vault())
         .ok_or_else(|| super::not_found("returnee"))?;
-    let mut events = Vec::new();
-    let mut shown_any = false;
-    let mut from = 1;
-    loop {
-        let page = state
-            .store()
-            .read_stream(&id.stream_id(), from, 1_000)
-            .await?;
-        let full = page.len() == 1_000;
-        from += page.len() as u64;
-        for event in page {
-            let (event, personal) = StreamEvent::shown(event, state.vault());
-            shown_any |= personal;
-            events.push(event);
-        }
-        if !full {
-            break;
-        }
-    }
+    let (events, shown_any) = StreamEvent::whole_stream(&state, &id.stream_id()).await?;
     // Whatever the view or any event shows, opened, is on record.
     let subject = (shown_any || returnee.disclosed().is_some()).then(|| id.stream_id());
     state
