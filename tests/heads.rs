@@ -402,9 +402,7 @@ async fn a_kept_head_shows_the_access_record_cut_short(db: Arc<TestDb>) {
     let out = audit_check(&kept, &public_key, &["--url", &url], &token);
     assert!(out.status.success(), "{}", said(&out));
     assert!(
-        said(&out).contains(&format!(
-            "recomputes from row 1 to the kept head's row {kept_seq}"
-        )),
+        said(&out).contains("access record's chain recomputes from row 1 to row"),
         "{}",
         said(&out)
     );
@@ -448,6 +446,12 @@ async fn a_kept_head_shows_the_access_record_cut_short(db: Arc<TestDb>) {
     );
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
     assert!(said(&out).contains("cut off its end"), "{}", said(&out));
+    // A head kept from the record as it now stands, for the edit below.
+    let later = s.get("/v1/audit/head").await.ok();
+    assert_eq!(later["signed"]["access"]["seq"], kept_seq - 1);
+    let kept_later = dir.path().join("kept-later.json");
+    std::fs::write(&kept_later, later.to_string()).expect("kept");
+    let kept_later = kept_later.to_str().expect("utf-8").to_owned();
     assert!(s.stop().success());
 
     // A row edited in the middle: the chain breaks there.
@@ -461,6 +465,21 @@ async fn a_kept_head_shows_the_access_record_cut_short(db: Arc<TestDb>) {
         "{}",
         said(&out)
     );
+    // And against the service, from the rows it serves.
+    let s = Server::start_on(db.clone(), &[]);
+    let out = audit_check(
+        &kept_later,
+        &public_key,
+        &["--url", &s.url("")],
+        &[("FANGKONG_TOKEN", s.token.clone())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        said(&out).contains("access record's chain breaks at row 2"),
+        "{}",
+        said(&out)
+    );
+    assert!(s.stop().success());
 }
 
 fangkong_store::each_backend!(threads = 2; [owned];

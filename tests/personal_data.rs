@@ -501,6 +501,13 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
     )
     .await
     .ok();
+    // Today's checks: never due while the day lasts.
+    s.post(
+        "/v1/staff-health-checks",
+        json!({"staff": STAFF, "temperature": 36.6}),
+    )
+    .await
+    .ok();
     assert!(s.stop().success());
 
     // A day's retention: everything was recorded today, nothing is due,
@@ -516,7 +523,7 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        said.contains("erased the personal data of 0 of 7 data subjects"),
+        said.contains("erased the personal data of 0 of 8 data subjects"),
         "{said}"
     );
     // None (by hand only; a server needs at least 1): all but the one in
@@ -527,7 +534,7 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("erased the personal data of 5 of 7 data subjects"),
+        said.contains("erased the personal data of 5 of 8 data subjects"),
         "{said}"
     );
     let refused = fangkong(&db, &["serve", "--personal-data-retention-days", "0"]);
@@ -587,7 +594,33 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
         staff[0]["data"]["temperature"], 36.5,
         "the check stays counted"
     );
-    assert_eq!(staff.last().expect("events")["type"], "StaffNamesErased");
+    let yesterday = format!("staff-{}", days_ago(1));
+    let of_yesterday: Vec<&Value> = staff
+        .iter()
+        .filter(|e| e["stream_id"] == yesterday)
+        .collect();
+    assert!(erased(&of_yesterday[0]["data"]["staff"]), "{staff:?}");
+    assert_eq!(
+        of_yesterday[0]["data"]["temperature"], 36.5,
+        "the check stays counted"
+    );
+    assert_eq!(
+        of_yesterday.last().expect("events")["type"],
+        "StaffNamesErased"
+    );
+    let of_today = staff
+        .iter()
+        .find(|e| e["stream_id"] != yesterday)
+        .expect("today's check");
+    assert_eq!(of_today["data"]["staff"], STAFF, "today is not over");
+    // A check backdated to the erased day is refused, in words.
+    s.post(
+        "/v1/staff-health-checks",
+        json!({"staff": STAFF, "temperature": 36.5,
+               "occurred_at": format!("{}T10:00:00+08:00", days_ago(1))}),
+    )
+    .await
+    .problem(409, "personal_data_erased");
     assert_eq!(
         s.get(&format!("/v1/banquets/{ahead}")).await.ok()["host"]["name"],
         HOST
@@ -600,7 +633,7 @@ async fn the_retention_job_erases_exactly_the_due_subjects(db: Arc<TestDb>) {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("erased the personal data of 0 of 7 data subjects"),
+        said.contains("erased the personal data of 0 of 8 data subjects"),
         "{said}"
     );
 }

@@ -182,6 +182,9 @@ pub struct RetentionRun {
     pub in_clear: u64,
     /// Data subjects looked at.
     pub considered: u64,
+    /// Left out: a stream holding an event the job cannot read (each is
+    /// logged with the event's position). Never erased until it can be.
+    pub unreadable: u64,
 }
 
 /// Whose personal data an erasure is of: each kind records it with an
@@ -247,7 +250,8 @@ impl Application {
     ///   record (its report or its latest outcome), once it is cancelled or
     ///   its planned date has passed; never while it is still ahead;
     /// - the names in a day's staff checks `retention_days` after the
-    ///   day's last check was recorded, once the day is over.
+    ///   day's first check was recorded, once the day is over (from the
+    ///   first, so checks backdated to the day later cannot put it off).
     ///
     /// The days run from when the service recorded these (its own clock),
     /// not from dates a client sends, so a backdated end cannot make anyone
@@ -344,6 +348,7 @@ impl Application {
             Ok(())
         })
         .await?;
+        run.unreadable += left_out.len() as u64;
         people.retain(|stream_id, _| !left_out.contains(stream_id));
         run.considered += people.len() as u64;
         for (stream_id, person) in people {
@@ -391,6 +396,7 @@ impl Application {
             Ok(())
         })
         .await?;
+        run.unreadable += left_out.len() as u64;
         banquets.retain(|stream_id, _| !left_out.contains(stream_id));
         run.considered += banquets.len() as u64;
         let today = self.township().local_date(chrono::Utc::now());
@@ -415,7 +421,7 @@ impl Application {
         Ok(())
     }
 
-    /// Days of staff checks that are over and whose last check was
+    /// Days of staff checks that are over and whose first check was
     /// recorded no later than `before`.
     async fn staff_days_due(
         &self,
@@ -434,27 +440,28 @@ impl Application {
         let mut days: std::collections::HashMap<String, Day> = Default::default();
         let left_out = each_event_of(self.store(), "staff", |recorded| {
             let event = crate::decode::<StaffChecks>(&recorded)?;
-            let (state, date, last_at) = days
+            // The entry keeps when the day's first check was recorded.
+            let (state, date, _) = days
                 .entry(recorded.stream_id)
                 .or_insert_with(|| (StaffChecks::default(), None, recorded.recorded_at));
             if let StaffEvent::StaffHealthCheckRecorded(e) = &event {
                 *date = Some(e.date);
             }
             *state = std::mem::take(state).apply(&event);
-            *last_at = recorded.recorded_at;
             Ok(())
         })
         .await?;
+        run.unreadable += left_out.len() as u64;
         days.retain(|stream_id, _| !left_out.contains(stream_id));
         run.considered += days.len() as u64;
         let today = self.township().local_date(chrono::Utc::now());
-        for (stream_id, (day, date, last_at)) in days {
+        for (stream_id, (day, date, first_at)) in days {
             let Some(date) = date else { continue };
             if day.names_erased {
                 leftover.push(stream_id);
                 continue;
             }
-            if date < today && last_at <= before {
+            if date < today && first_at <= before {
                 due.push(Due {
                     stream_id,
                     entity: uuid::Uuid::nil(),

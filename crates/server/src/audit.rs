@@ -35,30 +35,37 @@ pub enum CheckFailure {
         "the personal data access record's chain breaks at row {seq}: a row was edited or removed"
     )]
     AccessBroken { seq: u64 },
-    #[error("the personal data access record's row {seq} is not the one the kept head signed: rewritten and re-chained")]
-    AccessRewritten { seq: u64 },
+    #[error("the personal data access record's row {seq} is not the one {whose} signed: rewritten and re-chained")]
+    AccessRewritten { seq: u64, whose: &'static str },
 }
 
 /// Checks rows of the access record, oldest first from row 1, as they come
 /// (from the service's pages or the store): each must sit at the next
 /// `seq` and carry the hash of its fields after the previous row's; the
-/// row at the kept head's `seq` must carry the hash it signed.
+/// row each head names (the kept head's, and the service's current head's
+/// when checking against the service) must carry the hash it signed.
 struct AccessWalk {
-    kept: (u64, [u8; 32]),
+    /// The rows the heads signed: (seq, hash, whose head).
+    signed: Vec<(u64, [u8; 32], &'static str)>,
     previous: [u8; 32],
     next: u64,
 }
 
 impl AccessWalk {
-    fn new(kept: (u64, [u8; 32])) -> AccessWalk {
+    fn new(signed: Vec<(u64, [u8; 32], &'static str)>) -> AccessWalk {
         AccessWalk {
-            kept,
+            signed,
             previous: [0; 32],
             next: 1,
         }
     }
 
-    /// Takes one row; `Ok(true)` once the kept row was reached.
+    /// The last row to reach.
+    fn last(&self) -> u64 {
+        self.signed.iter().map(|(seq, ..)| *seq).max().unwrap_or(0)
+    }
+
+    /// Takes one row; `Ok(true)` once the last signed row was reached.
     fn take(
         &mut self,
         seq: u64,
@@ -70,27 +77,32 @@ impl AccessWalk {
         }
         self.previous = hash;
         self.next += 1;
-        if seq == self.kept.0 {
-            if hash != self.kept.1 {
-                return Err(CheckFailure::AccessRewritten { seq });
+        for &(signed_seq, signed_hash, whose) in &self.signed {
+            if seq == signed_seq && hash != signed_hash {
+                return Err(CheckFailure::AccessRewritten { seq, whose });
             }
-            return Ok(true);
         }
-        Ok(false)
+        Ok(seq >= self.last())
     }
 
-    /// The rows ended: fine only if the kept row was reached (or there is
-    /// none to reach).
+    /// The rows ended: fine only if every signed row was reached.
     fn ended(&self) -> Result<String, CheckFailure> {
-        let (seq, _) = self.kept;
-        if self.next <= seq {
+        let last = self.last();
+        if self.next <= last {
+            let kept = self
+                .signed
+                .iter()
+                .filter(|(seq, ..)| *seq >= self.next)
+                .map(|(seq, ..)| *seq)
+                .min()
+                .unwrap_or(last);
             return Err(CheckFailure::AccessCutShort {
-                kept: seq,
+                kept,
                 now: self.next - 1,
             });
         }
         Ok(format!(
-            "the personal data access record's chain recomputes from row 1 to the kept head's row {seq}, whose hash it signed"
+            "the personal data access record's chain recomputes from row 1 to row {last}, each head's row with the hash it signed"
         ))
     }
 }
@@ -140,7 +152,11 @@ pub async fn against_service(
     events: &[u64],
 ) -> Result<Vec<String>, CheckFailure> {
     let (kept_root, kept_chain) = checked(kept, keys, CheckFailure::KeptHead)?;
-    let client = reqwest::Client::new();
+    // A service that stalls is a failure to check, not a wait forever.
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| CheckFailure::Service(e.to_string()))?;
     let base = url.trim_end_matches('/');
     let get = |path: String| {
         let request = client.get(format!("{base}{path}")).bearer_auth(token);
@@ -255,9 +271,27 @@ pub async fn against_service(
         .access()
         .map_err(|e| CheckFailure::KeptHead(e.to_string()))?
     {
-        let mut walk = AccessWalk::new(kept_access);
+        // Today's head must sign the record too, no shorter than the kept
+        // one and on the same rows: it is the head the auditor keeps next.
+        let current_access = current
+            .access()
+            .map_err(|e| CheckFailure::ServiceHead(e.to_string()))?
+            .ok_or_else(|| {
+                CheckFailure::ServiceHead("it does not sign the personal data access record".into())
+            })?;
+        if current_access.0 < kept_access.0 {
+            return Err(CheckFailure::AccessCutShort {
+                kept: kept_access.0,
+                now: current_access.0,
+            });
+        }
+        let mut walk = AccessWalk::new(vec![
+            (kept_access.0, kept_access.1, "the kept head"),
+            (current_access.0, current_access.1, "the service's head"),
+        ]);
+        let last = walk.last();
         let mut cursor = 0u64;
-        'pages: while cursor < kept_access.0 {
+        'pages: while cursor < last {
             let page = get(format!(
                 "/v1/audit/personal-data-access?limit=1000&cursor={cursor}"
             ))
@@ -390,10 +424,17 @@ pub async fn against_store(
         Err(e) => return Ok(Err(CheckFailure::KeptHead(e.to_string()))),
     };
     if let Some(kept_access) = kept_access {
-        let mut walk = AccessWalk::new(kept_access);
+        let mut walk = AccessWalk::new(vec![(kept_access.0, kept_access.1, "the kept head")]);
         let mut after = 0u64;
         'pages: while after < kept_access.0 {
-            let rows = store.disclosures(after, 2_000).await?;
+            // A row edited so it no longer parses is tampering, named as such.
+            let rows = match store.disclosures(after, 2_000).await {
+                Ok(rows) => rows,
+                Err(fangkong_store::StoreError::Corrupt { position, .. }) => {
+                    return Ok(Err(CheckFailure::AccessBroken { seq: position }))
+                }
+                Err(e) => return Err(e.into()),
+            };
             if rows.is_empty() {
                 break;
             }

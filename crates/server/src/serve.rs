@@ -65,12 +65,15 @@ pub async fn run(
     tokio::spawn(async move {
         loop {
             match commands.erase_due(retention_days).await {
-                Ok(run) if run.erased > 0 || run.in_clear > 0 => tracing::info!(
-                    erased = run.erased,
-                    recorded_in_clear = run.in_clear,
-                    retention_days,
-                    "personal data past its retention erased"
-                ),
+                Ok(run) if run.erased > 0 || run.in_clear > 0 || run.unreadable > 0 => {
+                    tracing::info!(
+                        erased = run.erased,
+                        recorded_in_clear = run.in_clear,
+                        left_out_unreadable = run.unreadable,
+                        retention_days,
+                        "personal data past its retention erased"
+                    )
+                }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "the retention job failed; it runs again"),
             }

@@ -288,7 +288,8 @@ pub(crate) async fn staff_check(
 /// Records one employee's temperature and symptoms for the day; a fever or a symptom counts the
 /// check as abnormal in the township's figures. The checks belong to the township office, not to
 /// a zone, so admin and every zone worker may record them. `Idempotency-Key` makes a retry safe,
-/// even one that crosses midnight. No domain rule refuses it with 409.
+/// even one that crosses midnight. Refused with 409 `personal_data_erased` only for a day whose
+/// names the retention job has erased (a check backdated past the retention period).
 #[utoipa::path(
     tag = "activity",
     params(("Idempotency-Key" = Option<String>, Header)),
