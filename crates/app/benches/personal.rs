@@ -86,9 +86,39 @@ async fn store_and_vault(db: &TestDb) -> (EventStore, Vault) {
     (store, vault)
 }
 
-/// Events per second: `people` records of `make`, spread over `appenders`.
-async fn appends(db: &TestDb, appenders: usize, people: usize, make: Make, sealed: bool) -> f64 {
+/// Bytes the database has written so far: for SQLite, this process's
+/// writes (`wchar` of /proc/self/io: the WAL, checkpoints, everything);
+/// for PostgreSQL, the server's WAL (how far its write position moved).
+/// Unlike a rate, a count the host's load does not move.
+async fn bytes_written(db: &TestDb) -> Option<u64> {
+    match db.backend() {
+        "sqlite" => std::fs::read_to_string("/proc/self/io")
+            .ok()?
+            .lines()
+            .find_map(|line| line.strip_prefix("wchar:"))?
+            .trim()
+            .parse()
+            .ok(),
+        _ => db
+            .fetch_text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text")
+            .await
+            .ok()??
+            .parse()
+            .ok(),
+    }
+}
+
+/// Events per second, and bytes written per event: `people` records of
+/// `make`, spread over `appenders`.
+async fn appends(
+    db: &TestDb,
+    appenders: usize,
+    people: usize,
+    make: Make,
+    sealed: bool,
+) -> (f64, f64) {
     let (store, vault) = store_and_vault(db).await;
+    let bytes_before = bytes_written(db).await;
     let per_task = people.div_ceil(appenders);
     let started = Instant::now();
     let tasks = (0..appenders).map(|_| {
@@ -128,8 +158,12 @@ async fn appends(db: &TestDb, appenders: usize, people: usize, make: Make, seale
         events += task.expect("an appender");
     }
     let rate = events as f64 / started.elapsed().as_secs_f64();
+    let bytes = match (bytes_before, bytes_written(db).await) {
+        (Some(before), Some(after)) => after.saturating_sub(before) as f64 / events as f64,
+        _ => f64::NAN,
+    };
     store.close().await;
-    rate
+    (rate, bytes)
 }
 
 /// Rounds of each figure unless `FANGKONG_BENCH_ROUNDS` says otherwise:
@@ -256,18 +290,24 @@ async fn main() {
                 // same load): on a shared machine, runs minutes apart
                 // differ by more than the cost measured.
                 let (mut plain, mut sealed, mut costs) = (Vec::new(), Vec::new(), Vec::new());
+                let mut bytes = [Vec::new(), Vec::new()];
                 for round in 0..rounds {
                     let mut pair = [f64::NAN; 2];
                     for seal in [round % 2 == 1, round % 2 == 0] {
                         let Some(db) = backend(name).await else {
                             continue;
                         };
-                        pair[usize::from(seal)] = appends(&db, appenders, people, make, seal).await;
+                        let (rate, written) = appends(&db, appenders, people, make, seal).await;
+                        pair[usize::from(seal)] = rate;
+                        bytes[usize::from(seal)].push(written);
                     }
                     plain.push(pair[0]);
                     sealed.push(pair[1]);
                     costs.push(100.0 * (1.0 - pair[1] / pair[0]));
                 }
+                let [mut plain_bytes, mut sealed_bytes] = bytes;
+                let (plain_bytes, sealed_bytes) =
+                    (median(&mut plain_bytes), median(&mut sealed_bytes));
                 let (plain, sealed) = (median(&mut plain), median(&mut sealed));
                 let cost = median(&mut costs);
                 println!(
@@ -276,6 +316,12 @@ async fn main() {
                      (median of {rounds} rounds' pairs; from {:.1}% to {:.1}%)",
                     costs.first().copied().unwrap_or(f64::NAN),
                     costs.last().copied().unwrap_or(f64::NAN),
+                );
+                println!(
+                    "{:<32} {appenders:>2} appender(s): written per event, plain {plain_bytes:>5.0} \
+                     bytes, sealed {sealed_bytes:>5.0} bytes ({:+.1}%; medians)",
+                    "",
+                    100.0 * (sealed_bytes / plain_bytes - 1.0),
                 );
             }
         }
