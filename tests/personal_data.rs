@@ -141,6 +141,32 @@ async fn plaintext_stored_of(db: &TestDb, needles: &[&'static str]) -> Vec<&'sta
     found
 }
 
+/// The live feed of `category` from the log's start, as the test's admin
+/// sees it, read until an `event` arrives (10 s at most).
+async fn live_feed_until(s: &Server, category: &str, event: &str) -> String {
+    let feed = s
+        .client
+        .get(s.url(&format!(
+            "/v1/events/live?after=0&heartbeat_seconds=1&category={category}"
+        )))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .expect("the feed opens");
+    let mut feed = feed.bytes_stream();
+    let mut live = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !live.contains(&format!("event: {event}")) {
+        let chunk = tokio::time::timeout_at(deadline, feed.next())
+            .await
+            .expect("the log's events arrive")
+            .expect("the feed stays open")
+            .expect("bytes");
+        live.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    live
+}
+
 fn erased(v: &Value) -> bool {
     v == &json!({"erased": true})
 }
@@ -279,24 +305,7 @@ async fn an_erased_person_is_unreadable_everywhere_while_the_chain_and_figures_s
     assert_eq!(report["erased"], true);
     answers.push(report);
     // The live feed, replayed from the start as an admin sees it.
-    let feed = s
-        .client
-        .get(s.url("/v1/events/live?after=0&heartbeat_seconds=1&category=returnee"))
-        .bearer_auth(&s.token)
-        .send()
-        .await
-        .expect("the feed opens");
-    let mut feed = feed.bytes_stream();
-    let mut live = String::new();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !live.contains("event: PersonalDataErased") {
-        let chunk = tokio::time::timeout_at(deadline, feed.next())
-            .await
-            .expect("the log's events arrive")
-            .expect("the feed stays open")
-            .expect("bytes");
-        live.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let live = live_feed_until(&s, "returnee", "PersonalDataErased").await;
     assert!(live.contains(r#""personal":{"erased":true}"#), "{live}");
     answers.push(Value::String(live));
     for answer in &answers {
@@ -778,24 +787,7 @@ async fn a_banquet_hosts_erasure_leaves_the_banquet_and_its_figures_but_no_name(
     let log = s.get("/v1/events?category=banquet").await.ok();
     assert!(erased(&log["items"][0]["data"]["personal"]), "{log}");
     // The live feed, replayed from the start as an admin sees it.
-    let feed = s
-        .client
-        .get(s.url("/v1/events/live?after=0&heartbeat_seconds=1&category=banquet"))
-        .bearer_auth(&s.token)
-        .send()
-        .await
-        .expect("the feed opens");
-    let mut feed = feed.bytes_stream();
-    let mut live = String::new();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !live.contains("event: BanquetHostDataErased") {
-        let chunk = tokio::time::timeout_at(deadline, feed.next())
-            .await
-            .expect("the log's events arrive")
-            .expect("the feed stays open")
-            .expect("bytes");
-        live.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let live = live_feed_until(&s, "banquet", "BanquetHostDataErased").await;
     assert!(live.contains(r#""personal":{"erased":true}"#), "{live}");
     assert!(!live.contains(HOST) && !live.contains(HOST_PHONE), "{live}");
     for answer in [&one, &list, &log] {

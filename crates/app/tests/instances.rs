@@ -337,6 +337,24 @@ async fn first_personal_writes_from_two_instances_agree_on_one_key(db: &TestDb) 
     store.close().await;
 }
 
+/// Waits (5 s at most) until `opened` answers erased, failing if it ever
+/// answers anything but the clear value meanwhile.
+async fn until_erased(opened: impl Fn() -> fangkong_vault::Opened<serde_json::Value>, whose: &str) {
+    use fangkong_vault::Opened;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match opened() {
+            Opened::Erased => return,
+            Opened::Clear(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "the other instance still opens the erased {whose}'s data"
+            ),
+            other => panic!("neither open nor erased: {other:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 async fn an_erasure_one_instance_records_is_followed_by_the_other_without_a_refresh(db: &TestDb) {
     use fangkong_domain::personal::sealing_context;
     use fangkong_vault::Opened;
@@ -375,18 +393,7 @@ async fn an_erasure_one_instance_records_is_followed_by_the_other_without_a_refr
     )
     .await
     .expect("erased");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match opened() {
-            Opened::Erased => break,
-            Opened::Clear(_) => assert!(
-                std::time::Instant::now() < deadline,
-                "the other instance still opens the erased person's data"
-            ),
-            other => panic!("neither open nor erased: {other:?}"),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until_erased(opened, "person").await;
     // A banquet's host family, erased the same way under its own event.
     use fangkong_domain::banquet::{BanquetCommand, BanquetHost};
     use fangkong_domain::returnee::ErasureBasis;
@@ -432,18 +439,7 @@ async fn an_erasure_one_instance_records_is_followed_by_the_other_without_a_refr
     )
     .await
     .expect("erased");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match opened() {
-            Opened::Erased => break,
-            Opened::Clear(_) => assert!(
-                std::time::Instant::now() < deadline,
-                "the other instance still opens the erased host's data"
-            ),
-            other => panic!("neither open nor erased: {other:?}"),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until_erased(opened, "host").await;
     stop.send(true).expect("the follower listens");
     tokio::time::timeout(std::time::Duration::from_secs(5), follower)
         .await

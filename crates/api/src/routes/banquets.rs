@@ -454,30 +454,15 @@ async fn erase_host_data(
     path: web::Path<String>,
     body: Json<super::returnees::ErasureBody>,
 ) -> Result<HttpResponse, ApiError> {
-    use fangkong_app::personal::{erase_operation, DataSubject};
-    let headers = WriteHeaders::parse(&req, caller)?;
     let id = banquet_id(&path)?;
-    let reason = field("reason", Text::parse(&body.value.reason))?;
-    let target = fangkong_app::Target::new(
-        id.stream_id(),
-        id.as_uuid(),
-        erase_operation(DataSubject::BanquetHost),
-    );
-    let envelope = headers.envelope(body.canonical_hash, None);
-    let outcome = state
-        .commands
-        .erase_subject(
-            &envelope,
-            &target,
-            DataSubject::BanquetHost,
-            fangkong_domain::returnee::ErasureBasis::Request,
-            reason,
-        )
-        .await?;
-    Ok(written(
-        super::shown_write(&state, &headers.caller, target.operation, outcome).await?,
-        None,
-    ))
+    super::returnees::erasure(
+        &state,
+        WriteHeaders::parse(&req, caller)?,
+        (id.stream_id(), id.as_uuid()),
+        fangkong_app::personal::DataSubject::BanquetHost,
+        body,
+    )
+    .await
 }
 
 /// Everything the service holds about one banquet's host family.

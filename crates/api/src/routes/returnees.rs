@@ -1081,26 +1081,45 @@ async fn erase_personal_data(
     path: web::Path<String>,
     body: Json<ErasureBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let headers = WriteHeaders::parse(&req, caller)?;
     let id = returnee_id(&path)?;
+    erasure(
+        &state,
+        WriteHeaders::parse(&req, caller)?,
+        (id.stream_id(), id.as_uuid()),
+        fangkong_app::personal::DataSubject::Returnee,
+        body,
+    )
+    .await
+}
+
+/// Erases a data subject's personal data on request: the answer to either
+/// erasure route.
+pub(crate) async fn erasure(
+    state: &AppState,
+    headers: WriteHeaders<crate::access::Admin>,
+    (stream_id, entity): (String, Uuid),
+    subject: fangkong_app::personal::DataSubject,
+    body: Json<ErasureBody>,
+) -> Result<HttpResponse, ApiError> {
     let reason = field("reason", Text::parse(&body.value.reason))?;
     let target = fangkong_app::Target::new(
-        id.stream_id(),
-        id.as_uuid(),
-        fangkong_app::personal::erase_operation(fangkong_app::personal::DataSubject::Returnee),
+        stream_id,
+        entity,
+        fangkong_app::personal::erase_operation(subject),
     );
     let envelope = headers.envelope(body.canonical_hash, None);
     let outcome = state
         .commands
-        .erase_personal_data(
+        .erase_subject(
             &envelope,
             &target,
+            subject,
             fangkong_domain::returnee::ErasureBasis::Request,
             reason,
         )
         .await?;
     Ok(written(
-        super::shown_write(&state, &headers.caller, target.operation, outcome).await?,
+        super::shown_write(state, &headers.caller, target.operation, outcome).await?,
         None,
     ))
 }
