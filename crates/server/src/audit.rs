@@ -1,6 +1,7 @@
 //! The auditor's offline check of a kept signed head: against the running
 //! service (with nothing but its public key) or against the database
-//! itself. Exits non-zero on any failure and says which.
+//! itself, for the log and, where the head signed it, the personal data
+//! access record beside it. Exits non-zero on any failure and says which.
 
 use std::path::Path;
 
