@@ -141,6 +141,18 @@ async fn plaintext_stored_of(db: &TestDb, needles: &[&'static str]) -> Vec<&'sta
     found
 }
 
+/// Erases on request through `path` (an admin, a reason): the answer
+/// holds the `event`, and a second request records nothing more. Answers
+/// the erasure's position.
+async fn erase_on_request(s: &Server, path: &str, event: &str) -> u64 {
+    let erasure = s.post(path, json!({"reason": "本人申请删除"})).await.ok();
+    assert_eq!(erasure["events"][0]["type"], event);
+    assert_eq!(erasure["events"][0]["data"]["basis"], "request");
+    let again = s.post(path, json!({"reason": "本人申请删除"})).await.ok();
+    assert_eq!(again["events"], json!([]), "erased once");
+    erasure["position"].as_u64().expect("a position")
+}
+
 /// The live feed of `category` from the log's start, as the test's admin
 /// sees it, read until an `event` arrives (10 s at most).
 async fn live_feed_until(s: &Server, category: &str, event: &str) -> String {
@@ -243,24 +255,12 @@ async fn an_erased_person_is_unreadable_everywhere_while_the_chain_and_figures_s
     s.post(&format!("/v1/returnees/{r}/erasure"), json!({}))
         .await
         .problem(422, "invalid_fields");
-    let erasure = s
-        .post(
-            &format!("/v1/returnees/{r}/erasure"),
-            json!({"reason": "本人申请删除"}),
-        )
-        .await
-        .ok();
-    assert_eq!(erasure["events"][0]["type"], "PersonalDataErased");
-    assert_eq!(erasure["events"][0]["data"]["basis"], "request");
-    let at = erasure["position"].as_u64().expect("a position");
-    let again = s
-        .post(
-            &format!("/v1/returnees/{r}/erasure"),
-            json!({"reason": "本人申请删除"}),
-        )
-        .await
-        .ok();
-    assert_eq!(again["events"], json!([]), "erased once");
+    let at = erase_on_request(
+        &s,
+        &format!("/v1/returnees/{r}/erasure"),
+        "PersonalDataErased",
+    )
+    .await;
 
     // Every route shows the person's fields as erased.
     let mut answers = vec![];
@@ -753,24 +753,12 @@ async fn a_banquet_hosts_erasure_leaves_the_banquet_and_its_figures_but_no_name(
         "{record}"
     );
 
-    let erasure = s
-        .post(
-            &format!("/v1/banquets/{b}/erasure"),
-            json!({"reason": "本人申请删除"}),
-        )
-        .await
-        .ok();
-    assert_eq!(erasure["events"][0]["type"], "BanquetHostDataErased");
-    assert_eq!(erasure["events"][0]["data"]["basis"], "request");
-    let at = erasure["position"].as_u64().expect("a position");
-    let again = s
-        .post(
-            &format!("/v1/banquets/{b}/erasure"),
-            json!({"reason": "本人申请删除"}),
-        )
-        .await
-        .ok();
-    assert_eq!(again["events"], json!([]), "erased once");
+    let at = erase_on_request(
+        &s,
+        &format!("/v1/banquets/{b}/erasure"),
+        "BanquetHostDataErased",
+    )
+    .await;
 
     let one = s.get(&format!("/v1/banquets/{b}")).await.ok();
     assert!(erased(&one["host"]), "{one}");

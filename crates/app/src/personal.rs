@@ -7,7 +7,7 @@ use fangkong_domain::activity::StaffCommand;
 use fangkong_domain::banquet::BanquetCommand;
 use fangkong_domain::personal::{sealed_paths, sealing_context, visit_sealed};
 use fangkong_domain::returnee::{ErasureBasis, ReturneeCommand};
-use fangkong_domain::Text;
+use fangkong_domain::{Aggregate, Text};
 use fangkong_store::RecordedEvent;
 use fangkong_vault::{SealingKey, Vault, VaultError};
 use serde_json::Value;
@@ -206,38 +206,50 @@ struct Due {
     subject: DataSubject,
 }
 
-/// Reads every event of `category`, oldest first, page by page. An event
-/// `on` cannot take (one it cannot decode, say, written by a newer
-/// version) leaves its stream out of the run, with a warning, rather than
-/// stopping the erasure of everyone else; the returned set names them.
-async fn each_event_of(
+/// Every stream of `A`'s category, oldest event first, folded to its state
+/// beside what `note` keeps of each event and its recording. A stream
+/// holding an event this version cannot decode (one a newer version wrote,
+/// say) is left out, with a warning, rather than stopping the erasure of
+/// everyone else, and counted in `run`; the others are counted as
+/// considered.
+async fn streams_of<A: Aggregate, T: Default>(
     store: &fangkong_store::EventStore,
-    category: &str,
-    mut on: impl FnMut(RecordedEvent) -> Result<(), AppError>,
-) -> Result<std::collections::HashSet<String>, AppError> {
+    run: &mut RetentionRun,
+    mut note: impl FnMut(&mut T, &A::Event, &RecordedEvent),
+) -> Result<std::collections::HashMap<String, (A, T)>, AppError> {
+    let mut streams: std::collections::HashMap<String, (A, T)> = Default::default();
     let mut left_out = std::collections::HashSet::new();
     let filter = fangkong_store::LogFilter {
-        category: Some(category.to_owned()),
+        category: Some(A::CATEGORY.to_owned()),
         ..Default::default()
     };
     let mut after = 0;
     loop {
         let page = store.read_all(after, 5_000, &filter).await?;
-        let Some(last) = page.last() else {
-            return Ok(left_out);
-        };
+        let Some(last) = page.last() else { break };
         after = last.position;
         for recorded in page {
             if left_out.contains(&recorded.stream_id) {
                 continue;
             }
-            let (stream_id, position) = (recorded.stream_id.clone(), recorded.position);
-            if let Err(error) = on(recorded) {
-                tracing::warn!(%error, position, stream_id, "left out of the retention run: an event it cannot read");
-                left_out.insert(stream_id);
+            match crate::decode::<A>(&recorded) {
+                Ok(event) => {
+                    let (state, noted) = streams.entry(recorded.stream_id.clone()).or_default();
+                    note(noted, &event, &recorded);
+                    *state = std::mem::take(state).apply(&event);
+                }
+                Err(error) => {
+                    let position = recorded.position;
+                    tracing::warn!(%error, position, stream_id = recorded.stream_id, "left out of the retention run: an event it cannot read");
+                    streams.remove(&recorded.stream_id);
+                    left_out.insert(recorded.stream_id);
+                }
             }
         }
     }
+    run.unreadable += left_out.len() as u64;
+    run.considered += streams.len() as u64;
+    Ok(streams)
 }
 
 impl Application {
@@ -323,44 +335,32 @@ impl Application {
         leftover: &mut Vec<String>,
     ) -> Result<(), AppError> {
         use fangkong_domain::returnee::{Returnee, ReturneeEvent};
-        use fangkong_domain::Aggregate;
-        struct Tracked {
-            state: Returnee,
-            registered_at: chrono::DateTime<chrono::Utc>,
-            ended_at: Option<chrono::DateTime<chrono::Utc>>,
-        }
-        let mut people: std::collections::HashMap<String, Tracked> = Default::default();
-        let left_out = each_event_of(self.store(), "returnee", |recorded| {
-            let event = crate::decode::<Returnee>(&recorded)?;
-            let tracked = people.entry(recorded.stream_id).or_insert_with(|| Tracked {
-                state: Returnee::default(),
-                registered_at: recorded.recorded_at,
-                ended_at: None,
-            });
-            match &event {
-                ReturneeEvent::ReturneeRegistered(_) => {
-                    tracked.registered_at = recorded.recorded_at
-                }
-                ReturneeEvent::QuarantineEnded(_) => tracked.ended_at = Some(recorded.recorded_at),
-                _ => {}
-            }
-            tracked.state = std::mem::take(&mut tracked.state).apply(&event);
-            Ok(())
-        })
-        .await?;
-        run.unreadable += left_out.len() as u64;
-        people.retain(|stream_id, _| !left_out.contains(stream_id));
-        run.considered += people.len() as u64;
-        for (stream_id, person) in people {
-            let Some(registration) = person.state.registration.as_ref() else {
+        type At = Option<chrono::DateTime<chrono::Utc>>;
+        // When the registration, and the end of the last quarantine, were
+        // recorded.
+        let people =
+            streams_of::<Returnee, (At, At)>(
+                self.store(),
+                run,
+                |at, event, recorded| match event {
+                    ReturneeEvent::ReturneeRegistered(_) => at.0 = Some(recorded.recorded_at),
+                    ReturneeEvent::QuarantineEnded(_) => at.1 = Some(recorded.recorded_at),
+                    _ => {}
+                },
+            )
+            .await?;
+        for (stream_id, (person, (registered_at, ended_at))) in people {
+            let (Some(registration), Some(registered_at)) =
+                (person.registration.as_ref(), registered_at)
+            else {
                 continue;
             };
-            if person.state.personal_data_erased() {
+            if person.personal_data_erased() {
                 leftover.push(stream_id);
                 continue;
             }
-            let since = person.ended_at.unwrap_or(person.registered_at);
-            if person.state.quarantine.is_none() && since <= before {
+            let since = ended_at.unwrap_or(registered_at);
+            if person.quarantine.is_none() && since <= before {
                 due.push(Due {
                     stream_id,
                     entity: registration.returnee_id.as_uuid(),
@@ -371,7 +371,7 @@ impl Application {
         Ok(())
     }
 
-    /// Banquets whose planned date has passed and whose last record was
+    /// Banquets cancelled or past their planned date whose last record was
     /// recorded no later than `before`.
     async fn banquet_hosts_due(
         &self,
@@ -380,36 +380,26 @@ impl Application {
         due: &mut Vec<Due>,
         leftover: &mut Vec<String>,
     ) -> Result<(), AppError> {
-        use fangkong_domain::banquet::Banquet;
-        use fangkong_domain::Aggregate;
-        let mut banquets: std::collections::HashMap<
-            String,
-            (Banquet, chrono::DateTime<chrono::Utc>),
-        > = Default::default();
-        let left_out = each_event_of(self.store(), "banquet", |recorded| {
-            let event = crate::decode::<Banquet>(&recorded)?;
-            let (state, last_at) = banquets
-                .entry(recorded.stream_id)
-                .or_insert_with(|| (Banquet::default(), recorded.recorded_at));
-            *state = std::mem::take(state).apply(&event);
-            *last_at = recorded.recorded_at;
-            Ok(())
-        })
+        use fangkong_domain::banquet::{Banquet, BanquetStatus};
+        // When the banquet's last record was recorded.
+        let banquets = streams_of::<Banquet, Option<chrono::DateTime<chrono::Utc>>>(
+            self.store(),
+            run,
+            |last_at, _, recorded| *last_at = Some(recorded.recorded_at),
+        )
         .await?;
-        run.unreadable += left_out.len() as u64;
-        banquets.retain(|stream_id, _| !left_out.contains(stream_id));
-        run.considered += banquets.len() as u64;
         let today = self.township().local_date(chrono::Utc::now());
         for (stream_id, (banquet, last_at)) in banquets {
-            let (Some(report), Some(date)) = (banquet.report.as_ref(), banquet.planned_date) else {
+            let (Some(report), Some(date), Some(last_at)) =
+                (banquet.report.as_ref(), banquet.planned_date, last_at)
+            else {
                 continue;
             };
             if banquet.host_data_erased() {
                 leftover.push(stream_id);
                 continue;
             }
-            let over = date < today
-                || banquet.status == fangkong_domain::banquet::BanquetStatus::Cancelled;
+            let over = date < today || banquet.status == BanquetStatus::Cancelled;
             if over && last_at <= before {
                 due.push(Due {
                     stream_id,
@@ -431,32 +421,23 @@ impl Application {
         leftover: &mut Vec<String>,
     ) -> Result<(), AppError> {
         use fangkong_domain::activity::{StaffChecks, StaffEvent};
-        use fangkong_domain::Aggregate;
-        type Day = (
-            StaffChecks,
+        type Noted = (
             Option<fangkong_domain::LocalDate>,
-            chrono::DateTime<chrono::Utc>,
+            Option<chrono::DateTime<chrono::Utc>>,
         );
-        let mut days: std::collections::HashMap<String, Day> = Default::default();
-        let left_out = each_event_of(self.store(), "staff", |recorded| {
-            let event = crate::decode::<StaffChecks>(&recorded)?;
-            // The entry keeps when the day's first check was recorded.
-            let (state, date, _) = days
-                .entry(recorded.stream_id)
-                .or_insert_with(|| (StaffChecks::default(), None, recorded.recorded_at));
-            if let StaffEvent::StaffHealthCheckRecorded(e) = &event {
-                *date = Some(e.date);
+        // The day's date, and when its first check was recorded.
+        let days = streams_of::<StaffChecks, Noted>(self.store(), run, |noted, event, recorded| {
+            if let StaffEvent::StaffHealthCheckRecorded(e) = event {
+                noted.0 = Some(e.date);
             }
-            *state = std::mem::take(state).apply(&event);
-            Ok(())
+            noted.1.get_or_insert(recorded.recorded_at);
         })
         .await?;
-        run.unreadable += left_out.len() as u64;
-        days.retain(|stream_id, _| !left_out.contains(stream_id));
-        run.considered += days.len() as u64;
         let today = self.township().local_date(chrono::Utc::now());
-        for (stream_id, (day, date, first_at)) in days {
-            let Some(date) = date else { continue };
+        for (stream_id, (day, (date, first_at))) in days {
+            let (Some(date), Some(first_at)) = (date, first_at) else {
+                continue;
+            };
             if day.names_erased {
                 leftover.push(stream_id);
                 continue;
